@@ -1,0 +1,183 @@
+"""The ``expdecay`` command line.
+
+Each subcommand lives with the code it drives: a module listed in
+:data:`COMMANDS` provides ``add_arguments(parser)`` and ``run(args) -> int``.
+Bad arguments and bad values print one line ``expdecay: error: ...`` on
+stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+#: subcommand -> (module, one-line help).  Modules are imported lazily.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "eval": ("expdecay.cli", "evaluate the schedule at one step, correctly rounded"),
+}
+
+
+class UsageError(Exception):
+    """A bad command-line argument or value: one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _optional_commands() -> None:
+    for name, module, text in (
+        ("vectors", "expdecay.vectors", "generate or validate conformance vector files"),
+        ("check", "expdecay.conformance", "check an implementation against the vectors"),
+        ("analyze", "expdecay.analysis", "precision analysis of a schedule and an implementation"),
+        ("report", "expdecay.analysis", "write a Markdown/HTML precision report"),
+    ):
+        try:
+            spec = importlib.util.find_spec(module)
+        except ModuleNotFoundError:
+            spec = None
+        if spec is not None:
+            COMMANDS.setdefault(name, (module, text))
+
+
+def add_schedule_arguments(p: argparse.ArgumentParser, *, step: bool = True) -> None:
+    """The schedule's parameters, shared by the subcommands."""
+    p.add_argument("--initial-learning-rate", required=True, metavar="X")
+    p.add_argument("--decay-steps", required=True, metavar="D")
+    p.add_argument("--decay-rate", required=True, metavar="R")
+    p.add_argument("--staircase", action="store_true")
+    p.add_argument("--dtype", default="float32",
+                   choices=["float16", "bfloat16", "float32", "float64"])
+    p.add_argument(
+        "--float64-inputs", action="store_true",
+        help="read each number as the Python float it would be in source code "
+        "(0.1 -> the double nearest 0.1) instead of as an exact decimal",
+    )
+    if step:
+        p.add_argument("--step", required=True, metavar="N")
+
+
+def schedule_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """``(initial_learning_rate, decay_steps, decay_rate)`` as the oracle takes them."""
+    return tuple(  # type: ignore[return-value]
+        number(getattr(args, k), args.float64_inputs, k)
+        for k in ("initial_learning_rate", "decay_steps", "decay_rate")
+    )
+
+
+def number(text: str, as_float: bool, name: str = "value") -> Any:
+    """A command-line number: the exact decimal, or the nearest double."""
+    if not as_float:
+        return text
+    try:
+        return float(text) if not text.lower().lstrip("+-").startswith("0x") else float.fromhex(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number; got {text!r}") from None
+
+
+def _add_eval(p: argparse.ArgumentParser) -> None:
+    add_schedule_arguments(p)
+    p.add_argument("--order", default="both", choices=["exact", "keras", "both"])
+    p.add_argument("--digits", type=int, default=40)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    _add_eval(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .floats import get_format, to_bits, to_hex, ulp_distance
+    from .oracle import evaluate, value
+
+    I, D, r = schedule_inputs(args)
+    s = number(args.step, args.float64_inputs, "step")
+    fmt = get_format(args.dtype)
+    orders = ["exact", "keras"] if args.order == "both" else [args.order]
+    exact_value = value(I, D, r, s, staircase=args.staircase, digits=args.digits)
+    out: dict[str, Any] = {
+        "initial_learning_rate": args.initial_learning_rate,
+        "decay_steps": args.decay_steps,
+        "decay_rate": args.decay_rate,
+        "step": args.step,
+        "staircase": args.staircase,
+        "dtype": fmt.name,
+        "inputs": "float64" if args.float64_inputs else "exact-decimal",
+        "exact": exact_value,
+        "orders": {},
+    }
+    values = {}
+    for order in orders:
+        x = evaluate(I, D, r, s, staircase=args.staircase, dtype=fmt, order=order)
+        f = float(x)
+        values[order] = f
+        out["orders"][order] = {
+            "value": str(x),
+            "hex": to_hex(f, fmt),
+            "bits": f"0x{to_bits(f, fmt):0{fmt.width // 4}x}",
+        }
+    if len(values) == 2:
+        try:
+            out["ulp_keras_minus_exact"] = ulp_distance(values["exact"], values["keras"], fmt)
+        except ValueError:
+            out["ulp_keras_minus_exact"] = None
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"lr = {I} * {r} ** {'floor' if args.staircase else ''}({s} / {D})   [{fmt.name}]")
+    print(f"  exact real value  {exact_value}")
+    for order, o in out["orders"].items():
+        print(f"  {order:<6} {o['value']:<26} {o['hex']:<24} {o['bits']}")
+    if "ulp_keras_minus_exact" in out:
+        print(f"  keras - exact: {out['ulp_keras_minus_exact']} ulp")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _optional_commands()
+    parser = _Parser(prog="expdecay", description=__doc__.splitlines()[0])
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"expdecay {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, text) in COMMANDS.items():
+        sp = sub.add_parser(name, help=text, description=text)
+        sp.set_defaults(_module=module, _command=name)
+        mod = importlib.import_module(module)
+        adder = getattr(mod, f"add_{name}_arguments", None) or mod.add_arguments
+        adder(sp)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            default = "check" if "check" in COMMANDS else None
+            if default is None:
+                parser.print_help()
+                return 2
+            args = parser.parse_args([default, *(argv or [])])
+        mod = importlib.import_module(args._module)
+        runner = getattr(mod, f"run_{args._command}", None) or mod.run
+        return int(runner(args) or 0)
+    except UsageError as e:
+        print(f"expdecay: error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError) as e:
+        print(f"expdecay: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("expdecay: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,683 @@
+"""The correctly rounded oracle: ``I * r ** (s / D)`` in any format, both orders.
+
+How a value is obtained (see ``spec/exponential_decay.md`` §10):
+
+1. Every input is converted to its exact value (:func:`to_exact`): a finite
+   nonzero number becomes a :class:`~fractions.Fraction`; zeros, infinities
+   and NaN stay Python floats, so the sign of zero survives.
+2. The SymPy expression of :mod:`expdecay.formula` is walked with a set of
+   operations.  :class:`ExactOps` performs division, floor and multiplication
+   exactly and applies the IEEE / C99 Annex F special-value rules; the only
+   transcendental node, ``r ** p`` for finite ``r != 0, 1`` and finite
+   ``p != 0``, is kept as a deferred :class:`Power` ``c * |r| ** p``.
+   :class:`RoundedOps` (the ``keras`` order) rounds the inputs and the result
+   of every operation to the format.
+3. A :class:`Power` is rounded by :func:`round_power`: if ``c * |r| ** p``
+   could be exactly a float or exactly a midpoint between two (only possible
+   when ``|r| ** p`` is rational and small, which a divisibility test on odd
+   parts decides without computing the power), it is computed with exact
+   rationals and rounded once; otherwise it is provably not a rounding
+   boundary, and a Ziv loop over mpmath interval enclosures (directed
+   rounding, precision grown until both ends round alike) terminates.
+
+No global mpmath state is read or changed: the interval routines of
+``mpmath.libmp`` take the precision as an argument.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Union
+
+import numpy as np
+from mpmath.libmp import (
+    from_int,
+    libmpi,
+    mpf_div,
+    round_ceiling,
+    round_floor,
+)
+
+from . import formula
+from .floats import Format, get_format, round_dyadic, round_rational, to_numpy
+
+__all__ = [
+    "evaluate",
+    "value",
+    "to_exact",
+    "resolve_dtype",
+    "PrecisionError",
+    "ORDERS",
+    "DEFAULT_MAX_PREC",
+]
+
+ORDERS = ("exact", "keras")
+
+#: Working-precision cap (bits) of the Ziv loops.
+DEFAULT_MAX_PREC = 1 << 16
+
+#: An exact extended real: a nonzero finite ``Fraction``, or a float that is
+#: a signed zero, a signed infinity or NaN.
+Exact = Union[Fraction, float]
+
+
+class PrecisionError(ArithmeticError):
+    """A Ziv loop reached its precision cap without deciding the rounding."""
+
+
+# ---------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------
+
+_HEX = re.compile(
+    r"^([+-]?)0x([0-9a-f]*)(?:\.([0-9a-f]*))?(?:p([+-]?\d+))?$", re.IGNORECASE
+)
+_SPECIAL = {
+    "nan": math.nan, "+nan": math.nan, "-nan": math.nan,
+    "inf": math.inf, "+inf": math.inf, "infinity": math.inf, "+infinity": math.inf,
+    "-inf": -math.inf, "-infinity": -math.inf,
+}
+
+
+def _from_float(x: float) -> Exact:
+    if x == 0.0 or not math.isfinite(x):
+        return x
+    return Fraction(x)
+
+
+def _from_fraction(q: Fraction) -> Exact:
+    return q if q else 0.0
+
+
+def _parse_str(text: str, name: str) -> Exact:
+    t = text.strip()
+    low = t.lower()
+    if low in _SPECIAL:
+        return _SPECIAL[low]
+    negative = t.startswith("-")
+    m = _HEX.match(t)
+    try:
+        if m and (m.group(2) or m.group(3)):
+            sign, whole, frac, exp = m.groups()
+            frac = frac or ""
+            mant = int((whole or "0") + frac, 16)
+            q = Fraction(mant) * Fraction(2) ** (int(exp or 0) - 4 * len(frac))
+        else:
+            q = Fraction(t)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        raise ValueError(f"{name} must be a number; got the string {text!r}") from None
+    if q == 0:
+        return -0.0 if negative else 0.0
+    return -q if negative and m else q
+
+
+def to_exact(x: Any, name: str = "value") -> Exact:
+    """The exact value denoted by ``x`` (spec §3).
+
+    >>> to_exact("0.96")
+    Fraction(24, 25)
+    >>> to_exact(0.5), to_exact(-0.0), to_exact("0x1.8p-1")
+    (Fraction(1, 2), -0.0, Fraction(3, 4))
+    """
+    if isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a number, not a bool; got {x!r}")
+    if isinstance(x, Fraction):
+        return _from_fraction(x)
+    if isinstance(x, (int, np.integer)):
+        return _from_fraction(Fraction(int(x)))
+    if isinstance(x, float):
+        return _from_float(x)
+    if isinstance(x, Decimal):
+        if x.is_nan():
+            return math.nan
+        if x.is_infinite():
+            return -math.inf if x.is_signed() else math.inf
+        if x.is_zero():
+            return -0.0 if x.is_signed() else 0.0
+        return Fraction(x)
+    if isinstance(x, str):
+        return _parse_str(x, name)
+    if isinstance(x, np.ndarray) and x.ndim == 0:
+        return to_exact(x[()], name)
+    if isinstance(x, np.generic) and x.dtype.kind in "fV" or isinstance(x, np.floating):
+        f = float(x)  # exact for float16, bfloat16, float32, float64
+        if np.dtype(x.dtype).itemsize > 8 and math.isfinite(f) and f != 0.0:
+            return Fraction(*x.as_integer_ratio())  # type: ignore[union-attr]
+        return _from_float(f)
+    raise TypeError(
+        f"{name} must be an int, float, Fraction, Decimal, numeric string or numpy "
+        f"scalar; got {type(x).__name__} {x!r}"
+    )
+
+
+def resolve_dtype(initial_learning_rate: Any, dtype: Any = None) -> Format:
+    """The computation format (spec §4): ``dtype`` if given, else the format of
+    a numpy float ``initial_learning_rate``, else float32 (Keras's floatx)."""
+    if dtype is not None:
+        return get_format(dtype)
+    d = getattr(initial_learning_rate, "dtype", None)
+    if isinstance(initial_learning_rate, (np.generic, np.ndarray)) and d is not None:
+        try:
+            return get_format(d)
+        except ValueError:
+            pass
+    return get_format("float32")
+
+
+def _validated(
+    initial_learning_rate: Any, decay_steps: Any, decay_rate: Any, step: Any, staircase: Any
+) -> tuple[Exact, Exact, Exact, Exact]:
+    check_staircase(staircase)
+    D = check_decay_steps(decay_steps)
+    return (
+        to_exact(initial_learning_rate, "initial_learning_rate"),
+        D,
+        to_exact(decay_rate, "decay_rate"),
+        to_exact(step, "step"),
+    )
+
+
+def check_staircase(staircase: Any) -> bool:
+    """``staircase`` must be a real bool (so the string ``"False"`` is refused)."""
+    if not isinstance(staircase, (bool, np.bool_)):
+        raise TypeError(f"staircase must be a bool; got {type(staircase).__name__} {staircase!r}")
+    return bool(staircase)
+
+
+def check_decay_steps(decay_steps: Any) -> Fraction:
+    """``decay_steps`` must be finite and > 0; returns its exact value."""
+    D = to_exact(decay_steps, "decay_steps")
+    if not isinstance(D, Fraction) or D <= 0:
+        raise ValueError(f"decay_steps must be finite and > 0; got {decay_steps!r}")
+    return D
+
+
+# ---------------------------------------------------------------------------
+# Exact arithmetic with IEEE special values
+# ---------------------------------------------------------------------------
+
+
+def _neg(x: Exact) -> bool:
+    """Sign bit of an exact value (NaN counts as positive)."""
+    if isinstance(x, Fraction):
+        return x < 0
+    return math.copysign(1.0, x) < 0 and not math.isnan(x)
+
+
+def _is_nan(x: Exact) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+def _is_inf(x: Exact) -> bool:
+    return isinstance(x, float) and math.isinf(x)
+
+
+def _is_zero(x: Exact) -> bool:
+    return isinstance(x, float) and x == 0.0
+
+
+def _signed(value: float, negative: bool) -> float:
+    return -value if negative else value
+
+
+def _odd_integer(y: Exact) -> bool:
+    return isinstance(y, Fraction) and y.denominator == 1 and y.numerator & 1 == 1
+
+
+@dataclass(frozen=True)
+class Power:
+    """The deferred exact value ``coef * base ** exponent``.
+
+    ``coef`` is a nonzero Fraction (it carries the sign), ``base`` a positive
+    Fraction other than 1, ``exponent`` a nonzero Fraction.
+    """
+
+    coef: Fraction
+    base: Fraction
+    exponent: Fraction
+
+
+Node = Union[Fraction, float, Power]
+
+
+class ExactOps:
+    """Operations on exact extended reals (spec §6, §8)."""
+
+    def constant(self, value: Fraction) -> Exact:
+        return _from_fraction(value)
+
+    def div(self, a: Node, b: Node) -> Exact:
+        assert not isinstance(a, Power) and not isinstance(b, Power)
+        if _is_nan(a) or _is_nan(b):
+            return math.nan
+        negative = _neg(a) != _neg(b)
+        if _is_inf(a):
+            return math.nan if _is_inf(b) else _signed(math.inf, negative)
+        if _is_zero(a):
+            return math.nan if _is_zero(b) else _signed(0.0, negative)
+        if _is_zero(b):
+            return _signed(math.inf, negative)
+        if _is_inf(b):
+            return _signed(0.0, negative)
+        return a / b  # type: ignore[operator]
+
+    def floor(self, a: Node) -> Exact:
+        if isinstance(a, Fraction):
+            return _from_fraction(Fraction(math.floor(a)))
+        return a  # type: ignore[return-value]
+
+    def pow(self, x: Node, y: Node) -> Node:
+        """C99 Annex F.9.4.4 ``pow``, the table of spec §8.1."""
+        assert not isinstance(x, Power) and not isinstance(y, Power)
+        if _is_zero(y):
+            return Fraction(1)
+        if x == 1:
+            return Fraction(1)
+        if _is_nan(x) or _is_nan(y):
+            return math.nan
+        if _is_zero(x):
+            odd = _odd_integer(y)
+            if _neg(y):
+                return _signed(math.inf, odd and _neg(x))
+            return _signed(0.0, odd and _neg(x))
+        if _is_inf(y):
+            if x == -1:
+                return Fraction(1)
+            big = abs(x) > 1  # type: ignore[operator]
+            return math.inf if big != _neg(y) else 0.0
+        if _is_inf(x):
+            odd = _odd_integer(y)
+            mag = 0.0 if _neg(y) else math.inf
+            return _signed(mag, odd and _neg(x))
+        assert isinstance(x, Fraction) and isinstance(y, Fraction)
+        if x < 0:
+            if y.denominator != 1:
+                return math.nan
+            coef = Fraction(-1 if y.numerator & 1 else 1)
+            if x == -1:
+                return coef
+            return Power(coef, -x, y)
+        return Power(Fraction(1), x, y)
+
+    def mul(self, a: Node, b: Node) -> Node:
+        if isinstance(a, Power):
+            a, b = b, a
+        if _is_nan(a) or _is_nan(b):
+            return math.nan
+        if isinstance(b, Power):
+            if isinstance(a, Fraction):
+                return Power(a * b.coef, b.base, b.exponent)
+            negative = _neg(a) != (b.coef < 0)
+            return _signed(math.inf if _is_inf(a) else 0.0, negative)
+        negative = _neg(a) != _neg(b)
+        if _is_inf(a) or _is_inf(b):
+            return math.nan if _is_zero(a) or _is_zero(b) else _signed(math.inf, negative)
+        if _is_zero(a) or _is_zero(b):
+            return _signed(0.0, negative)
+        return a * b  # type: ignore[operator]
+
+
+class RoundedOps(ExactOps):
+    """Every operation of :class:`ExactOps` followed by rounding to ``fmt``:
+    the ``keras`` order (spec §7)."""
+
+    def __init__(self, fmt: Format, max_prec: int = DEFAULT_MAX_PREC):
+        self.fmt = fmt
+        self.max_prec = max_prec
+
+    def round(self, x: Node) -> Exact:
+        return _from_float(round_node(x, self.fmt, self.max_prec))
+
+    def constant(self, value: Fraction) -> Exact:
+        return self.round(_from_fraction(value))
+
+    def div(self, a: Node, b: Node) -> Exact:
+        return self.round(super().div(a, b))
+
+    def pow(self, x: Node, y: Node) -> Exact:
+        return self.round(super().pow(x, y))
+
+    def mul(self, a: Node, b: Node) -> Exact:
+        return self.round(super().mul(a, b))
+
+    # floor of a float is a float: no rounding needed.
+
+
+_EXACT_OPS = ExactOps()
+
+
+# ---------------------------------------------------------------------------
+# Rounding a node
+# ---------------------------------------------------------------------------
+
+
+def round_node(x: Node, fmt: Format, max_prec: int = DEFAULT_MAX_PREC) -> float:
+    """Round an exact node to ``fmt`` (a Python float holding a ``fmt`` value)."""
+    if isinstance(x, Power):
+        return round_power(x, fmt, max_prec)
+    if isinstance(x, Fraction):
+        return round_rational(x, fmt)
+    if math.isnan(x):
+        return math.nan
+    return x
+
+
+def _split2(n: int) -> tuple[int, int]:
+    """``n = 2**k * odd``: return ``(k, odd)`` for ``n > 0``."""
+    k = (n & -n).bit_length() - 1
+    return k, n >> k
+
+
+try:  # gmpy2 where it installs; an exact integer fallback otherwise
+    from gmpy2 import iroot as _gmpy_iroot
+
+    def _exact_root(a: int, n: int) -> int | None:
+        if a == 1:
+            return 1
+        if n >= a.bit_length():  # a >= 2 has an integer n-th root only if a >= 2**n
+            return None
+        root, exact = _gmpy_iroot(a, n)
+        return int(root) if exact else None
+
+except ImportError:  # pragma: no cover - exercised only without gmpy2
+
+    def _exact_root(a: int, n: int) -> int | None:
+        if a == 1:
+            return 1
+        if n >= a.bit_length():
+            return None
+        x = 1 << -(-a.bit_length() // n)  # >= root
+        while True:
+            y = ((n - 1) * x + a // x ** (n - 1)) // n
+            if y >= x:
+                break
+            x = y
+        return x if x**n == a else None
+
+
+def rational_power(p: Power, budget_bits: int) -> tuple[Fraction, int] | None:
+    """``p`` as ``(q, k)`` with value ``q * 2**k`` when ``base ** exponent`` is
+    rational and ``q`` costs at most about ``budget_bits`` bits; else None.
+
+    The power-of-two part of the result is kept in ``k`` so that, for
+    instance, ``0.5 ** 10**18`` costs nothing.
+    """
+    m, n = p.exponent.numerator, p.exponent.denominator
+    a, b = p.base.numerator, p.base.denominator
+    if n > 1:
+        ra, rb = _exact_root(a, n), _exact_root(b, n)
+        if ra is None or rb is None:
+            return None  # base ** exponent is irrational
+        a, b = ra, rb
+    if m < 0:
+        a, b, m = b, a, -m
+    i, A = _split2(a)
+    j, B = _split2(b)
+    if m * max(A.bit_length(), B.bit_length()) > budget_bits:
+        return None
+    return p.coef * Fraction(A**m, B**m), (i - j) * m
+
+
+def _may_be_boundary(p: Power, fmt: Format) -> bool:
+    """False when ``p``'s value is provably neither a value of ``fmt`` nor a
+    midpoint between two (nor the overflow threshold, itself a midpoint).
+
+    Such points are ``K * 2**e`` with ``K`` odd and ``K < 2**(precision+1)``.
+    Write ``base ** exponent = (2**i A / 2**j B) ** m`` (``m > 0`` after
+    swapping, ``A``, ``B`` odd and coprime) and ``coef = +-2**k U / 2**l V``.
+    The odd part of the value is ``U A**m / (V B**m)``; it is an odd integer
+    only if ``B**m`` divides ``U``, and it is at least ``A**m / V``.  Both
+    conditions are tested through bit lengths, so no large power is formed.
+    An irrational ``base ** exponent`` is never such a point.
+    """
+    m, n = p.exponent.numerator, p.exponent.denominator
+    a, b = p.base.numerator, p.base.denominator
+    if n > 1:
+        ra, rb = _exact_root(a, n), _exact_root(b, n)
+        if ra is None or rb is None:
+            return False
+        a, b = ra, rb
+    if m < 0:
+        a, b, m = b, a, -m
+    _, A = _split2(a)
+    _, B = _split2(b)
+    _, U = _split2(abs(p.coef.numerator))
+    _, V = _split2(p.coef.denominator)
+    if B > 1 and m * (B.bit_length() - 1) >= U.bit_length():
+        return False  # B**m >= 2**bitlen(U) > U cannot divide U
+    if A > 1 and m * (A.bit_length() - 1) >= fmt.precision + 1 + V.bit_length():
+        return False  # A**m / V >= 2**(precision+1)
+    return True
+
+
+def _interval(q: Fraction, prec: int) -> tuple[Any, Any]:
+    """An mpmath interval (pair of mpf tuples) enclosing the rational ``q``."""
+    num, den = from_int(q.numerator), from_int(q.denominator)
+    if q.denominator == 1 and abs(q.numerator).bit_length() <= prec:
+        return num, num
+    return mpf_div(num, den, prec, round_floor), mpf_div(num, den, prec, round_ceiling)
+
+
+def _log2_magnitude(q: Fraction) -> int:
+    """About ``log2 |q|`` (within 1) for ``q != 0``."""
+    return abs(q.numerator).bit_length() - q.denominator.bit_length()
+
+
+def amplification_bits(p: Power) -> int:
+    """About ``log2 |exponent * ln base|``, the bits that the evaluation of the
+    exponential loses to the magnitude of its argument (at least 0)."""
+    base = p.base
+    if Fraction(1, 2) <= base <= 2:
+        ln_bits = _log2_magnitude(base - 1) + 1  # |ln r| <= 2|r - 1| here
+    else:
+        ln_bits = max(1, abs(_log2_magnitude(base)).bit_length())
+    return max(0, _log2_magnitude(p.exponent) + ln_bits + 1)
+
+
+def enclose(p: Power, prec: int) -> tuple[Any, Any]:
+    """An interval enclosure of ``coef * base ** exponent`` at ``prec`` bits."""
+    y = libmpi.mpi_mul(_interval(p.exponent, prec), libmpi.mpi_log(_interval(p.base, prec), prec), prec)
+    return libmpi.mpi_mul(_interval(p.coef, prec), libmpi.mpi_exp(y, prec), prec)
+
+
+@dataclass
+class ZivStats:
+    """Counters of the Ziv loops, for analysis and benchmarks."""
+
+    calls: int = 0
+    exact: int = 0
+    retries: int = 0
+    max_prec: int = 0
+
+
+STATS = ZivStats()
+
+
+def round_power(p: Power, fmt: Format, max_prec: int = DEFAULT_MAX_PREC) -> float:
+    """Correctly round ``p`` to ``fmt`` (spec §10)."""
+    STATS.calls += 1
+    if _may_be_boundary(p, fmt):
+        exact = rational_power(p, budget_bits=1 << 30)
+        assert exact is not None  # the boundary test bounded its size
+        STATS.exact += 1
+        return round_rational(exact[0], fmt, exact[1])
+    prec = fmt.precision + 24 + amplification_bits(p)
+    while True:
+        lo, hi = enclose(p, prec)
+        a = round_dyadic(bool(lo[0]), int(lo[1]), lo[2], fmt)
+        if a == round_dyadic(bool(hi[0]), int(hi[1]), hi[2], fmt):
+            STATS.max_prec = max(STATS.max_prec, prec)
+            return a
+        STATS.retries += 1
+        if prec >= max_prec:
+            raise PrecisionError(
+                f"rounding of {p} to {fmt.name} undecided at {prec} bits (cap {max_prec})"
+            )
+        prec = min(max_prec, 2 * prec)
+
+
+# ---------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------
+
+
+def _check_order(order: Any) -> str:
+    if order not in ORDERS:
+        raise ValueError(f"order must be 'exact' or 'keras'; got {order!r}")
+    return order  # type: ignore[no-any-return]
+
+
+def evaluate(
+    initial_learning_rate: Any,
+    decay_steps: Any,
+    decay_rate: Any,
+    step: Any,
+    *,
+    staircase: bool = False,
+    dtype: Any = None,
+    order: str = "exact",
+    max_prec: int = DEFAULT_MAX_PREC,
+) -> np.generic:
+    """The schedule's value in ``dtype``, correctly rounded, in ``order``.
+
+    ``order="exact"`` rounds the exact real ``I * r ** (s / D)`` once;
+    ``order="keras"`` rounds the inputs and every operation (spec §6, §7).
+    Returns a numpy scalar of the format (``ml_dtypes.bfloat16`` for
+    bfloat16).  ``dtype=None`` applies the dtype rule (spec §4).
+
+    >>> evaluate(0.1, 100000, 0.96, 10**6, dtype="float64")
+    np.float64(0.06648326359915008)
+    >>> evaluate(0.75, 2, 0.25, 1, dtype="float16")
+    np.float16(0.375)
+    """
+    fmt = resolve_dtype(initial_learning_rate, dtype)
+    _check_order(order)
+    args = _validated(initial_learning_rate, decay_steps, decay_rate, step, staircase)
+    return to_numpy(evaluate_exact(args, bool(staircase), fmt, order, max_prec), fmt)
+
+
+def evaluate_exact(
+    args: tuple[Exact, Exact, Exact, Exact],
+    staircase: bool,
+    fmt: Format,
+    order: str,
+    max_prec: int = DEFAULT_MAX_PREC,
+) -> float:
+    """:func:`evaluate` on already-converted exact inputs; returns a Python float."""
+    compiled = formula.COMPILED[staircase]
+    if order == "exact":
+        node = compiled(_EXACT_OPS, *args)
+        return round_node(node, fmt, max_prec)
+    ops = RoundedOps(fmt, max_prec)
+    result = compiled(ops, *(ops.round(a) for a in args))
+    return round_node(result, fmt, max_prec)
+
+
+def exact_node(
+    initial_learning_rate: Any, decay_steps: Any, decay_rate: Any, step: Any, *, staircase: bool = False
+) -> Node:
+    """The exact value of the schedule as a node (Fraction, special float or Power)."""
+    args = _validated(initial_learning_rate, decay_steps, decay_rate, step, staircase)
+    return formula.COMPILED[bool(staircase)](_EXACT_OPS, *args)
+
+
+# ---------------------------------------------------------------------------
+# Decimal digits of the exact value
+# ---------------------------------------------------------------------------
+
+
+def _decimal_digits(q: Fraction, digits: int) -> tuple[int, int]:
+    """``(N, e)`` with ``N`` the ``digits``-digit integer nearest (ties to even)
+    to ``|q| / 10**(e - digits + 1)`` and ``10**e <= |q| < 10**(e+1)`` after
+    rounding."""
+    q = abs(q)
+    e = math.floor((q.numerator.bit_length() - q.denominator.bit_length()) * 0.30102999566398120)
+    while Fraction(10) ** e > q:
+        e -= 1
+    while Fraction(10) ** (e + 1) <= q:
+        e += 1
+    scaled = q * Fraction(10) ** (digits - 1 - e)
+    n, rem = divmod(scaled.numerator, scaled.denominator)
+    twice = 2 * rem
+    if twice > scaled.denominator or (twice == scaled.denominator and n & 1):
+        n += 1
+    if n == 10**digits:
+        n, e = 10 ** (digits - 1), e + 1
+    return n, e
+
+
+def _format_decimal(negative: bool, n: int, e: int) -> str:
+    s = str(n)
+    body = s[0] + ("." + s[1:] if len(s) > 1 else "")
+    return f"{'-' if negative else ''}{body}e{e:+d}"
+
+
+def _mpf_fraction(x: Any) -> Fraction:
+    sign, man, exp, _ = x
+    q = Fraction(int(man)) * Fraction(2) ** exp
+    return -q if sign else q
+
+
+def value(
+    initial_learning_rate: Any,
+    decay_steps: Any,
+    decay_rate: Any,
+    step: Any,
+    *,
+    staircase: bool = False,
+    digits: int = 40,
+    max_prec: int = DEFAULT_MAX_PREC,
+) -> str:
+    """The exact real value of the schedule with ``digits`` correct significant
+    digits (rounded half to even), as ``"d.ddd…e±x"`` (spec §9).
+
+    >>> value(0.75, 2, 0.25, 1, digits=5)
+    '3.7500e-1'
+    >>> value(1, 1, "0.5", -3, digits=3)
+    '8.00e+0'
+    """
+    if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 10000:
+        raise ValueError(f"digits must be an int in [1, 10000]; got {digits!r}")
+    node = exact_node(initial_learning_rate, decay_steps, decay_rate, step, staircase=staircase)
+    if isinstance(node, float):
+        if math.isnan(node):
+            return "nan"
+        if math.isinf(node):
+            return "-inf" if node < 0 else "inf"
+        return "-0" if math.copysign(1.0, node) < 0 else "0"
+    if isinstance(node, Fraction):
+        return _format_decimal(node < 0, *_decimal_digits(node, digits))
+    exact = rational_power(node, budget_bits=1 << 20)
+    if exact is not None and abs(exact[1]) <= 1 << 20:
+        q = exact[0] * Fraction(2) ** exact[1]
+        return _format_decimal(q < 0, *_decimal_digits(q, digits))
+    return _decimal_ziv(node, digits, max_prec)
+
+
+def _decimal_ziv(p: Power, digits: int, max_prec: int) -> str:
+    """Digits of an inexact power by interval enclosures, scaled by a power of
+    ten in interval arithmetic so that huge exponents are never expanded."""
+    prec = int(digits * 3.33) + 32 + amplification_bits(p)
+    ten = (from_int(10), from_int(10))
+    while True:
+        lo, hi = enclose(p, prec)
+        mag_lo = libmpi.mpi_abs((lo, hi), prec)[0]
+        # Decimal exponent estimate from the binary exponent of the lower end.
+        e_est = math.floor((mag_lo[2] + mag_lo[3] - 1) * 0.30102999566398120)
+        k = digits - 1 - e_est
+        scale = libmpi.mpi_pow_int(ten, abs(k), prec)
+        if k < 0:
+            scaled = libmpi.mpi_div((lo, hi), scale, prec)
+        else:
+            scaled = libmpi.mpi_mul((lo, hi), scale, prec)
+        ends = [_decimal_digits(_mpf_fraction(x), digits) for x in scaled if x[1]]
+        if len(ends) == 2 and ends[0] == ends[1]:
+            n, e = ends[0]
+            return _format_decimal(p.coef < 0, n, e - k)
+        if prec >= max_prec:
+            raise PrecisionError(f"{digits} digits of {p} undecided at {prec} bits")
+        prec = min(max_prec, 2 * prec)
