@@ -8,7 +8,12 @@ bfloat16, float32 and float64 in two orders of evaluation (``exact`` and
 
 from .floats import FORMATS, get_format
 from .oracle import PrecisionError, evaluate, value
+from .schedule import ExponentialDecay, deserialize, serialize
 
 __version__ = "0.1.0"
 
-__all__ = ["FORMATS", "get_format", "evaluate", "value", "PrecisionError", "__version__"]
+__all__ = [
+    "ExponentialDecay",
+    "serialize",
+    "deserialize",
+    "FORMATS", "get_format", "evaluate", "value", "PrecisionError", "__version__"]

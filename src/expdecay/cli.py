@@ -76,7 +76,9 @@ def number(text: str, as_float: bool, name: str = "value") -> Any:
     if not as_float:
         return text
     try:
-        return float(text) if not text.lower().lstrip("+-").startswith("0x") else float.fromhex(text)
+        if text.lower().lstrip("+-").startswith("0x"):
+            return float.fromhex(text)
+        return float(text)
     except ValueError:
         raise ValueError(f"{name} must be a number; got {text!r}") from None
 

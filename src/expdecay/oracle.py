@@ -31,13 +31,21 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from mpmath.libmp import (
+    fone,
     from_int,
+    from_man_exp,
+    fzero,
     libmpi,
+    mpf_add,
     mpf_div,
+    mpf_exp,
+    mpf_log,
+    mpf_mul,
+    mpf_sub,
     round_ceiling,
     round_floor,
 )
@@ -62,7 +70,7 @@ DEFAULT_MAX_PREC = 1 << 16
 
 #: An exact extended real: a nonzero finite ``Fraction``, or a float that is
 #: a signed zero, a signed infinity or NaN.
-Exact = Union[Fraction, float]
+Exact = Fraction | float
 
 
 class PrecisionError(ArithmeticError):
@@ -123,6 +131,10 @@ def to_exact(x: Any, name: str = "value") -> Exact:
     >>> to_exact(0.5), to_exact(-0.0), to_exact("0x1.8p-1")
     (Fraction(1, 2), -0.0, Fraction(3, 4))
     """
+    if type(x) is float:
+        return _from_float(x)
+    if type(x) is int:
+        return _from_fraction(Fraction(x))
     if isinstance(x, (bool, np.bool_)):
         raise TypeError(f"{name} must be a number, not a bool; got {x!r}")
     if isinstance(x, Fraction):
@@ -228,7 +240,7 @@ def _odd_integer(y: Exact) -> bool:
     return isinstance(y, Fraction) and y.denominator == 1 and y.numerator & 1 == 1
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Power:
     """The deferred exact value ``coef * base ** exponent``.
 
@@ -241,7 +253,7 @@ class Power:
     exponent: Fraction
 
 
-Node = Union[Fraction, float, Power]
+Node = Fraction | float | Power
 
 
 class ExactOps:
@@ -275,7 +287,7 @@ class ExactOps:
         assert not isinstance(x, Power) and not isinstance(y, Power)
         if _is_zero(y):
             return Fraction(1)
-        if x == 1:
+        if isinstance(x, Fraction) and x.numerator == x.denominator:
             return Fraction(1)
         if _is_nan(x) or _is_nan(y):
             return math.nan
@@ -285,7 +297,7 @@ class ExactOps:
                 return _signed(math.inf, odd and _neg(x))
             return _signed(0.0, odd and _neg(x))
         if _is_inf(y):
-            if x == -1:
+            if isinstance(x, Fraction) and x.numerator == -x.denominator:
                 return Fraction(1)
             big = abs(x) > 1  # type: ignore[operator]
             return math.inf if big != _neg(y) else 0.0
@@ -294,11 +306,11 @@ class ExactOps:
             mag = 0.0 if _neg(y) else math.inf
             return _signed(mag, odd and _neg(x))
         assert isinstance(x, Fraction) and isinstance(y, Fraction)
-        if x < 0:
+        if x.numerator < 0:
             if y.denominator != 1:
                 return math.nan
             coef = Fraction(-1 if y.numerator & 1 else 1)
-            if x == -1:
+            if x.numerator == -x.denominator:
                 return coef
             return Power(coef, -x, y)
         return Power(Fraction(1), x, y)
@@ -417,7 +429,7 @@ def rational_power(p: Power, budget_bits: int) -> tuple[Fraction, int] | None:
         a, b, m = b, a, -m
     i, A = _split2(a)
     j, B = _split2(b)
-    if m * max(A.bit_length(), B.bit_length()) > budget_bits:
+    if m * (max(A, B).bit_length() - 1) > budget_bits:
         return None
     return p.coef * Fraction(A**m, B**m), (i - j) * m
 
@@ -454,12 +466,23 @@ def _may_be_boundary(p: Power, fmt: Format) -> bool:
     return True
 
 
+def _widen_up(x: Any, prec: int) -> Any:
+    """An mpf above ``x`` by two units in the ``prec``-th bit of ``x``: if ``x``
+    is a value rounded toward -inf to ``prec`` bits, the true value lies in
+    ``[x, _widen_up(x, prec)]``."""
+    _, _, exp, bc = x
+    return mpf_add(x, from_man_exp(1, exp + bc - prec + 1), prec + 8, round_ceiling)
+
+
 def _interval(q: Fraction, prec: int) -> tuple[Any, Any]:
-    """An mpmath interval (pair of mpf tuples) enclosing the rational ``q``."""
-    num, den = from_int(q.numerator), from_int(q.denominator)
-    if q.denominator == 1 and abs(q.numerator).bit_length() <= prec:
-        return num, num
-    return mpf_div(num, den, prec, round_floor), mpf_div(num, den, prec, round_ceiling)
+    """An mpmath interval (pair of mpf tuples) enclosing the rational ``q``;
+    a point interval when ``q`` is dyadic (every float input is)."""
+    num, den = q.numerator, q.denominator
+    if den & (den - 1) == 0:
+        x = from_man_exp(num, 1 - den.bit_length())
+        return x, x
+    lo = mpf_div(from_int(num), from_int(den), prec, round_floor)
+    return lo, _widen_up(lo, prec)
 
 
 def _log2_magnitude(q: Fraction) -> int:
@@ -470,18 +493,45 @@ def _log2_magnitude(q: Fraction) -> int:
 def amplification_bits(p: Power) -> int:
     """About ``log2 |exponent * ln base|``, the bits that the evaluation of the
     exponential loses to the magnitude of its argument (at least 0)."""
-    base = p.base
-    if Fraction(1, 2) <= base <= 2:
-        ln_bits = _log2_magnitude(base - 1) + 1  # |ln r| <= 2|r - 1| here
+    a, b = p.base.numerator, p.base.denominator
+    if b <= 2 * a and a <= 2 * b:  # 1/2 <= base <= 2, where |ln r| <= 2 |r - 1|
+        ln_bits = abs(a - b).bit_length() - b.bit_length() + 1
     else:
-        ln_bits = max(1, abs(_log2_magnitude(base)).bit_length())
-    return max(0, _log2_magnitude(p.exponent) + ln_bits + 1)
+        ln_bits = abs(a.bit_length() - b.bit_length()).bit_length()
+    e = p.exponent
+    return max(0, abs(e.numerator).bit_length() - e.denominator.bit_length() + ln_bits + 1)
+
+
+def _log_enclosure(r: tuple[Any, Any], prec: int) -> tuple[Any, Any]:
+    lo, hi = r
+    if lo is not hi:
+        return libmpi.mpi_log(r, prec)
+    # A point: one directed evaluation, widened by its rounding error.
+    x = mpf_log(lo, prec, round_floor)
+    return x, _widen_up(x, prec)
+
+
+def _exp_enclosure(y: tuple[Any, Any], prec: int) -> tuple[Any, Any]:
+    """``[exp(y_lo), exp(y_hi)]`` from one directed exponential:
+    ``E = exp(y_hi)`` rounded up, so ``exp(y_hi) > E - ulp`` and
+    ``exp(y_lo) = exp(y_hi) exp(-d) >= (E - ulp)(1 - d)`` with ``d = y_hi - y_lo``."""
+    y_lo, y_hi = y
+    e = mpf_exp(y_hi, prec, round_ceiling)
+    _, _, exp, bc = e
+    below = mpf_sub(e, from_man_exp(1, exp + bc - prec + 1), prec, round_floor)
+    d = mpf_sub(y_hi, y_lo, prec, round_ceiling)
+    factor = mpf_sub(fone, d, prec, round_floor)
+    if factor[0] or factor == fzero:  # d >= 1: no useful lower bound this way
+        return libmpi.mpi_exp(y, prec)
+    return mpf_mul(below, factor, prec, round_floor), e
 
 
 def enclose(p: Power, prec: int) -> tuple[Any, Any]:
-    """An interval enclosure of ``coef * base ** exponent`` at ``prec`` bits."""
-    y = libmpi.mpi_mul(_interval(p.exponent, prec), libmpi.mpi_log(_interval(p.base, prec), prec), prec)
-    return libmpi.mpi_mul(_interval(p.coef, prec), libmpi.mpi_exp(y, prec), prec)
+    """An interval enclosure of ``coef * base ** exponent`` at ``prec`` bits:
+    ``coef * exp(exponent * log(base))`` with directed rounding throughout."""
+    log_r = _log_enclosure(_interval(p.base, prec), prec)
+    y = libmpi.mpi_mul(_interval(p.exponent, prec), log_r, prec)
+    return libmpi.mpi_mul(_interval(p.coef, prec), _exp_enclosure(y, prec), prec)
 
 
 @dataclass
@@ -505,7 +555,7 @@ def round_power(p: Power, fmt: Format, max_prec: int = DEFAULT_MAX_PREC) -> floa
         assert exact is not None  # the boundary test bounded its size
         STATS.exact += 1
         return round_rational(exact[0], fmt, exact[1])
-    prec = fmt.precision + 24 + amplification_bits(p)
+    prec = min(max_prec, fmt.precision + 24 + amplification_bits(p))
     while True:
         lo, hi = enclose(p, prec)
         a = round_dyadic(bool(lo[0]), int(lo[1]), lo[2], fmt)
@@ -578,7 +628,12 @@ def evaluate_exact(
 
 
 def exact_node(
-    initial_learning_rate: Any, decay_steps: Any, decay_rate: Any, step: Any, *, staircase: bool = False
+    initial_learning_rate: Any,
+    decay_steps: Any,
+    decay_rate: Any,
+    step: Any,
+    *,
+    staircase: bool = False,
 ) -> Node:
     """The exact value of the schedule as a node (Fraction, special float or Power)."""
     args = _validated(initial_learning_rate, decay_steps, decay_rate, step, staircase)
@@ -661,7 +716,7 @@ def value(
 def _decimal_ziv(p: Power, digits: int, max_prec: int) -> str:
     """Digits of an inexact power by interval enclosures, scaled by a power of
     ten in interval arithmetic so that huge exponents are never expanded."""
-    prec = int(digits * 3.33) + 32 + amplification_bits(p)
+    prec = min(max_prec, int(digits * 3.33) + 32 + amplification_bits(p))
     ten = (from_int(10), from_int(10))
     while True:
         lo, hi = enclose(p, prec)
