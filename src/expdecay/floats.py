@@ -161,8 +161,7 @@ def round_rational(q: Fraction | int, fmt: Format, scale: int = 0) -> float:
     signed zero (``q == 0`` gives ``+0.0``).  ``scale`` may be huge: the power
     of two is never materialised when the result is out of range.
     """
-    q = Fraction(q)
-    num, den = q.numerator, q.denominator
+    num, den = q.numerator, q.denominator  # an int has these too
     if num == 0:
         return 0.0
     negative = num < 0

@@ -26,6 +26,7 @@ No global mpmath state is read or changed: the interval routines of
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -502,10 +503,12 @@ def amplification_bits(p: Power) -> int:
     return max(0, abs(e.numerator).bit_length() - e.denominator.bit_length() + ln_bits + 1)
 
 
-def _log_enclosure(r: tuple[Any, Any], prec: int) -> tuple[Any, Any]:
-    lo, hi = r
+@functools.lru_cache(maxsize=256)
+def _log_enclosure(base: Fraction, prec: int) -> tuple[Any, Any]:
+    """An enclosure of ``ln(base)``; cached, as a schedule has one base."""
+    lo, hi = _interval(base, prec)
     if lo is not hi:
-        return libmpi.mpi_log(r, prec)
+        return libmpi.mpi_log((lo, hi), prec)
     # A point: one directed evaluation, widened by its rounding error.
     x = mpf_log(lo, prec, round_floor)
     return x, _widen_up(x, prec)
@@ -529,7 +532,7 @@ def _exp_enclosure(y: tuple[Any, Any], prec: int) -> tuple[Any, Any]:
 def enclose(p: Power, prec: int) -> tuple[Any, Any]:
     """An interval enclosure of ``coef * base ** exponent`` at ``prec`` bits:
     ``coef * exp(exponent * log(base))`` with directed rounding throughout."""
-    log_r = _log_enclosure(_interval(p.base, prec), prec)
+    log_r = _log_enclosure(p.base, prec)
     y = libmpi.mpi_mul(_interval(p.exponent, prec), log_r, prec)
     return libmpi.mpi_mul(_interval(p.coef, prec), _exp_enclosure(y, prec), prec)
 

@@ -1,0 +1,114 @@
+"""Oracle throughput as a ratio to a plain mpmath loop measured in the same run.
+
+The baseline is ``I * mpmath.power(r, s / D)`` at 50 significant digits with
+mpf inputs: fast, but not correctly rounded.  The oracle is
+``expdecay.oracle.evaluate`` on Python floats, rigorous (interval enclosures in
+a Ziv loop, exact cases by rationals).  Also reported: how many evaluations
+needed a second Ziv iteration and the largest working precision reached.
+
+    python benchmarks/bench_oracle.py [--n 3000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+
+import mpmath
+
+from expdecay import oracle
+from expdecay.floats import FORMATS
+
+
+def _cases(
+    n: int, seed: int = 1, one_schedule: bool = False
+) -> list[tuple[float, int, float, int]]:
+    """Typical schedules: I in [1e-4, 1], D in [10, 1e5], r in [0.5, 0.999],
+    steps up to 20 e-folds of decay; with ``one_schedule`` the first schedule
+    at ``n`` steps (how vector generation and sweeps use the oracle)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        if one_schedule and out:
+            I, D, r, _ = out[0]
+            out.append((I, D, r, rng.randint(0, int(20 / -math.log(r) * D))))
+            continue
+        r = rng.uniform(0.5, 0.999)
+        D = rng.randint(10, 100000)
+        max_step = int(20 / -math.log(r) * D)
+        out.append((10 ** rng.uniform(-4, 0), D, r, rng.randint(0, max_step)))
+    return out
+
+
+def _plain(cases: list[tuple[float, int, float, int]]) -> float:
+    mp_cases = [
+        (mpmath.mpf(I), mpmath.mpf(D), mpmath.mpf(r), mpmath.mpf(s)) for I, D, r, s in cases
+    ]
+    with mpmath.workdps(50):
+        t = time.perf_counter()
+        for I, D, r, s in mp_cases:
+            I * mpmath.power(r, s / D)
+        return time.perf_counter() - t
+
+
+def _oracle(cases, fmt: str, order: str, staircase: bool) -> float:
+    t = time.perf_counter()
+    for I, D, r, s in cases:
+        oracle.evaluate(I, D, r, s, staircase=staircase, dtype=fmt, order=order)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=3000, help="cases per configuration")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    rows = []
+    for mode in ("random schedules", "one schedule"):
+        cases = _cases(args.n, one_schedule=mode == "one schedule")
+        base = min(_plain(cases) for _ in range(3))
+        rows += _measure(cases, base, mode)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(
+        f"{'cases':<17} {'dtype':<9} {'order':<6} {'stair':<5} {'us/eval':>8} {'base us':>8} "
+        f"{'ratio':>6} {'retries':>7} {'exact':>6} {'maxprec':>7}"
+    )
+    for r in rows:
+        print(
+            f"{r['mode']:<17} {r['dtype']:<9} {r['order']:<6} {r['staircase']!s:<5} "
+            f"{r['us_per_eval']:>8.1f} {r['baseline_us']:>8.1f} {r['ratio']:>6.2f} "
+            f"{r['ziv_retries']:>7} {r['exact_cases']:>6} {r['max_prec']:>7}"
+        )
+
+
+def _measure(cases, base: float, mode: str) -> list[dict]:
+    rows = []
+    for fmt in FORMATS:
+        for order in oracle.ORDERS:
+            for staircase in (False, True):
+                oracle.STATS.__init__()
+                t = min(_oracle(cases, fmt, order, staircase) for _ in range(2))
+                rows.append(
+                    {
+                        "mode": mode,
+                        "baseline_us": 1e6 * base / len(cases),
+                        "dtype": fmt,
+                        "order": order,
+                        "staircase": staircase,
+                        "us_per_eval": 1e6 * t / len(cases),
+                        "ratio": t / base,
+                        "ziv_retries": oracle.STATS.retries,
+                        "exact_cases": oracle.STATS.exact,
+                        "max_prec": oracle.STATS.max_prec,
+                    }
+                )
+    return rows
+
+
+if __name__ == "__main__":
+    main()
