@@ -1,0 +1,66 @@
+"""The ``expdecay eval`` command: output, JSON form, and one-line errors with
+exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from expdecay.cli import main
+
+EXAMPLE = ["eval", "--initial-learning-rate", "0.1", "--decay-steps", "100000",
+           "--decay-rate", "0.96", "--step", "1000000"]
+
+
+def test_eval_example(capsys):
+    assert main(EXAMPLE) == 0
+    out = capsys.readouterr().out
+    # 0.1 * 0.96 ** 10 = 0.066483263599150104576 exactly (exact decimals).
+    assert "6.648326359915010457600000000000000000000e-2" in out
+    # float32 neighbours of that value: 0x1.1050c2p-4 is the nearest.
+    assert "0x1.1050c2p-4" in out and "0x3d882861" in out
+    assert "keras - exact:" in out
+
+
+def test_eval_json_both_orders():
+    proc = subprocess.run([sys.executable, "-m", "expdecay.cli", *EXAMPLE, "--json",
+                           "--dtype", "float64"], capture_output=True, text=True, check=True)
+    doc = json.loads(proc.stdout)
+    assert doc["dtype"] == "float64" and set(doc["orders"]) == {"exact", "keras"}
+    # The exact decimal rounds to the double nearest 0.066483263599150104576.
+    assert float.fromhex(doc["orders"]["exact"]["hex"]) == 0.066483263599150104576
+    assert isinstance(doc["ulp_keras_minus_exact"], int)
+
+
+def test_float64_inputs_flag(capsys):
+    # 0.1 as a double is 0.1000000000000000055511151231257827...
+    assert main(["eval", "--initial-learning-rate", "0.1", "--decay-steps", "1",
+                 "--decay-rate", "1", "--step", "0", "--float64-inputs", "--order", "exact",
+                 "--json", "--digits", "20"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["exact"] == "1.0000000000000000555e-1"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["eval", "--initial-learning-rate", "0.1", "--decay-steps", "0", "--decay-rate", "0.9",
+      "--step", "1"], "decay_steps must be finite and > 0; got '0'"),
+    (["eval", "--initial-learning-rate", "x", "--decay-steps", "1", "--decay-rate", "0.9",
+      "--step", "1"], "initial_learning_rate must be a number"),
+    (["eval", "--initial-learning-rate", "0.1", "--decay-steps", "1", "--decay-rate", "0.9",
+      "--step", "1", "--dtype", "float8"], "invalid choice: 'float8'"),
+    (["eval", "--initial-learning-rate", "0.1", "--decay-steps", "1"], "required"),
+    (["eval", "--initial-learning-rate", "0.1", "--decay-steps", "1", "--decay-rate", "0.9",
+      "--step", "1", "--digits", "0"], "digits"),
+    (["nonsense"], "invalid choice"),
+])
+def test_bad_arguments_one_line_exit_2(argv, needle):
+    proc = subprocess.run([sys.executable, "-m", "expdecay.cli", *argv],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("expdecay: error:"), proc.stderr
+    assert needle in lines[0]
+    assert proc.stdout == ""
