@@ -428,8 +428,14 @@ def _same_float(a: float, b: float) -> bool:
 
 
 # statistics, handy when checking that the tests exercise all paths
-STATS = {"exact_pow2": 0, "exact_rational": 0, "prescreen_zero": 0, "prescreen_inf": 0, "ziv": 0,
-         "ziv_max_prec": 0}
+STATS = {
+    "exact_pow2": 0,
+    "exact_rational": 0,
+    "prescreen_zero": 0,
+    "prescreen_inf": 0,
+    "ziv": 0,
+    "ziv_max_prec": 0,
+}
 
 
 def ziv_round(c: Fraction, a: Fraction, p: Fraction, fmt) -> float:
