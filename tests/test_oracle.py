@@ -349,6 +349,13 @@ def test_value_exact_decimals():
     assert value(1, 1, "0.96", 1, digits=2) == "9.6e-1"
     assert value(1, 1, "0.965", 1, digits=2) == "9.6e-1"  # tie to even
     assert value(1, 1, "0.975", 1, digits=2) == "9.8e-1"
+    # Decimal midpoints reached through perfect powers must be exact ties:
+    # "0.0625" ** (1/2) = 0.25 -> one digit: tie, to even "2e-1"; 0.35 -> "4e-1".
+    assert value(1, 2, "0.0625", 1, digits=1) == "2e-1"
+    assert value("1.4", 2, "0.0625", 1, digits=1) == "4e-1"
+    # 0.1 ** 10**18 is exactly 10 ** -(10**18): never expanded.
+    assert value(1, 1, "0.1", 10**18, staircase=True, digits=5) == "1.0000e-1000000000000000000"
+    assert value(1, 1, "0.4", 3, digits=4) == "6.400e-2"
     assert value(NAN, 1, 2, 1) == "nan"
     assert value(-1, 1, 0.0, -1) == "-inf"
     assert value(-0.0, 1, 2, 1) == "-0"

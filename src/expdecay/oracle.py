@@ -709,11 +709,60 @@ def value(
         return "-0" if math.copysign(1.0, node) < 0 else "0"
     if isinstance(node, Fraction):
         return _format_decimal(node < 0, *_decimal_digits(node, digits))
-    exact = rational_power(node, budget_bits=1 << 20)
-    if exact is not None and abs(exact[1]) <= 1 << 20:
-        q = exact[0] * Fraction(2) ** exact[1]
-        return _format_decimal(q < 0, *_decimal_digits(q, digits))
+    exact = _decimal_exact(node, digits)
+    if exact is not None:
+        return exact
     return _decimal_ziv(node, digits, max_prec)
+
+
+def _split25(n: int) -> tuple[int, int, int]:
+    """``n = 2**i * 5**j * rest`` with ``rest`` prime to 10: ``(i, j, rest)``."""
+    i, n = _split2(n)
+    j = 0
+    while n % 5 == 0:
+        n //= 5
+        j += 1
+    return i, j, n
+
+
+def _decimal_exact(p: Power, digits: int) -> str | None:
+    """The digits of ``p`` computed with rationals when its value could be a
+    decimal rounding boundary (a number with ``digits + 1`` significant
+    digits); None when it provably is not, so that enclosures settle.
+
+    The decimal analogue of :func:`_may_be_boundary`: with the factors 2 and 5
+    split off, the value is ``g * 2**i2 * 5**i5`` where ``g`` is prime to 10.
+    A decimal ``K * 10**e`` with ``K < 10**(digits+1)`` needs ``g`` to be an
+    integer at most ``K`` and ``2**|i2 - i5| <= K``; all three are tested on
+    bit lengths before any power is formed, and ``10**min(i2, i5)`` is never
+    formed at all.
+    """
+    m, n = p.exponent.numerator, p.exponent.denominator
+    a, b = p.base.numerator, p.base.denominator
+    if n > 1:
+        ra, rb = _exact_root(a, n), _exact_root(b, n)
+        if ra is None or rb is None:
+            return None
+        a, b = ra, rb
+    if m < 0:
+        a, b, m = b, a, -m
+    limit = int((digits + 1) * 3.3219280948873623) + 2  # bits of 10**(digits+1)
+    a2, a5, A = _split25(a)
+    b2, b5, B = _split25(b)
+    u2, u5, U = _split25(abs(p.coef.numerator))
+    v2, v5, V = _split25(p.coef.denominator)
+    if B > 1 and m * (B.bit_length() - 1) >= U.bit_length():
+        return None
+    if A > 1 and m * (A.bit_length() - 1) >= limit + V.bit_length():
+        return None
+    i2 = u2 - v2 + m * (a2 - b2)
+    i5 = u5 - v5 + m * (a5 - b5)
+    if abs(i2 - i5) > limit:
+        return None
+    e = min(i2, i5)
+    y = Fraction(U * A**m, V * B**m) * 2 ** (i2 - e) * 5 ** (i5 - e)
+    n10, e10 = _decimal_digits(y, digits)
+    return _format_decimal(p.coef < 0, n10, e10 + e)
 
 
 def _decimal_ziv(p: Power, digits: int, max_prec: int) -> str:
