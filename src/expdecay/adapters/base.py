@@ -1,0 +1,261 @@
+"""The adapter interface: what every checked implementation looks like.
+
+An adapter wraps one implementation of the schedule (our own fast path, a
+framework, a Python callable or an external program) behind four members:
+
+* ``name`` and ``version`` (strings, for reports);
+* ``applicable(params)``: ``None`` when the implementation can express the
+  schedule described by :class:`Params`, else the reason it cannot;
+* ``evaluate(params, steps)``: the implementation's outputs at an array of
+  steps, as a numpy array (float64 holding the outputs exactly, or an array
+  of the format's own dtype).
+
+``evaluate_outcome`` is the detailed form used by the conformance runner: it
+never raises for a single step, and reports per step an error message or a
+reason why the step is not applicable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from ..floats import Format, get_format
+from ..oracle import to_exact
+
+__all__ = [
+    "Params",
+    "Adapter",
+    "Outcome",
+    "AdapterError",
+    "NotApplicableError",
+    "python_number",
+    "step_value",
+]
+
+
+class AdapterError(RuntimeError):
+    """An implementation failed (raised, crashed, timed out, or is missing)."""
+
+
+class NotApplicableError(AdapterError):
+    """The implementation cannot express the requested case."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """The schedule's configuration, as a test group of the vectors gives it.
+
+    Numbers are Python ints/floats or exact strings (decimal integers,
+    decimal or hex-float literals, ``"nan"``, ``"inf"``, ``"-inf"``);
+    ``dtype`` names a format (``float16``, ``bfloat16``, ``float32``,
+    ``float64``).
+    """
+
+    initial_learning_rate: int | float | str
+    decay_steps: int | float | str
+    decay_rate: int | float | str
+    staircase: bool = False
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.staircase, bool):
+            raise TypeError(f"staircase must be a bool; got {self.staircase!r}")
+        get_format(self.dtype)
+        for name in ("initial_learning_rate", "decay_steps", "decay_rate"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+                raise TypeError(f"{name} must be an int, float or str; got {v!r}")
+
+    @property
+    def format(self) -> Format:
+        return get_format(self.dtype)
+
+    def as_python(self) -> tuple[int | float, int | float, int | float]:
+        """``(I, D, r)`` as the Python numbers a user would write."""
+        return (
+            python_number(self.initial_learning_rate, "initial_learning_rate"),
+            python_number(self.decay_steps, "decay_steps"),
+            python_number(self.decay_rate, "decay_rate"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": encode_number(self.initial_learning_rate),
+            "decay_steps": encode_number(self.decay_steps),
+            "decay_rate": encode_number(self.decay_rate),
+            "staircase": self.staircase,
+            "dtype": self.dtype,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Params:
+        if not isinstance(obj, dict):
+            raise ValueError(f"params must be an object; got {obj!r}")
+        try:
+            return cls(
+                obj["initial_learning_rate"], obj["decay_steps"], obj["decay_rate"],
+                obj.get("staircase", False), obj.get("dtype", "float32"),
+            )
+        except KeyError as e:
+            raise ValueError(f"params lack {e.args[0]!r}") from None
+
+
+def encode_number(x: int | float | str) -> str:
+    """A number as an exact string: decimal integer, hex float or special."""
+    if isinstance(x, str):
+        return x
+    if isinstance(x, int):
+        return str(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x.hex()
+
+
+_INT_CHARS = set("+-0123456789")
+
+
+def python_number(x: int | float | str, name: str = "value") -> int | float:
+    """The Python number a user would pass: ints stay ints, a string of digits
+    becomes an int, anything else becomes the nearest Python float (exact for
+    hex floats and every value of the four formats)."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return x
+    if isinstance(x, str):
+        t = x.strip()
+        if t and set(t) <= _INT_CHARS and any(c.isdigit() for c in t):
+            return int(t)
+        q = to_exact(t, name)
+        return float(q)
+    raise TypeError(f"{name} must be an int, float or str; got {x!r}")
+
+
+def step_value(x: Any) -> int | float:
+    """A step as a Python int (integral, not -0.0) or float."""
+    if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+        return int(x)
+    if isinstance(x, str):
+        return python_number(x, "step")
+    f = float(x)
+    return f
+
+
+@dataclass
+class Outcome:
+    """Per-step results of one evaluation.
+
+    ``values`` holds the outputs as float64 (NaN where the step failed or is
+    not applicable); ``errors`` and ``not_applicable`` map a step's index to a
+    message.  ``exact`` optionally carries outputs that are not float64 values
+    (never for the built-in adapters).
+    """
+
+    values: np.ndarray
+    errors: dict[int, str] = field(default_factory=dict)
+    not_applicable: dict[int, str] = field(default_factory=dict)
+
+
+class Adapter:
+    """Base class of the in-process adapters.
+
+    Subclasses implement :meth:`_evaluate` (vectorised when the framework
+    allows) and may override :meth:`applicable` and :meth:`step_applicable`.
+    """
+
+    name: str = "adapter"
+    version: str = "unknown"
+    #: True when one call evaluates a whole array of steps.
+    vectorised: bool = False
+
+    def applicable(self, params: Params) -> str | None:
+        """``None`` when the case can be expressed, else the reason why not."""
+        return None
+
+    def step_applicable(self, params: Params, step: int | float) -> str | None:
+        """``None`` when this step can be expressed, else the reason why not."""
+        return None
+
+    def _evaluate(self, params: Params, steps: list[int | float]) -> np.ndarray:
+        raise NotImplementedError
+
+    def evaluate(self, params: Params, steps: Any) -> np.ndarray:
+        """The outputs at ``steps`` (float64 array, exact); raises
+        :class:`NotApplicableError` or :class:`AdapterError` if any step fails."""
+        out = self.evaluate_outcome(params, steps)
+        if out.not_applicable:
+            i, why = next(iter(out.not_applicable.items()))
+            raise NotApplicableError(f"{self.name}: step #{i} not applicable: {why}")
+        if out.errors:
+            i, why = next(iter(out.errors.items()))
+            raise AdapterError(f"{self.name}: step #{i} failed: {why}")
+        return out.values
+
+    def evaluate_outcome(self, params: Params, steps: Any) -> Outcome:
+        """Evaluate, isolating failures: an exception on the vectorised call
+        is retried step by step, so that it is charged to the guilty steps."""
+        values = [step_value(s) for s in np.asarray(steps, dtype=object).ravel()]
+        result = Outcome(np.full(len(values), np.nan))
+        why = self.applicable(params)
+        if why is not None:
+            result.not_applicable = dict.fromkeys(range(len(values)), why)
+            return result
+        todo = []
+        for i, s in enumerate(values):
+            reason = self.step_applicable(params, s)
+            if reason is None:
+                todo.append(i)
+            else:
+                result.not_applicable[i] = reason
+        if not todo:
+            return result
+        try:
+            got = as_float64(self._evaluate(params, [values[i] for i in todo]), len(todo))
+            result.values[todo] = got
+            return result
+        except NotApplicableError as e:
+            result.not_applicable.update(dict.fromkeys(todo, str(e)))
+            return result
+        except Exception:  # noqa: BLE001 - retried step by step below
+            pass
+        for i in todo:
+            try:
+                result.values[i] = as_float64(self._evaluate(params, [values[i]]), 1)[0]
+            except NotApplicableError as e:
+                result.not_applicable[i] = str(e)
+            except Exception as e:  # noqa: BLE001 - the implementation's failure
+                result.errors[i] = describe_exception(e)
+        return result
+
+
+def describe_exception(e: BaseException) -> str:
+    """One line naming an exception, capped in length."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}"[:300]
+
+
+def as_float64(values: Any, n: int) -> np.ndarray:
+    """Outputs of an implementation as a float64 array of length ``n``.
+
+    Every value of the four formats is exactly a float64, so the conversion
+    is exact; an integer output (integer arithmetic) is kept as its value.
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "fiub" and arr.dtype != get_format("bfloat16").dtype:
+        arr = np.asarray([float(v) for v in arr.ravel()])
+    out = np.asarray(arr, dtype=np.float64).ravel()
+    if out.size == 1 and n > 1:
+        out = np.full(n, out[0])
+    if out.size != n:
+        raise AdapterError(f"expected {n} outputs, got {out.size}")
+    return out
+
+
+def exact_input(x: int | float | str, name: str) -> Fraction | float:
+    """The exact value of a parameter (for the reference adapters)."""
+    return to_exact(x, name)

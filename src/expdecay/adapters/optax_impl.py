@@ -1,0 +1,54 @@
+"""optax (``optax.exponential_decay``) on JAX, with or without x64.
+
+optax has no dtype argument: its arithmetic runs in JAX's default float,
+float32, or float64 when ``jax_enable_x64`` is on.  A case in another format
+is therefore not applicable.  Steps are an int32/int64 count array as an
+optax optimizer state holds it (or one Python number per call).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Adapter, Params
+from .keras3 import STEP_MODES, step_array
+
+
+class OptaxAdapter(Adapter):
+    """``optax.exponential_decay(init_value, transition_steps, decay_rate, staircase=...)``."""
+
+    def __init__(self, x64: bool = False, step_mode: str = "array") -> None:
+        if step_mode not in STEP_MODES:
+            raise ValueError(f"step_mode must be 'array' or 'scalar'; got {step_mode!r}")
+        import jax
+
+        jax.config.update("jax_enable_x64", bool(x64))
+        import optax
+
+        self.jax = jax
+        self.optax = optax
+        self.x64 = bool(x64)
+        self.step_mode = step_mode
+        self.vectorised = step_mode == "array"
+        self.name = "optax" + ("[x64]" if x64 else "") + ("" if self.vectorised else "[scalar]")
+        self.version = f"optax {optax.__version__}, jax {jax.__version__}"
+
+    def applicable(self, params: Params) -> str | None:
+        native = "float64" if self.x64 else "float32"
+        if params.dtype != native:
+            return f"optax computes in JAX's default float ({native}); no dtype argument"
+        return None
+
+    def step_applicable(self, params: Params, step: int | float) -> str | None:
+        if not self.x64 and isinstance(step, int) and not -2**31 <= step < 2**31:
+            return "step outside int32, JAX's default integer without x64"
+        return None
+
+    def _evaluate(self, params: Params, steps: list[int | float]) -> np.ndarray:
+        I, D, r = params.as_python()
+        fn = self.optax.exponential_decay(I, D, r, staircase=params.staircase)
+        if self.vectorised:
+            arr = step_array(steps)
+            count = self.jax.numpy.asarray(arr)
+            return np.asarray(fn(count), dtype=np.float64).ravel()
+        return np.array([float(fn(s)) for s in steps])

@@ -1,0 +1,864 @@
+"""Conformance vectors: deterministic generation and validation.
+
+A vector file holds the tests of one theme (documented examples, step
+boundaries, large steps, ...), in the layout of ``spec/vectors.schema.json``
+and ``spec/conformance.md``: shared parameters in ``testGroups``, one entry
+per step in ``tests``, every number written exactly (integers as decimal
+strings, floats as a float64 bit pattern plus its hex float), the expected
+bits of both orders, the exact value to 40 digits, flags explained in
+``notes`` and a tolerance in ulps per profile.
+
+Generation is deterministic: no clock, no unseeded randomness, fixed key
+order, so the same version of the package rewrites byte-identical files.
+Validation checks the schema, then lints the semantics (tcIds, counts, flags,
+encodings) and re-derives a sample of the expected values with the oracle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .floats import Format, from_bits, get_format, round_rational, to_bits, to_hex
+from .oracle import ExactOps, RoundedOps, evaluate_exact, to_exact, value
+
+__all__ = [
+    "THEMES",
+    "NOTES",
+    "generate",
+    "write_vectors",
+    "load_vector_file",
+    "validate_file",
+    "VectorFileError",
+    "decode_number",
+    "encode_number",
+    "add_vectors_arguments",
+    "run_vectors",
+    "default_vectors_dir",
+    "schema",
+]
+
+SCHEMA_NAME = "vectors.schema.json"
+ALGORITHM = "ExponentialDecay"
+#: Tolerance (ulps) of the keras profile when the order's pow is inexact:
+#: a pow within 1 ulp moves the final product by at most 2 ulps.
+KERAS_POW_TOLERANCE = 2
+#: Largest vector file accepted (bytes).
+MAX_FILE_BYTES = 64 << 20
+
+INT64_MAX = 2**63 - 1
+
+# ---------------------------------------------------------------------------
+# Flags
+# ---------------------------------------------------------------------------
+
+#: flag -> (bugType, description, effect of a failure)
+NOTES: dict[str, tuple[str, str, str]] = {
+    "Example": ("Functionality", "A documented example (README, spec).",
+                "The implementation disagrees with a published value."),
+    "StepBoundary": ("EdgeCase", "The step is 0 or next to a multiple k*D of decay_steps.",
+                     "A staircase that floors at the wrong step, or an exponent off by one."),
+    "LargeStep": ("EdgeCase", "The step is large (around 2**24, 2**31, 2**53 or int64's limit).",
+                  "Integer-to-float conversion or integer overflow of the step."),
+    "StepCast": ("CastOfInput", "The step is not a value of the format: casting it rounds it.",
+                 "An implementation that casts the step first (Keras) sees another step."),
+    "DecayStepsCast": ("CastOfInput", "decay_steps is not a value of the format.",
+                       "Casting decay_steps changes the exponent."),
+    "RateCast": ("CastOfInput", "decay_rate is not a value of the format.",
+                 "Casting decay_rate changes every value by up to |p| half-ulps of r."),
+    "InitialCast": ("CastOfInput", "initial_learning_rate is not a value of the format.",
+                    "Casting the initial rate changes the value by up to half an ulp."),
+    "Misfloor": ("CastOfInput",
+                 "Staircase: the floor of the rounded quotient differs from the exact floor.",
+                 "The staircase decays one step early or late in the keras order."),
+    "OrdersDiffer": ("Informative", "The exact and keras orders give different bits.",
+                     "Passing one profile implies failing the other."),
+    "PowExact": ("Informative", "pow in the keras order is exact (or a special value).",
+                 "No libm error is allowed: the keras tolerance is 0."),
+    "DecayRate": ("EdgeCase", "A decay rate below, at, above or very near 1, or tiny.",
+                  "pow mishandled near 1, for tiny bases, or for growth."),
+    "Subnormal": ("EdgeCase", "The expected result is subnormal in the format.",
+                  "Subnormals flushed to zero, or lost precision in gradual underflow."),
+    "Overflow": ("EdgeCase", "The exact value exceeds the format's range: the result is inf.",
+                 "Saturation to the largest finite value, or NaN instead of inf."),
+    "Underflow": ("EdgeCase", "The exact value is nonzero but rounds to zero.",
+                  "A wrong sign of zero or a spurious smallest subnormal."),
+    "FormatLimit": ("EdgeCase", "Values at the limits of float16/bfloat16.",
+                    "A cast to the format saturating, or decay_steps cast to inf."),
+    "SpecialValue": ("EdgeCase", "A NaN, infinity or zero input (IEEE 754 / C99 pow table).",
+                     "pow or multiplication special cases handled differently."),
+    "NegativeRate": ("EdgeCase", "A negative decay_rate: real only for integer exponents.",
+                     "Missing NaN for non-integer exponents, or a wrong sign."),
+    "NegativeStep": ("EdgeCase", "A negative step (the schedule grows backwards).",
+                     "Clamping, integer wrap-around or rejection of the step."),
+    "NonFiniteStep": ("EdgeCase", "A NaN or infinite step.",
+                      "Integer conversion errors or a wrong special value."),
+    "IntegerInput": ("Functionality", "initial_learning_rate is a Python int.",
+                     "Integer arithmetic (the value truncated to 0 or 1)."),
+    "InvalidDecaySteps": ("InvalidConfiguration", "decay_steps <= 0 or not finite.",
+                          "Missing validation: the configuration must be rejected."),
+    "HardRounding": ("RoundingBoundary",
+                     "The exact-order value is very close to a rounding midpoint "
+                     "(found by search).",
+                     "An implementation that is not correctly rounded picks the other float."),
+    "HardRoundingPow": ("RoundingBoundary",
+                        "pow in the keras order is very close to a rounding midpoint.",
+                        "A libm pow that is faithful but not correctly rounded."),
+}
+
+#: flags of the tests whose result is "acceptable": an error also passes.
+ACCEPTABLE_FLAGS = ("NegativeStep", "NonFiniteStep")
+
+
+# ---------------------------------------------------------------------------
+# Number encoding
+# ---------------------------------------------------------------------------
+
+
+def encode_number(x: int | float) -> dict[str, str]:
+    """An input number, exactly: ``{"int": "123"}`` or a float64's bits and hex."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"number must be an int or float; got {x!r}")
+    if isinstance(x, int):
+        if not -INT64_MAX - 1 <= x <= INT64_MAX:
+            raise ValueError(f"integer inputs must fit in int64; got {x!r}")
+        return {"int": str(x)}
+    f64 = get_format("float64")
+    return {"hex": to_hex(x), "bits": f"{to_bits(x, f64):016x}"}
+
+
+def decode_number(obj: Any, where: str = "number") -> int | float:
+    """Inverse of :func:`encode_number`; ``ValueError`` names ``where``."""
+    if isinstance(obj, dict) and set(obj) == {"int"} and isinstance(obj["int"], str):
+        text = obj["int"]
+        if not (0 < len(text) <= 20) or not text.lstrip("-").isdigit():
+            raise ValueError(f"{where}: bad integer {text[:40]!r}")
+        n = int(text)
+        if not -INT64_MAX - 1 <= n <= INT64_MAX:
+            raise ValueError(f"{where}: integer outside int64: {text}")
+        return n
+    if isinstance(obj, dict) and set(obj) == {"hex", "bits"}:
+        bits, hx = obj["bits"], obj["hex"]
+        if not isinstance(bits, str) or len(bits) != 16:
+            raise ValueError(f"{where}: bits must be 16 hex digits")
+        try:
+            x = from_bits(int(bits, 16), get_format("float64"))
+        except ValueError:
+            raise ValueError(f"{where}: bad bits {bits!r}") from None
+        if not isinstance(hx, str) or to_hex(x) != hx:
+            raise ValueError(f"{where}: hex {str(hx)[:40]!r} does not match bits {bits}")
+        return x
+    raise ValueError(f"{where}: a number is {{'int': ...}} or {{'hex': ..., 'bits': ...}}")
+
+
+def encode_result(x: float, fmt: Format) -> dict[str, str]:
+    """An expected output: its bits in the format and its hex float."""
+    return {"bits": f"{to_bits(x, fmt):0{fmt.width // 4}x}", "hex": to_hex(x)}
+
+
+def decode_result(obj: dict[str, str], fmt: Format, where: str) -> float:
+    bits = obj["bits"]
+    if len(bits) != fmt.width // 4:
+        raise ValueError(f"{where}: {fmt.name} bits need {fmt.width // 4} hex digits")
+    x = from_bits(int(bits, 16), fmt)
+    if to_hex(x) != obj["hex"]:
+        raise ValueError(f"{where}: hex {obj['hex']!r} does not match bits {bits}")
+    return x
+
+
+# ---------------------------------------------------------------------------
+# Case description
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    """One test before its expectations are computed."""
+
+    step: int | float
+    comment: str
+    flags: tuple[str, ...] = ()
+
+
+@dataclass
+class Group:
+    """Shared parameters and the cases of a test group."""
+
+    dtype: str
+    staircase: bool
+    initial_learning_rate: int | float
+    decay_steps: int | float
+    decay_rate: int | float
+    cases: list[Case] = field(default_factory=list)
+    flags: tuple[str, ...] = ()
+    comment: str = ""
+
+    def add(self, step: int | float, comment: str, *flags: str) -> Group:
+        self.cases.append(Case(step, comment, flags))
+        return self
+
+
+FORMAT_NAMES = ("float16", "bfloat16", "float32", "float64")
+
+
+def _both(dtype: str, I: int | float, D: int | float, r: int | float, comment: str,
+          flags: tuple[str, ...], steps: Iterable[tuple[int | float, str]]) -> list[Group]:
+    """Continuous and staircase groups over the same steps."""
+    out = []
+    for staircase in (False, True):
+        g = Group(dtype, staircase, I, D, r, flags=flags, comment=comment)
+        for s, c in steps:
+            g.add(s, c)
+        out.append(g)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Themes
+# ---------------------------------------------------------------------------
+
+
+def theme_examples() -> list[Group]:
+    """The values quoted in the README and the spec."""
+    groups = []
+    for dtype in FORMAT_NAMES:
+        groups += _both(dtype, 0.1, 100000, 0.96, "README example", ("Example",),
+                        [(10**6, "README: step 10**6"), (0, "step 0"),
+                         (100000, "one decay period"), (50000, "half a period")])
+    groups.append(Group("float16", False, 0.75, 2, 0.25, flags=("Example",),
+                        comment="spec example").add(1, "0.75 * 0.25**0.5 = 0.375"))
+    for staircase in (True, False):
+        groups.append(Group("float32", staircase, 0.1, 1000, 0.999, flags=("Example",),
+                            comment="misfloor in float32: the step cast rounds up")
+                      .add(16777999, "float32 cast of the step gives 16778000"))
+    return groups
+
+
+def theme_boundaries() -> list[Group]:
+    """Step 0 and k*D-1, k*D, k*D+1 for several decay_steps."""
+    groups = []
+    for dtype in FORMAT_NAMES:
+        for D in (1, 3, 1000, 100000):
+            steps: list[tuple[int | float, str]] = [(0, "step 0")]
+            for k in (1, 2, 7, 100):
+                for d in (-1, 0, 1):
+                    s = k * D + d
+                    if s >= 0:
+                        steps.append((s, f"k*D{d:+d} with k={k}" if d else f"k*D with k={k}"))
+            groups += _both(dtype, 0.1, D, 0.5, f"boundaries, D={D}",
+                            ("StepBoundary",), dict(steps).items())
+    return groups
+
+
+def theme_large_steps() -> list[Group]:
+    """Steps around 2**24, 2**31-1, 2**53 and int64's limit."""
+    centres = [(2**24, "2**24"), (2**31 - 1, "2**31-1"), (2**53, "2**53"),
+               (INT64_MAX - 1, "int64 max - 1")]
+    groups = []
+    for dtype in ("float32", "float64", "float16", "bfloat16"):
+        for D, r in ((1000, 0.999), (2**20, 0.5), (10**9, 0.99)):
+            steps: dict[int | float, str] = {}
+            for c, name in centres:
+                for d in (-1, 0, 1):
+                    s = c + d
+                    if s <= INT64_MAX:
+                        steps[s] = f"{name}{d:+d}" if d else name
+            if D == 1000:
+                steps[16777999] = "misfloor: float32 rounds the step to 16778000"
+                steps[16777216 + 999] = "2**24 + 999"
+            groups += _both(dtype, 0.1, D, r, f"large steps, D={D}", ("LargeStep",),
+                            steps.items())
+    return groups
+
+
+def theme_decay_rates() -> list[Group]:
+    """Rates below, at, above, near 1, and tiny."""
+    rates = [(0.5, "0.5"), (0.96, "0.96"), (0.1, "0.1"), (1.0, "exactly 1"),
+             (1.5, "1.5"), (2.0, "2"), (10.0, "10"),
+             (1 - 2.0**-24, "1 - 2**-24"), (1 - 2.0**-53, "1 - 2**-53"),
+             (1 + 2.0**-52, "1 + 2**-52"), (1 - 2.0**-11, "1 - 2**-11"),
+             (1e-10, "1e-10"), (2.0**-149, "float32's smallest subnormal"),
+             (5e-324, "float64's smallest subnormal")]
+    groups = []
+    for dtype in FORMAT_NAMES:
+        for r, name in rates:
+            steps = [(0, "step 0"), (1, "step 1"), (500, "half a period"),
+                     (1000, "one period"), (12345, "12345"), (10**6, "10**6")]
+            groups += _both(dtype, 0.1, 1000, r, f"decay_rate {name}", ("DecayRate",), steps)
+    return groups
+
+
+def theme_ranges() -> list[Group]:
+    """Subnormal results, overflow, underflow and float16/bfloat16 limits."""
+    groups = []
+    for dtype in FORMAT_NAMES:
+        fmt = get_format(dtype)
+        tiny = fmt.min_subnormal
+        big = fmt.max_finite
+        # Subnormal and underflowing results: 0.5 ** p from the smallest normal.
+        e0 = -fmt.emin
+        g = Group(dtype, False, fmt.min_normal, 1, 0.5, comment="halving the smallest normal")
+        for k in (1, 2, fmt.precision - 2, fmt.precision - 1, fmt.precision, fmt.precision + 1):
+            g.add(k, f"min_normal * 2**-{k}")
+        groups.append(g)
+        g = Group(dtype, False, 1.0, 1000, 0.5, comment="down to the subnormals")
+        for k in (e0 - 1, e0, e0 + 1, e0 + fmt.precision - 2, e0 + fmt.precision - 1,
+                  e0 + fmt.precision):
+            g.add(1000 * k + 500, f"2**-({k}.5)")
+        groups.append(g)
+        # Growth to overflow.
+        g = Group(dtype, False, big, 1000, 2.0, comment="overflow from the largest finite")
+        for s in (0, 1, 10, 1000, 2000):
+            g.add(s, f"step {s}")
+        groups.append(g)
+        g = Group(dtype, True, tiny, 1, 0.5, comment="smallest subnormal halved")
+        g.add(0, "smallest subnormal").add(1, "half of it: ties to even gives 0").add(2, "0")
+        groups.append(g)
+        g = Group(dtype, False, 1.0, 1, 2.0, comment="powers of two up to overflow")
+        for k in (fmt.emax - 1, fmt.emax, fmt.emax + 1):
+            g.add(k, f"2**{k}")
+        groups.append(g)
+    # float16 / bfloat16 limits: decay_steps beyond float16's range casts to inf.
+    for dtype in ("float16", "bfloat16"):
+        for D in (65504, 65519, 65520, 10**6, 2**60):
+            g = Group(dtype, False, 0.1, D, 0.5, flags=("FormatLimit",),
+                      comment=f"decay_steps {D}")
+            for s in (1, 65504, 65520, 10**6):
+                g.add(s, f"step {s}")
+            groups.append(g)
+        g = Group(dtype, False, 65504.0, 1, 1.0, flags=("FormatLimit",),
+                  comment="float16 max as initial rate")
+        g.add(0, "max").add(3, "r = 1")
+        groups.append(g)
+    return groups
+
+
+def theme_special_values() -> list[Group]:
+    """NaN, infinities, zeros, negative rates and negative steps."""
+    nan, inf = math.nan, math.inf
+    groups = []
+    for dtype in FORMAT_NAMES:
+        steps = [(0, "step 0"), (500, "p = 0.5"), (1000, "p = 1"), (3000, "p = 3"),
+                 (-1000, "p = -1"), (-0.0, "step -0.0"), (nan, "NaN step"),
+                 (inf, "+inf step"), (-inf, "-inf step")]
+        for I, r, name in ((0.1, 0.0, "r = 0"), (0.1, -0.0, "r = -0"), (0.1, inf, "r = inf"),
+                           (0.1, -inf, "r = -inf"), (0.1, nan, "r = NaN"),
+                           (0.1, -0.5, "r = -0.5"), (0.1, -1.0, "r = -1"),
+                           (0.0, 0.5, "I = 0"), (-0.0, 0.5, "I = -0"), (inf, 0.5, "I = inf"),
+                           (nan, 0.5, "I = NaN"), (-0.1, 0.5, "I < 0"), (0.1, 1.0, "r = 1"),
+                           (0.1, 0.5, "r = 0.5")):
+            flags = ("NegativeRate",) if r < 0 else ("SpecialValue",)
+            groups += _both(dtype, I, 1000, r, name, flags, steps)
+    for dtype in ("float32", "float64"):
+        g = Group(dtype, False, 1, 1000, 0.96, flags=("IntegerInput",),
+                  comment="integer initial_learning_rate")
+        g.add(0, "step 0").add(1000, "one period").add(123456, "123456")
+        groups.append(g)
+    return groups
+
+
+def theme_invalid() -> list[Group]:
+    """Configurations that must be rejected: decay_steps <= 0 or not finite."""
+    groups = []
+    for dtype in ("float32", "float64"):
+        for D in (0, -1, -1000, 0.0, -0.0, -0.5, math.inf, -math.inf, math.nan):
+            g = Group(dtype, False, 0.1, D, 0.96, flags=("InvalidDecaySteps",),
+                      comment=f"decay_steps {D!r}")
+            g.add(0, "step 0").add(1000, "step 1000")
+            groups.append(g)
+            g = Group(dtype, True, 0.1, D, 0.96, flags=("InvalidDecaySteps",),
+                      comment=f"decay_steps {D!r}, staircase")
+            g.add(1000, "step 1000")
+            groups.append(g)
+    return groups
+
+
+def _midpoint_distance(v: Any, fmt: Format) -> float:
+    """Distance (in ulps of ``fmt``) of the mpf ``v > 0`` from the nearest
+    rounding midpoint, as a float in [0, 0.5]."""
+    import mpmath
+
+    m, e = mpmath.frexp(v)  # v = m * 2**e, 0.5 <= m < 1
+    q = max(int(e) - 1, fmt.emin) - fmt.precision + 1
+    scaled = mpmath.ldexp(v, -q)
+    frac = scaled - mpmath.floor(scaled)
+    return float(abs(frac - mpmath.mpf(0.5)))
+
+
+def _hard_exact(fmt: Format, rng: random.Random, tries: int, keep: int) -> list[Group]:
+    """Search (I = 1) for r, D, s whose exact value is nearest a midpoint."""
+    import mpmath
+
+    found: list[tuple[float, float, int, int]] = []
+    with mpmath.workprec(fmt.precision + 80):
+        for _ in range(tries):
+            r = round_rational(Fraction(rng.randrange(1, 2**30), 2**30), get_format("float64"))
+            r = 0.5 + r / 2  # in [0.5, 1)
+            D = rng.randrange(1, 10**6)
+            s = rng.randrange(1, 10**7)
+            v = mpmath.power(mpmath.mpf(r), mpmath.mpf(s) / D)
+            if v < fmt.min_normal:
+                continue
+            found.append((_midpoint_distance(v, fmt), r, D, s))
+    found.sort()
+    return [Group(fmt.name, False, 1.0, D, r, flags=("HardRounding",),
+                  comment=f"hard case, {d:.2e} ulp from a midpoint")
+            .add(s, f"exact value {d:.2e} ulp from a {fmt.name} midpoint")
+            for d, r, D, s in found[:keep]]
+
+
+def _hard_keras(fmt: Format, rng: random.Random, tries: int, keep: int) -> list[Group]:
+    """Search (I = 1, r and D values of the format) for keras-order pows
+    nearest a midpoint."""
+    import mpmath
+
+    found: list[tuple[float, float, int, int]] = []
+    with mpmath.workprec(fmt.precision + 80):
+        for _ in range(tries):
+            r = round_rational(Fraction(rng.randrange(2**22, 2**23), 2**23), fmt)
+            D = rng.randrange(1, 2**min(fmt.precision, 20))
+            s = rng.randrange(1, 2**min(fmt.precision, 24))
+            p = round_rational(Fraction(s, D), fmt)
+            v = mpmath.power(mpmath.mpf(r), mpmath.mpf(p))
+            if v < fmt.min_normal or r == 1.0:
+                continue
+            found.append((_midpoint_distance(v, fmt), r, D, s))
+    found.sort()
+    return [Group(fmt.name, False, 1.0, D, r, flags=("HardRoundingPow",),
+                  comment=f"hard pow, {d:.2e} ulp from a midpoint")
+            .add(s, f"keras-order pow {d:.2e} ulp from a {fmt.name} midpoint")
+            for d, r, D, s in found[:keep]]
+
+
+def theme_hard_rounding() -> list[Group]:
+    """Cases closest to a rounding midpoint, found by a seeded search."""
+    groups = []
+    for i, dtype in enumerate(FORMAT_NAMES):
+        fmt = get_format(dtype)
+        rng = random.Random(20240 + i)
+        groups += _hard_exact(fmt, rng, tries=4000, keep=12)
+        groups += _hard_keras(fmt, rng, tries=4000, keep=12)
+    return groups
+
+
+THEMES: dict[str, tuple[Callable[[], list[Group]], str]] = {
+    "examples": (theme_examples, "The documented examples."),
+    "boundaries": (theme_boundaries, "Step 0 and k*D-1, k*D, k*D+1."),
+    "large_steps": (theme_large_steps, "Steps around 2**24, 2**31-1, 2**53 and int64's limit."),
+    "decay_rates": (theme_decay_rates, "Decay rates below, at, above and near 1, and tiny."),
+    "ranges": (theme_ranges, "Each format's range: subnormals, overflow, underflow, limits."),
+    "special_values": (theme_special_values, "NaN, infinities, zeros, negative rates and steps."),
+    "invalid": (theme_invalid, "Invalid configurations, to be rejected."),
+    "hard_rounding": (theme_hard_rounding, "Results closest to a rounding midpoint."),
+}
+
+
+# ---------------------------------------------------------------------------
+# Expectations
+# ---------------------------------------------------------------------------
+
+
+def _exact_args(g: Group, step: int | float) -> tuple[Any, Any, Any, Any]:
+    return (to_exact(g.initial_learning_rate), to_exact(g.decay_steps),
+            to_exact(g.decay_rate), to_exact(step))
+
+
+def valid_decay_steps(D: int | float) -> bool:
+    return isinstance(D, int) and D > 0 or isinstance(D, float) and math.isfinite(D) and D > 0
+
+
+def automatic_flags(g: Group, step: int | float, fmt: Format,
+                    exact: float, keras: float, exact_value: str) -> list[str]:
+    """Flags that follow from the inputs and the expected values."""
+    flags = []
+    ops = RoundedOps(fmt)
+    I, D, r, s = _exact_args(g, step)
+    casts = (("StepCast", s), ("DecayStepsCast", D), ("RateCast", r), ("InitialCast", I))
+    for name, x in casts:
+        if isinstance(x, Fraction) and ops.round(x) != x:
+            flags.append(name)
+    if g.staircase:
+        sf, Df = ops.round(s), ops.round(D)
+        p_keras = ops.floor(ops.div(sf, Df))
+        p_exact = ExactOps().floor(ExactOps().div(s, D))
+        if p_keras != p_exact and not (_nan(p_keras) and _nan(p_exact)):
+            flags.append("Misfloor")
+    if _bits(exact, fmt) != _bits(keras, fmt):
+        flags.append("OrdersDiffer")
+    if _pow_exact(g, step, fmt):
+        flags.append("PowExact")
+    for x in (exact,):
+        if x != 0 and math.isfinite(x) and abs(x) < fmt.min_normal:
+            flags.append("Subnormal")
+    if math.isinf(exact) and exact_value not in ("inf", "-inf"):
+        flags.append("Overflow")
+    if exact == 0 and exact_value not in ("0", "-0"):
+        flags.append("Underflow")
+    return flags
+
+
+def _nan(x: Any) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+def _bits(x: float, fmt: Format) -> int:
+    return to_bits(x, fmt)
+
+
+def _pow_exact(g: Group, step: int | float, fmt: Format) -> bool:
+    """True when pow in the keras order is exact (no libm error possible)."""
+    from .oracle import Power, rational_power
+
+    ops = RoundedOps(fmt)
+    I, D, r, s = (ops.round(x) for x in _exact_args(g, step))
+    p = ops.div(s, D)
+    if g.staircase:
+        p = ops.floor(p)
+    w = ExactOps().pow(r, p)
+    if not isinstance(w, Power):
+        return True
+    q = rational_power(w, budget_bits=4 * fmt.precision)
+    if q is None:
+        return False
+    frac, k = q
+    if abs(k) > 4 * fmt.emax:
+        return False
+    exact = frac * Fraction(2) ** k
+    rounded = round_rational(exact, fmt)
+    return math.isfinite(rounded) and rounded != 0 and Fraction(rounded) == exact
+
+
+def make_test(g: Group, case: Case, tc_id: int) -> dict[str, Any]:
+    """One test entry with its expectations."""
+    fmt = get_format(g.dtype)
+    flags = list(g.flags) + [f for f in case.flags if f not in g.flags]
+    test: dict[str, Any] = {"tcId": tc_id, "comment": case.comment, "flags": flags,
+                            "step": encode_number(case.step)}
+    if not valid_decay_steps(g.decay_steps):
+        test["result"] = "invalid"
+        return test
+    args = _exact_args(g, case.step)
+    exact = evaluate_exact(args, g.staircase, fmt, "exact")
+    keras = evaluate_exact(args, g.staircase, fmt, "keras")
+    exact_value = value(*args, staircase=g.staircase, digits=40)
+    for f in automatic_flags(g, case.step, fmt, exact, keras, exact_value):
+        if f not in flags:
+            flags.append(f)
+    step = case.step
+    if isinstance(step, float) and not math.isfinite(step):
+        flags.append("NonFiniteStep")
+    elif step < 0 or (isinstance(step, float) and math.copysign(1.0, step) < 0):
+        flags.append("NegativeStep")
+    acceptable = any(f in ACCEPTABLE_FLAGS for f in flags)
+    test["result"] = "acceptable" if acceptable else "valid"
+    test["exact"] = encode_result(exact, fmt)
+    test["keras"] = encode_result(keras, fmt)
+    test["value"] = exact_value
+    test["tolerance"] = {"exact": 0,
+                         "keras": 0 if "PowExact" in flags else KERAS_POW_TOLERANCE}
+    return test
+
+
+def build_file(theme: str) -> dict[str, Any]:
+    """The JSON document of one theme."""
+    builder, description = THEMES[theme]
+    groups_out = []
+    tc_id = 0
+    used: set[str] = set()
+    for g in builder():
+        tests = []
+        for case in g.cases:
+            tc_id += 1
+            t = make_test(g, case, tc_id)
+            used.update(t["flags"])
+            tests.append(t)
+        groups_out.append({
+            "type": "ExponentialDecayTest",
+            "comment": g.comment,
+            "dtype": g.dtype,
+            "staircase": g.staircase,
+            "initialLearningRate": encode_number(g.initial_learning_rate),
+            "decaySteps": encode_number(g.decay_steps),
+            "decayRate": encode_number(g.decay_rate),
+            "tests": tests,
+        })
+    return {
+        "algorithm": ALGORITHM,
+        "schema": SCHEMA_NAME,
+        "generatorVersion": __version__,
+        "theme": theme,
+        "numberOfTests": tc_id,
+        "header": [description,
+                   "Inputs are exact: integers as decimal strings, floats as float64 bits "
+                   "and hex. Expected results are bit patterns of the group's dtype.",
+                   "See spec/conformance.md for the fields, flags and profiles."],
+        "notes": {name: {"bugType": bt, "description": d, "effect": e}
+                  for name, (bt, d, e) in NOTES.items() if name in used},
+        "testGroups": groups_out,
+    }
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    """The canonical text of a vector file (stable across runs)."""
+    return json.dumps(doc, indent=1, ensure_ascii=True) + "\n"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii", newline="\n") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def generate(themes: Iterable[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(theme, document)`` for each theme (all by default)."""
+    for theme in themes or THEMES:
+        if theme not in THEMES:
+            raise ValueError(f"theme must be one of {', '.join(THEMES)}; got {theme!r}")
+        yield theme, build_file(theme)
+
+
+def write_vectors(out_dir: Path | str, themes: Iterable[str] | None = None,
+                  progress: bool = False) -> list[Path]:
+    """Generate and write one file per theme; returns the paths written."""
+    out = Path(out_dir)
+    paths = []
+    t0 = time.monotonic()
+    for theme, doc in generate(themes):
+        path = out / f"{theme}.json"
+        atomic_write(path, dumps(doc))
+        paths.append(path)
+        if progress:
+            print(f"wrote {path} ({doc['numberOfTests']} tests, "
+                  f"{time.monotonic() - t0:.1f} s)", file=sys.stderr)
+        t0 = time.monotonic()
+    return paths
+
+
+# ---------------------------------------------------------------------------
+# Loading and validation
+# ---------------------------------------------------------------------------
+
+
+class VectorFileError(ValueError):
+    """A vector file that cannot be used: ``str()`` gives the file and reason."""
+
+
+def default_vectors_dir() -> Path:
+    """``conformance/vectors`` of the source tree, if present."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        cand = parent / "conformance" / "vectors"
+        if cand.is_dir():
+            return cand
+    return Path("conformance") / "vectors"
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The JSON Schema of vector files (``spec/vectors.schema.json``)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        cand = parent / "spec" / SCHEMA_NAME
+        if cand.is_file():
+            return json.loads(cand.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    raise FileNotFoundError(f"spec/{SCHEMA_NAME} not found")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _parse_json(text: str) -> Any:
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def load_vector_file(path: Path | str) -> dict[str, Any]:
+    """Read and schema-check a vector file; :class:`VectorFileError` otherwise."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise VectorFileError(f"{p}: larger than {MAX_FILE_BYTES} bytes")
+        raw = p.read_bytes()
+    except OSError as e:
+        raise VectorFileError(f"{p}: cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+        doc = _parse_json(text)
+    except UnicodeDecodeError:
+        raise VectorFileError(f"{p}: not UTF-8 text") from None
+    except RecursionError:
+        raise VectorFileError(f"{p}: JSON nested too deeply") from None
+    except ValueError as e:
+        raise VectorFileError(f"{p}: not valid JSON: {str(e)[:200]}") from None
+    check_schema(doc, p)
+    return doc  # type: ignore[no-any-return]
+
+
+def check_schema(doc: Any, p: Path) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    except RecursionError:
+        raise VectorFileError(f"{p}: JSON nested too deeply") from None
+    if error is not None:
+        where = "/".join(str(x) for x in error.absolute_path) or "(top level)"
+        raise VectorFileError(f"{p}: schema: at {where}: {error.message[:200]}")
+
+
+def iter_tests(doc: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    for g in doc["testGroups"]:
+        for t in g["tests"]:
+            yield g, t
+
+
+def group_inputs(g: dict[str, Any], where: str) -> tuple[int | float, int | float, int | float]:
+    return (decode_number(g["initialLearningRate"], f"{where}: initialLearningRate"),
+            decode_number(g["decaySteps"], f"{where}: decaySteps"),
+            decode_number(g["decayRate"], f"{where}: decayRate"))
+
+
+def lint(doc: dict[str, Any], p: Path, sample: int = 24) -> list[str]:
+    """Semantic problems of a schema-valid document (empty when fine)."""
+    problems: list[str] = []
+    ids = [t["tcId"] for _, t in iter_tests(doc)]
+    if ids != list(range(1, len(ids) + 1)):
+        dup = len(ids) - len(set(ids))
+        problems.append(f"tcIds must run 1..{len(ids)} in order"
+                        + (f" ({dup} duplicated)" if dup else ""))
+    if doc["numberOfTests"] != len(ids):
+        problems.append(f"numberOfTests is {doc['numberOfTests']} but there are {len(ids)} tests")
+    notes = doc["notes"]
+    checked = 0
+    stride = max(1, len(ids) // max(sample, 1))
+    for n, (g, t) in enumerate(iter_tests(doc)):
+        where = f"tcId {t['tcId']}"
+        unknown = [f for f in t["flags"] if f not in notes]
+        if unknown:
+            problems.append(f"{where}: flags without a note: {', '.join(unknown[:5])}")
+        try:
+            I, D, r = group_inputs(g, where)
+            s = decode_number(t["step"], f"{where}: step")
+            fmt = get_format(g["dtype"])
+            valid = valid_decay_steps(D)
+            if (t["result"] == "invalid") == valid:
+                problems.append(f"{where}: result {t['result']!r} but decay_steps is "
+                                f"{'valid' if valid else 'invalid'}")
+                continue
+            if not valid:
+                continue
+            exp_bits = decode_result(t["exact"], fmt, f"{where}: exact")
+            ker_bits = decode_result(t["keras"], fmt, f"{where}: keras")
+            if sample and n % stride == 0 and checked < sample:
+                checked += 1
+                problems += _rederive(g, t, (I, D, r, s), fmt, exp_bits, ker_bits, where)
+        except ValueError as e:
+            problems.append(str(e)[:300])
+        if len(problems) > 50:
+            problems.append("(more problems not listed)")
+            break
+    return problems
+
+
+def _rederive(g: dict[str, Any], t: dict[str, Any], args: tuple[Any, ...], fmt: Format,
+              exact: float, keras: float, where: str) -> list[str]:
+    """Compare one test's expectations with the oracle."""
+    from .oracle import PrecisionError
+
+    exact_args = tuple(to_exact(x) for x in args)
+    try:
+        want_e = evaluate_exact(exact_args, g["staircase"], fmt, "exact")  # type: ignore[arg-type]
+        want_k = evaluate_exact(exact_args, g["staircase"], fmt, "keras")  # type: ignore[arg-type]
+        want_v = value(*args, staircase=g["staircase"], digits=40)
+    except PrecisionError as e:
+        return [f"{where}: oracle undecided: {e}"]
+    out = []
+    if to_bits(want_e, fmt) != to_bits(exact, fmt):
+        out.append(f"{where}: exact bits {t['exact']['bits']} but the oracle gives "
+                   f"{to_bits(want_e, fmt):0{fmt.width // 4}x}")
+    if to_bits(want_k, fmt) != to_bits(keras, fmt):
+        out.append(f"{where}: keras bits {t['keras']['bits']} but the oracle gives "
+                   f"{to_bits(want_k, fmt):0{fmt.width // 4}x}")
+    if want_v != t["value"]:
+        out.append(f"{where}: value {t['value']} but the oracle gives {want_v}")
+    return out
+
+
+def validate_file(path: Path | str, sample: int = 24) -> list[str]:
+    """Problems of a vector file, each ``"FILE: reason"`` (empty when valid).
+
+    Never raises for a bad file: malformed JSON, wrong types, huge numbers
+    or deep nesting are reported as problems.
+    """
+    p = Path(path)
+    try:
+        doc = load_vector_file(p)
+        return [f"{p}: {m}" for m in lint(doc, p, sample)]
+    except VectorFileError as e:
+        return [str(e)]
+    except (RecursionError, MemoryError):
+        return [f"{p}: document too deep or too large"]
+    except Exception as e:  # noqa: BLE001 - a report, never a traceback
+        return [f"{p}: unusable ({type(e).__name__}: {str(e)[:200]})"]
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def add_vectors_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="vectors_action", metavar="ACTION", required=True)
+    g = sub.add_parser("generate", help="write the vector files (deterministic)")
+    g.add_argument("--out", default=None, metavar="DIR",
+                   help="output directory (default: conformance/vectors)")
+    g.add_argument("--theme", action="append", choices=list(THEMES),
+                   help="only this theme (repeatable)")
+    v = sub.add_parser("validate", help="check vector files: schema, lint, oracle sample")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.add_argument("--sample", type=int, default=24,
+                   help="tests per file re-derived by the oracle (default 24)")
+
+
+def run_vectors(args: argparse.Namespace) -> int:
+    if args.vectors_action == "generate":
+        out = Path(args.out) if args.out else default_vectors_dir()
+        paths = write_vectors(out, args.theme, progress=True)
+        print(f"{len(paths)} files written to {out}")
+        return 0
+    if args.sample < 0:
+        raise ValueError(f"--sample must be >= 0; got {args.sample}")
+    bad = 0
+    for f in args.files:
+        problems = validate_file(f, args.sample)
+        if problems:
+            bad += 1
+            for m in problems:
+                print(m)
+        else:
+            print(f"{f}: ok")
+    return 1 if bad else 0
