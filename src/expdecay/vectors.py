@@ -665,25 +665,32 @@ class VectorFileError(ValueError):
     """A vector file that cannot be used: ``str()`` gives the file and reason."""
 
 
-def default_vectors_dir() -> Path:
-    """``conformance/vectors`` of the source tree, if present."""
+def _project_path(relative: str) -> Path | None:
+    """``relative`` in the project tree: beside the source (an editable or
+    source checkout), else below the working directory (a regular install run
+    from a checkout); None when neither has it."""
     here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent / "conformance" / "vectors"
-        if cand.is_dir():
+    for base in (*here.parents, Path.cwd()):
+        cand = base / relative
+        if cand.exists():
             return cand
-    return Path("conformance") / "vectors"
+    return None
+
+
+def default_vectors_dir() -> Path:
+    """``conformance/vectors`` of the project tree."""
+    return _project_path("conformance/vectors") or Path("conformance") / "vectors"
 
 
 @cache
 def schema() -> dict[str, Any]:
     """The JSON Schema of vector files (``spec/vectors.schema.json``)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent / "spec" / SCHEMA_NAME
-        if cand.is_file():
-            return json.loads(cand.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-    raise FileNotFoundError(f"spec/{SCHEMA_NAME} not found")
+    path = _project_path(f"spec/{SCHEMA_NAME}")
+    if path is None:
+        raise FileNotFoundError(
+            f"spec/{SCHEMA_NAME} not found beside the package or in the working directory"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
 def _reject_constant(name: str) -> Any:
