@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import fast
 from .floats import Format
 from .oracle import check_decay_steps, check_staircase, resolve_dtype, to_exact
 
@@ -86,9 +87,7 @@ class ExponentialDecay:
         steps = np.asarray(step)
         if steps.dtype.kind not in "iuf" and steps.dtype.name != "bfloat16":
             raise TypeError(f"step must be an integer or float number or array; got {step!r}")
-        from .fast import evaluate
-
-        out = evaluate(
+        out = fast.evaluate(
             self.initial_learning_rate,
             self.decay_steps,
             self.decay_rate,
