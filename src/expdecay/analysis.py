@@ -1,0 +1,503 @@
+"""Precision analysis of a schedule and an implementation.
+
+One call answers the questions people bring about the exponential-decay
+schedule in a low-precision format:
+
+* how many ulps an implementation is off, against the correctly rounded
+  ``exact`` order and against the ``keras`` order, where the worst steps are,
+  and how that compares with the derived error bound (:mod:`.analysis_sweep`);
+* which steps of a staircase schedule get the wrong ``floor`` — every one of
+  them, found by reasoning on the rounding of the step and of the quotient
+  rather than by sampling (:mod:`.analysis_misfloor`);
+* how much of the error is the rounding of ``initial_learning_rate`` and
+  ``decay_rate`` to the format, and how much the arithmetic;
+* a plot (:mod:`.analysis_plot`), a JSON document, a Markdown or HTML report
+  (:func:`write_report`) and a directed search for the worst inputs
+  (:mod:`.analysis_search`).
+
+>>> a = analyze(Schedule("0.1", 1000, "0.9999", True, "float32"),
+...             parse_steps("16777990:16778010"), progress=None)
+>>> a.misfloor.first(3), a.sweep.vs_exact.max
+([16777999], 3794)
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .analysis_misfloor import MisfloorResult, misfloors
+from .analysis_sweep import (
+    Quantisation,
+    Schedule,
+    StepSet,
+    SweepResult,
+    parse_steps,
+    quantisation,
+    stderr_progress,
+    sweep,
+)
+from .floats import get_format, to_hex
+from .oracle import value
+
+__all__ = [
+    "Analysis",
+    "Schedule",
+    "StepSet",
+    "analyze",
+    "parse_steps",
+    "misfloors",
+    "write_report",
+    "add_analyze_arguments",
+    "run_analyze",
+    "add_report_arguments",
+    "run_report",
+]
+
+#: Steps used for the quantisation split (a log-spaced sample of the set).
+QUANT_POINTS = 512
+
+
+@dataclass
+class Analysis:
+    """Everything :func:`analyze` found."""
+
+    schedule: Schedule
+    sweep: SweepResult
+    misfloor: MisfloorResult | None
+    quant: Quantisation | None
+
+    def to_json(self, first: int = 20) -> dict[str, Any]:
+        sch = self.schedule
+        return {
+            "schedule": {
+                "initial_learning_rate": str(sch.initial_learning_rate),
+                "decay_steps": str(sch.decay_steps),
+                "decay_rate": str(sch.decay_rate),
+                "staircase": sch.staircase,
+                "dtype": sch.dtype,
+            },
+            "sweep": self.sweep.to_json(),
+            "misfloors": self.misfloor.to_json(first) if self.misfloor else None,
+            "quantisation": self.quant.to_json() if self.quant else None,
+        }
+
+
+def analyze(
+    schedule: Schedule,
+    steps: StepSet,
+    *,
+    implementation: str = "expdecay",
+    options: dict[str, Any] | None = None,
+    workers: int | None = None,
+    max_points: int | None = None,
+    pow_ulps: float | None = 1,
+    progress: Any = "stderr",
+) -> Analysis:
+    """Sweep, enumerate misfloors (staircase, non-negative steps) and split
+    the error into its causes.  ``progress="stderr"`` shows a progress line."""
+    mf = None
+    if schedule.staircase and steps.hi > max(steps.lo, 0):
+        mf = misfloors(schedule.decay_steps, max(steps.lo, 0), steps.hi, schedule.dtype)
+    extra = _interesting_steps(schedule, steps, mf)
+    if steps.points is not None and steps.log:
+        # A log-spaced sample also gets the steps where the story happens.
+        more = {e for e in extra if steps.lo <= e < steps.hi}
+        steps = StepSet(0, 0, 1, tuple(sorted(set(steps.points) | more)), True)
+    prog = stderr_progress("analyze") if progress == "stderr" else progress
+    sw = sweep(schedule, steps, implementation=implementation, options=options,
+               workers=workers, max_points=max_points, pow_ulps=pow_ulps, progress=prog,
+               extra=extra)
+    qsteps = steps.sample(QUANT_POINTS, extra).array()
+    quant = quantisation(schedule, qsteps) if qsteps.size else None
+    return Analysis(schedule, sw, mf, quant)
+
+
+def _interesting_steps(sch: Schedule, steps: StepSet, mf: MisfloorResult | None) -> tuple[int, ...]:
+    """Steps a sample must contain: around ``2**P`` and the first misfloors."""
+    big = 1 << sch.format.precision
+    pts = {big - 1, big, big + 1, steps.hi - 1}
+    if mf is not None:
+        for s in mf.first(50):
+            pts.update((s - 1, s, s + 1))
+    return tuple(sorted(pts))
+
+
+# ---------------------------------------------------------------------------
+# Text output
+# ---------------------------------------------------------------------------
+
+
+def summary_lines(a: Analysis, first: int = 10) -> list[str]:
+    """The human-readable summary printed by ``expdecay analyze``."""
+    sch, sw = a.schedule, a.sweep
+    fmt = sch.format
+    floor = "floor" if sch.staircase else ""
+    out = [
+        f"schedule  {sch.initial_learning_rate} * {sch.decay_rate} ** {floor}(step / "
+        f"{sch.decay_steps})  [{fmt.name}{', staircase' if sch.staircase else ''}]",
+        f"impl      {sw.implementation}",
+        f"steps     {sw.steps.describe()}  ({sw.evaluator}, {sw.seconds:.1f} s, "
+        f"{sw.rate:,.0f} steps/s)",
+    ]
+    out += [f"note      {n}" for n in sw.notes]
+    for label, st in (("vs exact", sw.vs_exact), ("vs keras", sw.vs_keras),
+                      ("arith", sw.vs_rounded)):
+        pct = " ".join(f"p{q}={st.percentile(q)}" for q in (50, 90, 99, 99.9))
+        out.append(f"{label:<9} max {st.max} ulp, mean {st.mean:.4g}, {pct}; "
+                   f"{st.nonzero():,} of {st.count:,} steps off"
+                   + (f", {st.nan_mismatch} NaN mismatches" if st.nan_mismatch else ""))
+        if st.worst:
+            worst = ", ".join(f"{s} ({e:+d})" for e, s in st.worst[:5])
+            out.append(f"          worst at {worst}")
+    if sw.bound_available:
+        out.append(f"bound     max {sw.bound_max:.4g} ulp (pow within {sw.pow_ulps} ulp); "
+                   f"{sw.bound_violations} steps exceed it")
+    else:
+        out.append("bound     unavailable (see the notes)" if any(
+            "bound" in n for n in sw.notes) else "bound     unavailable (no expdecay.bounds)")
+    if a.misfloor is not None:
+        m = a.misfloor
+        out.append(f"misfloors {m.count:,} steps in [{m.start}, {m.stop}) "
+                   f"({m.early:,} early, {m.late:,} late, {m.nonfinite:,} non-finite; "
+                   f"{len(m.runs):,} runs; exact enumeration)")
+        if m.count:
+            out.append(f"          first: {', '.join(map(str, m.first(first)))}")
+    if a.quant is not None:
+        q = a.quant.to_json()
+        mx = q["max_abs_ulp"]
+        out.append("inputs    rnd(initial_learning_rate) rel. error "
+                   f"{q['initial_learning_rate_relative_error']:.3g}, "
+                   f"rnd(decay_rate) rel. error {q['decay_rate_relative_error']:.3g} "
+                   f"(~{q['decay_rate_ulps_per_period']:.3g} ulp per decay period)")
+        out.append(f"          max ulps from I {mx['from_initial_learning_rate']}, from r "
+                   f"{mx['from_decay_rate']}, from arithmetic {mx['arithmetic']} "
+                   f"(keras order, {a.quant.steps.size} sampled steps)")
+        last = q["at_last_step"]
+        if last:
+            out.append(f"          at step {last['step']}: "
+                       f"{last['from_initial_learning_rate']:+d} (I) "
+                       f"{last['from_decay_rate']:+d} (r) {last['arithmetic']:+d} (arithmetic) "
+                       f"= {last['total']:+d} ulp")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def _worst_rows(a: Analysis, worst: list[tuple[int, int]], n: int = 8) -> list[dict[str, str]]:
+    """Details of the worst steps: exact value, expected and observed bits."""
+    from .analysis_sweep import evaluate_order, implementation_values
+
+    sch, fmt = a.schedule, a.schedule.format
+    rows: list[dict[str, str]] = []
+    worst = worst[:n]
+    if not worst:
+        return rows
+    steps = np.asarray([s for _, s in worst], dtype=np.int64)
+    kw = {"staircase": sch.staircase, "dtype": sch.dtype}
+    I, D, r = sch.initial_learning_rate, sch.decay_steps, sch.decay_rate
+    exact = evaluate_order(I, D, r, steps, order="exact", **kw)
+    keras = evaluate_order(I, D, r, steps, order="keras", **kw)
+    impl_name = a.sweep.implementation
+    impl = implementation_values(sch, steps, _IMPL[0], _IMPL[1], keras)
+    for (err, s), e, k, i in zip(worst, exact.tolist(), keras.tolist(), impl.tolist(), strict=True):
+        rows.append({
+            "step": str(s), "ulp": f"{err:+d}",
+            "exact_value": value(I, D, r, int(s), staircase=sch.staircase, digits=20),
+            "exact": to_hex(float(e), fmt), "keras": to_hex(float(k), fmt),
+            "implementation": to_hex(float(i), fmt), "impl_name": impl_name,
+        })
+    return rows
+
+
+#: (implementation, options) of the analysis being reported (set by run_report).
+_IMPL: list[Any] = ["expdecay", {}]
+
+
+def _reproduce(a: Analysis, steps_spec: str) -> str:
+    sch = a.schedule
+    parts = ["expdecay analyze", f"--initial-learning-rate {sch.initial_learning_rate}",
+             f"--decay-steps {sch.decay_steps}", f"--decay-rate {sch.decay_rate}",
+             f"--dtype {sch.dtype}", f"--steps {steps_spec}"]
+    if sch.staircase:
+        parts.insert(4, "--staircase")
+    if _IMPL[0] != "expdecay" or _IMPL[1]:
+        parts.append(f"--implementation {_IMPL[0]}")
+        parts += [f"--option {k}={v}" for k, v in _IMPL[1].items()]
+    return " ".join(parts)
+
+
+def report_markdown(a: Analysis, plot_ref: str | None, steps_spec: str) -> str:
+    """The report as Markdown (the plot referenced by a relative path)."""
+    sch, sw = a.schedule, a.sweep
+    lines = [
+        f"# Precision report: {sw.implementation}",
+        "",
+        f"Schedule: `lr = {sch.initial_learning_rate} * {sch.decay_rate} ** "
+        f"{'floor' if sch.staircase else ''}(step / {sch.decay_steps})`, "
+        f"dtype `{sch.dtype}`, staircase `{sch.staircase}`.",
+        "",
+        f"Steps: {sw.steps.describe()}. Reference: the correctly rounded `exact` order "
+        "(the real value rounded once) and the `keras` order (every operation of Keras "
+        "rounded correctly, pow included).",
+        "",
+        "## Summary",
+        "",
+        "```",
+        *summary_lines(a),
+        "```",
+        "",
+    ]
+    if plot_ref:
+        lines += ["## Error against step", "", f"![ulp error against step]({plot_ref})", ""]
+    lines += ["## Error statistics (ulps)", "",
+              "| against | max | mean | p50 | p90 | p99 | p99.9 | steps off |",
+              "|---|---|---|---|---|---|---|---|"]
+    for label, st in (("exact", sw.vs_exact), ("keras order", sw.vs_keras),
+                      ("exact on rounded I, r", sw.vs_rounded)):
+        lines.append(f"| {label} | {st.max} | {st.mean:.4g} | {st.percentile(50)} | "
+                     f"{st.percentile(90)} | {st.percentile(99)} | {st.percentile(99.9)} | "
+                     f"{st.nonzero():,} / {st.count:,} |")
+    for title, st in (("Worst steps against the exact order", sw.vs_exact),
+                      ("Worst steps against the keras order", sw.vs_keras)):
+        rows = _worst_rows(a, st.worst)
+        if not rows:
+            continue
+        lines += ["", f"## {title}", "",
+                  "| step | ulp | exact value | exact | keras order | implementation |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['step']} | {r['ulp']} | {r['exact_value']} | `{r['exact']}` | "
+                  f"`{r['keras']}` | `{r['implementation']}` |" for r in rows]
+    if a.misfloor is not None:
+        m = a.misfloor
+        lines += ["", "## Staircase misfloors", "",
+                  f"{m.count:,} steps in [{m.start}, {m.stop}) where `floor(rnd(rnd(step) / "
+                  f"rnd(decay_steps)))` differs from `floor(step / decay_steps)` "
+                  f"({m.early:,} early, {m.late:,} late, {m.nonfinite:,} with a non-finite "
+                  "exponent). Found by exact enumeration over "
+                  "the rounding cells of the step, not by sampling."]
+        if m.count:
+            lines += ["", f"First: {', '.join(map(str, m.first(20)))}."]
+    lines += ["", "## Reproduce", "", "```", _reproduce(a, steps_spec), "```", ""]
+    return "\n".join(lines)
+
+
+def report_html(a: Analysis, plot_path: str | None, steps_spec: str) -> str:
+    """The report as one self-contained HTML page (the plot embedded)."""
+    md = report_markdown(a, None, steps_spec)
+    body = []
+    in_code = False
+    table: list[str] = []
+
+    def flush_table() -> None:
+        if not table:
+            return
+        rows = [r.strip("|").split("|") for r in table if not set(r) <= set("|-")]
+        body.append("<table>")
+        for i, cells in enumerate(rows):
+            tag = "th" if i == 0 else "td"
+            body.append("<tr>" + "".join(f"<{tag}>{html.escape(c.strip().strip('`'))}</{tag}>"
+                                         for c in cells) + "</tr>")
+        body.append("</table>")
+        table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("```"):
+            body.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            body.append(html.escape(line))
+            continue
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush_table()
+        if line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+            if line == "## Error statistics (ulps)" and plot_path:
+                with open(plot_path, "rb") as fh:
+                    data = base64.b64encode(fh.read()).decode()
+                mime = "image/svg+xml" if plot_path.endswith(".svg") else "image/png"
+                body.insert(-1, f'<h2>Error against step</h2><img alt="ulp error against step" '
+                                f'src="data:{mime};base64,{data}" style="max-width:100%">')
+        elif line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line:
+            body.append(f"<p>{html.escape(line)}</p>")
+    flush_table()
+    style = ("body{font-family:sans-serif;max-width:70em;margin:auto}pre{background:#f4f4f4;"
+             "padding:.5em;overflow-x:auto}table{border-collapse:collapse}td,th{border:1px solid "
+             "#ccc;padding:.2em .5em;font-family:monospace}")
+    title = html.escape(f"Precision report: {a.sweep.implementation}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_report(a: Analysis, path: str, steps_spec: str, plot: str | None = None) -> list[str]:
+    """Write the report to ``path`` (``.md`` or ``.html``); the plot goes beside
+    it (``plot`` or ``<stem>.png``).  Returns the files written."""
+    from .analysis_plot import plot_analysis
+
+    stem, ext = os.path.splitext(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if ext.lower() not in (".md", ".html", ".htm"):
+        raise ValueError(f"output must end in .md or .html; got {path!r}")
+    plot = plot or stem + ".png"
+    plot_analysis(a, plot)
+    if ext.lower() == ".md":
+        text = report_markdown(a, os.path.relpath(plot, os.path.dirname(path) or "."), steps_spec)
+    else:
+        text = report_html(a, plot, steps_spec)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return [path, plot]
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def _common_arguments(p: argparse.ArgumentParser) -> None:
+    from .cli import add_schedule_arguments
+
+    add_schedule_arguments(p, step=False)
+    p.add_argument("--steps", default="log:0:10**8:2000", metavar="SPEC",
+                   help="START:STOP[:STEP] (every integer, or every STEP-th), "
+                   "log:START:STOP:N (N log-spaced steps) or A,B,C (default %(default)s)")
+    p.add_argument("--implementation", "--impl", default="expdecay", metavar="NAME",
+                   help="implementation to analyse, as for `expdecay check` "
+                   "(default: this package's keras order)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="option of the implementation (repeatable)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--max-points", type=int, default=None, metavar="N",
+                   help="cap on evaluated steps (sampled log-spaced beyond it)")
+    p.add_argument("--pow-ulps", type=float, default=1.0,
+                   help="pow error assumed by the bound (default 1)")
+    p.add_argument("--no-bound", action="store_true",
+                   help="skip the error bound (faster exhaustive sweeps)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``expdecay analyze``."""
+    _common_arguments(p)
+    p.add_argument("--plot", metavar="FILE", help="write a plot (.png or .svg)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--first", type=int, default=10, help="misfloors to list (default 10)")
+    p.add_argument("--search", type=int, default=0, metavar="N",
+                   help="also run a directed worst-case search of N examples")
+    p.add_argument("--write-vectors", metavar="FILE",
+                   help="write the search's findings as a conformance vector file")
+
+
+def add_report_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``expdecay report``."""
+    _common_arguments(p)
+    p.add_argument("--output", "-o", required=True, metavar="FILE",
+                   help="report file, .md (plot beside it) or .html (plot embedded)")
+    p.add_argument("--plot", metavar="FILE", help="where the plot goes (default: beside)")
+
+
+def _options(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"option must be KEY=VALUE; got {item!r}")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+def _analysis_from_args(args: argparse.Namespace) -> Analysis:
+    from .cli import schedule_inputs
+
+    I, D, r = schedule_inputs(args)
+    sch = Schedule(I, D, r, bool(args.staircase), get_format(args.dtype).name)
+    sch.rounded()  # validates I and r early
+    steps = parse_steps(args.steps)
+    options = _options(args.option)
+    _IMPL[:] = [args.implementation, options]
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"workers must be >= 1; got {args.workers}")
+    if args.max_points is not None and args.max_points < 1:
+        raise ValueError(f"max-points must be >= 1; got {args.max_points}")
+    return analyze(sch, steps, implementation=args.implementation, options=options,
+                   workers=args.workers, max_points=args.max_points,
+                   pow_ulps=None if args.no_bound else args.pow_ulps,
+                   progress=None if args.quiet else "stderr")
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    """``expdecay analyze``: print the summary (or JSON), write the plot."""
+    if args.plot:
+        ext = os.path.splitext(args.plot)[1].lower()
+        if ext not in (".png", ".svg"):
+            raise ValueError(f"plot must be a .png or .svg file; got {args.plot!r}")
+    if args.write_vectors and not args.search:
+        raise ValueError("--write-vectors needs --search N (the steps it writes)")
+    if args.first < 0 or args.search < 0:
+        raise ValueError(f"--first and --search must be >= 0; got {args.first}, {args.search}")
+    a = _analysis_from_args(args)
+    doc = a.to_json(args.first)
+    if args.plot:
+        from .analysis_plot import plot_analysis
+
+        doc["plot"] = plot_analysis(a, args.plot)
+    if args.search:
+        from .analysis_search import python_inputs, search_worst, write_vectors
+
+        # Vector files hold int/float64 inputs: search the schedule they will describe.
+        target = python_inputs(a.schedule)[0] if args.write_vectors else a.schedule
+        seeds = tuple(s for _, s in a.sweep.vs_exact.worst)
+        seeds += tuple(a.misfloor.first(5)) if a.misfloor else ()
+        found = search_worst(target, a.sweep.steps, examples=args.search,
+                             implementation=_IMPL[0], options=_IMPL[1], seeds=seeds)
+        doc["search"] = found.to_json()
+        if args.write_vectors:
+            doc["vectors"] = write_vectors(target, found, args.write_vectors)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    for line in summary_lines(a, args.first):
+        print(line)
+    if "search" in doc:
+        s = doc["search"]
+        print(f"search    worst {s['worst_ulp']:+d} ulp at step {s['worst_step']}; "
+              f"hardest to round: step {s['hardest_step']} "
+              f"({s['hardest_distance_ulp']:.3g} ulp from a rounding boundary)")
+    if "vectors" in doc:
+        print(f"vectors   {doc['vectors']}")
+    if args.plot:
+        print(f"plot      {args.plot}")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """``expdecay report``: write the Markdown/HTML page and its plot."""
+    a = _analysis_from_args(args)
+    files = write_report(a, args.output, args.steps, args.plot)
+    print("wrote " + ", ".join(files))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from .cli import main
+
+    sys.exit(main(["analyze", *sys.argv[1:]]))

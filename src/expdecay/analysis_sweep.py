@@ -1,0 +1,725 @@
+"""Error sweeps: ulp error of an implementation over a set of steps.
+
+A sweep compares, at every step of a :class:`StepSet`, the values of an
+implementation with the correctly rounded ``exact`` and ``keras`` orders, and
+reduces them on the fly to exact statistics (a histogram of integer ulp
+errors gives the mean and percentiles exactly), the worst steps, the error
+bound and an envelope for plotting.  Work is cut into chunks; with the
+vectorised fast path (:mod:`expdecay.fast`) the chunks run in a process pool
+on every core, otherwise the oracle evaluates a bounded sample.
+
+A separate, smaller pass splits the error into its causes (:func:`quantisation`):
+rounding ``initial_learning_rate`` and ``decay_rate`` to the format, and the
+arithmetic of the keras order itself.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from .floats import Format, get_format, round_rational
+from .oracle import evaluate_exact, to_exact
+
+__all__ = [
+    "StepSet",
+    "parse_steps",
+    "Schedule",
+    "SweepResult",
+    "sweep",
+    "quantisation",
+    "ulp_keys",
+    "ulp_diff",
+    "evaluate_order",
+    "have_fast_path",
+]
+
+#: Chunk length of a sweep (steps per task).
+CHUNK = 1 << 20
+
+#: Points the oracle evaluates when the fast path is missing.
+ORACLE_BUDGET = 4000
+
+
+# ---------------------------------------------------------------------------
+# Step sets
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepSet:
+    """Integer steps: ``range(start, stop, stride)``, or explicit ``points``."""
+
+    start: int
+    stop: int
+    stride: int = 1
+    points: tuple[int, ...] | None = None
+    log: bool = False
+
+    def __len__(self) -> int:
+        if self.points is not None:
+            return len(self.points)
+        return max(0, -(-(self.stop - self.start) // self.stride))
+
+    @property
+    def lo(self) -> int:
+        return min(self.points) if self.points else self.start
+
+    @property
+    def hi(self) -> int:
+        """One past the largest step."""
+        return max(self.points) + 1 if self.points else self.stop
+
+    def chunks(self, size: int = CHUNK) -> Iterator[StepSet]:
+        """Consecutive pieces of at most ``size`` steps."""
+        if self.points is not None:
+            for i in range(0, len(self.points), size):
+                yield StepSet(0, 0, 1, self.points[i:i + size], self.log)
+            return
+        span = size * self.stride
+        for a in range(self.start, self.stop, span):
+            yield StepSet(a, min(self.stop, a + span), self.stride, None, self.log)
+
+    def array(self) -> np.ndarray:
+        if self.points is not None:
+            return np.asarray(self.points, dtype=np.int64)
+        return np.arange(self.start, self.stop, self.stride, dtype=np.int64)
+
+    def sample(self, n: int, extra: tuple[int, ...] = ()) -> StepSet:
+        """At most about ``n`` steps of this set, log-spaced (dense near the
+        start, where a schedule changes fastest in ulps), plus ``extra``
+        steps that fall inside it."""
+        if len(self) <= n:
+            return self
+        lo, hi = self.lo, self.hi - 1
+        grid = np.unique(np.rint(np.geomspace(max(lo, 1), hi, n)).astype(np.int64))
+        if lo < 1:
+            grid = np.unique(np.concatenate([[lo], grid]))
+        if self.points is None and self.stride > 1:
+            grid = self.start + (grid - self.start) // self.stride * self.stride
+        picks = set(grid.tolist()) | {e for e in extra if self.contains(e)}
+        return StepSet(0, 0, 1, tuple(sorted(picks)), True)
+
+    def contains(self, s: int) -> bool:
+        if self.points is not None:
+            return s in self.points
+        return self.start <= s < self.stop and (s - self.start) % self.stride == 0
+
+    def describe(self) -> str:
+        if self.points is not None:
+            kind = "log-spaced samples" if self.log else ("steps" if len(self) != 1 else "step")
+            return f"{len(self)} {kind} in [{self.lo}, {self.hi})"
+        stride = f" every {self.stride}" if self.stride != 1 else ""
+        n = len(self)
+        return f"[{self.start}, {self.stop}){stride}: {n} step{'s' if n != 1 else ''}"
+
+
+def _int(text: str, name: str) -> int:
+    """An integer written as ``123``, ``1_000``, ``2**24``, ``1e6`` or ``-5``."""
+    t = text.strip().replace("_", "")
+    try:
+        if "**" in t:
+            base, exp = t.split("**", 1)
+            return int(base) ** int(exp)
+        q = Fraction(t)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{name} must be an integer; got {text!r}") from None
+    if q.denominator != 1:
+        raise ValueError(f"{name} must be an integer; got {text!r}")
+    return int(q)
+
+
+def parse_steps(spec: str) -> StepSet:
+    """Parse ``START:STOP[:STEP]`` (every STEP-th integer), ``log:START:STOP:N``
+    (N log-spaced integers) or ``A,B,C`` (a list).
+
+    >>> parse_steps("0:2**25").describe()
+    '[0, 33554432): 33554432 steps'
+    >>> parse_steps("log:1:10**6:5").points
+    (1, 32, 1000, 31623, 999999)
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"steps must be a str; got {spec!r}")
+    parts = spec.split(":")
+    if parts[0] == "log":
+        if len(parts) != 4:
+            raise ValueError(f"steps must be log:START:STOP:N; got {spec!r}")
+        a, b, n = (_int(p, "steps") for p in parts[1:])
+        if not 0 <= a < b or n < 1:
+            raise ValueError(
+                f"steps log:START:STOP:N needs 0 <= START < STOP, N >= 1; got {spec!r}")
+        return StepSet(a, b).sample(n) if b - a > n else StepSet(a, b)
+    if len(parts) == 1:
+        pts = tuple(sorted({_int(p, "steps") for p in spec.split(",")}))
+        return StepSet(0, 0, 1, pts)
+    if len(parts) not in (2, 3):
+        raise ValueError(f"steps must be START:STOP[:STEP]; got {spec!r}")
+    a, b = _int(parts[0], "steps"), _int(parts[1], "steps")
+    stride = _int(parts[2], "steps") if len(parts) == 3 else 1
+    if stride < 1 or b <= a:
+        raise ValueError(f"steps START:STOP[:STEP] needs START < STOP and STEP >= 1; got {spec!r}")
+    if abs(a) >= 1 << 62 or abs(b) > 1 << 62:
+        raise ValueError(f"steps must lie within +-2**62; got {spec!r}")
+    return StepSet(a, b, stride)
+
+
+# ---------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A schedule configuration with its inputs as given (exact strings or numbers)."""
+
+    initial_learning_rate: Any
+    decay_steps: Any
+    decay_rate: Any
+    staircase: bool
+    dtype: str
+
+    @property
+    def format(self) -> Format:
+        return get_format(self.dtype)
+
+    def rounded(self) -> tuple[float, float]:
+        """``(rnd(I), rnd(r))``: the inputs as the format holds them."""
+        fmt = self.format
+        return tuple(  # type: ignore[return-value]
+            _round_input(to_exact(x, n), fmt)
+            for x, n in ((self.initial_learning_rate, "initial_learning_rate"),
+                         (self.decay_rate, "decay_rate"))
+        )
+
+
+def _round_input(x: Any, fmt: Format) -> float:
+    return round_rational(x, fmt) if isinstance(x, Fraction) else x
+
+
+def have_fast_path() -> bool:
+    """True when :mod:`expdecay.fast` provides ``evaluate``."""
+    try:
+        from . import fast  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(fast, "evaluate")
+
+
+def evaluate_order(
+    I: Any, D: Any, r: Any, steps: np.ndarray, *, staircase: bool, dtype: str, order: str
+) -> np.ndarray:
+    """The correctly rounded schedule at ``steps`` (array of the format's dtype):
+    the fast path when present, else the oracle step by step."""
+    fmt = get_format(dtype)
+    if have_fast_path():
+        from .fast import evaluate
+
+        return np.asarray(
+            evaluate(I, D, r, steps, staircase=staircase, dtype=fmt.name, order=order)
+        ).astype(fmt.dtype, copy=False)
+    args = (to_exact(I, "initial_learning_rate"), to_exact(D, "decay_steps"),
+            to_exact(r, "decay_rate"))
+    out = [evaluate_exact((*args, to_exact(int(s), "step")), staircase, fmt, order)
+           for s in np.asarray(steps).ravel()]
+    # Every value is exactly representable: the cast below is exact.
+    return np.asarray(out, dtype=np.float64).astype(fmt.dtype)
+
+
+def ulp_keys(x: np.ndarray, fmt: Format) -> np.ndarray:
+    """Integer keys, monotone in value, whose differences count ulps of
+    ``fmt`` (+0 and -0 share a key; NaN gives an arbitrary key)."""
+    bits = np.ascontiguousarray(x).view(f"u{fmt.width // 8}").astype(np.int64)
+    sign = 1 << (fmt.width - 1)
+    if fmt.width == 64:
+        raw = np.ascontiguousarray(x).view(np.uint64)
+        mag = (raw & np.uint64(sign - 1)).astype(np.int64)
+        neg = (raw >> np.uint64(63)).astype(bool)
+    else:
+        mag = bits & (sign - 1)
+        neg = (bits & sign) != 0
+    return np.where(neg, -mag, mag)
+
+
+def ulp_diff(ka: np.ndarray, kb: np.ndarray) -> np.ndarray:
+    """``ka - kb`` for keys of :func:`ulp_keys`, saturated to int64 (only
+    float64 distances across most of the number line can overflow)."""
+    with np.errstate(over="ignore"):
+        d = ka - kb
+    over = ((ka < 0) != (kb < 0)) & ((d < 0) != (ka < 0))
+    if over.any():
+        d = np.where(over, np.where(ka < 0, np.iinfo(np.int64).min + 1,
+                                    np.iinfo(np.int64).max), d)
+    return d
+
+
+# ---------------------------------------------------------------------------
+# Reductions
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class ErrorStats:
+    """Exact statistics of integer ulp errors (signed values, |.| for stats)."""
+
+    count: int = 0
+    nan_mismatch: int = 0
+    hist: dict[int, int] = field(default_factory=dict)
+    worst: list[tuple[int, int]] = field(default_factory=list)  # (err, step)
+    total_abs: int = 0
+
+    def add(self, err: np.ndarray, steps: np.ndarray, valid: np.ndarray, top: int) -> None:
+        self.nan_mismatch += int((~valid).sum())
+        err, steps = err[valid], steps[valid]
+        self.count += err.size
+        a = np.abs(err)
+        self.total_abs += int(a.sum())
+        if a.size and a.max() < 1 << 16:
+            cnt = np.bincount(a)
+            vals = np.flatnonzero(cnt)
+            cnt = cnt[vals]
+        else:
+            vals, cnt = np.unique(a, return_counts=True)
+        for v, c in zip(vals.tolist(), cnt.tolist(), strict=True):
+            self.hist[v] = self.hist.get(v, 0) + c
+        if a.size:
+            k = min(top, a.size)
+            v = a[np.argpartition(-a, k - 1)[k - 1]]  # the k-th largest |error|
+            above = np.flatnonzero(a > v)
+            ties = np.flatnonzero(a == v)[: k - above.size]  # earliest steps first
+            idx = np.concatenate([above, ties])
+            cand = [(int(err[i]), int(steps[i])) for i in idx if a[i] > 0]
+            self.worst = _top(self.worst + cand, top)
+
+    def merge(self, other: ErrorStats, top: int) -> None:
+        self.count += other.count
+        self.nan_mismatch += other.nan_mismatch
+        self.total_abs += other.total_abs
+        for v, c in other.hist.items():
+            self.hist[v] = self.hist.get(v, 0) + c
+        self.worst = _top(self.worst + other.worst, top)
+
+    @property
+    def max(self) -> int:
+        return max(self.hist, default=0)
+
+    @property
+    def mean(self) -> float:
+        return self.total_abs / self.count if self.count else 0.0
+
+    def percentile(self, q: float) -> int:
+        """Least ``v`` with at least ``q`` percent of the |errors| ``<= v``."""
+        need = math.ceil(q / 100 * self.count)
+        acc = 0
+        for v in sorted(self.hist):
+            acc += self.hist[v]
+            if acc >= need:
+                return v
+        return 0
+
+    def nonzero(self) -> int:
+        return self.count - self.hist.get(0, 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "nonzero": self.nonzero(),
+            "nan_mismatch": self.nan_mismatch,
+            "max_abs_ulp": self.max,
+            "mean_abs_ulp": self.mean,
+            "percentiles_abs_ulp": {str(q): self.percentile(q) for q in (50, 90, 99, 99.9, 100)},
+            "worst": [{"step": s, "ulp": e} for e, s in self.worst],
+        }
+
+
+def _top(items: list[tuple[int, int]], n: int) -> list[tuple[int, int]]:
+    return sorted(set(items), key=lambda t: (-abs(t[0]), t[1]))[:n]
+
+
+@dataclass
+class Envelope:
+    """Per-bin extremes of the error and the bound, for plotting."""
+
+    edges: np.ndarray
+    err_min: np.ndarray
+    err_max: np.ndarray
+    bound_max: np.ndarray
+    arith_min: np.ndarray
+    arith_max: np.ndarray
+
+    @classmethod
+    def empty(cls, steps: StepSet, bins: int) -> Envelope:
+        lo, hi = steps.lo, steps.hi
+        bins = max(1, min(bins, len(steps)))
+        if steps.log and lo >= 0:
+            edges = np.concatenate([[lo], np.geomspace(max(lo, 1), hi, bins)])
+        else:
+            edges = np.linspace(lo, hi, bins + 1)
+        n = len(edges) - 1
+        lo_, hi_ = np.full(n, np.inf), np.full(n, -np.inf)
+        return cls(edges, lo_, hi_, hi_.copy(), lo_.copy(), hi_.copy())
+
+    def copy(self) -> Envelope:
+        return Envelope(self.edges, self.err_min.copy(), self.err_max.copy(),
+                        self.bound_max.copy(), self.arith_min.copy(), self.arith_max.copy())
+
+    def add(self, steps: np.ndarray, err: np.ndarray, arith: np.ndarray,
+            bound: np.ndarray | None) -> None:
+        """Fold in the errors against exact (``err``), against exact on the
+        rounded inputs (``arith``) and the bound at ``steps``."""
+        i = np.clip(np.searchsorted(self.edges, steps, side="right") - 1, 0, len(self.err_min) - 1)
+        for arr, lo, hi in ((err, self.err_min, self.err_max),
+                            (arith, self.arith_min, self.arith_max)):
+            e = arr.astype(np.float64)
+            np.minimum.at(lo, i, e)
+            np.maximum.at(hi, i, e)
+        if bound is not None:
+            np.maximum.at(self.bound_max, i, np.asarray(bound, dtype=np.float64))
+
+    def merge(self, other: Envelope) -> None:
+        for name in ("err_min", "arith_min"):
+            np.minimum(getattr(self, name), getattr(other, name), out=getattr(self, name))
+        for name in ("err_max", "bound_max", "arith_max"):
+            np.maximum(getattr(self, name), getattr(other, name), out=getattr(self, name))
+
+
+@dataclass
+class SweepResult:
+    """What :func:`sweep` measured."""
+
+    schedule: Schedule
+    implementation: str
+    steps: StepSet
+    vs_exact: ErrorStats
+    vs_keras: ErrorStats
+    vs_rounded: ErrorStats
+    envelope: Envelope
+    bound_max: float | None = None
+    bound_violations: int = 0
+    bound_available: bool = False
+    seconds: float = 0.0
+    evaluator: str = "oracle"
+    pow_ulps: float | None = 1
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        """Steps per second."""
+        return len(self.steps) / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "implementation": self.implementation,
+            "steps": self.steps.describe(),
+            "evaluated_steps": len(self.steps),
+            "evaluator": self.evaluator,
+            "vs_exact": self.vs_exact.to_json(),
+            "vs_keras": self.vs_keras.to_json(),
+            "vs_exact_on_rounded_inputs": self.vs_rounded.to_json(),
+            "bound": {
+                "available": self.bound_available,
+                "max_ulp": self.bound_max,
+                "violations": self.bound_violations,
+            },
+            "seconds": round(self.seconds, 3),
+            "steps_per_second": round(self.rate, 1),
+            "notes": self.notes,
+        }
+
+
+# ---------------------------------------------------------------------------
+# The sweep
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Task:
+    schedule: Schedule
+    steps: StepSet
+    implementation: str
+    options: tuple[tuple[str, Any], ...]
+    envelope: Envelope
+    top: int
+    pow_ulps: float | None  # None: no bound
+
+
+def _error_bound(
+    sch: Schedule, steps: np.ndarray, pow_ulps: float
+) -> tuple[np.ndarray | None, str | None]:
+    """The derived bound at ``steps`` (ulps), or None and why not.  A failure
+    of the bound is reported, never allowed to stop the measurement."""
+    try:
+        from .bounds import error_bound
+    except ImportError:
+        return None, None
+    try:
+        return np.asarray(error_bound(
+            sch.initial_learning_rate, sch.decay_steps, sch.decay_rate, steps,
+            staircase=sch.staircase, dtype=sch.dtype, pow_ulps=pow_ulps), dtype=np.float64), None
+    except Exception as e:  # noqa: BLE001 - reported in the notes
+        return None, f"error bound failed: {type(e).__name__}: {e}"
+
+
+def implementation_values(
+    sch: Schedule, steps: np.ndarray, implementation: str, options: dict[str, Any],
+    keras_values: np.ndarray | None = None,
+) -> np.ndarray:
+    """The implementation's outputs at ``steps`` in the schedule's dtype.
+
+    ``implementation="expdecay"`` with no options is this package's keras order.
+    """
+    fmt = sch.format
+    if implementation == "expdecay" and options.get("order", "keras") == "keras":
+        if keras_values is not None:
+            return keras_values
+        return evaluate_order(sch.initial_learning_rate, sch.decay_steps, sch.decay_rate, steps,
+                              staircase=sch.staircase, dtype=sch.dtype, order="keras")
+    from .adapters import AdapterError, Params, get_adapter
+
+    key = (implementation, tuple(sorted(options.items())))
+    try:
+        adapter = _ADAPTERS.get(key)
+        if adapter is None:
+            adapter = _ADAPTERS[key] = get_adapter(implementation, **options)
+        params = Params(sch.initial_learning_rate, sch.decay_steps, sch.decay_rate,
+                        sch.staircase, sch.dtype)
+        got = np.asarray(adapter.evaluate(params, [int(s) for s in steps]), dtype=np.float64)
+    except AdapterError as e:
+        # A missing framework or a step it cannot take: one line on the CLI.
+        raise ValueError(f"implementation {implementation!r} failed: {e}") from None
+    return got.astype(fmt.dtype)
+
+
+_ADAPTERS: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
+
+
+def adapter_label(implementation: str, options: dict[str, Any]) -> str:
+    """A short name with version for reports."""
+    if implementation == "expdecay" and options.get("order", "keras") == "keras":
+        return "expdecay keras order (correctly rounded pow)"
+    try:
+        from .adapters import get_adapter
+
+        key = (implementation, tuple(sorted(options.items())))
+        a = _ADAPTERS.get(key) or get_adapter(implementation, **options)
+        _ADAPTERS[key] = a
+        opts = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+        return f"{a.name} [{a.version}]" + (f" ({opts})" if opts else "")
+    except Exception as e:  # noqa: BLE001 - a label must not fail the analysis
+        return f"{implementation} ({e})"
+
+
+def _errors(a: np.ndarray, b: np.ndarray, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
+    """Signed ulp distance ``a - b`` (0 where NaN) and where it is defined
+    (both NaN or neither)."""
+    na, nb = np.isnan(a), np.isnan(b)
+    return np.where(na | nb, 0, ulp_diff(ulp_keys(a, fmt), ulp_keys(b, fmt))), na == nb
+
+
+def _run_task(
+    task: _Task,
+) -> tuple[ErrorStats, ErrorStats, ErrorStats, Envelope, float, int, str | None]:
+    sch = task.schedule
+    steps = task.steps.array()
+    fmt = sch.format
+    kw = {"staircase": sch.staircase, "dtype": sch.dtype}
+    I, D, r = sch.initial_learning_rate, sch.decay_steps, sch.decay_rate
+    exact = evaluate_order(I, D, r, steps, order="exact", **kw)
+    keras = evaluate_order(I, D, r, steps, order="keras", **kw)
+    If, rf = sch.rounded()
+    exact_q = evaluate_order(If, D, rf, steps, order="exact", **kw)
+    impl = implementation_values(sch, steps, task.implementation, dict(task.options), keras)
+    stats = []
+    errs = []
+    for ref in (exact, keras, exact_q):
+        err, valid = _errors(impl, ref, fmt)
+        st = ErrorStats()
+        st.add(err, steps, valid, task.top)
+        stats.append(st)
+        errs.append(err)
+    bound, why = (None, None) if task.pow_ulps is None else \
+        _error_bound(sch, steps, task.pow_ulps)
+    env = task.envelope.copy()
+    env.add(steps, errs[0], errs[2], bound)
+    err_e = errs[0]
+    bmax, viol = -math.inf, 0
+    if bound is not None and bound.size:
+        bmax = float(np.nanmax(bound))
+        viol = int((np.abs(err_e) > bound).sum())
+    return stats[0], stats[1], stats[2], env, bmax, viol, why
+
+
+def sweep(
+    schedule: Schedule,
+    steps: StepSet,
+    *,
+    implementation: str = "expdecay",
+    options: dict[str, Any] | None = None,
+    workers: int | None = None,
+    bins: int = 2000,
+    top: int = 10,
+    pow_ulps: float | None = 1,
+    progress: Callable[[int, int, float], None] | None = None,
+    chunk: int = CHUNK,
+    extra: tuple[int, ...] = (),
+    max_points: int | None = None,
+) -> SweepResult:
+    """Measure the implementation's ulp error on ``steps``.
+
+    Without the fast path, or for an external implementation, the set is cut
+    down to ``max_points`` (default :data:`ORACLE_BUDGET` for the oracle,
+    ``2**20`` for an external implementation) log-spaced samples plus
+    ``extra``; a note says so.  ``pow_ulps=None`` skips the error bound.
+    """
+    options = dict(options or {})
+    notes: list[str] = []
+    fast = have_fast_path()
+    external = not (implementation == "expdecay" and options.get("order", "keras") == "keras")
+    if max_points is None:
+        max_points = ORACLE_BUDGET if not fast else (1 << 20 if external else 1 << 40)
+    if len(steps) > max_points:
+        why = "no fast path (expdecay.fast) installed" if not fast else "external implementation"
+        notes.append(f"{why}: {len(steps)} steps cut to about {max_points} log-spaced samples "
+                     "(misfloors are still enumerated over the whole range)")
+        steps = steps.sample(max_points, extra)
+    env0 = Envelope.empty(steps, bins)
+    tasks = [_Task(schedule, c, implementation, tuple(sorted(options.items())), env0, top,
+                   pow_ulps) for c in steps.chunks(chunk)]
+    result = SweepResult(schedule, adapter_label(implementation, options), steps,
+                         ErrorStats(), ErrorStats(), ErrorStats(), env0.copy(),
+                         evaluator="fast" if fast else "oracle", pow_ulps=pow_ulps,
+                         notes=notes)
+    t0 = time.perf_counter()
+    done = 0
+    bmax = -math.inf
+    nworkers = workers or os.cpu_count() or 1
+    use_pool = fast and not external and nworkers > 1 and len(tasks) > 1
+    if use_pool:
+        # Warm the fast path's tables and plans before forking, so that the
+        # workers inherit them instead of each building its own.
+        _run_task(_Task(schedule, StepSet(0, 0, 1, (steps.lo,)), implementation,
+                        tuple(sorted(options.items())), env0, top, pow_ulps))
+        with ProcessPoolExecutor(max_workers=nworkers) as pool:
+            outs: Iterator[Any] = pool.map(_run_task, tasks)
+            for task, out in zip(tasks, outs, strict=True):
+                bmax = _absorb(result, out, top, bmax)
+                done += len(task.steps)
+                if progress:
+                    progress(done, len(steps), time.perf_counter() - t0)
+    else:
+        for task in tasks:
+            bmax = _absorb(result, _run_task(task), top, bmax)
+            done += len(task.steps)
+            if progress:
+                progress(done, len(steps), time.perf_counter() - t0)
+    result.seconds = time.perf_counter() - t0
+    result.bound_available = bmax > -math.inf
+    result.bound_max = bmax if result.bound_available else None
+    return result
+
+
+def _absorb(result: SweepResult, out: tuple[Any, ...], top: int, bmax: float) -> float:
+    vs_e, vs_k, vs_r, env, b, viol, why = out
+    if why and why not in result.notes:
+        result.notes.append(why)
+    result.vs_exact.merge(vs_e, top)
+    result.vs_keras.merge(vs_k, top)
+    result.vs_rounded.merge(vs_r, top)
+    result.envelope.merge(env)
+    result.bound_violations += viol
+    return max(bmax, b)
+
+
+def stderr_progress(label: str) -> Callable[[int, int, float], None]:
+    """A progress callback writing one updating line on stderr."""
+
+    def show(done: int, total: int, seconds: float) -> None:
+        rate = done / seconds if seconds > 0 else 0.0
+        end = "\n" if done >= total else ""
+        print(f"\r{label}: {done}/{total} steps ({100 * done / max(total, 1):.0f}%), "
+              f"{rate:,.0f} steps/s", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+# ---------------------------------------------------------------------------
+# Input quantisation
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Quantisation:
+    """Ulp contributions along the chain exact(I, r) -> exact(rnd I, r) ->
+    exact(rnd I, rnd r) -> keras order (distances add up exactly)."""
+
+    steps: np.ndarray
+    from_i: np.ndarray
+    from_rate: np.ndarray
+    arithmetic: np.ndarray
+    total: np.ndarray
+    i_rel: float
+    r_rel: float
+    drift_per_period: float
+
+    def at(self, i: int) -> dict[str, int]:
+        return {"step": int(self.steps[i]), "from_initial_learning_rate": int(self.from_i[i]),
+                "from_decay_rate": int(self.from_rate[i]), "arithmetic": int(self.arithmetic[i]),
+                "total": int(self.total[i])}
+
+    def to_json(self) -> dict[str, Any]:
+        worst = int(np.argmax(np.abs(self.from_rate))) if self.steps.size else 0
+        last = self.steps.size - 1
+        return {
+            "initial_learning_rate_relative_error": self.i_rel,
+            "decay_rate_relative_error": self.r_rel,
+            "decay_rate_ulps_per_period": self.drift_per_period,
+            "max_abs_ulp": {
+                "from_initial_learning_rate": int(np.abs(self.from_i).max(initial=0)),
+                "from_decay_rate": int(np.abs(self.from_rate).max(initial=0)),
+                "arithmetic": int(np.abs(self.arithmetic).max(initial=0)),
+                "total": int(np.abs(self.total).max(initial=0)),
+            },
+            "at_worst_decay_rate_step": self.at(worst) if self.steps.size else None,
+            "at_last_step": self.at(last) if self.steps.size else None,
+        }
+
+
+def quantisation(schedule: Schedule, steps: np.ndarray) -> Quantisation:
+    """Split the keras order's error at ``steps`` into the part due to
+    rounding ``initial_learning_rate``, the part due to rounding
+    ``decay_rate`` (both measured on exact arithmetic) and the rest."""
+    fmt = schedule.format
+    If, rf = schedule.rounded()
+    I, D, r = schedule.initial_learning_rate, schedule.decay_steps, schedule.decay_rate
+    kw = {"staircase": schedule.staircase, "dtype": schedule.dtype}
+    chain = [
+        evaluate_order(I, D, r, steps, order="exact", **kw),
+        evaluate_order(If, D, r, steps, order="exact", **kw),
+        evaluate_order(If, D, rf, steps, order="exact", **kw),
+        evaluate_order(I, D, r, steps, order="keras", **kw),
+    ]
+    keys = [ulp_keys(c, fmt) for c in chain]
+    bad = np.zeros(steps.shape, dtype=bool)
+    for c in chain:
+        bad |= np.isnan(c)
+    d = [np.where(bad, 0, keys[i + 1] - keys[i]) for i in range(3)]
+    i_rel = _relative(to_exact(I, "initial_learning_rate"), If)
+    r_rel = _relative(to_exact(r, "decay_rate"), rf)
+    # One period multiplies by r: its relative error compounds once per period.
+    drift = abs(r_rel) * 2.0 ** (fmt.precision - 1)
+    return Quantisation(steps, d[0], d[1], d[2], d[0] + d[1] + d[2], i_rel, r_rel, drift)
+
+
+def _relative(x: Any, xf: float) -> float:
+    """``(xf - x) / x`` for finite nonzero ``x`` (0.0 otherwise)."""
+    if not isinstance(x, Fraction) or not math.isfinite(xf):
+        return 0.0
+    return float((Fraction(xf) - x) / x)

@@ -1,0 +1,341 @@
+"""Precision analysis: step sets, ulp keys, statistics, sweeps, quantisation,
+plots, reports, the worst-case search and the command line.
+
+Expected values come from other routes: the oracle evaluated step by step
+with :func:`expdecay.floats.ulp_distance` (the sweep uses the fast path and
+vectorised keys), sorted lists for percentiles, hand-derived cases.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from expdecay import oracle
+from expdecay.analysis import Schedule, analyze, parse_steps, write_report
+from expdecay.analysis_search import boundary_distance, python_inputs, search_worst, write_vectors
+from expdecay.analysis_sweep import ErrorStats, StepSet, quantisation, sweep, ulp_diff, ulp_keys
+from expdecay.cli import main
+from expdecay.floats import from_bits, get_format, to_numpy, ulp_distance
+
+FORMATS = ("float16", "bfloat16", "float32", "float64")
+
+
+# ---------------------------------------------------------------------------
+# Step sets
+# ---------------------------------------------------------------------------
+
+
+def test_parse_range_forms():
+    s = parse_steps("0:2**25")
+    assert (s.start, s.stop, s.stride, len(s)) == (0, 2**25, 1, 2**25)
+    s = parse_steps("10:20:3")
+    assert s.array().tolist() == [10, 13, 16, 19]
+    assert parse_steps("5,1,5,1_000").points == (1, 5, 1000)
+    s = parse_steps("log:0:10**6:7")
+    assert s.points[0] == 0 and s.points[-1] == 999999 and s.log
+    assert list(s.points) == sorted(set(s.points))
+    assert parse_steps("1e3:2e3").start == 1000
+
+
+@pytest.mark.parametrize("spec", ["", "a:b", "5:5", "10:1", "0:10:0", "log:5:1:3", "1.5:3",
+                                  "log:0:10", "0:2**70"])
+def test_parse_rejects(spec):
+    with pytest.raises(ValueError, match="steps"):
+        parse_steps(spec)
+
+
+def test_parse_type():
+    with pytest.raises(TypeError, match="steps"):
+        parse_steps(5)  # type: ignore[arg-type]
+
+
+def test_chunks_cover_the_set():
+    s = StepSet(3, 1000, 7)
+    got = np.concatenate([c.array() for c in s.chunks(13)])
+    assert got.tolist() == list(range(3, 1000, 7))
+
+
+def test_sample_keeps_extras_inside_only():
+    s = StepSet(0, 10**7)
+    smp = s.sample(50, extra=(123457, 10**8))
+    assert 123457 in smp.points and 10**8 not in smp.points
+    assert len(smp) <= 52
+
+
+# ---------------------------------------------------------------------------
+# ulp keys and statistics
+# ---------------------------------------------------------------------------
+
+
+@st.composite
+def float_pairs(draw):
+    fmt = get_format(draw(st.sampled_from(FORMATS)))
+    top = (1 << (fmt.width - 1)) - (1 << (fmt.precision - 1))  # below the NaNs/infs
+    a, b = (draw(st.integers(0, top)) for _ in range(2))
+    sa, sb = (draw(st.booleans()) for _ in range(2))
+    sign = 1 << (fmt.width - 1)
+    return fmt, from_bits(a | (sign if sa else 0), fmt), from_bits(b | (sign if sb else 0), fmt)
+
+
+@settings(max_examples=300, deadline=None)
+@given(float_pairs())
+@example((get_format("float32"), 0.0, -0.0))
+@example((get_format("float16"), math.inf, 65504.0))
+@example((get_format("float64"), 2.225073858507202e-308, -math.inf))
+@example((get_format("float64"), -math.inf, math.inf))
+def test_ulp_keys_match_ulp_distance(case):
+    fmt, a, b = case
+    arr = np.array([to_numpy(a, fmt), to_numpy(b, fmt)], dtype=fmt.dtype)
+    k = ulp_keys(arr, fmt)
+    lim = 2**63 - 1
+    want = max(-lim, min(lim, ulp_distance(a, b, fmt)))
+    assert int(ulp_diff(k[1:], k[:1])[0]) == want
+
+
+def test_error_stats_percentiles_and_mean():
+    rng = np.random.default_rng(5)
+    err = rng.integers(-50, 50, size=10001)
+    steps = np.arange(err.size)
+    st_ = ErrorStats()
+    half = err.size // 2
+    st_.add(err[:half], steps[:half], np.ones(half, bool), top=3)
+    other = ErrorStats()
+    other.add(err[half:], steps[half:], np.ones(err.size - half, bool), top=3)
+    st_.merge(other, top=3)
+    a = sorted(abs(int(e)) for e in err)
+    assert st_.max == a[-1]
+    assert st_.mean == pytest.approx(sum(a) / len(a))
+    for q in (50, 90, 99):
+        assert st_.percentile(q) == a[math.ceil(q / 100 * len(a)) - 1]
+    assert st_.nonzero() == sum(1 for e in a if e)
+    # worst: largest |err|, earliest step first on ties
+    worst_abs = a[-1]
+    first = min(i for i, e in enumerate(err) if abs(e) == worst_abs)
+    assert st_.worst[0] == (int(err[first]), first)
+
+
+# ---------------------------------------------------------------------------
+# Sweeps against the oracle step by step
+# ---------------------------------------------------------------------------
+
+
+def oracle_errors(sch: Schedule, steps: list[int]) -> list[int]:
+    fmt = sch.format
+    out = []
+    for s in steps:
+        args = (sch.initial_learning_rate, sch.decay_steps, sch.decay_rate, s)
+        e = float(oracle.evaluate(*args, staircase=sch.staircase, dtype=fmt.name, order="exact"))
+        k = float(oracle.evaluate(*args, staircase=sch.staircase, dtype=fmt.name, order="keras"))
+        out.append(0 if math.isnan(e) and math.isnan(k) else ulp_distance(e, k, fmt))
+    return out
+
+
+@pytest.mark.parametrize("dtype", FORMATS)
+@pytest.mark.parametrize("staircase", [False, True])
+def test_sweep_matches_oracle(dtype, staircase):
+    P = get_format(dtype).precision
+    lo = max(0, 2**P - 300) if dtype != "float64" else 2**53 - 300
+    sch = Schedule("0.1", 7, "0.96", staircase, dtype)
+    steps = StepSet(lo, lo + 600, 3)
+    res = sweep(sch, steps, workers=1, chunk=64)
+    want = oracle_errors(sch, steps.array().tolist())
+    abs_w = sorted(abs(e) for e in want)
+    assert res.vs_exact.max == abs_w[-1]
+    assert res.vs_exact.count == len(want)
+    assert res.vs_exact.total_abs == sum(abs_w)
+    assert res.vs_keras.max == 0  # the default implementation is the keras order
+    if res.vs_exact.worst:
+        e, s = res.vs_exact.worst[0]
+        assert e == want[(s - lo) // 3]
+
+
+def test_sweep_pool_equals_serial():
+    sch = Schedule("0.1", 1000, "0.9999", True, "float32")
+    steps = StepSet(2**24 - 5000, 2**24 + 5000)
+    a = sweep(sch, steps, workers=1, chunk=2048)
+    b = sweep(sch, steps, workers=2, chunk=2048)
+    assert a.vs_exact.hist == b.vs_exact.hist
+    assert a.vs_exact.worst == b.vs_exact.worst
+    assert np.array_equal(a.envelope.err_max, b.envelope.err_max)
+
+
+def test_quantisation_hand_cases():
+    # I and r exact in float32: no quantisation; the chain sums to keras - exact.
+    sch = Schedule("0.5", 3, "0.75", False, "float32")
+    steps = np.arange(0, 2000, 37, dtype=np.int64)
+    q = quantisation(sch, steps)
+    assert not q.from_i.any() and not q.from_rate.any()
+    assert q.total.tolist() == oracle_errors(sch, steps.tolist())
+    # r = 0.9999 is not a float32: after p periods the relative error of r
+    # compounds p times.
+    sch = Schedule("0.1", 1000, "0.9999", True, "float32")
+    steps = np.array([0, 1000, 10**7], dtype=np.int64)
+    q = quantisation(sch, steps)
+    assert q.from_rate[0] == 0
+    rf = Fraction(float(np.float32(0.9999)))
+    r_rel = float((rf - Fraction("0.9999")) / Fraction("0.9999"))
+    assert q.r_rel == pytest.approx(r_rel)
+    # at step 10**7, p = 10**4: the value moves by about 10**4 * r_rel, in ulps
+    y = 0.1 * 0.9999**10**4
+    ulp = 2.0 ** (math.floor(math.log2(y)) - 23)
+    assert q.from_rate[2] == pytest.approx(10**4 * r_rel * y / ulp, abs=2)
+    assert q.total.tolist() == oracle_errors(sch, steps.tolist())
+
+
+# ---------------------------------------------------------------------------
+# analyze, plots, reports
+# ---------------------------------------------------------------------------
+
+
+def test_analyze_reports_misfloors_and_errors():
+    sch = Schedule("0.1", 1000, "0.9999", True, "float32")
+    a = analyze(sch, parse_steps("16777000:16781000"), progress=None)
+    assert a.misfloor is not None
+    assert a.misfloor.first(5) == [16777999, 16778999, 16779999, 16780999]
+    # at a misfloor the keras order has one extra factor 0.9999: the arithmetic
+    # error against exact on rounded inputs is about 1e-4 relative, i.e. the
+    # value divided by its ulp times 1e-4.
+    y = 0.1 * 0.9999**16778
+    ulp = 2.0 ** (math.floor(math.log2(y)) - 23)
+    assert a.sweep.vs_rounded.max == pytest.approx(1e-4 * y / ulp, rel=0.01)
+    assert {s for _, s in a.sweep.vs_rounded.worst[:4]} == {16777999, 16778999, 16779999,
+                                                            16780999}
+    doc = a.to_json()
+    assert doc["misfloors"]["count"] == 4
+    json.dumps(doc)
+
+
+@pytest.mark.parametrize("ext", [".png", ".svg"])
+def test_cli_analyze_json_and_plot(tmp_path, capsys, ext):
+    plot = tmp_path / f"err{ext}"
+    rc = main(["analyze", "--initial-learning-rate", "0.1", "--decay-steps", "1000",
+               "--decay-rate", "0.9999", "--staircase", "--dtype", "float32",
+               "--steps", "log:0:2**25:300", "--plot", str(plot), "--json", "--quiet"])
+    assert rc == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["misfloors"]["count"] == 16777
+    assert doc["misfloors"]["first"][0] == 16777999
+    assert doc["plot"] == str(plot)
+    head = plot.read_bytes()[:8]
+    assert head.startswith(b"\x89PNG") if ext == ".png" else b"<?xml" in head
+
+
+def test_cli_analyze_text(capsys):
+    rc = main(["analyze", "--initial-learning-rate", "0.1", "--decay-steps", "1000",
+               "--decay-rate", "0.96", "--dtype", "float16", "--steps", "0:5000:7", "--quiet"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "vs exact" in out and "vs keras" in out and "inputs" in out
+    assert "misfloors" not in out  # continuous schedule
+
+
+@pytest.mark.parametrize("argv,text", [
+    (["--steps", "0:x"], "steps"),
+    (["--plot", "a.pdf"], "plot"),
+    (["--workers", "0"], "workers"),
+    (["--option", "novalue"], "option"),
+    (["--implementation", "nosuch"], "implementation"),
+    (["--write-vectors", "v.json"], "--search"),
+    (["--max-points", "0"], "max-points"),
+])
+def test_cli_errors_are_one_line(capsys, argv, text):
+    base = ["analyze", "--initial-learning-rate", "0.1", "--decay-steps", "10",
+            "--decay-rate", "0.5", "--steps", "0:100", "--quiet"]
+    rc = main(base + argv)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("expdecay: error:") and text in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("ext", [".md", ".html"])
+def test_report(tmp_path, ext):
+    out = tmp_path / "sub" / f"report{ext}"
+    rc = main(["report", "--initial-learning-rate", "0.1", "--decay-steps", "1000",
+               "--decay-rate", "0.9999", "--staircase", "--dtype", "float32",
+               "--steps", "log:0:2**25:200", "--output", str(out), "--quiet"])
+    assert rc == 0
+    text = out.read_text()
+    assert "16,777" in text and "16777999" in text
+    assert (tmp_path / "sub" / "report.png").exists()
+    if ext == ".html":
+        assert "data:image/png;base64," in text and text.startswith("<!DOCTYPE html>")
+    else:
+        assert "![ulp error against step](report.png)" in text
+
+
+def test_report_rejects_other_extensions(tmp_path):
+    sch = Schedule("0.1", 10, "0.5", False, "float32")
+    a = analyze(sch, parse_steps("0:10"), progress=None)
+    with pytest.raises(ValueError, match="output"):
+        write_report(a, str(tmp_path / "r.txt"), "0:10")
+
+
+# ---------------------------------------------------------------------------
+# Search and vectors
+# ---------------------------------------------------------------------------
+
+
+def test_boundary_distance_hand_case():
+    # 0.75 * 0.25 ** (1/2) = 0.375 exactly: a float, half an ulp from the midpoints.
+    sch = Schedule("0.75", 2, "0.25", False, "float16")
+    assert boundary_distance(sch, 1) == 0.5
+    # 3 * 2 ** (s/1) with s = 0 is 3: a float; in bfloat16 too
+    assert boundary_distance(Schedule(3, 1, 2, False, "bfloat16"), 0) == 0.5
+
+
+def test_search_finds_consistent_worst_and_hard_cases(tmp_path):
+    sch = Schedule(0.1, 1000, 0.96, False, "float32")
+    res = search_worst(sch, StepSet(0, 10**7), examples=60, seeds=(2073162,))
+    assert res.worst and res.hardest
+    w = res.worst[0]
+    assert abs(w.ulp) == max(abs(e) for e in oracle_errors(sch, [f.step for f in res.worst]))
+    assert w.ulp == oracle_errors(sch, [w.step])[0]
+    h = res.hardest[0]
+    assert 0 <= h.distance <= 0.5
+    path = write_vectors(sch, res, str(tmp_path / "v.json"))
+    from expdecay.vectors import validate_file
+
+    assert validate_file(path, sample=100) == []
+    doc = json.loads((tmp_path / "v.json").read_text())
+    assert doc["numberOfTests"] == len(doc["testGroups"][0]["tests"])
+
+
+def test_python_inputs_conversion():
+    sch, changed = python_inputs(Schedule("0.1", "1000", "0.5", True, "float32"))
+    assert (sch.initial_learning_rate, sch.decay_steps, sch.decay_rate) == (0.1, 1000, 0.5)
+    assert changed
+    _, changed = python_inputs(Schedule("0.5", 7, "0x1.8p-1", False, "float16"))
+    assert not changed
+
+
+def test_cli_search_writes_valid_vectors(tmp_path, capsys):
+    out = tmp_path / "found.json"
+    rc = main(["analyze", "--initial-learning-rate", "0.1", "--decay-steps", "3",
+               "--decay-rate", "0.999", "--staircase", "--dtype", "float16",
+               "--steps", "1900:2600", "--search", "30", "--write-vectors", str(out),
+               "--no-bound", "--quiet"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "search    worst" in text and str(out) in text
+    from expdecay.vectors import validate_file
+
+    assert validate_file(out, sample=100) == []
+    doc = json.loads(out.read_text())
+    tests = doc["testGroups"][0]["tests"]
+    assert doc["numberOfTests"] == len(tests) > 0
+    first = tests[0]
+    assert first["flags"][0] == "SearchWorstCase"
+    step = int(first["step"]["int"])
+    assert 1900 <= step < 2600
+    # its error is the largest of the whole range, measured step by step
+    sch = Schedule(0.1, 3, 0.999, True, "float16")
+    errs = oracle_errors(sch, list(range(1900, 2600)))
+    assert abs(errs[step - 1900]) == max(abs(e) for e in errs)
