@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arb_oracle import round_fraction as oracle_round
+from bits import pow2, same
 from expdecay.floats import (
     from_bits,
     get_format,
@@ -47,15 +48,6 @@ NAMES = list(TABLE)
 INF = math.inf
 
 
-def pow2(k: int) -> Fraction:
-    return Fraction(2) ** k
-
-
-def same(a: float, b: float) -> bool:
-    """Bit-level equality of two Python floats (NaN == NaN, +0 != -0)."""
-    if math.isnan(a) or math.isnan(b):
-        return math.isnan(a) and math.isnan(b)
-    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
 
 
 def np_cast_exact(x: float, name: str):

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
+from bits import same
 from expdecay.floats import FORMATS, get_format, next_down, next_up, round_rational
 from expdecay.oracle import PrecisionError, evaluate, to_exact, value
 
@@ -27,10 +28,7 @@ NAN, INF = math.nan, math.inf
 
 def _same(got: np.generic, want: float) -> bool:
     """Bitwise-meaningful equality: NaN matches NaN, zeros must agree in sign."""
-    g = float(got)
-    if math.isnan(want):
-        return math.isnan(g)
-    return g == want and math.copysign(1.0, g) == math.copysign(1.0, want)
+    return same(float(got), want)
 
 
 def _check(I, D, r, s, want, *, staircase=False, formats=FORMAT_NAMES, orders=ORDERS):

@@ -20,6 +20,7 @@ import pytest
 
 import arb_oracle
 from arb_oracle import FORMATS, arb_evaluate, round_fraction
+from bits import pow2, same
 
 FMT_NAMES = ["float16", "bfloat16", "float32", "float64"]
 ORDERS = ["exact", "keras"]
@@ -32,14 +33,6 @@ SCALAR_TYPES = {
 }
 
 
-def pow2(k: int) -> Fraction:
-    return Fraction(2) ** k
-
-
-def same(a: float, b: float) -> bool:
-    if math.isnan(a) or math.isnan(b):
-        return math.isnan(a) and math.isnan(b)
-    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
 
 
 def show(x) -> str:

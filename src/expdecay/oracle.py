@@ -412,6 +412,21 @@ except ImportError:  # pragma: no cover - exercised only without gmpy2
         return x if x**n == a else None
 
 
+def _integer_power(p: Power) -> tuple[int, int, int] | None:
+    """``(a, b, m)`` with ``base ** exponent = (a / b) ** m``, ``m >= 0`` and
+    ``a / b`` in lowest terms, when ``base ** exponent`` is rational: for an
+    exponent ``m / n`` the numerator and denominator of ``base`` must be
+    perfect ``n``-th powers.  None when it is irrational."""
+    m, n = p.exponent.numerator, p.exponent.denominator
+    a, b = p.base.numerator, p.base.denominator
+    if n > 1:
+        ra, rb = _exact_root(a, n), _exact_root(b, n)
+        if ra is None or rb is None:
+            return None
+        a, b = ra, rb
+    return (b, a, -m) if m < 0 else (a, b, m)
+
+
 def rational_power(p: Power, budget_bits: int) -> tuple[Fraction, int] | None:
     """``p`` as ``(q, k)`` with value ``q * 2**k`` when ``base ** exponent`` is
     rational and ``q`` costs at most about ``budget_bits`` bits; else None.
@@ -419,15 +434,10 @@ def rational_power(p: Power, budget_bits: int) -> tuple[Fraction, int] | None:
     The power-of-two part of the result is kept in ``k`` so that, for
     instance, ``0.5 ** 10**18`` costs nothing.
     """
-    m, n = p.exponent.numerator, p.exponent.denominator
-    a, b = p.base.numerator, p.base.denominator
-    if n > 1:
-        ra, rb = _exact_root(a, n), _exact_root(b, n)
-        if ra is None or rb is None:
-            return None  # base ** exponent is irrational
-        a, b = ra, rb
-    if m < 0:
-        a, b, m = b, a, -m
+    base = _integer_power(p)
+    if base is None:
+        return None  # base ** exponent is irrational
+    a, b, m = base
     i, A = _split2(a)
     j, B = _split2(b)
     if m * (max(A, B).bit_length() - 1) > budget_bits:
@@ -447,15 +457,10 @@ def _may_be_boundary(p: Power, fmt: Format) -> bool:
     conditions are tested through bit lengths, so no large power is formed.
     An irrational ``base ** exponent`` is never such a point.
     """
-    m, n = p.exponent.numerator, p.exponent.denominator
-    a, b = p.base.numerator, p.base.denominator
-    if n > 1:
-        ra, rb = _exact_root(a, n), _exact_root(b, n)
-        if ra is None or rb is None:
-            return False
-        a, b = ra, rb
-    if m < 0:
-        a, b, m = b, a, -m
+    base = _integer_power(p)
+    if base is None:
+        return False
+    a, b, m = base
     _, A = _split2(a)
     _, B = _split2(b)
     _, U = _split2(abs(p.coef.numerator))
@@ -737,15 +742,10 @@ def _decimal_exact(p: Power, digits: int) -> str | None:
     bit lengths before any power is formed, and ``10**min(i2, i5)`` is never
     formed at all.
     """
-    m, n = p.exponent.numerator, p.exponent.denominator
-    a, b = p.base.numerator, p.base.denominator
-    if n > 1:
-        ra, rb = _exact_root(a, n), _exact_root(b, n)
-        if ra is None or rb is None:
-            return None
-        a, b = ra, rb
-    if m < 0:
-        a, b, m = b, a, -m
+    base = _integer_power(p)
+    if base is None:
+        return None
+    a, b, m = base
     limit = int((digits + 1) * 3.3219280948873623) + 2  # bits of 10**(digits+1)
     a2, a5, A = _split25(a)
     b2, b5, B = _split25(b)
