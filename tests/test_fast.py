@@ -369,3 +369,29 @@ def test_chunks_agree_with_single_elements() -> None:
     for i in picks:
         one = fast.evaluate("0.1", 777, "0.96", steps[i:i + 1], dtype="float64", order="exact")
         assert one.view(np.uint64)[0] == whole.view(np.uint64)[i]
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("order", ["exact", "keras"])
+def test_staircase_gather_matches_elementwise_path(fmt, order, monkeypatch):
+    """Large staircase arrays are evaluated once per distinct exponent; the
+    result must be the same bits as the element-wise path and the oracle."""
+    rng = np.random.default_rng(7)
+    D, top = (2**14, 2**25) if fmt != "float16" else (31, 60000)
+    r = 0.9999 if fmt in ("float32", "float64") else 0.99  # 0.9999 rounds to 1 in 16 bits
+    steps = rng.integers(0, top, 4 * fast.GATHER_MIN_ELEMENTS, dtype=np.int64)
+    steps[:6] = [0, D - 1, D, D + 1, 16777999 % top, top - 1]
+    plan = fast._plan(*(oracle.to_exact(x) for x in (0.1, D, r)), get_format(fmt), order,
+                      True, False)
+    assert fast._staircase_table(steps, plan, fast.FastStats()) is not None  # the path is used
+    stats = fast.FastStats()
+    got = fast.evaluate(0.1, D, r, steps, staircase=True, dtype=fmt, order=order,
+                        stats=stats)
+    assert (stats.elements, stats.fast + stats.oracle) == (steps.size, steps.size)
+    monkeypatch.setattr(fast, "GATHER_MIN_ELEMENTS", 10**12)
+    ref = fast.evaluate(0.1, D, r, steps, staircase=True, dtype=fmt, order=order)
+    assert got.tobytes() == ref.tobytes()
+    for i in range(0, steps.size, 211):
+        want = oracle.evaluate(0.1, D, r, int(steps[i]), staircase=True, dtype=fmt,
+                               order=order)
+        assert got[i].tobytes() == want.tobytes(), int(steps[i])

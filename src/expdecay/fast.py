@@ -115,6 +115,16 @@ oracle).  Subnormal float64 results go to the oracle, or are 0 below half the
 smallest subnormal.  The keras order for float64 uses this path unless ``p`` is
 an integer (staircase): about 2 to 4 times slower than the tables.
 
+Staircase arrays
+----------------
+A staircase schedule depends on the step only through its integer exponent
+``q``, monotone in the step.  For an integer array of at least
+:data:`GATHER_MIN_ELEMENTS` elements whose exponents span fewer than a quarter
+of its size, the values for every ``q`` between the exponents of the smallest
+and the largest step are computed once (the continuous schedule at step ``q``
+with ``D = 1``, which is the same real number, and in the keras order the same
+operations, since ``q`` is a value of the format) and gathered.
+
 Keras-order inputs
 ------------------
 ``sf = rnd(s)`` is an exact integer rounding for integer steps (a float64
@@ -599,6 +609,10 @@ def _keras_exponent(steps: np.ndarray, plan: _Plan) -> tuple[np.ndarray, np.ndar
 
 def _keras_p(steps: np.ndarray, plan: _Plan) -> np.ndarray:
     fmt = plan.fmt
+    if fmt.name == "float32" and steps.dtype.kind != "f" and _all_below(steps, 1 << 24):
+        # Integers below 2**24 convert exactly; numpy's float32 division is IEEE.
+        p = (steps.astype(np.float32) / np.float32(plan.d_fmt)).astype(np.float64)
+        return np.floor(p) if plan.staircase else p
     if steps.dtype.kind == "f":
         sf = _round_exact(steps, fmt)
     elif fmt.precision == 53 and _all_below(steps, 1 << 53):
@@ -973,11 +987,68 @@ def evaluate(
     if arr.dtype.kind == "O":
         _object_steps(flat, result, fallback)
     else:
+        gather = _staircase_table(flat, plan, stats)
         for start in range(0, flat.size, CHUNK):
-            _evaluate_chunk(flat[start:start + CHUNK], result[start:start + CHUNK], plan,
-                            fallback)
+            chunk, out = flat[start:start + CHUNK], result[start:start + CHUNK]
+            if gather is not None and _gather_chunk(chunk, out, plan, *gather):
+                stats.fast += int(chunk.size)
+            else:
+                _evaluate_chunk(chunk, out, plan, fallback)
     stats.elements += int(flat.size)
     return result.reshape(arr.shape)
+
+
+#: Staircase arrays at least this large are evaluated once per distinct exponent.
+GATHER_MIN_ELEMENTS = 4096
+
+
+def _staircase_exponents(steps: np.ndarray, plan: _Plan) -> np.ndarray | None:
+    """The integer exponent of every int64 step of a staircase schedule
+    (``floor(s / D)``; keras: ``floor(rnd(rnd(s) / Df))``), or None when one
+    of them is not proven or not finite."""
+    if plan.order == "keras":
+        with np.errstate(all="ignore"):
+            p = _keras_p(steps, plan)
+        return p.astype(np.int64) if np.isfinite(p).all() else None
+    q, ok = _floor_div(steps, plan)
+    return q if ok.all() else None
+
+
+def _staircase_table(flat: np.ndarray, plan: _Plan, stats: FastStats
+                     ) -> tuple[int, np.ndarray] | None:
+    """``(lo, table)`` with ``table[q - lo]`` the value for exponent ``q``, for
+    every exponent the integer steps of ``flat`` can have; None when the case
+    does not qualify (not staircase, special parameters, float steps, or more
+    distinct exponents than a quarter of the elements).
+
+    A staircase schedule depends on the step only through its exponent ``q``,
+    which is monotone in the step, so the exponents of the smallest and largest
+    step bound them all.  The value for ``q`` is exactly the continuous
+    schedule at step ``q`` with ``D = 1`` in both orders (keras: ``q`` is a
+    value of the format, so ``rnd(q) = q`` and ``rnd(q / 1) = q``): the table
+    comes from this module's own continuous path, bit for bit."""
+    if (not plan.staircase or plan.kind != "regular" or flat.size < GATHER_MIN_ELEMENTS
+            or flat.dtype.kind not in "iu" or flat.dtype == np.uint64):
+        return None
+    ends = _staircase_exponents(np.array([flat.min(), flat.max()], dtype=np.int64), plan)
+    if ends is None or ends[1] - ends[0] >= flat.size // 4:
+        return None
+    lo, hi = int(ends[0]), int(ends[1])
+    I, _, r = plan.args
+    table = evaluate(I, 1, r, np.arange(lo, hi + 1, dtype=np.int64), staircase=False,
+                     dtype=plan.fmt, order=plan.order, stats=stats)
+    stats.elements -= table.size  # the caller counts its own elements
+    stats.fast -= table.size
+    return lo, table
+
+
+def _gather_chunk(raw: np.ndarray, out: np.ndarray, plan: _Plan, lo: int, table: np.ndarray
+                  ) -> bool:
+    q = _staircase_exponents(raw.astype(np.int64), plan)
+    if q is None:
+        return False
+    out[:] = table[q - lo]
+    return True
 
 
 def _object_steps(flat: np.ndarray, out: np.ndarray, fallback: _Fallback) -> None:
