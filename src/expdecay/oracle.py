@@ -631,8 +631,23 @@ def evaluate_exact(
         node = compiled(_EXACT_OPS, *args)
         return round_node(node, fmt, max_prec)
     ops = RoundedOps(fmt, max_prec)
-    result = compiled(ops, *(ops.round(a) for a in args))
+    I, D, r, s = args
+    result = compiled(ops, _cast(I, fmt), _cast(D, fmt), _cast(r, fmt), ops.round(s))
     return round_node(result, fmt, max_prec)
+
+
+def _cast(x: Exact, fmt: Format) -> Exact:
+    """The keras order's cast of a schedule parameter."""
+    if isinstance(x, float):  # zeros, infinities and NaN are their own casts
+        return x
+    return _cast_fraction(x, fmt)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cast_fraction(x: Fraction, fmt: Format) -> Exact:
+    # Cached: a schedule is evaluated at many steps.  (Only Fractions are
+    # cached: -0.0 == 0.0 would share an entry.)
+    return _from_float(round_rational(x, fmt))
 
 
 def exact_node(
