@@ -198,12 +198,24 @@ def test_unusable_vector_file_is_reported(tmp_path: Path, capsys: pytest.Capture
     assert f"{bad}: not valid JSON" in capsys.readouterr().err
 
 
-def test_missing_program_is_a_failure_not_a_pass(tmp_path: Path) -> None:
-    rc, rep = _check(tmp_path, "--impl", "cmd:/nonexistent/program",
-                     "--vectors", str(VECTORS / "examples.json"))
-    assert rc == 1
-    imp = rep["implementations"][0]
-    assert imp["passed"] == 0 and imp["error"] and "cannot start" in imp["error"]
+def test_missing_program_is_a_usage_error_not_a_pass(tmp_path: Path, capsys) -> None:
+    report = tmp_path / "report.json"
+    rc = main(["check", "--impl", "cmd:/nonexistent/program", "--vectors",
+               str(VECTORS / "examples.json"), "--report", str(report)])
+    assert rc == 2 and not report.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no executable program '/nonexistent/program'" in err[0]
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--vectors", "/nonexistent.json"], "no such file"),
+    (["--impl", "python:no_such_module_xyz:f"], "cannot import"),
+    (["--impl", "python:math:no_such_function"], "no callable"),
+])
+def test_bad_check_arguments_are_one_line_usage_errors(argv, needle, capsys) -> None:
+    assert main(["check", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("expdecay: error:") and needle in err[0]
 
 
 # ---------------------------------------------------------------------------

@@ -96,13 +96,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .floats import get_format, to_bits, to_hex, ulp_distance
-    from .oracle import evaluate, value
+    from .oracle import PrecisionError, evaluate, value
 
     I, D, r = schedule_inputs(args)
     s = number(args.step, args.float64_inputs, "step")
     fmt = get_format(args.dtype)
     orders = ["exact", "keras"] if args.order == "both" else [args.order]
-    exact_value = value(I, D, r, s, staircase=args.staircase, digits=args.digits)
+    try:
+        exact_value = value(I, D, r, s, staircase=args.staircase, digits=args.digits)
+    except PrecisionError as e:  # the rounded values below are still proven
+        exact_value = f"not computed ({e})"
     out: dict[str, Any] = {
         "initial_learning_rate": args.initial_learning_rate,
         "decay_steps": args.decay_steps,
@@ -173,8 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"expdecay: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError) as e:
-        print(f"expdecay: error: {e}", file=sys.stderr)
+    except (ValueError, TypeError, ArithmeticError, OSError, MemoryError) as e:
+        # Bad values, unreadable files, a precision cap reached, an impossible
+        # request: one line, status 2.
+        text = str(e) or type(e).__name__
+        print(f"expdecay: error: {text.splitlines()[0]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("expdecay: interrupted", file=sys.stderr)

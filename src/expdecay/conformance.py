@@ -24,8 +24,11 @@ passes either way.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
+import shlex
+import shutil
 import sys
 import time
 from collections import Counter
@@ -623,8 +626,10 @@ def vector_paths(items: list[str] | None) -> list[Path]:
         p = Path(it)
         if p.is_dir():
             out += sorted(p.glob("*.json"))
-        else:
+        elif p.exists():
             out.append(p)
+        else:
+            raise ValueError(f"--vectors: no such file or directory: {it}")
     if not out:
         raise ValueError(f"vectors: no .json files in {', '.join(items)}")
     return out
@@ -656,6 +661,18 @@ def check_name(name: str) -> str:
     if not ok:
         raise ValueError(f"--impl must be one of {', '.join(IMPLEMENTATIONS)}, "
                          f"python:module:function or cmd:COMMAND; got {name!r}")
+    if name.startswith("cmd:"):
+        program = shlex.split(name[4:])[0]
+        if shutil.which(program) is None:
+            raise ValueError(f"--impl {name!r}: no executable program {program!r}")
+    elif name.startswith("python:"):
+        module, _, function = name[7:].rpartition(":")
+        try:
+            found = callable(getattr(importlib.import_module(module), function, None))
+        except ImportError as e:
+            raise ValueError(f"--impl {name!r}: cannot import {module!r} ({e})") from None
+        if not found:
+            raise ValueError(f"--impl {name!r}: {module!r} has no callable {function!r}")
     return name
 
 

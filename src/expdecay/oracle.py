@@ -44,11 +44,14 @@ from mpmath.libmp import (
     mpf_add,
     mpf_div,
     mpf_exp,
+    mpf_gt,
     mpf_log,
+    mpf_lt,
     mpf_mul,
     mpf_sub,
     round_ceiling,
     round_floor,
+    to_int,
 )
 
 from . import formula
@@ -68,6 +71,10 @@ ORDERS = ("exact", "keras")
 
 #: Working-precision cap (bits) of the Ziv loops.
 DEFAULT_MAX_PREC = 1 << 16
+
+#: ``value()`` evaluates exact values up to ``|p ln r| ~ 2**256`` (a decimal
+#: exponent of about 77 digits); beyond, it raises PrecisionError.
+MAX_DECIMAL_AMPLIFICATION = 256
 
 #: An exact extended real: a nonzero finite ``Fraction``, or a float that is
 #: a signed zero, a signed infinity or NaN.
@@ -102,16 +109,39 @@ def _from_fraction(q: Fraction) -> Exact:
     return q if q else 0.0
 
 
+#: Inputs beyond these sizes are refused rather than expanded (a decimal
+#: exponent of 10**9 would mean a billion-digit integer).
+MAX_INPUT_CHARS = 10_000
+MAX_DECIMAL_EXPONENT = 100_000
+_DEC_EXP = re.compile(r"[eE]([+-]?\d+)$")
+
+
+def _check_magnitude(exponent: int, name: str, text: object) -> None:
+    if abs(exponent) > MAX_DECIMAL_EXPONENT:
+        raise ValueError(
+            f"{name} is too large or too small to take exactly (an exponent beyond "
+            f"10**+-{MAX_DECIMAL_EXPONENT}); got {str(text)[:80]!r}"
+        )
+
+
 def _parse_str(text: str, name: str) -> Exact:
     t = text.strip()
+    if len(t) > MAX_INPUT_CHARS:
+        raise ValueError(f"{name} is longer than {MAX_INPUT_CHARS} characters")
     low = t.lower()
     if low in _SPECIAL:
         return _SPECIAL[low]
     negative = t.startswith("-")
     m = _HEX.match(t)
+    hexadecimal = bool(m and (m.group(2) or m.group(3)))
+    e = None if hexadecimal else _DEC_EXP.search(t)
+    if hexadecimal and m.group(4):
+        _check_magnitude(int(m.group(4)) // 4, name, text)
+    elif e:
+        _check_magnitude(int(e.group(1)), name, text)
     try:
-        if m and (m.group(2) or m.group(3)):
-            sign, whole, frac, exp = m.groups()
+        if hexadecimal:
+            _, whole, frac, exp = m.groups()
             frac = frac or ""
             mant = int((whole or "0") + frac, 16)
             q = Fraction(mant) * Fraction(2) ** (int(exp or 0) - 4 * len(frac))
@@ -151,6 +181,7 @@ def to_exact(x: Any, name: str = "value") -> Exact:
             return -math.inf if x.is_signed() else math.inf
         if x.is_zero():
             return -0.0 if x.is_signed() else 0.0
+        _check_magnitude(x.adjusted(), name, x)
         return Fraction(x)
     if isinstance(x, str):
         return _parse_str(x, name)
@@ -555,6 +586,30 @@ class ZivStats:
 STATS = ZivStats()
 
 
+def log2_enclosure(p: Power, prec: int = 64) -> tuple[Any, Any]:
+    """An interval enclosing ``log2 |coef * base ** exponent|`` (cheap: no
+    exponential, whatever the size of the exponent)."""
+    y = libmpi.mpi_mul(_interval(p.exponent, prec), _log_enclosure(p.base, prec), prec)
+    y = libmpi.mpi_add(y, _log_enclosure(abs(p.coef), prec), prec) if p.coef not in (1, -1) else y
+    return libmpi.mpi_div(y, _log_enclosure(Fraction(2), prec), prec)
+
+
+def _describe(p: Power) -> str:
+    """A short description of a power (its integers may have millions of digits)."""
+    def size(q: Fraction) -> str:
+        return f"2**{_log2_magnitude(q)}" if q else "0"
+
+    return f"c * r**p with c ~ {size(p.coef)}, r ~ {size(p.base)}, p ~ {size(p.exponent)}"
+
+
+def _check_amplification(p: Power, amplification: int, limit: int) -> None:
+    if amplification > limit:
+        raise PrecisionError(
+            f"|p ln r| ~ 2**{amplification} is beyond what is evaluated (2**{limit}) for "
+            f"{_describe(p)}"
+        )
+
+
 def round_power(p: Power, fmt: Format, max_prec: int = DEFAULT_MAX_PREC) -> float:
     """Correctly round ``p`` to ``fmt`` (spec §10)."""
     STATS.calls += 1
@@ -563,7 +618,17 @@ def round_power(p: Power, fmt: Format, max_prec: int = DEFAULT_MAX_PREC) -> floa
         assert exact is not None  # the boundary test bounded its size
         STATS.exact += 1
         return round_rational(exact[0], fmt, exact[1])
-    prec = min(max_prec, fmt.precision + 24 + amplification_bits(p))
+    amplification = amplification_bits(p)
+    if amplification > 16:
+        # |p ln r| > 2**15: first decide from log2 of the value whether it
+        # certainly overflows or underflows; exp of a huge argument is costly.
+        lo2, hi2 = log2_enclosure(p)
+        if mpf_gt(lo2, from_int(fmt.emax + 2)):
+            return -math.inf if p.coef < 0 else math.inf
+        if mpf_lt(hi2, from_int(fmt.quantum_min - 2)):
+            return -0.0 if p.coef < 0 else 0.0
+    _check_amplification(p, amplification, max_prec)
+    prec = min(max_prec, fmt.precision + 24 + amplification)
     while True:
         lo, hi = enclose(p, prec)
         a = round_dyadic(bool(lo[0]), int(lo[1]), lo[2], fmt)
@@ -573,7 +638,8 @@ def round_power(p: Power, fmt: Format, max_prec: int = DEFAULT_MAX_PREC) -> floa
         STATS.retries += 1
         if prec >= max_prec:
             raise PrecisionError(
-                f"rounding of {p} to {fmt.name} undecided at {prec} bits (cap {max_prec})"
+                f"rounding of {_describe(p)} to {fmt.name} undecided at {prec} bits "
+                f"(cap {max_prec})"
             )
         prec = min(max_prec, 2 * prec)
 
@@ -783,13 +849,21 @@ def _decimal_exact(p: Power, digits: int) -> str | None:
 def _decimal_ziv(p: Power, digits: int, max_prec: int) -> str:
     """Digits of an inexact power by interval enclosures, scaled by a power of
     ten in interval arithmetic so that huge exponents are never expanded."""
-    prec = min(max_prec, int(digits * 3.33) + 32 + amplification_bits(p))
+    amplification = amplification_bits(p)
+    # Beyond |p ln r| ~ 2**256 the decimal exponent itself has over 77 digits.
+    _check_amplification(p, amplification, min(max_prec, MAX_DECIMAL_AMPLIFICATION))
+    prec = min(max_prec, int(digits * 3.33) + 32 + amplification)
     ten = (from_int(10), from_int(10))
     while True:
         lo, hi = enclose(p, prec)
         mag_lo = libmpi.mpi_abs((lo, hi), prec)[0]
-        # Decimal exponent estimate from the binary exponent of the lower end.
-        e_est = math.floor((mag_lo[2] + mag_lo[3] - 1) * 0.30102999566398120)
+        # Decimal exponent estimate from the binary exponent of the lower end,
+        # in integers (the exponent may exceed a float's range); an error of
+        # one is harmless, the digits are rounded from the exact scaled ends.
+        e2 = mag_lo[2] + mag_lo[3] - 1
+        wp = abs(e2).bit_length() + 40  # log10(2) to more bits than e2 has
+        log10_2 = mpf_div(mpf_log(from_int(2), wp), mpf_log(from_int(10), wp), wp)
+        e_est = to_int(mpf_mul(from_int(e2), log10_2, wp), round_floor)
         k = digits - 1 - e_est
         scale = libmpi.mpi_pow_int(ten, abs(k), prec)
         if k < 0:
@@ -801,5 +875,5 @@ def _decimal_ziv(p: Power, digits: int, max_prec: int) -> str:
             n, e = ends[0]
             return _format_decimal(p.coef < 0, n, e - k)
         if prec >= max_prec:
-            raise PrecisionError(f"{digits} digits of {p} undecided at {prec} bits")
+            raise PrecisionError(f"{digits} digits of {_describe(p)} undecided at {prec} bits")
         prec = min(max_prec, 2 * prec)
