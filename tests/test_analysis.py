@@ -236,6 +236,50 @@ def test_cli_analyze_text(capsys):
     assert "misfloors" not in out  # continuous schedule
 
 
+def test_cli_analyze_huge_range_is_sampled_within_budget(capsys, monkeypatch):
+    """0:2**62 used to ask numpy for 2**40 log-spaced points (8 TiB).  The
+    budgets are shrunk here so that the test is quick; the code path is the
+    one the defaults take."""
+    from expdecay import analysis_sweep
+
+    if not analysis_sweep.have_fast_path():
+        pytest.skip("the fast-path budget needs expdecay.fast")
+    monkeypatch.setattr(analysis_sweep, "FAST_BUDGET", 1 << 14)
+    monkeypatch.setattr(analysis_sweep, "FAST_SAMPLES", 1 << 12)
+    rc = main(["analyze", "--initial-learning-rate", "0.1", "--decay-steps", "1000",
+               "--decay-rate", "0.9999", "--steps", "0:2**62", "--json", "--quiet"])
+    assert rc == 0
+    doc = json.loads(capsys.readouterr().out)
+    sw = doc["sweep"]
+    # log-spaced samples plus a handful of special steps, all inside the range
+    assert 0 < sw["evaluated_steps"] <= (1 << 12) + 16 <= analysis_sweep.FAST_BUDGET
+    assert sw["vs_exact"]["count"] == sw["evaluated_steps"]
+    assert "log-spaced samples in [0, 4611686018427387904)" in sw["steps"]
+    assert any("cut to about 4096 log-spaced samples" in n for n in sw["notes"])
+
+
+def test_default_budgets_bound_a_huge_range():
+    """The default sample of the largest range stays within the budget and the range."""
+    from expdecay.analysis_sweep import FAST_BUDGET, FAST_SAMPLES
+
+    assert FAST_SAMPLES <= FAST_BUDGET <= 1 << 26
+    s = StepSet(0, 2**62).sample(FAST_SAMPLES, extra=(2**24, 2**62 - 1, 2**62))
+    assert len(s) <= FAST_SAMPLES + 2
+    assert s.points[0] == 0 and s.points[-1] == 2**62 - 1
+    assert 2**24 in s.points and s.hi == 2**62
+
+
+def test_cli_staircase_huge_range_is_one_line_error(capsys):
+    """An exact misfloor enumeration too long to run is refused at once."""
+    rc = main(["analyze", "--initial-learning-rate", "0.1", "--decay-steps", "1000",
+               "--decay-rate", "0.9999", "--staircase", "--dtype", "float32",
+               "--steps", "0:2**62", "--json", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("expdecay: error:") and err.count("\n") == 1
+    assert "[0, 4611686018427387904)" in err and "smaller step range" in err
+
+
 @pytest.mark.parametrize("argv,text", [
     (["--steps", "0:x"], "steps"),
     (["--plot", "a.pdf"], "plot"),

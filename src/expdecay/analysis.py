@@ -106,7 +106,9 @@ def analyze(
     the error into its causes.  ``progress="stderr"`` shows a progress line."""
     mf = None
     if schedule.staircase and steps.hi > max(steps.lo, 0):
-        mf = misfloors(schedule.decay_steps, max(steps.lo, 0), steps.hi, schedule.dtype)
+        prog_mf = stderr_progress("misfloors", unit="cells") if progress == "stderr" else progress
+        mf = misfloors(schedule.decay_steps, max(steps.lo, 0), steps.hi, schedule.dtype,
+                       progress=prog_mf)
     extra = _interesting_steps(schedule, steps, mf)
     if steps.points is not None and steps.log:
         # A log-spaced sample also gets the steps where the story happens.

@@ -41,7 +41,12 @@ run of cells of width ``u`` up to the step ``s_hi`` by
 Only the cells within that distance ``W`` of a multiple of ``D`` can hold a
 misfloor.  For each binade the module visits whichever is smaller: every cell,
 or the few cells around each multiple of ``D`` (there are about
-``(stop - start) / D`` multiples).  Float32 with ``D = 1000`` over
+``(stop - start) / D`` multiples).  The exact binade below ``2**P`` is
+skipped outright for an integer ``D`` the format holds exactly: there the
+quotient's rounding error stays below ``1 / D``, the least distance from a
+non-integer ``s / D`` to an integer (see :func:`_exact_cells_safe`).  An
+enumeration that would visit more than :data:`CELL_BUDGET` cells is refused
+with a ValueError.  Float32 with ``D = 1000`` over
 ``[0, 2**25)`` visits about 10**5 cells instead of 3.4 * 10**7 steps.
 
 Steps are non-negative integers below ``2**62``.
@@ -50,6 +55,8 @@ Steps are non-negative integers below ``2**62``.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -284,11 +291,70 @@ def _candidate_cells(
     return np.unique(idx)
 
 
+def _exact_cells_safe(D: Fraction, Df: float, fmt: Format, b: _Binade, s_hi: int) -> bool:
+    """True when no step below ``s_hi`` in the exact binade ``b`` (``u = 1``)
+    can be a misfloor.
+
+    There every step ``s`` is a float.  For an integer ``D`` held exactly
+    (``rnd(D) = D``) write ``s / D = k + j / D`` with integers ``k`` and
+    ``0 <= j < D``.  If ``j = 0`` the quotient ``k <= s < 2**P`` is a float
+    and ``rnd(s / D) = k``.  Otherwise ``s / D`` lies at least ``1 / D`` from
+    both ``k`` and ``k + 1`` (floats too), and rounding moves it by at most
+    ``h = x 2**-P + 2**(qmin - 1)`` for ``x = s / D`` (half an ulp, normal or
+    subnormal; the 16-bit formats divide in float32 first, which the bound
+    also covers).  So ``h < 1 / D`` keeps ``rnd(s / D)`` in
+    ``(k, k + 1)`` and its floor is ``k``: no misfloor.  ``h`` grows with
+    ``x``, so checking the largest step suffices.  A non-integer ``D`` or one
+    the format does not hold exactly is left to the general path.
+    """
+    if b.u != 1 or D.denominator != 1 or Df == 0.0 or math.isinf(Df) or Fraction(Df) != D:
+        return False
+    x_max = Fraction(max(s_hi - 1, 0), D)
+    rel = Fraction(1, 1 << fmt.precision)
+    tiny = Fraction(2) ** (fmt.quantum_min - 1)
+    if fmt.name not in ("float32", "float64"):
+        # float32 first (relative 2**-24, absolute 2**-150 below its normals),
+        # then F on a value at most (1 + 2**-24) x.
+        rel = rel * (1 + Fraction(1, 1 << 24)) + Fraction(1, 1 << 24)
+        tiny += Fraction(1, 1 << 150)
+    h = x_max * rel + tiny  # a sum: covers normal and subnormal quotients
+    return h * D < 1
+
+
+#: Most cells an enumeration may visit before it gives up (about 15 s).
+CELL_BUDGET = 1 << 28
+
+#: Enumerations planned to visit at least this many cells report progress.
+PROGRESS_CELLS = 1 << 24
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One binade's share of the enumeration: every cell in ``[m_lo, m_hi)``
+    (``W`` is None) or those within ``W`` steps of a multiple of ``D``."""
+
+    b: _Binade
+    m_lo: int
+    m_hi: int
+    W: int | None
+    lo: int
+    hi: int
+    cells: int  # planned cells (an upper bound for the windowed pass)
+
+
 def misfloors(
-    decay_steps: Any, start: int, stop: int, dtype: Any = "float32", *, chunk: int = 1 << 22
+    decay_steps: Any, start: int, stop: int, dtype: Any = "float32", *, chunk: int = 1 << 22,
+    progress: Callable[[int, int, float], None] | None = None,
+    max_cells: int = CELL_BUDGET,
 ) -> MisfloorResult:
     """Every step ``s`` in ``[start, stop)`` where the keras order's staircase
     exponent ``floor(rnd(rnd(s) / rnd(D)))`` differs from ``floor(s / D)``.
+
+    Raises ValueError when the enumeration would visit more than
+    ``max_cells`` cells (the range is too long for an exact answer in
+    reasonable time).  ``progress(done, total, seconds)`` is called after each
+    chunk of cells when the enumeration is long (at least
+    :data:`PROGRESS_CELLS` planned cells), like the sweep's callback.
 
     >>> r = misfloors(1000, 0, 2**25, "float32")
     >>> r.count, r.first(3)
@@ -303,6 +369,7 @@ def misfloors(
     result = MisfloorResult(start, stop, D, fmt.name)
     runs: list[np.ndarray] = []
     counts = [0, 0, 0]
+    plan: list[_Pass] = []
     for b in _binades(fmt, stop):
         cell_lo = b.m_lo * b.u - b.u  # generous: cells reach u/2 below f
         cell_hi = b.m_hi * b.u
@@ -312,20 +379,44 @@ def misfloors(
         m_hi = min(b.m_hi, stop // b.u + 2)
         if m_lo >= m_hi:
             continue
-        W = _quotient_slack(D, Df, fmt, b.u, min(stop, cell_hi))
+        if _exact_cells_safe(D, Df, fmt, b, min(stop, cell_hi)):
+            continue  # provably no misfloor in this binade
+        lo, hi = max(start, cell_lo), min(stop, cell_hi)
+        W = _quotient_slack(D, Df, fmt, b.u, hi)
         n_cells = m_hi - m_lo
         if W is not None:
-            n_mult = (min(stop, cell_hi) - max(start, cell_lo)) / float(D) + 2
-            if n_mult * ((2 * W) // b.u + 5) < n_cells:
-                m = _candidate_cells(b, D, W, max(start, cell_lo), min(stop, cell_hi), m_lo, m_hi)
-                result.cells_visited += int(m.size)
-                for i in range(0, m.size, chunk):
-                    _process_cells(m[i:i + chunk], b, D, Df, fmt, start, stop, runs, counts)
+            n_mult = (hi - lo) / float(D) + 2
+            n_win = n_mult * ((2 * W) // b.u + 5)
+            if n_win < n_cells:
+                plan.append(_Pass(b, m_lo, m_hi, W, lo, hi, math.ceil(n_win)))
                 continue
-        result.cells_visited += n_cells
-        for a in range(m_lo, m_hi, chunk):
-            m = np.arange(a, min(a + chunk, m_hi), dtype=np.int64)
-            _process_cells(m, b, D, Df, fmt, start, stop, runs, counts)
+        plan.append(_Pass(b, m_lo, m_hi, None, lo, hi, n_cells))
+    total = sum(p.cells for p in plan)
+    if total > max_cells:
+        raise ValueError(
+            f"misfloor enumeration of steps [{start}, {stop}) in {fmt.name} would visit "
+            f"about {total:.3g} cells (limit {max_cells:.3g}); use a smaller step range"
+        )
+    report = progress if progress is not None and total >= PROGRESS_CELLS else None
+    t0 = time.perf_counter()
+    done = 0
+    for p in plan:
+        if p.W is not None:
+            m = _candidate_cells(p.b, D, p.W, p.lo, p.hi, p.m_lo, p.m_hi)
+            result.cells_visited += int(m.size)
+            pieces: Iterator[np.ndarray] = (m[i:i + chunk] for i in range(0, m.size, chunk))
+        else:
+            result.cells_visited += p.m_hi - p.m_lo
+            pieces = (np.arange(a, min(a + chunk, p.m_hi), dtype=np.int64)
+                      for a in range(p.m_lo, p.m_hi, chunk))
+        for piece in pieces:
+            _process_cells(piece, p.b, D, Df, fmt, start, stop, runs, counts)
+            if report is not None:
+                # The windowed count is an estimate: keep done below total.
+                done = min(done + int(piece.size), total)
+                report(done, total, time.perf_counter() - t0)
+    if report is not None and done < total:
+        report(total, total, time.perf_counter() - t0)
     over = _overflow_start(fmt)
     if stop > over:
         a = max(start, over)

@@ -49,6 +49,15 @@ CHUNK = 1 << 20
 #: Points the oracle evaluates when the fast path is missing.
 ORACLE_BUDGET = 4000
 
+#: Longest step set the fast path sweeps in full; a longer one is cut to
+#: :data:`FAST_SAMPLES` log-spaced samples (plus the special steps).
+FAST_BUDGET = 1 << 26
+
+#: Log-spaced samples of a set too long for the fast path.  Samples are held
+#: as a tuple of Python ints (about 40 bytes each), hence fewer than
+#: :data:`FAST_BUDGET`, which a contiguous range sweeps chunk by chunk.
+FAST_SAMPLES = 1 << 22
+
 
 # ---------------------------------------------------------------------------
 # Step sets
@@ -101,13 +110,16 @@ class StepSet:
         if len(self) <= n:
             return self
         lo, hi = self.lo, self.hi - 1
-        grid = np.unique(np.rint(np.geomspace(max(lo, 1), hi, n)).astype(np.int64))
+        grid = np.rint(np.geomspace(max(lo, 1), hi, n)).astype(np.int64)
+        # float64 rounding can push the ends just outside [lo, hi] (2**62 - 1).
+        grid = np.unique(np.clip(grid, lo, hi))
         if lo < 1:
             grid = np.unique(np.concatenate([[lo], grid]))
         if self.points is None and self.stride > 1:
             grid = self.start + (grid - self.start) // self.stride * self.stride
-        picks = set(grid.tolist()) | {e for e in extra if self.contains(e)}
-        return StepSet(0, 0, 1, tuple(sorted(picks)), True)
+        inside = np.asarray([e for e in extra if self.contains(e)], dtype=np.int64)
+        picks = np.union1d(grid, inside)  # sorted, unique, stays in numpy
+        return StepSet(0, 0, 1, tuple(picks.tolist()), True)
 
     def contains(self, s: int) -> bool:
         if self.points is not None:
@@ -574,22 +586,35 @@ def sweep(
 ) -> SweepResult:
     """Measure the implementation's ulp error on ``steps``.
 
-    Without the fast path, or for an external implementation, the set is cut
-    down to ``max_points`` (default :data:`ORACLE_BUDGET` for the oracle,
-    ``2**20`` for an external implementation) log-spaced samples plus
-    ``extra``; a note says so.  ``pow_ulps=None`` skips the error bound.
+    A set longer than ``max_points`` is cut down to about that many
+    log-spaced samples plus ``extra``; a note says so.  The default is
+    :data:`ORACLE_BUDGET` without the fast path, ``2**20`` for an external
+    implementation and :data:`FAST_BUDGET` with the fast path (whose longer
+    sets are cut to :data:`FAST_SAMPLES` samples, so that work and memory
+    stay bounded whatever the range).  ``pow_ulps=None`` skips the error bound.
     """
     options = dict(options or {})
     notes: list[str] = []
     fast = have_fast_path()
     external = not (implementation == "expdecay" and options.get("order", "keras") == "keras")
+    samples = max_points
     if max_points is None:
-        max_points = ORACLE_BUDGET if not fast else (1 << 20 if external else 1 << 40)
+        if not fast:
+            max_points = samples = ORACLE_BUDGET
+        elif external:
+            max_points = samples = 1 << 20
+        else:
+            max_points, samples = FAST_BUDGET, FAST_SAMPLES
     if len(steps) > max_points:
-        why = "no fast path (expdecay.fast) installed" if not fast else "external implementation"
-        notes.append(f"{why}: {len(steps)} steps cut to about {max_points} log-spaced samples "
+        if not fast:
+            why = "no fast path (expdecay.fast) installed"
+        elif external:
+            why = "external implementation"
+        else:
+            why = f"more than {max_points} steps for the fast path"
+        notes.append(f"{why}: {len(steps)} steps cut to about {samples} log-spaced samples "
                      "(misfloors are still enumerated over the whole range)")
-        steps = steps.sample(max_points, extra)
+        steps = steps.sample(samples, extra)
     env0 = Envelope.empty(steps, bins)
     tasks = [_Task(schedule, c, implementation, tuple(sorted(options.items())), env0, top,
                    pow_ulps) for c in steps.chunks(chunk)]
@@ -638,14 +663,15 @@ def _absorb(result: SweepResult, out: tuple[Any, ...], top: int, bmax: float) ->
     return max(bmax, b)
 
 
-def stderr_progress(label: str) -> Callable[[int, int, float], None]:
-    """A progress callback writing one updating line on stderr."""
+def stderr_progress(label: str, unit: str = "steps") -> Callable[[int, int, float], None]:
+    """A progress callback writing one updating line on stderr (``unit``
+    names what is counted: steps for a sweep, cells for misfloors)."""
 
     def show(done: int, total: int, seconds: float) -> None:
         rate = done / seconds if seconds > 0 else 0.0
         end = "\n" if done >= total else ""
-        print(f"\r{label}: {done}/{total} steps ({100 * done / max(total, 1):.0f}%), "
-              f"{rate:,.0f} steps/s", end=end, file=sys.stderr, flush=True)
+        print(f"\r{label}: {done}/{total} {unit} ({100 * done / max(total, 1):.0f}%), "
+              f"{rate:,.0f} {unit}/s", end=end, file=sys.stderr, flush=True)
 
     return show
 
