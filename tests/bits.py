@@ -1,9 +1,13 @@
-"""Small exact helpers shared by the tests (no code under test involved)."""
+"""Small helpers shared by the tests (no code under test involved)."""
 
 from __future__ import annotations
 
 import math
+import os
 from fractions import Fraction
+
+#: True in CI (`CI=true`), where a missing peer framework is a failure, never a skip.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def pow2(k: int) -> Fraction:

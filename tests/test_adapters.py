@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
@@ -13,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bits import IN_CI
 from expdecay.adapters import Params, available_adapters, get_adapter
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 F32 = np.float32
 
 KERAS = [("keras", {"backend": b}) for b in ("numpy", "jax", "torch", "tensorflow")]

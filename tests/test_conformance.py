@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bits import IN_CI
 from expdecay import oracle
 from expdecay.cli import main
 from expdecay.conformance import diagnose, judge
@@ -26,7 +27,6 @@ from expdecay.vectors import decode_number, decode_result, encode_result, iter_t
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "conformance" / "vectors"
 F32 = get_format("float32")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 # ---------------------------------------------------------------------------

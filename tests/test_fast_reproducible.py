@@ -100,6 +100,9 @@ def test_bits_independent_of_simd_dispatch(tmp_path: Path) -> None:
     numpy_differs = default.pop(key) != reduced.pop(key)
     print(f"disabled {label} targets: {' '.join(disable)}; "
           f"numpy.exp2 bits {'differ' if numpy_differs else 'agree'} between the runs")
+    # The control: without it the test would pass vacuously if the variable
+    # had no effect.  numpy's own exp2 bits must change between the runs.
+    assert numpy_differs, f"disabling {disable} did not change numpy.exp2's bits"
     assert default.keys() == reduced.keys() and len(default) >= 80
     differing = [k for k in default if default[k] != reduced[k]]
     assert not differing, differing

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import expdecay
+from bits import IN_CI
 from expdecay import ExponentialDecay, deserialize, serialize
 from expdecay.floats import FORMATS, ulp_distance
 from expdecay.oracle import evaluate
@@ -25,7 +26,7 @@ def require(module: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        if os.environ.get("CI"):
+        if IN_CI:
             raise
         pytest.skip(f"{module} is not installed")
 
