@@ -242,8 +242,6 @@ def test_cli_analyze_huge_range_is_sampled_within_budget(capsys, monkeypatch):
     one the defaults take."""
     from expdecay import analysis_sweep
 
-    if not analysis_sweep.have_fast_path():
-        pytest.skip("the fast-path budget needs expdecay.fast")
     monkeypatch.setattr(analysis_sweep, "FAST_BUDGET", 1 << 14)
     monkeypatch.setattr(analysis_sweep, "FAST_SAMPLES", 1 << 12)
     rc = main(["analyze", "--initial-learning-rate", "0.1", "--decay-steps", "1000",

@@ -5,8 +5,8 @@ implementation with the correctly rounded ``exact`` and ``keras`` orders, and
 reduces them on the fly to exact statistics (a histogram of integer ulp
 errors gives the mean and percentiles exactly), the worst steps, the error
 bound and an envelope for plotting.  Work is cut into chunks; with the
-vectorised fast path (:mod:`expdecay.fast`) the chunks run in a process pool
-on every core, otherwise the oracle evaluates a bounded sample.
+vectorised fast path (:mod:`expdecay.fast`) evaluates them, in a process pool
+on every core for expdecay's own order.
 
 A separate, smaller pass splits the error into its causes (:func:`quantisation`):
 rounding ``initial_learning_rate`` and ``decay_rate`` to the format, and the
@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from .fast import evaluate as fast_evaluate
 from .floats import Format, get_format, round_rational
-from .oracle import evaluate_exact, to_exact
+from .oracle import to_exact
 
 __all__ = [
     "StepSet",
@@ -40,14 +41,11 @@ __all__ = [
     "ulp_keys",
     "ulp_diff",
     "evaluate_order",
-    "have_fast_path",
 ]
 
 #: Chunk length of a sweep (steps per task).
 CHUNK = 1 << 20
 
-#: Points the oracle evaluates when the fast path is missing.
-ORACLE_BUDGET = 4000
 
 #: Longest step set the fast path sweeps in full; a longer one is cut to
 #: :data:`FAST_SAMPLES` log-spaced samples (plus the special steps).
@@ -217,33 +215,15 @@ def _round_input(x: Any, fmt: Format) -> float:
     return round_rational(x, fmt) if isinstance(x, Fraction) else x
 
 
-def have_fast_path() -> bool:
-    """True when :mod:`expdecay.fast` provides ``evaluate``."""
-    try:
-        from . import fast  # noqa: F401
-    except ImportError:
-        return False
-    return hasattr(fast, "evaluate")
-
-
 def evaluate_order(
     I: Any, D: Any, r: Any, steps: np.ndarray, *, staircase: bool, dtype: str, order: str
 ) -> np.ndarray:
-    """The correctly rounded schedule at ``steps`` (array of the format's dtype):
-    the fast path when present, else the oracle step by step."""
+    """The correctly rounded schedule at ``steps`` (array of the format's dtype),
+    by the vectorised paths of :mod:`expdecay.fast`."""
     fmt = get_format(dtype)
-    if have_fast_path():
-        from .fast import evaluate
-
-        return np.asarray(
-            evaluate(I, D, r, steps, staircase=staircase, dtype=fmt.name, order=order)
-        ).astype(fmt.dtype, copy=False)
-    args = (to_exact(I, "initial_learning_rate"), to_exact(D, "decay_steps"),
-            to_exact(r, "decay_rate"))
-    out = [evaluate_exact((*args, to_exact(int(s), "step")), staircase, fmt, order)
-           for s in np.asarray(steps).ravel()]
-    # Every value is exactly representable: the cast below is exact.
-    return np.asarray(out, dtype=np.float64).astype(fmt.dtype)
+    return np.asarray(
+        fast_evaluate(I, D, r, steps, staircase=staircase, dtype=fmt.name, order=order)
+    ).astype(fmt.dtype, copy=False)
 
 
 def ulp_keys(x: np.ndarray, fmt: Format) -> np.ndarray:
@@ -418,7 +398,7 @@ class SweepResult:
     bound_violations: int = 0
     bound_available: bool = False
     seconds: float = 0.0
-    evaluator: str = "oracle"
+    evaluator: str = "fast"
     pow_ulps: float | None = 1
     notes: list[str] = field(default_factory=list)
 
@@ -588,27 +568,22 @@ def sweep(
 
     A set longer than ``max_points`` is cut down to about that many
     log-spaced samples plus ``extra``; a note says so.  The default is
-    :data:`ORACLE_BUDGET` without the fast path, ``2**20`` for an external
-    implementation and :data:`FAST_BUDGET` with the fast path (whose longer
+    ``2**20`` for an external implementation and :data:`FAST_BUDGET` for
+    expdecay's own keras order (whose longer
     sets are cut to :data:`FAST_SAMPLES` samples, so that work and memory
     stay bounded whatever the range).  ``pow_ulps=None`` skips the error bound.
     """
     options = dict(options or {})
     notes: list[str] = []
-    fast = have_fast_path()
     external = not (implementation == "expdecay" and options.get("order", "keras") == "keras")
     samples = max_points
     if max_points is None:
-        if not fast:
-            max_points = samples = ORACLE_BUDGET
-        elif external:
+        if external:
             max_points = samples = 1 << 20
         else:
             max_points, samples = FAST_BUDGET, FAST_SAMPLES
     if len(steps) > max_points:
-        if not fast:
-            why = "no fast path (expdecay.fast) installed"
-        elif external:
+        if external:
             why = "external implementation"
         else:
             why = f"more than {max_points} steps for the fast path"
@@ -620,13 +595,13 @@ def sweep(
                    pow_ulps) for c in steps.chunks(chunk)]
     result = SweepResult(schedule, adapter_label(implementation, options), steps,
                          ErrorStats(), ErrorStats(), ErrorStats(), env0.copy(),
-                         evaluator="fast" if fast else "oracle", pow_ulps=pow_ulps,
+                         evaluator="fast", pow_ulps=pow_ulps,
                          notes=notes)
     t0 = time.perf_counter()
     done = 0
     bmax = -math.inf
     nworkers = workers or os.cpu_count() or 1
-    use_pool = fast and not external and nworkers > 1 and len(tasks) > 1
+    use_pool = not external and nworkers > 1 and len(tasks) > 1
     if use_pool:
         # Warm the fast path's tables and plans before forking, so that the
         # workers inherit them instead of each building its own.

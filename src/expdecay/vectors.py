@@ -496,7 +496,7 @@ def automatic_flags(g: Group, step: int | float, fmt: Format,
         p_exact = ExactOps().floor(ExactOps().div(s, D))
         if p_keras != p_exact and not (_nan(p_keras) and _nan(p_exact)):
             flags.append("Misfloor")
-    if _bits(exact, fmt) != _bits(keras, fmt):
+    if to_bits(exact, fmt) != to_bits(keras, fmt):
         flags.append("OrdersDiffer")
     if _pow_exact(g, step, fmt):
         flags.append("PowExact")
@@ -512,10 +512,6 @@ def automatic_flags(g: Group, step: int | float, fmt: Format,
 
 def _nan(x: Any) -> bool:
     return isinstance(x, float) and math.isnan(x)
-
-
-def _bits(x: float, fmt: Format) -> int:
-    return to_bits(x, fmt)
 
 
 def _pow_exact(g: Group, step: int | float, fmt: Format) -> bool:

@@ -1,8 +1,7 @@
 """The ``expdecay`` adapter: this package's own vectorised fast path.
 
 ``order`` chooses which of the two orders it computes (the conformance runner
-passes the profile's order).  Until :mod:`expdecay.fast` is importable the
-adapter evaluates with the oracle, one step at a time.
+passes the profile's order).
 """
 
 from __future__ import annotations
@@ -13,7 +12,8 @@ import numpy as np
 
 from .. import __version__
 from ..floats import get_format
-from ..oracle import ORDERS, evaluate
+from ..oracle import ORDERS
+from ..schedule import ExponentialDecay
 from .base import Adapter, Params
 
 
@@ -39,14 +39,6 @@ class ReferenceAdapter(Adapter):
     def _evaluate(self, params: Params, steps: list[int | float]) -> np.ndarray:
         fmt = get_format(params.dtype)
         I, D, r = params.initial_learning_rate, params.decay_steps, params.decay_rate
-        try:
-            from .. import fast  # noqa: F401  (the schedule's vectorised path)
-            from ..schedule import ExponentialDecay
-        except ImportError:  # TODO: remove once expdecay.fast exists everywhere
-            return np.array([
-                float(evaluate(I, D, r, s, staircase=params.staircase, dtype=fmt,
-                               order=self.order)) for s in steps
-            ])
         sched = ExponentialDecay(I, D, r, params.staircase, dtype=fmt.name)
         call: Any = sched.exact if self.order == "exact" else sched
         out = np.empty(len(steps))
