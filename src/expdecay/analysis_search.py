@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from .analysis_sweep import Schedule, StepSet, evaluate_order, implementation_values, ulp_keys
+from .fileio import atomic_write
 from .floats import Format, next_down, next_up
 from .oracle import Power, amplification_bits, enclose, exact_node, to_exact
+from .vectors import ANALYSIS_NOTES
 
 __all__ = ["Finding", "SearchResult", "search_worst", "boundary_distance", "write_vectors"]
 
@@ -176,13 +178,9 @@ def search_worst(
 # Vectors
 # ---------------------------------------------------------------------------
 
-#: Our flag for a step found by the worst-case search (HardRounding is shared).
-WORST_CASE_NOTE = (
-    "Functionality",
-    "A step where the analysed implementation was far from the correctly rounded value "
-    "(found by a directed search).",
-    "An implementation failing it carries the same precision defect.",
-)
+#: Our flag for a step found by the worst-case search (HardRounding is shared);
+#: its note lives with the other notes, where the validator checks it.
+WORST_CASE_NOTE = ANALYSIS_NOTES["SearchWorstCase"]
 
 
 def python_inputs(schedule: Schedule) -> tuple[Schedule, bool]:
@@ -204,14 +202,25 @@ def python_inputs(schedule: Schedule) -> tuple[Schedule, bool]:
 
 def write_vectors(schedule: Schedule, found: SearchResult, path: str) -> str:
     """Write the findings as one conformance vector file (``vectors.schema.json``:
-    one test group, a test per step, expectations from the oracle) to ``path``.
+    one test group, a test per step, expectations from the oracle) to ``path``,
+    atomically (:func:`expdecay.fileio.atomic_write`).
 
     The inputs must be ints or float64s there: a decimal input such as
     ``"0.1"`` is written as the double nearest it, and the expectations are
     those of that double (the header says so).
     """
     from . import __version__
-    from .vectors import ALGORITHM, NOTES, SCHEMA_NAME, Case, Group, dumps, make_test
+    from .vectors import (
+        ALGORITHM,
+        NOTES,
+        SCHEMA_NAME,
+        SEARCH_THEME,
+        Case,
+        Group,
+        dumps,
+        encode_number,
+        make_tests,
+    )
 
     sch, changed = python_inputs(schedule)
     cases, seen = [], set()
@@ -226,11 +235,9 @@ def write_vectors(schedule: Schedule, found: SearchResult, path: str) -> str:
             cases.append(Case(f.step, text, (flag,)))
     group = Group(sch.dtype, sch.staircase, sch.initial_learning_rate, sch.decay_steps,
                   sch.decay_rate, cases, comment="steps found by expdecay analyze --search")
-    tests = [make_test(group, c, i + 1) for i, c in enumerate(cases)]
+    tests = make_tests(group, range(1, len(cases) + 1))
     used = {fl for t in tests for fl in t["flags"]}
-    notes_src = {**NOTES, "SearchWorstCase": WORST_CASE_NOTE}
-    from .vectors import encode_number
-
+    notes_src = {**NOTES, **ANALYSIS_NOTES}
     header = ["Steps found by `expdecay analyze --search`: the largest errors of the "
               "analysed implementation and the hardest-to-round exact values."]
     if changed:
@@ -240,7 +247,7 @@ def write_vectors(schedule: Schedule, found: SearchResult, path: str) -> str:
         "algorithm": ALGORITHM,
         "schema": SCHEMA_NAME,
         "generatorVersion": __version__,
-        "theme": "analysis_search",
+        "theme": SEARCH_THEME,
         "numberOfTests": len(tests),
         "header": header,
         "notes": {n: {"bugType": b, "description": d, "effect": e}
@@ -256,6 +263,5 @@ def write_vectors(schedule: Schedule, found: SearchResult, path: str) -> str:
             "tests": tests,
         }],
     }
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(dumps(doc))
+    atomic_write(path, dumps(doc), encoding="ascii")
     return path
