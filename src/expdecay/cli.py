@@ -3,7 +3,13 @@
 Each subcommand lives with the code it drives: a module listed in
 :data:`COMMANDS` provides ``add_arguments(parser)`` and ``run(args) -> int``.
 Bad arguments and bad values print one line ``expdecay: error: ...`` on
-stderr and exit with status 2.
+stderr and exit with status 2; Ctrl-C ends every worker process, prints
+``expdecay: interrupted`` and exits with status 130.
+
+Resource requests are checked here, for every subcommand that takes them:
+``--workers`` above :data:`MAX_WORKERS` is refused, and fewer workers than
+asked are started when the process may use fewer cores (no point in forking
+48 processes on 2 cores); ``--option`` values must be scalars.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -20,6 +28,18 @@ from typing import Any, NoReturn
 COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("expdecay.cli", "evaluate the schedule at one step, correctly rounded"),
 }
+
+
+#: Most worker processes a command may ask for (``--workers``).
+MAX_WORKERS = 256
+
+
+def usable_cores() -> int:
+    """The number of cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 class UsageError(Exception):
@@ -157,7 +177,72 @@ def build_parser() -> argparse.ArgumentParser:
         mod = importlib.import_module(module)
         adder = getattr(mod, f"add_{name}_arguments", None) or mod.add_arguments
         adder(sp)
+        _document_limits(sp)
     return parser
+
+
+def _document_limits(p: argparse.ArgumentParser) -> None:
+    """State in ``--help`` the limits :func:`_check_resources` enforces."""
+    for action in p._actions:
+        if action.dest == "workers":
+            action.help = (f"worker processes (default: the cores this process may use, "
+                           f"{usable_cores()} here; more are never started, and more than "
+                           f"{MAX_WORKERS} is refused)")
+        elif action.dest == "option":
+            action.help = ("option of the implementation (repeatable); VALUE is a number, "
+                           "string, true, false or null, never a list or object")
+
+
+def _check_resources(args: argparse.Namespace) -> None:
+    """Cap what a command may ask of the machine (see the module docstring)."""
+    if hasattr(args, "workers"):
+        cores = usable_cores()
+        w = args.workers
+        if w is None:
+            args.workers = cores
+        elif isinstance(w, int) and w > MAX_WORKERS:
+            raise UsageError(f"argument --workers: at most {MAX_WORKERS}; got {w}")
+        elif isinstance(w, int) and w >= 1:
+            args.workers = min(w, cores)  # < 1 is left to the command's own check
+    items = getattr(args, "option", None)
+    if isinstance(items, list) and items:
+        from .adapters import parse_options
+
+        try:
+            parse_options(items)
+        except ValueError as e:
+            raise UsageError(f"argument --option: {e}") from None
+
+
+def _end_workers() -> None:
+    """End every worker process (Ctrl-C), deaf to a second Ctrl-C meanwhile."""
+    protocol = sys.modules.get("expdecay.adapters.protocol")
+    if protocol is None:
+        return  # no worker was ever started
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        protocol.close_all_workers()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _is_own_runtime_error(e: RuntimeError) -> bool:
+    """An adapter's error (the project's own type) or input nested too deeply."""
+    if isinstance(e, RecursionError):
+        return True
+    base = sys.modules.get("expdecay.adapters.base")
+    return base is not None and isinstance(e, base.AdapterError)
+
+
+def _error_line(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "input nested too deeply (RecursionError)"
+    text = str(e) or type(e).__name__
+    return text.splitlines()[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.print_help()
                 return 2
             args = parser.parse_args([default, *(argv or [])])
+        _check_resources(args)
         mod = importlib.import_module(args._module)
         runner = getattr(mod, f"run_{args._command}", None) or mod.run
         return int(runner(args) or 0)
@@ -177,12 +263,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"expdecay: error: {e}", file=sys.stderr)
         return 2
     except (ValueError, TypeError, ArithmeticError, OSError, MemoryError) as e:
-        # Bad values, unreadable files, a precision cap reached, an impossible
-        # request: one line, status 2.
-        text = str(e) or type(e).__name__
-        print(f"expdecay: error: {text.splitlines()[0]}", file=sys.stderr)
+        # Bad values (ImplementationLookupError among them: an unknown
+        # implementation, a python: module that cannot be imported), unreadable
+        # files, a precision cap reached, an impossible request: one line, status 2.
+        print(f"expdecay: error: {_error_line(e)}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        if not _is_own_runtime_error(e):
+            raise  # a bug: keep its traceback
+        print(f"expdecay: error: {_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _end_workers()
         print("expdecay: interrupted", file=sys.stderr)
         return 130
 

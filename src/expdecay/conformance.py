@@ -24,7 +24,6 @@ passes either way.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import shlex
@@ -39,8 +38,17 @@ from typing import Any
 
 import numpy as np
 
-from .adapters import Adapter, Params, default_configurations, get_adapter, label
+from .adapters import (
+    Adapter,
+    ImplementationLookupError,
+    Params,
+    check_loadable,
+    default_configurations,
+    get_adapter,
+    label,
+)
 from .adapters.base import Outcome
+from .adapters.protocol import MAX_TIMEOUT, STARTUP_FACTOR
 from .floats import Format, get_format, is_representable, to_bits, to_hex
 from .floats import ulp_distance as _ulp_distance
 from .oracle import RoundedOps, evaluate_exact, round_node, to_exact
@@ -496,20 +504,24 @@ def check_implementation(name: str, options: dict[str, Any], docs: dict[str, dic
             print(f"checking {shown} ...", file=sys.stderr, flush=True)
         try:
             adapter = get_adapter(name, isolated=True, timeout=timeout, **opts)
+        except ImplementationLookupError:
+            raise  # a bad argument, not a property of the implementation
         except Exception as e:  # noqa: BLE001 - reported as the implementation's error
             for p in profiles if order is None else (order,):
                 reports.append(ImplementationReport(shown, "unavailable", p, False, [],
                                                     time.monotonic() - t0, str(e)[:300]))
             continue
-        broken = getattr(adapter, "broken", None)
+        broken = getattr(adapter, "broken", None)  # a start-up failure
         outputs = {}
-        for i, (fname, doc) in enumerate(docs.items(), 1):
-            if progress:
-                print(f"  {shown}: {fname} ({i}/{len(docs)})", file=sys.stderr, flush=True)
-            outputs[fname] = evaluate_file(adapter, doc)
-        close = getattr(adapter, "close", None)
-        if close:
-            close()
+        try:
+            for i, (fname, doc) in enumerate(docs.items(), 1):
+                if progress:
+                    print(f"  {shown}: {fname} ({i}/{len(docs)})", file=sys.stderr, flush=True)
+                outputs[fname] = evaluate_file(adapter, doc)
+        finally:  # on Ctrl-C too: no worker is left running
+            close = getattr(adapter, "close", None)
+            if close:
+                close()
         version = getattr(adapter, "version", "unknown")
         vectorised = bool(getattr(adapter, "vectorised", False))
         elapsed = time.monotonic() - t0
@@ -614,7 +626,9 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all-variants", action="store_true",
                    help="with no --impl: also scalar-step variants and torch's chainable form")
     p.add_argument("--timeout", type=float, default=60.0,
-                   help="seconds allowed for each request to an implementation")
+                   help="seconds allowed for each request to an implementation "
+                   f"(default %(default)g, at most {MAX_TIMEOUT:g}); its start-up, up to "
+                   f"its hello line, is allowed {STARTUP_FACTOR:g} times as long")
 
 
 def vector_paths(items: list[str] | None) -> list[Path]:
@@ -652,33 +666,43 @@ def _options(args: argparse.Namespace, name: str) -> dict[str, Any]:
     return opts
 
 
-def check_name(name: str) -> str:
-    """``ValueError`` unless ``name`` names an implementation."""
+def check_name(name: str, timeout: float = 60.0) -> str:
+    """``ValueError`` (:class:`ImplementationLookupError`) unless ``name``
+    names an implementation.  A ``python:`` module is imported in a throwaway
+    worker process, never in the runner's (it may even ``sys.exit`` at import)."""
     from .adapters import IMPLEMENTATIONS
 
     ok = name in IMPLEMENTATIONS or (name.startswith("cmd:") and name[4:].strip()) or (
         name.startswith("python:") and ":" in name[7:])
     if not ok:
-        raise ValueError(f"--impl must be one of {', '.join(IMPLEMENTATIONS)}, "
-                         f"python:module:function or cmd:COMMAND; got {name!r}")
+        raise ImplementationLookupError(
+            f"--impl must be one of {', '.join(IMPLEMENTATIONS)}, "
+            f"python:module:function or cmd:COMMAND; got {name[:80]!r}")
     if name.startswith("cmd:"):
-        program = shlex.split(name[4:])[0]
-        if shutil.which(program) is None:
-            raise ValueError(f"--impl {name!r}: no executable program {program!r}")
-    elif name.startswith("python:"):
-        module, _, function = name[7:].rpartition(":")
         try:
-            found = callable(getattr(importlib.import_module(module), function, None))
-        except ImportError as e:
-            raise ValueError(f"--impl {name!r}: cannot import {module!r} ({e})") from None
-        if not found:
-            raise ValueError(f"--impl {name!r}: {module!r} has no callable {function!r}")
+            argv = shlex.split(name[4:])
+        except ValueError as e:
+            raise ImplementationLookupError(f"--impl {name[:80]!r}: {e}") from None
+        if not argv:
+            raise ImplementationLookupError(f"--impl {name[:80]!r}: no program")
+        if shutil.which(argv[0]) is None:
+            raise ImplementationLookupError(
+                f"--impl {name[:80]!r}: no executable program {argv[0]!r}")
+    elif name.startswith("python:"):
+        try:
+            check_loadable(name, timeout=timeout)
+        except ImplementationLookupError as e:
+            raise ImplementationLookupError(f"--impl {e}") from None
     return name
 
 
 def configurations(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
     if args.impl:
-        return [(check_name(name), _options(args, name)) for name in args.impl]
+        out = []
+        for name in args.impl:
+            opts = _options(args, name)  # cheap checks before a python: module's probe
+            out.append((check_name(name, args.timeout), opts))
+        return out
     configs = default_configurations()
     if args.all_variants:
         extra: list[tuple[str, dict[str, Any]]] = []
@@ -692,8 +716,8 @@ def configurations(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]
 
 
 def run_check(args: argparse.Namespace) -> int:
-    if not args.timeout > 0:
-        raise ValueError(f"--timeout must be > 0; got {args.timeout}")
+    if not 0 < args.timeout <= MAX_TIMEOUT:
+        raise ValueError(f"--timeout must be > 0 and at most {MAX_TIMEOUT:g}; got {args.timeout}")
     profiles = PROFILES if args.profile == "both" else (args.profile,)
     configs = configurations(args)
     docs: dict[str, dict[str, Any]] = {}

@@ -19,7 +19,13 @@
 
 Framework adapters run in a worker subprocess by default (``isolated=True``):
 Keras's backend must be chosen before keras is imported, and a crash or a
-hang must not take the caller down.  ``timeout`` bounds each request.
+hang must not take the caller down.  ``timeout`` bounds each request and,
+twice over, the worker's start-up (see :mod:`.protocol`).
+
+A name that does not resolve (an unknown implementation, a ``python:``
+module that cannot be imported or has no such callable) raises
+:class:`ImplementationLookupError`, a ``ValueError`` with a one-line message.
+Option values are scalars (str, int, float, bool or None).
 """
 
 from __future__ import annotations
@@ -31,18 +37,30 @@ import shlex
 import sys
 from typing import Any
 
-from .base import Adapter, AdapterError, NotApplicableError, Outcome, Params
-from .protocol import PROTOCOL, SubprocessAdapter
+from .base import (
+    Adapter,
+    AdapterError,
+    ImplementationLookupError,
+    NotApplicableError,
+    Outcome,
+    Params,
+)
+from .protocol import PROTOCOL, SubprocessAdapter, close_all_workers
 
 __all__ = [
     "Params",
     "Adapter",
     "AdapterError",
     "NotApplicableError",
+    "ImplementationLookupError",
     "Outcome",
     "SubprocessAdapter",
     "PROTOCOL",
     "get_adapter",
+    "check_loadable",
+    "check_options",
+    "parse_options",
+    "close_all_workers",
     "available_adapters",
     "make_inprocess",
     "default_configurations",
@@ -97,9 +115,7 @@ def make_inprocess(name: str, **options: Any) -> Adapter:
 
         return PythonAdapter(name[len("python:"):], **options)
     if name not in IMPLEMENTATIONS:
-        raise ValueError(
-            f"implementation must be one of {', '.join(IMPLEMENTATIONS)}, "
-            f"python:module:function or cmd:COMMAND; got {name!r}")
+        raise ImplementationLookupError(_unknown(name))
     module, cls, needs = IMPLEMENTATIONS[name]
     missing = [m for m in needs if not _installed(m)]
     if missing:
@@ -123,12 +139,16 @@ def get_adapter(name: str, *, isolated: bool | None = None, timeout: float = 60.
     """The adapter called ``name`` with ``options`` (see the module docstring).
 
     ``isolated`` (default: True except for ``expdecay`` and ``python:``) runs
-    it in a worker subprocess speaking the JSON-lines protocol.
+    it in a worker subprocess speaking the JSON-lines protocol; a ``python:``
+    target is then imported only in that worker.
     """
     if not isinstance(name, str):
         raise TypeError(f"implementation name must be a str; got {name!r}")
+    check_options(options)
     if name.startswith("cmd:"):
         argv = shlex.split(name[len("cmd:"):])
+        if not argv:
+            raise ImplementationLookupError(f"cmd: must name a program; got {name!r}")
         if options:
             raise ValueError(f"cmd: implementations take no options; got {options!r}")
         return SubprocessAdapter(argv, timeout=timeout, label=name)
@@ -143,15 +163,84 @@ def get_adapter(name: str, *, isolated: bool | None = None, timeout: float = 60.
         env["KERAS_BACKEND"] = str(options["backend"])
     spec = json.dumps({"name": name, "options": options})
     return SubprocessAdapter([sys.executable, "-m", "expdecay.adapters.worker", spec],
-                             env=env, timeout=timeout, label=label(name, options))
+                             env=env, timeout=timeout, label=label(name, options),
+                             lookup_errors=True)
+
+
+def check_loadable(name: str, *, timeout: float = 60.0) -> None:
+    """Raise :class:`ImplementationLookupError` unless ``name`` resolves.
+
+    A ``python:`` target is imported in a throwaway worker process, never in
+    this one (its module may do anything at import, ``sys.exit`` included);
+    a worker that fails to start counts as a module that cannot be loaded.
+    A built-in name must be known (a missing framework is not checked here).
+    """
+    if name.startswith("python:"):
+        module, sep, function = name[len("python:"):].partition(":")
+        if not sep or not module or not function:
+            raise ImplementationLookupError(
+                f"python implementation must be 'python:module:function'; got {name!r}")
+        adapter = get_adapter(name, isolated=True, timeout=timeout)
+        assert isinstance(adapter, SubprocessAdapter)
+        try:
+            if adapter.broken:
+                raise ImplementationLookupError(f"{name}: cannot be loaded: {adapter.broken}")
+        finally:
+            adapter.close()
+    elif name.startswith("cmd:"):
+        if not shlex.split(name[len("cmd:"):]):
+            raise ImplementationLookupError(f"cmd: must name a program; got {name!r}")
+    elif name not in IMPLEMENTATIONS:
+        raise ImplementationLookupError(_unknown(name))
+
+
+#: Types an option value may have.
+OPTION_TYPES = (str, int, float, bool, type(None))
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """``TypeError`` unless every option value is a scalar (see :data:`OPTION_TYPES`)."""
+    for key, value in options.items():
+        if not isinstance(value, OPTION_TYPES):
+            # Name the type only: the repr of a deeply nested value may not exist.
+            raise TypeError(f"option {key!r} must be a string, number, boolean or None; "
+                            f"got a {type(value).__name__}")
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``["KEY=VALUE", ...]`` (the ``--option`` syntax) -> options.
+
+    VALUE is read as a JSON scalar (``true``, ``3``, ``"text"``, ``null``)
+    when it is one, else kept as text; a JSON list or object (text starting
+    with ``[`` or ``{``) is refused, without being parsed, with a
+    ``ValueError`` naming the option.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"option must be KEY=VALUE; got {item[:60]!r}")
+        if text.lstrip()[:1] in ("[", "{"):
+            raise ValueError(f"option {key[:40]!r}: a value is a number, string, true, false "
+                             f"or null, not a list or object; got {text[:40]!r}")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        out[key] = value
+    return out
+
+
+def _unknown(name: str) -> str:
+    return (f"implementation must be one of {', '.join(IMPLEMENTATIONS)}, "
+            f"python:module:function or cmd:COMMAND; got {name[:80]!r}")
 
 
 def make_check(name: str) -> None:
-    """Raise ``ValueError`` for an unknown name, ``AdapterError`` if missing."""
+    """Raise :class:`ImplementationLookupError` for an unknown name,
+    ``AdapterError`` if its framework is missing."""
     if name not in IMPLEMENTATIONS:
-        raise ValueError(
-            f"implementation must be one of {', '.join(IMPLEMENTATIONS)}, "
-            f"python:module:function or cmd:COMMAND; got {name!r}")
+        raise ImplementationLookupError(_unknown(name))
     missing = [m for m in IMPLEMENTATIONS[name][2] if not _installed(m)]
     if missing:
         raise AdapterError(f"{name}: not installed ({', '.join(missing)} missing)")

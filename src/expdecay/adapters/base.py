@@ -33,6 +33,7 @@ __all__ = [
     "Outcome",
     "AdapterError",
     "NotApplicableError",
+    "ImplementationLookupError",
     "python_number",
     "step_value",
 ]
@@ -44,6 +45,16 @@ class AdapterError(RuntimeError):
 
 class NotApplicableError(AdapterError):
     """The implementation cannot express the requested case."""
+
+
+class ImplementationLookupError(ValueError):
+    """The name does not resolve to an implementation that can be loaded.
+
+    An unknown name, or a ``python:`` target whose module cannot be imported
+    (missing, or raising or exiting at import) or has no such callable.  It
+    is a bad argument, hence a ``ValueError``: the CLI prints its one-line
+    message and exits with status 2, for every subcommand.
+    """
 
 
 @dataclass(frozen=True)

@@ -17,26 +17,82 @@ is in ``conformance/README.md``; in short, one JSON object per line:
   whole request, ``{"id": 1, "error": "why"}``;
 * end of input means the implementation should exit.
 
-The runner enforces a timeout on each request and restarts a worker that
-crashed or hung, charging the failure to the steps involved.
+Output values
+-------------
+An output string denotes an exact number, and that number must be exactly a
+float64 (every value of the four formats is one): ``nan``, ``inf``, ``-inf``
+(any case, optional sign, ``infinity`` too), a C99 hex float or a decimal
+(integer, fraction, exponent).  A string whose exact value is not a float64
+is a protocol error charged to that step, never rounded.  In particular a
+finite string beyond float64's range, such as ``"1e400"``, is **not** read as
+infinity (an implementation that overflows writes ``"inf"``), and a nonzero
+string that underflows, such as ``"1e-400"``, is not read as zero.  Strings
+are at most :data:`MAX_NUMBER_CHARS` characters; decoding one costs time
+linear in its length whatever its exponent.
+
+What the runner enforces
+------------------------
+Every wait is bounded and every failure is charged to the steps of the
+request concerned (the runner then retries them one at a time in a fresh
+worker, so only the guilty steps fail):
+
+* the hello line must arrive within the start-up timeout, which is
+  :data:`STARTUP_FACTOR` times the request timeout (``--timeout``) unless
+  given explicitly: starting a framework (importing TensorFlow takes ten
+  seconds) is slower than answering a request;
+* each request must be read and answered within the request timeout;
+* a line is at most :data:`MAX_LINE` bytes (newline included), UTF-8,
+  one JSON value nested at most as deep as Python's recursion limit allows;
+* the runner reads at most :data:`MAX_QUEUED_LINES` lines ahead of what it
+  asked for; beyond that it stops reading, so a program that floods its
+  output blocks on its own writes instead of filling the runner's memory
+  (at most ``(MAX_QUEUED_LINES + 1) * MAX_LINE`` bytes are held);
+* a process that closes its output, exits, writes bytes that are not UTF-8,
+  a line that is not JSON, too long, or an answer to another request has
+  failed that request, and is ended.
+
+Each worker runs in its own session and process group, so that a terminal's
+Ctrl-C reaches only the runner and a worker's children (a shell script's
+background jobs that inherited its output, say) can be ended with it: the
+runner closes the worker's input, waits up to :data:`CLOSE_GRACE` seconds
+for a clean exit (nothing when the worker has failed), sends SIGTERM to the
+whole group, waits up to :data:`TERM_GRACE` seconds, then sends SIGKILL.
+:func:`close_all_workers` ends every live worker (the CLI calls it on
+Ctrl-C; it also runs at interpreter exit).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
 import queue
+import re
+import reprlib
+import selectors
+import shlex
+import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
+from decimal import Decimal
+from fractions import Fraction
 from typing import IO, Any
 
 import numpy as np
 
-from ..oracle import to_exact
-from .base import Adapter, AdapterError, Outcome, Params, encode_number, step_value
+from .base import (
+    Adapter,
+    AdapterError,
+    ImplementationLookupError,
+    Outcome,
+    Params,
+    encode_number,
+    step_value,
+)
 
 PROTOCOL = "expdecay-conformance/1"
 
@@ -46,8 +102,56 @@ CHUNK = 4096
 #: Crashes or timeouts in a row after which the implementation is given up.
 MAX_CONSECUTIVE_FAILURES = 5
 
-#: Longest accepted line from an implementation (bytes).
-MAX_LINE = 1 << 26
+#: Longest accepted line from an implementation, in bytes, newline included.
+#: The longest answer the built-in worker writes is :data:`CHUNK` results
+#: of at most 300 characters each, under 8 MiB even with every character
+#: escaped as ``\\uXXXX``; twice that leaves room for other programs.
+MAX_LINE = 1 << 24
+
+#: Lines read from an implementation ahead of the runner (see the module
+#: docstring): a well-behaved implementation never has more than one line
+#: outstanding, since it answers one request at a time.
+MAX_QUEUED_LINES = 2
+
+#: Longest accepted output value string (a float64 needs under 30).
+MAX_NUMBER_CHARS = 200
+
+#: The start-up timeout, when not given, is this many request timeouts.
+STARTUP_FACTOR = 2.0
+
+#: Largest accepted timeout, in seconds (one day).
+MAX_TIMEOUT = 86400.0
+
+#: Seconds a worker has to exit by itself once its input is closed.
+CLOSE_GRACE = 2.0
+
+#: Seconds a worker's process group has between SIGTERM and SIGKILL.
+TERM_GRACE = 0.5
+
+#: Seconds to wait for a process to be reaped after SIGKILL (an unkillable
+#: process, in uninterruptible sleep, is then left behind rather than waited for).
+KILL_WAIT = 2.0
+
+#: After the worker closed its output: seconds it has to exit before it is
+#: reported as still running (and killed).
+EXIT_GRACE = 1.0
+
+#: After the worker exited while another process holds its output open:
+#: seconds during which lines it wrote before exiting are still read.
+EXIT_DRAIN = 0.2
+
+#: Granularity of the runner's waits (seconds).
+POLL_INTERVAL = 0.1
+
+
+def check_timeout(value: Any, name: str = "timeout") -> float:
+    """``value`` as a float in (0, :data:`MAX_TIMEOUT`], else ``ValueError``/``TypeError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds; got {value!r}")
+    t = float(value)
+    if not 0 < t <= MAX_TIMEOUT:
+        raise ValueError(f"{name} must be > 0 and at most {MAX_TIMEOUT:g} seconds; got {value!r}")
+    return t
 
 
 def encode_step(x: int | float) -> str:
@@ -64,21 +168,81 @@ def encode_value(x: float) -> str:
     return float(x).hex()
 
 
+_SPECIAL = re.compile(r"([+-]?)(nan|inf|infinity)\Z", re.IGNORECASE)
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+_HEX = re.compile(
+    r"([+-]?)0[xX]([0-9a-fA-F]*)(?:\.([0-9a-fA-F]*))?(?:[pP]([+-]?[0-9]+))?\Z")
+
+
 def decode_value(text: Any) -> float:
     """An implementation's output string -> its value as a float64.
 
-    Raises ``ValueError`` when the text is not a number or its value is not
-    exactly a float64 (so it cannot be a value of any of the four formats).
+    Raises ``ValueError`` (and nothing else) when the text is not a number
+    string or its exact value is not a float64 value: see "Output values"
+    in the module docstring (``"1e400"`` is an error, not infinity).
+
+    >>> decode_value("0x1.8p-1"), decode_value("-0"), decode_value("16777216")
+    (0.75, -0.0, 16777216.0)
     """
-    if not isinstance(text, str) or len(text) > 200:
-        raise ValueError(f"an output must be a number string; got {str(text)[:60]!r}")
-    q = to_exact(text, "output")
-    if isinstance(q, float):
-        return q
-    f = float(q)
-    if q != f:
+    if not isinstance(text, str) or len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"an output must be a number string; got {_brief(text)}")
+    t = text.strip()
+    if m := _SPECIAL.match(t):
+        if m.group(2).lower() == "nan":
+            return math.nan
+        return -math.inf if m.group(1) == "-" else math.inf
+    if m := _HEX.match(t):
+        return _decode_hex(t, m)
+    if _DECIMAL.match(t):
+        # Decimal holds the string exactly and float() of it is correctly
+        # rounded, with an exponent of any size handled in constant time.
+        d = Decimal(t)
+        f = float(d)
+        if math.isinf(f):
+            raise ValueError(f"output {text!r} overflows float64 (an infinite output is 'inf')")
+        if Decimal(f) != d:
+            raise ValueError(f"output {text!r} is not exactly a float64 value")
+        return f
+    raise ValueError(f"an output must be a number string; got {text[:60]!r}")
+
+
+def _decode_hex(text: str, m: re.Match[str]) -> float:
+    whole, frac, exp = m.group(2), m.group(3) or "", m.group(4) or "0"
+    if not whole and not frac:
+        raise ValueError(f"an output must be a number string; got {text[:60]!r}")
+    try:
+        f = float.fromhex(text)
+    except OverflowError:
+        raise ValueError(
+            f"output {text!r} overflows float64 (an infinite output is 'inf')") from None
+    mantissa = int(whole + frac, 16) if whole + frac else 0
+    if f == 0:
+        if mantissa != 0:
+            raise ValueError(f"output {text!r} is not exactly a float64 value (underflow)")
+        return f
+    # f is finite and nonzero, so the binary exponent below is bounded
+    # (mantissa < 16**200): the exact comparison is cheap.
+    e2 = int(exp) - 4 * len(frac)
+    exact = Fraction(mantissa) * (Fraction(2) ** e2)
+    if Fraction(abs(f)) != exact:
         raise ValueError(f"output {text!r} is not exactly a float64 value")
     return f
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = 80
+_REPR.maxother = 80
+
+
+def _brief(obj: Any) -> str:
+    """A short repr of anything an implementation sent (bounded in depth and length)."""
+    return _REPR.repr(obj)[:120]
+
+
+def _text(obj: Any) -> str:
+    """A message an implementation sent, as at most 300 characters."""
+    return obj[:300] if isinstance(obj, str) else _brief(obj)
 
 
 # ---------------------------------------------------------------------------
@@ -104,7 +268,8 @@ def answer(adapter: Adapter, request: Any) -> dict[str, Any]:
             raise ValueError("a request must be a JSON object")
         params = Params.from_json(request.get("params"))
         if request.get("op", "evaluate") == "applicable":
-            return {"id": rid, "applicable": adapter.applicable(params)}
+            why = adapter.applicable(params)
+            return {"id": rid, "applicable": None if why is None else str(why)[:300]}
         steps = request.get("steps")
         if not isinstance(steps, list):
             raise ValueError("steps must be a list")
@@ -116,9 +281,9 @@ def answer(adapter: Adapter, request: Any) -> dict[str, Any]:
     results: list[Any] = []
     for i, v in enumerate(out.values):
         if i in out.not_applicable:
-            results.append({"na": out.not_applicable[i]})
+            results.append({"na": str(out.not_applicable[i])[:300]})
         elif i in out.errors:
-            results.append({"error": out.errors[i]})
+            results.append({"error": str(out.errors[i])[:300]})
         else:
             results.append(encode_value(float(v)))
     return {"id": rid, "results": results}
@@ -133,8 +298,8 @@ def serve(adapter: Adapter, inp: IO[str], out: IO[str]) -> None:
             continue
         try:
             request = json.loads(line)
-        except ValueError as e:
-            response: dict[str, Any] = {"id": None, "error": f"bad JSON: {e}"}
+        except (ValueError, RecursionError) as e:
+            response: dict[str, Any] = {"id": None, "error": f"bad JSON: {str(e)[:200]}"}
         else:
             response = answer(adapter, request)
         out.write(json.dumps(response) + "\n")
@@ -150,39 +315,148 @@ class WorkerError(AdapterError):
     """The worker crashed, hung or broke the protocol."""
 
 
-class Worker:
-    """One implementation process and its stdout reader thread."""
+class _Signal:
+    """What the reader thread queues besides lines."""
 
-    def __init__(self, argv: Sequence[str], env: dict[str, str] | None, startup_timeout: float):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+_EOF = _Signal("end of output")
+_TOO_LONG = _Signal("line too long")
+
+#: Workers started and not yet closed (ended by :func:`close_all_workers`).
+_LIVE: set[Worker] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def close_all_workers() -> None:
+    """End every worker process still running (and its process group)."""
+    with _LIVE_LOCK:
+        workers = list(_LIVE)
+    for w in workers:
+        w.close(graceful=False)
+
+
+atexit.register(close_all_workers)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> bool:
+    """Send ``sig`` to the worker's process group; False when it is empty."""
+    try:
+        os.killpg(proc.pid, sig)  # the worker leads its own group (new session)
+        return True
+    except ProcessLookupError:
+        return False
+    except (PermissionError, AttributeError):  # a member we may not signal; no killpg
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            return True
+        return False
+
+
+def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
+    try:
+        os.killpg(proc.pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except (PermissionError, AttributeError):
+        return proc.poll() is None
+
+
+def end_process_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group led by ``proc``, up to :data:`TERM_GRACE`
+    seconds for it to go, then SIGKILL; reap ``proc`` (bounded)."""
+    proc.poll()  # reap an exited leader, so that its zombie leaves the group
+    if _signal_group(proc, signal.SIGTERM):
+        deadline = time.monotonic() + TERM_GRACE
+        while True:
+            proc.poll()
+            if not _group_alive(proc):
+                break
+            if time.monotonic() >= deadline:
+                _signal_group(proc, signal.SIGKILL)
+                break
+            time.sleep(0.01)
+    try:
+        proc.wait(timeout=KILL_WAIT)
+    except subprocess.TimeoutExpired:  # pragma: no cover - unkillable process
+        pass
+
+
+class Worker:
+    """One implementation process and its stdout reader thread.
+
+    Every method that fails ends the process (and its group) before raising
+    :class:`WorkerError`, so a failed worker is never left running.
+    """
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str] | None,
+                 startup_timeout: float, *, lookup_errors: bool = False) -> None:
+        self.argv = list(argv)
+        self._closed = threading.Event()
+        self.lines: queue.Queue[bytes | _Signal] = queue.Queue(maxsize=MAX_QUEUED_LINES)
         self.stderr = tempfile.TemporaryFile(mode="w+b")
         try:
             self.proc = subprocess.Popen(
-                list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=self.stderr, env=env, text=True, bufsize=1,
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=self.stderr, env=env, start_new_session=True,
             )
-        except OSError as e:
-            raise WorkerError(f"cannot start {' '.join(argv)!r}: {e}") from None
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        first = self.receive(startup_timeout, "start-up")
-        if not isinstance(first, dict) or first.get("protocol") != PROTOCOL:
-            self.close()
-            raise WorkerError(f"no {PROTOCOL} hello line; got {str(first)[:120]!r}")
-        self.hello = first
+        except (OSError, ValueError) as e:
+            self.stderr.close()
+            raise WorkerError(f"cannot start {shlex.join(self.argv)!r}: {e}") from None
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        try:
+            assert self.proc.stdin is not None
+            os.set_blocking(self.proc.stdin.fileno(), False)
+            threading.Thread(target=self._read, name=f"expdecay-reader-{self.proc.pid}",
+                             daemon=True).start()
+            self.hello = self._hello(startup_timeout, lookup_errors)
+        except BaseException:
+            self.close(graceful=False)
+            raise
+
+    # -- reading ---------------------------------------------------------
+
+    def _put(self, item: bytes | _Signal) -> bool:
+        """Queue ``item``, waiting while the queue is full; False once closed."""
+        while not self._closed.is_set():
+            try:
+                self.lines.put(item, timeout=POLL_INTERVAL)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _read(self) -> None:
-        assert self.proc.stdout is not None
+        stdout = self.proc.stdout
+        assert stdout is not None
         try:
-            while True:
-                line = self.proc.stdout.readline(MAX_LINE)
+            while not self._closed.is_set():
+                line = stdout.readline(MAX_LINE)
                 if not line:
-                    break
-                self.lines.put(line)
+                    self._put(_EOF)
+                    return
+                if len(line) == MAX_LINE and not line.endswith(b"\n"):
+                    self._put(_TOO_LONG)  # stop reading: the worker will be ended
+                    return
+                if not self._put(line):
+                    return
         except (OSError, ValueError):
-            pass
-        self.lines.put(None)
+            self._put(_EOF)
+        finally:
+            try:
+                stdout.close()
+            except OSError:
+                pass
 
     def stderr_tail(self) -> str:
+        """The last line the process wrote on stderr (at most 200 characters)."""
         try:
             self.stderr.seek(0, os.SEEK_END)
             size = self.stderr.tell()
@@ -192,53 +466,133 @@ class Worker:
             return ""
         return lines[-1][:200] if lines else ""
 
-    def receive(self, timeout: float, what: str) -> Any:
+    def _fail(self, message: str, *, tail: bool = False) -> WorkerError:
+        """End the worker; the error to raise (with stderr's last line if ``tail``)."""
+        text = self.stderr_tail() if tail else ""
+        self.close(graceful=False)
+        return WorkerError(message + (f": {text}" if text else ""))
+
+    def _wait_exit(self, seconds: float) -> int | None:
         try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            self.close()
-            raise WorkerError(f"timeout: no answer to {what} within {timeout:g} s") from None
-        if line is None:
-            code = self.proc.wait()
-            tail = self.stderr_tail()
-            self.close()
-            raise WorkerError(
-                f"process exited (status {code}) during {what}" + (f": {tail}" if tail else ""))
-        if not line.endswith("\n") and len(line) >= MAX_LINE:
-            self.close()
-            raise WorkerError(f"line longer than {MAX_LINE} bytes during {what}")
+            return self.proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def receive(self, deadline: float, what: str, limit: float) -> Any:
+        """The next JSON value the worker writes, before ``deadline``
+        (``time.monotonic()``; ``limit`` is the timeout, for messages)."""
+        exited_at: float | None = None
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise self._fail(f"timeout: no answer to {what} within {limit:g} s")
+            try:
+                item = self.lines.get(timeout=min(deadline - now, POLL_INTERVAL))
+            except queue.Empty:
+                # The process may have exited while a child of it holds its
+                # output open: then no end of output comes.
+                code = self.proc.poll()
+                if code is not None:
+                    if exited_at is None:
+                        exited_at = now
+                    elif now - exited_at >= EXIT_DRAIN:
+                        raise self._fail(f"process exited (status {code}) during {what}",
+                                         tail=True) from None
+                continue
+            if item is _EOF:
+                code = self._wait_exit(EXIT_GRACE)
+                if code is None:
+                    raise self._fail(f"process closed its output during {what} and kept "
+                                     "running (ended)", tail=True)
+                raise self._fail(f"process exited (status {code}) during {what}", tail=True)
+            if item is _TOO_LONG:
+                raise self._fail(f"protocol: a line longer than {MAX_LINE} bytes during {what}")
+            assert isinstance(item, bytes)
+            return self._decode(item, what)
+
+    def _decode(self, line: bytes, what: str) -> Any:
         try:
-            return json.loads(line)
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise self._fail(f"protocol: output is not UTF-8 during {what} "
+                             f"(byte {e.start}: {line[:40]!r})") from None
+        try:
+            return json.loads(text)
+        except RecursionError:
+            raise self._fail(f"protocol: JSON nested too deeply during {what}") from None
         except ValueError:
-            self.close()
-            raise WorkerError(f"not JSON during {what}: {line[:120]!r}") from None
+            raise self._fail(f"protocol: not JSON during {what}: {text[:120]!r}") from None
+
+    def _hello(self, timeout: float, lookup_errors: bool) -> dict[str, Any]:
+        first = self.receive(time.monotonic() + timeout, "start-up", timeout)
+        if not isinstance(first, dict) or first.get("protocol") != PROTOCOL:
+            if isinstance(first, dict) and "error" in first:
+                why = _text(first["error"])
+                if lookup_errors and first.get("kind") == "lookup":
+                    self.close(graceful=False)
+                    raise ImplementationLookupError(why)
+                raise self._fail(f"start-up failed: {why}")
+            raise self._fail(f"no {PROTOCOL} hello line; got {_brief(first)}")
+        ops = first.get("ops", ["evaluate"])
+        bad = [k for k in ("name", "version") if not isinstance(first.get(k, ""), str)]
+        if not isinstance(ops, list) or not all(isinstance(o, str) for o in ops):
+            bad.append("ops")
+        if bad:
+            raise self._fail(f"malformed hello line ({', '.join(bad)}): {_brief(first)}")
+        return first
+
+    # -- writing ---------------------------------------------------------
+
+    def _send(self, data: bytes, deadline: float, what: str, limit: float) -> None:
+        """Write ``data`` to the worker's input before ``deadline`` (a worker
+        that does not read its input cannot block the runner)."""
+        assert self.proc.stdin is not None
+        fd = self.proc.stdin.fileno()
+        view = memoryview(data)
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_WRITE)
+            while view:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise self._fail(f"timeout: {what} not read within {limit:g} s")
+                if not sel.select(min(deadline - now, POLL_INTERVAL)):
+                    continue
+                try:
+                    n = os.write(fd, view)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    raise self._fail("process closed its input", tail=True) from None
+                view = view[n:]
 
     def request(self, obj: dict[str, Any], timeout: float) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(json.dumps(obj) + "\n")
-            self.proc.stdin.flush()
-        except (OSError, ValueError):
-            tail = self.stderr_tail()
-            self.close()
-            msg = "process closed its input" + (f": {tail}" if tail else "")
-            raise WorkerError(msg) from None
-        got = self.receive(timeout, f"request {obj.get('id')}")
+        """Send one request; its answer (a dict with the request's ``id``)."""
+        deadline = time.monotonic() + timeout
+        what = f"request {obj.get('id')}"
+        self._send((json.dumps(obj) + "\n").encode(), deadline, what, timeout)
+        got = self.receive(deadline, what, timeout)
         if not isinstance(got, dict) or got.get("id") != obj.get("id"):
-            self.close()
-            raise WorkerError(
-                f"answer does not match request {obj.get('id')}: {str(got)[:120]!r}")
+            raise self._fail(f"protocol: answer does not match {what}: {_brief(got)}")
         return got
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                if self.proc.stdin:
-                    self.proc.stdin.close()
-                self.proc.wait(timeout=2)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
+    # -- ending ----------------------------------------------------------
+
+    def close(self, graceful: bool = True) -> None:
+        """End the worker: close its input, give it :data:`CLOSE_GRACE` seconds
+        to exit if ``graceful``, then end its whole process group."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        except OSError:
+            pass
+        if graceful:
+            self._wait_exit(CLOSE_GRACE)
+        end_process_group(self.proc)
         self.stderr.close()
 
 
@@ -246,18 +600,24 @@ class SubprocessAdapter(Adapter):
     """An implementation behind the protocol, in its own process.
 
     ``timeout`` bounds each request (seconds); ``startup_timeout`` the hello
-    line (TensorFlow alone takes seconds to import).
+    line (default: :data:`STARTUP_FACTOR` times ``timeout``).  With
+    ``lookup_errors`` (the built-in worker), a worker reporting that the
+    implementation cannot be found or loaded raises
+    :class:`ImplementationLookupError` instead of marking the adapter broken.
     """
 
     def __init__(self, argv: Sequence[str], *, env: dict[str, str] | None = None,
-                 timeout: float = 60.0, startup_timeout: float = 120.0,
-                 label: str | None = None) -> None:
+                 timeout: float = 60.0, startup_timeout: float | None = None,
+                 label: str | None = None, lookup_errors: bool = False) -> None:
         if not argv:
             raise ValueError("argv must name a program")
         self.argv = list(argv)
         self.env = env
-        self.timeout = float(timeout)
-        self.startup_timeout = float(startup_timeout)
+        self.timeout = check_timeout(timeout, "timeout")
+        self.startup_timeout = (min(STARTUP_FACTOR * self.timeout, MAX_TIMEOUT)
+                                if startup_timeout is None
+                                else check_timeout(startup_timeout, "startup_timeout"))
+        self.lookup_errors = lookup_errors
         self._worker: Worker | None = None
         self._next_id = 0
         self.broken: str | None = None
@@ -265,6 +625,7 @@ class SubprocessAdapter(Adapter):
         self.consecutive_failures = 0
         self.name = label or " ".join(self.argv)
         self.version = "unknown"
+        self.ops: list[str] = ["evaluate"]
         try:
             self._start()
         except WorkerError as e:
@@ -272,12 +633,13 @@ class SubprocessAdapter(Adapter):
 
     def _start(self) -> Worker:
         if self._worker is None:
-            self._worker = Worker(self.argv, self.env, self.startup_timeout)
+            self._worker = Worker(self.argv, self.env, self.startup_timeout,
+                                  lookup_errors=self.lookup_errors)
             h = self._worker.hello
             self.name = str(h.get("name", self.name))[:80]
             self.version = str(h.get("version", "unknown"))[:120]
             self.vectorised = bool(h.get("vectorised", False))
-            self.ops = h.get("ops", ["evaluate"])
+            self.ops = list(h.get("ops", ["evaluate"]))
         return self._worker
 
     def _call(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -291,22 +653,25 @@ class SubprocessAdapter(Adapter):
         self._next_id += 1
         try:
             return worker.request({"id": self._next_id, **body}, timeout)
-        except WorkerError:
+        except WorkerError:  # the worker has ended itself
             self._worker = None
             self.restarts += 1
+            raise
+        except BaseException:  # Ctrl-C, or a bug: leave nothing running
+            self.close()
             raise
 
     def applicable(self, params: Params) -> str | None:
         if self.broken:
             return None
-        if "applicable" not in getattr(self, "ops", []):
+        if "applicable" not in self.ops:
             return None
         try:
             got = self._call({"op": "applicable", "params": params.to_json()}, self.timeout)
         except WorkerError:
             return None
         reason = got.get("applicable")
-        return str(reason)[:300] if reason is not None else None
+        return _text(reason) if reason is not None else None
 
     def evaluate_outcome(self, params: Params, steps: Any) -> Outcome:
         values = [step_value(s) for s in np.asarray(steps, dtype=object).ravel()]
@@ -351,7 +716,7 @@ def _store(got: dict[str, Any], idx: list[int], result: Outcome) -> None:
     """Record one response's results for the steps ``idx``."""
     if "error" in got and "results" not in got:
         for i in idx:
-            result.errors[i] = str(got["error"])[:300]
+            result.errors[i] = _text(got["error"])
         return
     items = got.get("results")
     if not isinstance(items, list) or len(items) != len(idx):
@@ -360,9 +725,9 @@ def _store(got: dict[str, Any], idx: list[int], result: Outcome) -> None:
         return
     for i, item in zip(idx, items, strict=True):
         if isinstance(item, dict) and "na" in item:
-            result.not_applicable[i] = str(item["na"])[:300]
+            result.not_applicable[i] = _text(item["na"])
         elif isinstance(item, dict) and "error" in item:
-            result.errors[i] = str(item["error"])[:300]
+            result.errors[i] = _text(item["error"])
         else:
             try:
                 result.values[i] = decode_value(item)

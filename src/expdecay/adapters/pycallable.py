@@ -11,25 +11,51 @@ returning ``NotImplemented`` marks the case not applicable.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .base import Adapter, NotApplicableError, Params
+from .base import (
+    Adapter,
+    ImplementationLookupError,
+    NotApplicableError,
+    Params,
+    describe_exception,
+)
 from .keras3 import step_array
 
 
 def load_callable(spec: str) -> Callable[..., Any]:
-    """``"package.module:function"`` (attribute path allowed) -> the callable."""
+    """``"package.module:function"`` (attribute path allowed) -> the callable.
+
+    Raises :class:`ImplementationLookupError` (one line) whatever importing
+    the module does: a missing module, an exception, even ``sys.exit()`` at
+    import (``KeyboardInterrupt`` alone passes through).
+    """
     module, sep, attr = spec.partition(":")
     if not sep or not module or not attr:
-        raise ValueError(f"python implementation must be 'module:function'; got {spec!r}")
-    obj: Any = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
+        raise ImplementationLookupError(
+            f"python implementation must be 'module:function'; got {spec!r}")
+    try:
+        obj: Any = importlib.import_module(module)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - user code: SystemExit included
+        raise ImplementationLookupError(
+            f"python:{spec}: cannot import {module!r} ({describe_exception(e)})") from None
+    try:
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - a module __getattr__ may raise anything
+        raise ImplementationLookupError(
+            f"python:{spec}: {module!r} has no callable {attr!r} ({describe_exception(e)})"
+        ) from None
     if not callable(obj):
-        raise TypeError(f"{spec!r} is not callable")
+        raise ImplementationLookupError(f"python:{spec}: {module!r} has no callable {attr!r}")
     return obj  # type: ignore[no-any-return]
 
 
@@ -41,7 +67,7 @@ class PythonAdapter(Adapter):
     def __init__(self, target: str) -> None:
         self.fn = load_callable(target)
         self.name = f"python:{target}"
-        mod = importlib.import_module(target.partition(":")[0])
+        mod = sys.modules.get(target.partition(":")[0])
         self.version = str(getattr(mod, "__version__", "unversioned"))
 
     def _evaluate(self, params: Params, steps: list[int | float]) -> np.ndarray:

@@ -5,6 +5,11 @@
 The protocol's stdout is a duplicate of the original standard output; file
 descriptor 1 is pointed at standard error before any framework is imported,
 so that nothing a framework prints can corrupt the protocol.
+
+When the implementation cannot be made, the first line is
+``{"protocol": "none", "error": "why"}``, with ``"kind": "lookup"`` when the
+name does not resolve (an unknown name, a ``python:`` module that cannot be
+imported or lacks the callable): the runner reports that as a bad argument.
 """
 
 from __future__ import annotations
@@ -29,8 +34,14 @@ def main(argv: list[str] | None = None) -> int:
 
         adapter = make_inprocess(name, **options)
     except Exception as e:  # noqa: BLE001 - reported as a failed start-up
+        from .base import ImplementationLookupError
+
         print(f"worker start-up failed: {type(e).__name__}: {e}", file=sys.stderr)
-        proto.write(json.dumps({"protocol": "none", "error": str(e)[:300]}) + "\n")
+        failure: dict[str, str] = {"protocol": "none", "error": str(e)[:300]}
+        if isinstance(e, ImplementationLookupError):
+            # The runner turns this into a usage error (see SubprocessAdapter).
+            failure["kind"] = "lookup"
+        proto.write(json.dumps(failure) + "\n")
         return 3
     from .protocol import serve
 
