@@ -21,6 +21,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--arb-cases", type=int, default=2000,
                      help="random cases compared with the Arb oracle (default 2000)")
+    parser.addoption("--near-one-cases", type=int, default=4000,
+                     help="near-1 decay-rate cases compared with the Arb oracle (default 4000)")
     parser.addoption("--run-slow", action="store_true", help="run tests marked slow")
 
 

@@ -38,9 +38,9 @@ exactly rounded product).
 
 Constants
 ---------
-``log2(r) / D``, ``2**(j/1024)`` and the power tables are enclosed with
-mpmath's interval arithmetic (``mpmath.libmp.libmpi``, 200 to 256 bits,
-widths checked) and stored as float64 or double-double values.
+``log2(r) / D``, ``2**(j/1024)`` and the power tables are enclosed with the
+rigorous kernels of :mod:`expdecay.intervals` and mpmath's outward-rounded
+products (200 to 256 bits, widths checked) and stored as float64 or double-double values.
 
 float32 through ``numpy.exp2``
 ------------------------------
@@ -157,18 +157,16 @@ from typing import Any
 
 import numpy as np
 from mpmath.libmp import (
-    from_int,
     libmpi,
-    mpf_div,
     mpf_gt,
     mpf_shift,
     mpf_sub,
     round_ceiling,
-    round_floor,
 )
 
 from . import oracle
 from .floats import Format, get_format, round_rational
+from .intervals import fraction_interval, ln_interval, mpf_to_fraction, power_interval
 
 __all__ = ["FastStats", "evaluate", "CHUNK"]
 
@@ -214,23 +212,17 @@ class FastStats:
 # ---------------------------------------------------------------------------
 
 
-def _mpf_to_fraction(x: Any) -> Fraction:
-    return oracle._mpf_fraction(x)
-
-
-def _rational_interval(q: Fraction, prec: int = _PREC) -> tuple[Any, Any]:
-    num, den = from_int(q.numerator), from_int(q.denominator)
-    return mpf_div(num, den, prec, round_floor), mpf_div(num, den, prec, round_ceiling)
-
-
-def _dd(lo: Any, hi: Any) -> tuple[float, float]:
-    """A double-double for an interval (mpf pair) narrow relative to 2**-110."""
-    a, b = _mpf_to_fraction(lo), _mpf_to_fraction(hi)
-    mid = (a + b) / 2
-    if mid == 0 or (b - a) > abs(mid) * Fraction(1, 1 << 110):
+def _dd(lo: Fraction, hi: Fraction) -> tuple[float, float]:
+    """A double-double for an exact interval narrow relative to 2**-110."""
+    mid = (lo + hi) / 2
+    if mid == 0 or (hi - lo) > abs(mid) * Fraction(1, 1 << 110):
         raise ArithmeticError("constant enclosure too wide")  # pragma: no cover
     h = float(mid)
     return h, float(mid - Fraction(h))
+
+
+def _mpf_pair(x: tuple[Any, Any]) -> tuple[Fraction, Fraction]:
+    return mpf_to_fraction(x[0]), mpf_to_fraction(x[1])
 
 
 def _split(a: np.ndarray | float) -> tuple[Any, Any]:
@@ -243,28 +235,31 @@ def _split(a: np.ndarray | float) -> tuple[Any, Any]:
 @functools.cache
 def _exp2_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``2**(j/1024)`` for ``j < 1024`` as double-doubles, hi part pre-split."""
-    ln2 = libmpi.mpi_log((from_int(2), from_int(2)), _PREC)
     hi = np.empty(_TABLE)
     lo = np.empty(_TABLE)
     for j in range(_TABLE):
-        arg = libmpi.mpi_div(libmpi.mpi_mul((from_int(j), from_int(j)), ln2, _PREC),
-                             (from_int(_TABLE), from_int(_TABLE)), _PREC)
-        hi[j], lo[j] = _dd(*libmpi.mpi_exp(arg, _PREC))
+        enclosure = power_interval(Fraction(1), Fraction(2), Fraction(j, _TABLE), _PREC)
+        hi[j], lo[j] = _dd(*_mpf_pair(enclosure))
     hh, hl = _split(hi)
     return hi, lo, hh, hl
 
 
 @functools.cache
 def _ln2_dd() -> tuple[float, float]:
-    return _dd(*libmpi.mpi_log((from_int(2), from_int(2)), _PREC))
+    return _dd(*ln_interval(Fraction(2), _PREC))
 
 
 def _log2_dd(base: Fraction, divisor: Fraction) -> tuple[float, float]:
-    """``log2(base) / divisor`` as a double-double (relative error < 2**-105)."""
-    ln_b = libmpi.mpi_log(_rational_interval(base), _PREC)
-    ln_2 = libmpi.mpi_log((from_int(2), from_int(2)), _PREC)
-    q = libmpi.mpi_div(libmpi.mpi_div(ln_b, ln_2, _PREC), _rational_interval(divisor), _PREC)
-    return _dd(*q)
+    """``log2(base) / divisor`` as a double-double (relative error < 2**-105).
+
+    ``ln(base)`` is enclosed to a relative width of ``2**-(_PREC + 8)``
+    however close ``base`` is to 1, so the quotient is as narrow."""
+    b_lo, b_hi = ln_interval(base, _PREC + 8)
+    t_lo, t_hi = ln_interval(Fraction(2), _PREC + 8)
+    # Both ends of ln(base) share its sign; ln 2 > 0; divisor > 0.
+    if b_lo > 0:
+        return _dd(b_lo / t_hi / divisor, b_hi / t_lo / divisor)
+    return _dd(b_lo / t_lo / divisor, b_hi / t_hi / divisor)
 
 
 def _mantissa_dd(x: Fraction) -> tuple[float, float, int]:
@@ -299,14 +294,11 @@ def _power_table(base: Fraction, step: Fraction, start: Fraction, size: int) -> 
     ``[1, 2)``) and ``l`` within 2**-104; from a chain of interval products at
     :data:`_TABLE_PREC` bits plus the bits of ``|step ln base|`` (relative width
     checked below 2**-180)."""
-    def argument(prec: int) -> tuple[Any, Any]:
-        return libmpi.mpi_mul(_rational_interval(step, prec),
-                              libmpi.mpi_log(_rational_interval(base, prec), prec), prec)
-
-    # exp turns the argument's absolute error into a relative one: add its bits.
-    prec = _TABLE_PREC + max(0, max(v[2] + v[3] for v in argument(64) if v[1]))
-    g = libmpi.mpi_exp(argument(prec), prec)
-    x = _rational_interval(start, prec)
+    # power_interval takes the exponent's logarithm to absolute precision, so
+    # g's relative width is about 2**-prec whatever |step ln base| is.
+    prec = _TABLE_PREC
+    g = power_interval(Fraction(1), base, step, prec)
+    x = fraction_interval(start, prec)
     rows = np.empty((size, 4))
     for a in range(size):
         rows[a, 0], rows[a, 2], rows[a, 3] = _mpf_dd(x[0])
@@ -1005,11 +997,15 @@ GATHER_MIN_ELEMENTS = 4096
 def _staircase_exponents(steps: np.ndarray, plan: _Plan) -> np.ndarray | None:
     """The integer exponent of every int64 step of a staircase schedule
     (``floor(s / D)``; keras: ``floor(rnd(rnd(s) / Df))``), or None when one
-    of them is not proven or not finite."""
+    of them is not proven, not finite or not below ``2**62`` in magnitude (a
+    float exponent of 2**63 or more has no int64, and the table's index
+    arithmetic must not overflow)."""
     if plan.order == "keras":
         with np.errstate(all="ignore"):
             p = _keras_p(steps, plan)
-        return p.astype(np.int64) if np.isfinite(p).all() else None
+        if not (np.abs(p) < 2.0**62).all():  # False for NaN too
+            return None
+        return p.astype(np.int64)
     q, ok = _floor_div(steps, plan)
     return q if ok.all() else None
 
@@ -1031,9 +1027,11 @@ def _staircase_table(flat: np.ndarray, plan: _Plan, stats: FastStats
             or flat.dtype.kind not in "iu" or flat.dtype == np.uint64):
         return None
     ends = _staircase_exponents(np.array([flat.min(), flat.max()], dtype=np.int64), plan)
-    if ends is None or ends[1] - ends[0] >= flat.size // 4:
+    if ends is None:
         return None
-    lo, hi = int(ends[0]), int(ends[1])
+    lo, hi = int(ends[0]), int(ends[1])  # Python ints: the span cannot overflow
+    if hi - lo >= flat.size // 4:
+        return None
     I, _, r = plan.args
     table = evaluate(I, 1, r, np.arange(lo, hi + 1, dtype=np.int64), staircase=False,
                      dtype=plan.fmt, order=plan.order, stats=stats)

@@ -36,26 +36,18 @@ from typing import Any
 
 import numpy as np
 from mpmath.libmp import (
-    fone,
     from_int,
-    from_man_exp,
-    fzero,
     libmpi,
-    mpf_add,
     mpf_div,
-    mpf_exp,
-    mpf_gt,
     mpf_log,
-    mpf_lt,
     mpf_mul,
-    mpf_sub,
-    round_ceiling,
     round_floor,
     to_int,
 )
 
 from . import formula
 from .floats import Format, get_format, round_dyadic, round_rational, to_numpy
+from .intervals import log2_interval, mpf_to_fraction, power_interval
 
 __all__ = [
     "evaluate",
@@ -503,25 +495,6 @@ def _may_be_boundary(p: Power, fmt: Format) -> bool:
     return True
 
 
-def _widen_up(x: Any, prec: int) -> Any:
-    """An mpf above ``x`` by two units in the ``prec``-th bit of ``x``: if ``x``
-    is a value rounded toward -inf to ``prec`` bits, the true value lies in
-    ``[x, _widen_up(x, prec)]``."""
-    _, _, exp, bc = x
-    return mpf_add(x, from_man_exp(1, exp + bc - prec + 1), prec + 8, round_ceiling)
-
-
-def _interval(q: Fraction, prec: int) -> tuple[Any, Any]:
-    """An mpmath interval (pair of mpf tuples) enclosing the rational ``q``;
-    a point interval when ``q`` is dyadic (every float input is)."""
-    num, den = q.numerator, q.denominator
-    if den & (den - 1) == 0:
-        x = from_man_exp(num, 1 - den.bit_length())
-        return x, x
-    lo = mpf_div(from_int(num), from_int(den), prec, round_floor)
-    return lo, _widen_up(lo, prec)
-
-
 def _log2_magnitude(q: Fraction) -> int:
     """About ``log2 |q|`` (within 1) for ``q != 0``."""
     return abs(q.numerator).bit_length() - q.denominator.bit_length()
@@ -539,38 +512,13 @@ def amplification_bits(p: Power) -> int:
     return max(0, abs(e.numerator).bit_length() - e.denominator.bit_length() + ln_bits + 1)
 
 
-@functools.lru_cache(maxsize=256)
-def _log_enclosure(base: Fraction, prec: int) -> tuple[Any, Any]:
-    """An enclosure of ``ln(base)``; cached, as a schedule has one base."""
-    lo, hi = _interval(base, prec)
-    if lo is not hi:
-        return libmpi.mpi_log((lo, hi), prec)
-    # A point: one directed evaluation, widened by its rounding error.
-    x = mpf_log(lo, prec, round_floor)
-    return x, _widen_up(x, prec)
-
-
-def _exp_enclosure(y: tuple[Any, Any], prec: int) -> tuple[Any, Any]:
-    """``[exp(y_lo), exp(y_hi)]`` from one directed exponential:
-    ``E = exp(y_hi)`` rounded up, so ``exp(y_hi) > E - ulp`` and
-    ``exp(y_lo) = exp(y_hi) exp(-d) >= (E - ulp)(1 - d)`` with ``d = y_hi - y_lo``."""
-    y_lo, y_hi = y
-    e = mpf_exp(y_hi, prec, round_ceiling)
-    _, _, exp, bc = e
-    below = mpf_sub(e, from_man_exp(1, exp + bc - prec + 1), prec, round_floor)
-    d = mpf_sub(y_hi, y_lo, prec, round_ceiling)
-    factor = mpf_sub(fone, d, prec, round_floor)
-    if factor[0] or factor == fzero:  # d >= 1: no useful lower bound this way
-        return libmpi.mpi_exp(y, prec)
-    return mpf_mul(below, factor, prec, round_floor), e
-
-
 def enclose(p: Power, prec: int) -> tuple[Any, Any]:
-    """An interval enclosure of ``coef * base ** exponent`` at ``prec`` bits:
-    ``coef * exp(exponent * log(base))`` with directed rounding throughout."""
-    log_r = _log_enclosure(p.base, prec)
-    y = libmpi.mpi_mul(_interval(p.exponent, prec), log_r, prec)
-    return libmpi.mpi_mul(_interval(p.coef, prec), _exp_enclosure(y, prec), prec)
+    """An mpf interval enclosing ``coef * base ** exponent``, about ``prec``
+    bits wide relative to the value.  It contains the exact value at every
+    ``prec``: the exponent's logarithm and its exponential come from the
+    rigorous series of :mod:`expdecay.intervals`, and every other operation is
+    an exact or outward-rounded one."""
+    return power_interval(p.coef, p.base, p.exponent, prec)
 
 
 @dataclass
@@ -586,12 +534,10 @@ class ZivStats:
 STATS = ZivStats()
 
 
-def log2_enclosure(p: Power, prec: int = 64) -> tuple[Any, Any]:
-    """An interval enclosing ``log2 |coef * base ** exponent|`` (cheap: no
+def log2_enclosure(p: Power) -> tuple[Fraction, Fraction]:
+    """An enclosure of ``log2 |coef * base ** exponent|`` (cheap: no
     exponential, whatever the size of the exponent)."""
-    y = libmpi.mpi_mul(_interval(p.exponent, prec), _log_enclosure(p.base, prec), prec)
-    y = libmpi.mpi_add(y, _log_enclosure(abs(p.coef), prec), prec) if p.coef not in (1, -1) else y
-    return libmpi.mpi_div(y, _log_enclosure(Fraction(2), prec), prec)
+    return log2_interval(p.coef, p.base, p.exponent)
 
 
 def _describe(p: Power) -> str:
@@ -623,12 +569,14 @@ def round_power(p: Power, fmt: Format, max_prec: int = DEFAULT_MAX_PREC) -> floa
         # |p ln r| > 2**15: first decide from log2 of the value whether it
         # certainly overflows or underflows; exp of a huge argument is costly.
         lo2, hi2 = log2_enclosure(p)
-        if mpf_gt(lo2, from_int(fmt.emax + 2)):
+        if lo2 > fmt.emax + 2:
             return -math.inf if p.coef < 0 else math.inf
-        if mpf_lt(hi2, from_int(fmt.quantum_min - 2)):
+        if hi2 < fmt.quantum_min - 2:
             return -0.0 if p.coef < 0 else 0.0
     _check_amplification(p, amplification, max_prec)
-    prec = min(max_prec, fmt.precision + 24 + amplification)
+    # The enclosure's width does not grow with |p ln r| (its logarithm is
+    # taken to absolute precision), so the start depends on the format only.
+    prec = min(max_prec, fmt.precision + 24)
     while True:
         lo, hi = enclose(p, prec)
         a = round_dyadic(bool(lo[0]), int(lo[1]), lo[2], fmt)
@@ -760,12 +708,6 @@ def _format_decimal(negative: bool, n: int, e: int) -> str:
     return f"{'-' if negative else ''}{body}e{e:+d}"
 
 
-def _mpf_fraction(x: Any) -> Fraction:
-    sign, man, exp, _ = x
-    q = Fraction(int(man)) * Fraction(2) ** exp
-    return -q if sign else q
-
-
 def value(
     initial_learning_rate: Any,
     decay_steps: Any,
@@ -870,7 +812,7 @@ def _decimal_ziv(p: Power, digits: int, max_prec: int) -> str:
             scaled = libmpi.mpi_div((lo, hi), scale, prec)
         else:
             scaled = libmpi.mpi_mul((lo, hi), scale, prec)
-        ends = [_decimal_digits(_mpf_fraction(x), digits) for x in scaled if x[1]]
+        ends = [_decimal_digits(mpf_to_fraction(x), digits) for x in scaled if x[1]]
         if len(ends) == 2 and ends[0] == ends[1]:
             n, e = ends[0]
             return _format_decimal(p.coef < 0, n, e - k)
