@@ -397,10 +397,15 @@ def test_decode_value_refuses(text: Any, needle: str) -> None:
 NO_HELLO_WITH_CHILD = "pids(sleeper())\ntime.sleep(60)\n"
 
 
-def test_ctrl_c_ends_workers_and_prints_one_line(tmp_path: Path) -> None:
-    """SIGINT while the runner waits for a hello line: status 130, one line,
-    the program and its child ended (they are in their own session: the
-    terminal's Ctrl-C reaches only the runner)."""
+@pytest.mark.parametrize("sig, status, line", [
+    (signal.SIGINT, 130, "expdecay: interrupted"),
+    (signal.SIGTERM, 128 + signal.SIGTERM, "expdecay: terminated"),
+], ids=["SIGINT", "SIGTERM"])
+def test_signal_ends_workers_and_prints_one_line(tmp_path: Path, sig: int, status: int,
+                                                 line: str) -> None:
+    """Ctrl-C (or SIGTERM) while the runner waits for a hello line: one line,
+    the status, the program and its child ended (they are in their own
+    session, so neither a terminal's Ctrl-C nor its SIGHUP reaches them)."""
     cmd, pidfile = program(tmp_path, NO_HELLO_WITH_CHILD)
     # A shell may start us with SIGINT ignored (background job); the runner
     # must have Python's default handler, as it has from a terminal.
@@ -411,14 +416,14 @@ def test_ctrl_c_ends_workers_and_prints_one_line(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         pids = read_pids(pidfile, wait=30)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130
-    assert err.strip().splitlines()[-1] == "expdecay: interrupted" and "Traceback" not in err
+    assert proc.returncode == status
+    assert err.strip().splitlines()[-1] == line and "Traceback" not in err
     assert ended(pids)
 
 

@@ -4,7 +4,8 @@ Each subcommand lives with the code it drives: a module listed in
 :data:`COMMANDS` provides ``add_arguments(parser)`` and ``run(args) -> int``.
 Bad arguments and bad values print one line ``expdecay: error: ...`` on
 stderr and exit with status 2; Ctrl-C ends every worker process, prints
-``expdecay: interrupted`` and exits with status 130.
+``expdecay: interrupted`` and exits with status 130 (SIGTERM and SIGHUP:
+``expdecay: terminated``, status 128 + the signal's number).
 
 Resource requests are checked here, for every subcommand that takes them:
 ``--workers`` above :data:`MAX_WORKERS` is refused, and fewer workers than
@@ -215,19 +216,21 @@ def _check_resources(args: argparse.Namespace) -> None:
 
 
 def _end_workers() -> None:
-    """End every worker process (Ctrl-C), deaf to a second Ctrl-C meanwhile."""
+    """End every worker process, deaf meanwhile to a second Ctrl-C or SIGTERM."""
     protocol = sys.modules.get("expdecay.adapters.protocol")
     if protocol is None:
         return  # no worker was ever started
+    previous: dict[int, Any] = {}
     try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for sig in (signal.SIGINT, *_TERMINATING):
+            previous[sig] = signal.signal(sig, signal.SIG_IGN)
     except ValueError:  # not the main thread
-        previous = None
+        pass
     try:
         protocol.close_all_workers()
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _is_own_runtime_error(e: RuntimeError) -> bool:
@@ -245,7 +248,58 @@ def _error_line(e: BaseException) -> str:
     return text.splitlines()[0]
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP received: end the workers, then exit 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated(signum)
+
+
+#: Signals that end the command like Ctrl-C does.  Workers run in their own
+#: sessions, so a closed terminal's SIGHUP no longer reaches them: the runner
+#: must end them itself.
+_TERMINATING = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def _default_in_child() -> None:
+    """A forked child (a process pool's worker) dies of SIGTERM as usual
+    instead of running the runner's clean-up."""
+    for sig in _TERMINATING:
+        if signal.getsignal(sig) is _terminate:
+            signal.signal(sig, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_default_in_child)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    previous: dict[int, Any] = {}
+    try:
+        for sig in _TERMINATING:
+            previous[sig] = signal.signal(sig, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        return _main(argv)
+    except _Terminated as e:
+        _end_workers()
+        try:
+            print("expdecay: terminated", file=sys.stderr)
+        except OSError:  # the terminal is gone
+            pass
+        return 128 + e.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
