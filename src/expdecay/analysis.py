@@ -45,6 +45,7 @@ from .analysis_sweep import (
     stderr_progress,
     sweep,
 )
+from .fileio import atomic_write
 from .floats import get_format, to_hex
 from .oracle import value
 
@@ -207,7 +208,7 @@ def _worst_rows(a: Analysis, worst: list[tuple[int, int]], n: int = 8) -> list[d
     if not worst:
         return rows
     steps = np.asarray([s for _, s in worst], dtype=np.int64)
-    kw = {"staircase": sch.staircase, "dtype": sch.dtype}
+    kw: dict[str, Any] = {"staircase": sch.staircase, "dtype": sch.dtype}
     I, D, r = sch.initial_learning_rate, sch.decay_steps, sch.decay_rate
     exact = evaluate_order(I, D, r, steps, order="exact", **kw)
     keras = evaluate_order(I, D, r, steps, order="keras", **kw)
@@ -295,8 +296,12 @@ def report_markdown(a: Analysis, plot_ref: str | None, steps_spec: str) -> str:
     return "\n".join(lines)
 
 
-def report_html(a: Analysis, plot_path: str | None, steps_spec: str) -> str:
-    """The report as one self-contained HTML page (the plot embedded)."""
+def report_html(a: Analysis, plot: bytes | None, steps_spec: str, plot_format: str = "png") -> str:
+    """The report as one self-contained HTML page, with ``plot`` (the bytes of
+    a ``plot_format`` image) embedded.  The bytes are passed rather than read
+    back from the plot file, which a concurrent run may have replaced since."""
+    from .analysis_plot import PLOT_FORMATS
+
     md = report_markdown(a, None, steps_spec)
     body = []
     in_code = False
@@ -328,10 +333,9 @@ def report_html(a: Analysis, plot_path: str | None, steps_spec: str) -> str:
         flush_table()
         if line.startswith("## "):
             body.append(f"<h2>{html.escape(line[3:])}</h2>")
-            if line == "## Error statistics (ulps)" and plot_path:
-                with open(plot_path, "rb") as fh:
-                    data = base64.b64encode(fh.read()).decode()
-                mime = "image/svg+xml" if plot_path.endswith(".svg") else "image/png"
+            if line == "## Error statistics (ulps)" and plot:
+                data = base64.b64encode(plot).decode()
+                mime = PLOT_FORMATS[plot_format]
                 body.insert(-1, f'<h2>Error against step</h2><img alt="ulp error against step" '
                                 f'src="data:{mime};base64,{data}" style="max-width:100%">')
         elif line.startswith("# "):
@@ -349,21 +353,27 @@ def report_html(a: Analysis, plot_path: str | None, steps_spec: str) -> str:
 
 def write_report(a: Analysis, path: str, steps_spec: str, plot: str | None = None) -> list[str]:
     """Write the report to ``path`` (``.md`` or ``.html``); the plot goes beside
-    it (``plot`` or ``<stem>.png``).  Returns the files written."""
-    from .analysis_plot import plot_analysis
+    it (``plot`` or ``<stem>.png``).  Returns the files written.
+
+    Each file is replaced atomically (:mod:`expdecay.fileio`): a run that is
+    killed leaves the previous files whole, and of concurrent runs each file
+    is one run's complete output.  An HTML page embeds the very bytes written
+    to its plot file (rendered once, in memory).
+    """
+    from .analysis_plot import plot_format, render_plot
 
     stem, ext = os.path.splitext(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if ext.lower() not in (".md", ".html", ".htm"):
         raise ValueError(f"output must end in .md or .html; got {path!r}")
     plot = plot or stem + ".png"
-    plot_analysis(a, plot)
+    kind = plot_format(plot)
+    data = render_plot(a, kind)
+    atomic_write(plot, data)
     if ext.lower() == ".md":
         text = report_markdown(a, os.path.relpath(plot, os.path.dirname(path) or "."), steps_spec)
     else:
-        text = report_html(a, plot, steps_spec)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
+        text = report_html(a, data, steps_spec, kind)
+    atomic_write(path, text)
     return [path, plot]
 
 

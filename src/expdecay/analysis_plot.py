@@ -1,24 +1,51 @@
-"""Plots of a precision analysis (matplotlib, headless)."""
+"""Plots of a precision analysis (matplotlib, headless).
+
+A plot is rendered in memory (:func:`render_plot`) and written with
+:func:`expdecay.fileio.atomic_write`, so a plot file is never seen half
+written, and a report can embed exactly the bytes it wrote.
+"""
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_analysis"]
+from .fileio import atomic_write
+
+__all__ = ["plot_analysis", "render_plot", "plot_format"]
+
+#: Plot formats: file extension -> MIME type.
+PLOT_FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
+
+
+def plot_format(path: str) -> str:
+    """``"png"`` or ``"svg"`` from the extension of ``path``; ``ValueError`` otherwise."""
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in PLOT_FORMATS:
+        raise ValueError(f"plot must be a .png or .svg file; got {path!r}")
+    return ext
 
 
 def plot_analysis(analysis: Any, path: str, *, max_marks: int = 400) -> str:
     """Draw the ulp error against the step, with the bound, ``2**P`` and the
-    misfloors marked, to ``path`` (``.png`` or ``.svg``); returns ``path``.
+    misfloors marked, to ``path`` (``.png`` or ``.svg``), replacing it
+    atomically; returns ``path``.
 
     ``analysis`` is an :class:`expdecay.analysis.Analysis`.
     """
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in (".png", ".svg"):
-        raise ValueError(f"plot must be a .png or .svg file; got {path!r}")
+    data = render_plot(analysis, plot_format(path), max_marks=max_marks)
+    atomic_write(path, data)
+    return path
+
+
+def render_plot(analysis: Any, image_format: str = "png", *, max_marks: int = 400) -> bytes:
+    """The plot of :func:`plot_analysis` as the bytes of an ``image_format``
+    file (``"png"`` or ``"svg"``)."""
+    if image_format not in PLOT_FORMATS:
+        raise ValueError(f"plot format must be 'png' or 'svg'; got {image_format!r}")
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -73,7 +100,9 @@ def plot_analysis(analysis: Any, path: str, *, max_marks: int = 400) -> str:
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format=image_format)
+    finally:
+        plt.close(fig)
+    return buf.getvalue()

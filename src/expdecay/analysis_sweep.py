@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -133,24 +134,80 @@ class StepSet:
         return f"[{self.start}, {self.stop}){stride}: {n} step{'s' if n != 1 else ''}"
 
 
+#: Numbers in a step specification must be below ``2**MAX_SPEC_BITS`` in
+#: magnitude.  Steps must lie within +-2**62 anyway; this bound is checked on
+#: the text, before any power or decimal exponent is evaluated, so that
+#: ``10**999999999`` or ``1e1_000_000`` is refused at once, not computed.
+MAX_SPEC_BITS = 64
+
+#: Longest number (characters) accepted in a step specification.
+MAX_SPEC_CHARS = 100
+
+_DIGITS = r"[0-9](?:_?[0-9])*"  # digits, single underscores between them
+_POWER = re.compile(rf"([+-]?)({_DIGITS})\*\*({_DIGITS})")
+_DECIMAL = re.compile(rf"([+-]?)({_DIGITS})?(?:\.({_DIGITS})?)?(?:[eE]([+-]?{_DIGITS}))?")
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters for an error message."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _int(text: str, name: str) -> int:
-    """An integer written as ``123``, ``1_000``, ``2**24``, ``1e6`` or ``-5``."""
-    t = text.strip().replace("_", "")
-    try:
-        if "**" in t:
-            base, exp = t.split("**", 1)
-            return int(base) ** int(exp)
-        q = Fraction(t)
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"{name} must be an integer; got {text!r}") from None
-    if q.denominator != 1:
-        raise ValueError(f"{name} must be an integer; got {text!r}")
-    return int(q)
+    """An integer written as ``123``, ``1_000``, ``2**24``, ``-2**31``, ``1e6``,
+    ``1.5e3`` or ``-5``, of magnitude below ``2**MAX_SPEC_BITS``.
+
+    A sign before a power applies to the power, as in Python (``-2**2`` is
+    -4).  Operands are bounded before anything is computed: a power's result
+    size is known from the bit length of its base times its exponent, a
+    decimal's from its digit count plus its exponent.
+    """
+    t = text.strip()
+    shown = _shown(t)
+    if len(t) > MAX_SPEC_CHARS:
+        raise ValueError(f"{name}: a number has at most {MAX_SPEC_CHARS} characters; "
+                         f"got {shown!r}")
+    not_int = ValueError(f"{name} must be an integer; got {shown!r}")
+    too_big = ValueError(f"{name}: numbers must be below 2**{MAX_SPEC_BITS} in magnitude; "
+                         f"got {shown!r}")
+    if m := _POWER.fullmatch(t):
+        sign, base, exp = m.group(1), int(m.group(2)), int(m.group(3))  # int() takes "1_0"
+        # base >= 2: base**exp >= 2**((bit_length - 1) * exp), so this refuses
+        # every result of 2**MAX_SPEC_BITS or more before computing it.
+        if base >= 2 and (base.bit_length() - 1) * exp >= MAX_SPEC_BITS:
+            raise too_big
+        value = base**exp if base >= 2 else int(base == 1 or exp == 0)  # 0**0 = 1
+    elif (m := _DECIMAL.fullmatch(t)) and (m.group(2) or m.group(3)):
+        sign, whole, frac, exp10 = m.groups()
+        frac = (frac or "").replace("_", "")
+        mant = int((whole or "0").replace("_", "") + frac)
+        e = (int(exp10) if exp10 else 0) - len(frac)  # at most MAX_SPEC_CHARS digits
+        if mant == 0:
+            value = 0
+        elif e >= 0:
+            # mant * 10**e >= 10**(digits - 1 + e) >= 10**20 > 2**64 when digits + e > 20
+            if len(str(mant)) + e > 20:
+                raise too_big
+            value = mant * 10**e
+        else:
+            if -e >= len(str(mant)):  # 0 < |value| < 1
+                raise not_int
+            value, rest = divmod(mant, 10**-e)
+            if rest:
+                raise not_int
+    else:
+        raise not_int
+    if value >= 1 << MAX_SPEC_BITS:
+        raise too_big
+    return -value if sign == "-" else value
 
 
 def parse_steps(spec: str) -> StepSet:
     """Parse ``START:STOP[:STEP]`` (every STEP-th integer), ``log:START:STOP:N``
-    (N log-spaced integers) or ``A,B,C`` (a list).
+    (N log-spaced integers, ``N <= FAST_SAMPLES``) or ``A,B,C`` (a list).
+    Each number is an integer as :func:`_int` reads it, below
+    ``2**MAX_SPEC_BITS`` in magnitude; anything else is a ``ValueError``
+    naming ``steps`` and the value.
 
     >>> parse_steps("0:2**25").describe()
     '[0, 33554432): 33554432 steps'
@@ -162,23 +219,24 @@ def parse_steps(spec: str) -> StepSet:
     parts = spec.split(":")
     if parts[0] == "log":
         if len(parts) != 4:
-            raise ValueError(f"steps must be log:START:STOP:N; got {spec!r}")
+            raise ValueError(f"steps must be log:START:STOP:N; got {_shown(spec)!r}")
         a, b, n = (_int(p, "steps") for p in parts[1:])
-        if not 0 <= a < b or n < 1:
-            raise ValueError(
-                f"steps log:START:STOP:N needs 0 <= START < STOP, N >= 1; got {spec!r}")
+        if not 0 <= a < b or not 1 <= n <= FAST_SAMPLES:
+            raise ValueError(f"steps log:START:STOP:N needs 0 <= START < STOP, "
+                             f"1 <= N <= {FAST_SAMPLES}; got {_shown(spec)!r}")
         return StepSet(a, b).sample(n) if b - a > n else StepSet(a, b)
     if len(parts) == 1:
         pts = tuple(sorted({_int(p, "steps") for p in spec.split(",")}))
         return StepSet(0, 0, 1, pts)
     if len(parts) not in (2, 3):
-        raise ValueError(f"steps must be START:STOP[:STEP]; got {spec!r}")
+        raise ValueError(f"steps must be START:STOP[:STEP]; got {_shown(spec)!r}")
     a, b = _int(parts[0], "steps"), _int(parts[1], "steps")
     stride = _int(parts[2], "steps") if len(parts) == 3 else 1
     if stride < 1 or b <= a:
-        raise ValueError(f"steps START:STOP[:STEP] needs START < STOP and STEP >= 1; got {spec!r}")
+        raise ValueError("steps START:STOP[:STEP] needs START < STOP and STEP >= 1; "
+                         f"got {_shown(spec)!r}")
     if abs(a) >= 1 << 62 or abs(b) > 1 << 62:
-        raise ValueError(f"steps must lie within +-2**62; got {spec!r}")
+        raise ValueError(f"steps must lie within +-2**62; got {_shown(spec)!r}")
     return StepSet(a, b, stride)
 
 
