@@ -906,8 +906,8 @@ def _check_declared(theme: str, key: tuple[Any, ...], declared: list[str], valid
     else:
         return out  # an unknown theme is reported once for the file
     if tuple(declared) not in allowed:
-        want = " or ".join(json.dumps(list(a)) for a in sorted(allowed))
-        out.append(f"{where}: declared flags {json.dumps(declared)} but theme {theme!r} "
+        want = " or ".join(_short(list(a)) for a in sorted(allowed))
+        out.append(f"{where}: declared flags {_short(declared)} but theme {theme!r} "
                    f"gives {want}")
     return out
 
