@@ -170,8 +170,8 @@ def _approx(x: Exact) -> float:
         return x
     try:
         return float(x)
-    except OverflowError:
-        return math.copysign(math.inf, x)
+    except OverflowError:  # beyond float64: the sign is read exactly
+        return -math.inf if x < 0 else math.inf
 
 
 def _ln_abs(x: Fraction) -> float:

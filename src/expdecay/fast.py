@@ -530,6 +530,12 @@ def _plan(I: Any, D: Fraction, r: Any, fmt: Format, order: str, staircase: bool,
     if r_ == 1:
         return _Plan(**base, kind="constant", const=round_rational(I_, fmt))
     divisor = Fraction(1) if staircase or order == "keras" else D
+    # c = log2(r) / divisor must be a normal double-double with room to spare
+    # (D = 5e-324 makes it about 2**1074): otherwise the oracle decides.
+    ln_lo, _ = ln_interval(r_, 16)
+    c_mag = abs(ln_lo) / divisor
+    if not Fraction(1, 1 << 900) < c_mag < (1 << 900):
+        return _Plan(**base, kind="oracle", d_fmt=d_fmt)
     h, l_, e = _mantissa_dd(I_)
     return _Plan(
         **base, kind="regular", f32_exp2=fmt.name == "float32" and _hardware_ok(),

@@ -105,7 +105,57 @@ def _from_fraction(q: Fraction) -> Exact:
 #: exponent of 10**9 would mean a billion-digit integer).
 MAX_INPUT_CHARS = 10_000
 MAX_DECIMAL_EXPONENT = 100_000
-_DEC_EXP = re.compile(r"[eE]([+-]?\d+)$")
+# PEP 515 underscores are part of Python's number syntax, so an exponent such
+# as "1e1_000_000" must be measured with them.
+_DEC_EXP = re.compile(r"[eE]([+-]?\d(?:_?\d)*)$")
+_DECIMAL = re.compile(
+    r"^([+-]?)(\d(?:_?\d)*)?(?:\.(\d(?:_?\d)*)?)?(?:[eE]([+-]?\d(?:_?\d)*))?$"
+)
+#: Digits converted per ``int()`` call: below CPython's int/str conversion
+#: limit (4300 digits by default), which would otherwise refuse long inputs.
+_DIGIT_CHUNK = 4000
+
+
+def _digits_to_int(digits: str) -> int:
+    """``int(digits)`` for a string of decimal digits of any length, without
+    touching the interpreter-wide conversion limit."""
+    n = 0
+    for i in range(0, len(digits), _DIGIT_CHUNK):
+        part = digits[i:i + _DIGIT_CHUNK]
+        n = n * 10 ** len(part) + int(part)
+    return n
+
+
+def int_to_decimal(n: int) -> str:
+    """``str(n)`` for an int of any size, without touching the
+    interpreter-wide int/str conversion limit (halves are converted
+    recursively, so the cost stays near ``str``'s).
+
+    >>> int_to_decimal(10**5000) == "1" + "0" * 5000
+    True
+    """
+    if n < 0:
+        return "-" + int_to_decimal(-n)
+    if n < 10**_DIGIT_CHUNK:
+        return str(n)
+    k = (n.bit_length() * 30103 // 100000) // 2  # about half the digits
+    hi, lo = divmod(n, 10**k)
+    return int_to_decimal(hi) + int_to_decimal(lo).rjust(k, "0")
+
+
+def _parse_decimal(t: str) -> Fraction | None:
+    """The exact value of a decimal literal (underscores allowed as in Python),
+    or None when ``t`` is not one."""
+    m = _DECIMAL.match(t)
+    if not m or not (m.group(2) or m.group(3)):
+        return None
+    sign, whole, frac, exp = m.groups()
+    whole = (whole or "").replace("_", "")
+    frac = (frac or "").replace("_", "")
+    e = int((exp or "0").replace("_", "")) - len(frac)
+    n = _digits_to_int(whole + frac or "0")
+    q = Fraction(n * 10**e) if e >= 0 else Fraction(n, 10**-e)
+    return -q if sign == "-" else q
 
 
 def _check_magnitude(exponent: int, name: str, text: object) -> None:
@@ -130,7 +180,7 @@ def _parse_str(text: str, name: str) -> Exact:
     if hexadecimal and m.group(4):
         _check_magnitude(int(m.group(4)) // 4, name, text)
     elif e:
-        _check_magnitude(int(e.group(1)), name, text)
+        _check_magnitude(int(e.group(1).replace("_", "")), name, text)
     try:
         if hexadecimal:
             _, whole, frac, exp = m.groups()
@@ -138,12 +188,30 @@ def _parse_str(text: str, name: str) -> Exact:
             mant = int((whole or "0") + frac, 16)
             q = Fraction(mant) * Fraction(2) ** (int(exp or 0) - 4 * len(frac))
         else:
-            q = Fraction(t)
+            parsed = _parse_decimal(t)
+            q = parsed if parsed is not None else _parse_ratio(t)
     except (ValueError, ZeroDivisionError, OverflowError):
         raise ValueError(f"{name} must be a number; got the string {text!r}") from None
     if q == 0:
         return -0.0 if negative else 0.0
     return -q if negative and m else q
+
+
+_RATIO = re.compile(r"^\s*([+-]?\d(?:_?\d)*)\s*/\s*(\d(?:_?\d)*)\s*$")
+
+
+def _parse_ratio(t: str) -> Fraction:
+    """``"n/d"`` with integer parts (the only other form :class:`Fraction`
+    accepts); anything else raises ValueError."""
+    m = _RATIO.match(t)
+    if not m:
+        raise ValueError(t)
+    num, den = (_digits_to_int(g.replace("_", "").lstrip("+-")) for g in m.groups())
+    return Fraction(-num if m.group(1).startswith("-") else num, den)
+
+
+#: A 0-d object array may hold another; unwrapping stops at this depth.
+MAX_NESTING = 32
 
 
 def to_exact(x: Any, name: str = "value") -> Exact:
@@ -162,6 +230,11 @@ def to_exact(x: Any, name: str = "value") -> Exact:
         raise TypeError(f"{name} must be a number, not a bool; got {x!r}")
     if isinstance(x, Fraction):
         return _from_fraction(x)
+    # timedelta64 subclasses numpy's signed integers: refuse it before them.
+    if isinstance(x, (np.void, np.datetime64, np.timedelta64)) or (
+        isinstance(x, np.generic) and x.dtype.kind in "mMSUOb"
+    ):
+        raise TypeError(f"{name} must be a number; got numpy {x.dtype} {x!r}")
     if isinstance(x, (int, np.integer)):
         return _from_fraction(Fraction(int(x)))
     if isinstance(x, float):
@@ -178,7 +251,12 @@ def to_exact(x: Any, name: str = "value") -> Exact:
     if isinstance(x, str):
         return _parse_str(x, name)
     if isinstance(x, np.ndarray) and x.ndim == 0:
-        return to_exact(x[()], name)
+        inner = x[()]
+        for _ in range(MAX_NESTING):
+            if not (isinstance(inner, np.ndarray) and inner.ndim == 0):
+                return to_exact(inner, name)
+            inner = inner[()]
+        raise TypeError(f"{name} is a 0-d array nested more than {MAX_NESTING} deep")
     if isinstance(x, np.generic) and x.dtype.kind in "fV" or isinstance(x, np.floating):
         f = float(x)  # exact for float16, bfloat16, float32, float64
         if np.dtype(x.dtype).itemsize > 8 and math.isfinite(f) and f != 0.0:
@@ -597,6 +675,21 @@ def round_power(p: Power, fmt: Format, max_prec: int = DEFAULT_MAX_PREC) -> floa
 # ---------------------------------------------------------------------------
 
 
+#: The range of ``max_prec`` (bits): below 64 no format can be decided, and
+#: beyond 2**20 one Ziv step could take minutes.
+MAX_PREC_RANGE = (64, 1 << 20)
+
+
+def check_max_prec(max_prec: Any) -> int:
+    """``max_prec`` must be an int (not a bool) in :data:`MAX_PREC_RANGE`."""
+    lo, hi = MAX_PREC_RANGE
+    if isinstance(max_prec, (bool, np.bool_)) or not isinstance(max_prec, (int, np.integer)):
+        raise TypeError(f"max_prec must be an int; got {type(max_prec).__name__} {max_prec!r}")
+    if not lo <= max_prec <= hi:
+        raise ValueError(f"max_prec must be in [{lo}, {hi}]; got {max_prec!r}")
+    return int(max_prec)
+
+
 def _check_order(order: Any) -> str:
     if order not in ORDERS:
         raise ValueError(f"order must be 'exact' or 'keras'; got {order!r}")
@@ -628,6 +721,7 @@ def evaluate(
     """
     fmt = resolve_dtype(initial_learning_rate, dtype)
     _check_order(order)
+    max_prec = check_max_prec(max_prec)
     args = _validated(initial_learning_rate, decay_steps, decay_rate, step, staircase)
     return to_numpy(evaluate_exact(args, bool(staircase), fmt, order, max_prec), fmt)
 
@@ -703,7 +797,7 @@ def _decimal_digits(q: Fraction, digits: int) -> tuple[int, int]:
 
 
 def _format_decimal(negative: bool, n: int, e: int) -> str:
-    s = str(n)
+    s = int_to_decimal(n)
     body = s[0] + ("." + s[1:] if len(s) > 1 else "")
     return f"{'-' if negative else ''}{body}e{e:+d}"
 
@@ -728,6 +822,7 @@ def value(
     """
     if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 10000:
         raise ValueError(f"digits must be an int in [1, 10000]; got {digits!r}")
+    max_prec = check_max_prec(max_prec)
     node = exact_node(initial_learning_rate, decay_steps, decay_rate, step, staircase=staircase)
     if isinstance(node, float):
         if math.isnan(node):

@@ -137,7 +137,7 @@ class ExponentialDecay:
         """Rebuild a schedule from :meth:`get_config`'s output."""
         if not isinstance(config, dict):
             raise TypeError(f"config must be a dict; got {type(config).__name__}")
-        unknown = sorted(set(config) - set(_CONFIG_KEYS))
+        unknown = sorted((k for k in config if k not in _CONFIG_KEYS), key=repr)
         if unknown:
             raise ValueError(f"config has unknown keys {unknown}; expected {list(_CONFIG_KEYS)}")
         return cls(**config)
