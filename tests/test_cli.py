@@ -64,3 +64,28 @@ def test_bad_arguments_one_line_exit_2(argv, needle):
     assert len(lines) == 1 and lines[0].startswith("expdecay: error:"), proc.stderr
     assert needle in lines[0]
     assert proc.stdout == ""
+
+
+def test_command_line_module_loads_no_heavy_dependency():
+    """``import expdecay.cli`` (what the console script does before ``main``)
+    loads neither SymPy nor numpy, so Ctrl-C during start-up reaches ``main``'s
+    handler instead of printing a traceback from inside an import."""
+    import subprocess
+    import sys
+
+    code = ("import sys, expdecay.cli; "
+            "print(sorted(m for m in ('sympy', 'numpy', 'mpmath') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_lazy_public_names_match_all():
+    import expdecay
+
+    assert sorted(expdecay.__all__) == sorted([*expdecay._PUBLIC, "__version__"])
+    import importlib
+
+    for name, module in expdecay._PUBLIC.items():
+        owner = importlib.import_module(f"expdecay.{module}")
+        assert getattr(expdecay, name) is getattr(owner, name)
