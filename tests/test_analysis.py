@@ -562,3 +562,16 @@ def test_cli_search_writes_valid_vectors(tmp_path, capsys):
     sch = Schedule(0.1, 3, 0.999, True, "float16")
     errs = oracle_errors(sch, list(range(1900, 2600)))
     assert abs(errs[step - 1900]) == max(abs(e) for e in errs)
+
+
+def test_sweep_worker_count_is_capped_and_validated():
+    from expdecay import analysis_sweep
+
+    cores = analysis_sweep._worker_count(None, 10**6)
+    assert 1 <= cores
+    assert analysis_sweep._worker_count(4300, 10**6) == cores  # never more than the cores
+    assert analysis_sweep._worker_count(48, 1) == 1  # nor more than the tasks
+    with pytest.raises(ValueError, match="workers must be at least 1; got 0"):
+        analysis_sweep._worker_count(0, 4)
+    with pytest.raises(TypeError, match="workers must be an int; got float 2.5"):
+        analysis_sweep._worker_count(2.5, 4)

@@ -607,6 +607,22 @@ def _run_task(
     return stats[0], stats[1], stats[2], env, bmax, viol, why
 
 
+def _worker_count(workers: Any, tasks: int) -> int:
+    """Processes to start: ``workers`` (default: the usable cores), never more
+    than the usable cores or the tasks; ``workers`` must be an int >= 1."""
+    try:
+        cores = max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        cores = max(1, os.cpu_count() or 1)
+    if workers is None:
+        return max(1, min(cores, tasks))
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise TypeError(f"workers must be an int; got {type(workers).__name__} {workers!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1; got {workers}")
+    return max(1, min(workers, cores, tasks))
+
+
 def sweep(
     schedule: Schedule,
     steps: StepSet,
@@ -658,7 +674,7 @@ def sweep(
     t0 = time.perf_counter()
     done = 0
     bmax = -math.inf
-    nworkers = workers or os.cpu_count() or 1
+    nworkers = _worker_count(workers, len(tasks))
     use_pool = not external and nworkers > 1 and len(tasks) > 1
     if use_pool:
         # Warm the fast path's tables and plans before forking, so that the
