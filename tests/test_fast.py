@@ -94,9 +94,15 @@ decay_steps = st.one_of(
 )
 near_one = st.builds(lambda k, sign: 1 + sign * Fraction(1, 2**k),
                      st.integers(1, 60), st.sampled_from([-1, 1]))
+# Within 1024 ulps of 1 in one of the four formats: where |p ln r| is tiny and
+# results sit next to rounding midpoints (the float64 oracle once misrounded here).
+near_one_ulps = st.builds(
+    lambda k, prec, below: 1 - k * Fraction(1, 2**prec) if below else 1 + k * Fraction(2, 2**prec),
+    st.integers(1, 1024), st.sampled_from([53, 24]), st.booleans())
 decay_rates = st.one_of(
     st.sampled_from([0.96, "0.96", 0.5, 0.25, 0.75, 2, 1.5, "0.999", 1e-5, 1, 4]),
     near_one,
+    near_one_ulps,
     st.floats(min_value=1e-300, max_value=1e300),
     st.sampled_from(SPECIAL + [-0.5, -2.0]),
 )
@@ -159,6 +165,13 @@ COMBOS = [(f, o, s) for f in FORMAT_NAMES for o in ORDERS for s in (False, True)
 @example(case=Case(0.0, 10, 0.5, np.array([0, -1, 5, 10**9])))
 @example(case=Case(0.75, 2, 0.25, np.array([-4, -2, 0, 1, 2, 3, 4], np.int64)))
 @example(case=Case(1 + 2**-52, 1, 1.5, np.array([1, 2, 3], np.int64)))  # exact midpoints
+# Reported misroundings near r = 1 (float64) and staircase gathers past 2**63:
+@example(case=Case(1, 1, 0.9999999999999999, np.array([-1, 2, -2], np.int64)))
+@example(case=Case(0.75, 1, 0.9999999999999999, np.array([2, 1, 3], np.int64)))
+@example(case=Case(3.0, 2, float.fromhex("0x1.fffffffffff2bp-1"), np.array([-2, 2], np.int64)))
+@example(case=Case(0.1, 1, 0.96, np.full(4096, 2**63 - 1, np.int64)))
+@example(case=Case(0.1, 1e-6, 0.5, np.arange(10**13, 10**13 + 4096, dtype=np.int64)))
+@example(case=Case(0.1, 1, 0.96, np.r_[np.zeros(4095, np.int64), 2**63 - 1]))
 def test_fast_matches_oracle(name: str, order: str, staircase: bool, case: Case) -> None:
     _check(case, name, order, staircase)
 
