@@ -21,7 +21,8 @@ import numpy as np
 from .analysis_sweep import Schedule, StepSet, evaluate_order, implementation_values, ulp_keys
 from .fileio import atomic_write
 from .floats import Format, next_down, next_up
-from .oracle import Power, amplification_bits, enclose, exact_node, to_exact
+from .inputs import to_exact
+from .oracle import Power, amplification_bits, enclose, exact_node
 from .vectors import ANALYSIS_NOTES
 
 __all__ = ["Finding", "SearchResult", "search_worst", "boundary_distance", "write_vectors"]

@@ -30,7 +30,7 @@ import numpy as np
 
 from .fast import evaluate as fast_evaluate
 from .floats import Format, get_format, round_rational
-from .oracle import to_exact
+from .inputs import to_exact
 
 __all__ = [
     "StepSet",

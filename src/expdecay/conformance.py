@@ -51,7 +51,8 @@ from .adapters.base import Outcome
 from .adapters.protocol import MAX_TIMEOUT, STARTUP_FACTOR
 from .floats import Format, get_format, is_representable, to_bits, to_hex
 from .floats import ulp_distance as _ulp_distance
-from .oracle import RoundedOps, evaluate_exact, round_node, to_exact
+from .inputs import to_exact
+from .oracle import RoundedOps, evaluate_exact, round_node
 from .vectors import (
     VectorFileError,
     decode_number,

@@ -38,7 +38,8 @@ import numpy as np
 from . import __version__
 from .fileio import ReadRefusedError, atomic_write, read_limited
 from .floats import Format, from_bits, get_format, round_rational, to_bits, to_hex
-from .oracle import ExactOps, RoundedOps, to_exact, value
+from .inputs import to_exact
+from .oracle import ExactOps, RoundedOps, value
 
 __all__ = [
     "THEMES",

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..floats import Format, get_format
-from ..oracle import to_exact
+from ..inputs import to_exact
 
 __all__ = [
     "Params",
