@@ -318,10 +318,10 @@ def test_decimal_rate_staircase_is_rational_and_rounded_once():
 
 
 def test_precision_cap_raises():
-    # A case needing more than 80 bits: a step close to an exact midpoint.
+    # A case needing more than 64 bits (the smallest cap): a step close to a midpoint.
     with pytest.raises(PrecisionError, match="cap"):
         for s in range(1, 400):
-            evaluate(0.1, 1000, 0.96, s, dtype="float64", max_prec=60)
+            evaluate(0.1, 1000, 0.96, s, dtype="float64", max_prec=64)
 
 
 def test_mpmath_global_precision_untouched():
