@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from .fast import evaluate as fast_evaluate
-from .floats import Format, get_format, round_rational
-from .inputs import to_exact
+from ..fast import evaluate as fast_evaluate
+from ..floats import Format, get_format, round_rational
+from ..inputs import to_exact
 
 __all__ = [
     "StepSet",
@@ -507,7 +507,7 @@ def _error_bound(
     """The derived bound at ``steps`` (ulps), or None and why not.  A failure
     of the bound is reported, never allowed to stop the measurement."""
     try:
-        from .bounds import error_bound
+        from ..bounds import error_bound
     except ImportError:
         return None, None
     try:
@@ -532,7 +532,7 @@ def implementation_values(
             return keras_values
         return evaluate_order(sch.initial_learning_rate, sch.decay_steps, sch.decay_rate, steps,
                               staircase=sch.staircase, dtype=sch.dtype, order="keras")
-    from .adapters import AdapterError, Params, get_adapter
+    from ..conformance.adapters import AdapterError, Params, get_adapter
 
     key = (implementation, tuple(sorted(options.items())))
     try:
@@ -556,7 +556,7 @@ def adapter_label(implementation: str, options: dict[str, Any]) -> str:
     if implementation == "expdecay" and options.get("order", "keras") == "keras":
         return "expdecay keras order (correctly rounded pow)"
     try:
-        from .adapters import get_adapter
+        from ..conformance.adapters import get_adapter
 
         key = (implementation, tuple(sorted(options.items())))
         a = _ADAPTERS.get(key) or get_adapter(implementation, **options)

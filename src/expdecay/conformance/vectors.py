@@ -19,10 +19,8 @@ and result is exactly what expdecay writes for those inputs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -35,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .fileio import ReadRefusedError, atomic_write, read_limited
-from .floats import Format, from_bits, get_format, round_rational, to_bits, to_hex
-from .inputs import to_exact
-from .oracle import ExactOps, RoundedOps, value
+from .. import __version__
+from ..fileio import ReadRefusedError, atomic_write, read_limited
+from ..floats import Format, from_bits, get_format, round_rational, to_bits, to_hex
+from ..inputs import to_exact
+from ..oracle import ExactOps, RoundedOps, value
 
 __all__ = [
     "THEMES",
@@ -55,8 +53,6 @@ __all__ = [
     "VectorFileError",
     "decode_number",
     "encode_number",
-    "add_vectors_arguments",
-    "run_vectors",
     "default_vectors_dir",
     "schema",
 ]
@@ -552,7 +548,7 @@ def _nan(x: Any) -> bool:
 
 def _pow_exact(g: Group, step: int | float, fmt: Format) -> bool:
     """True when pow in the keras order is exact (no libm error possible)."""
-    from .oracle import Power, rational_power
+    from ..oracle import Power, rational_power
 
     ops = RoundedOps(fmt)
     I, D, r, s = (ops.round(x) for x in _exact_args(g, step))
@@ -588,7 +584,7 @@ def _expected_values(g: Group) -> list[tuple[float, float]]:
     """``(exact, keras)`` results of every case of ``g`` (valid decay_steps),
     from the vectorised fast path: one call per order and kind of step (int64
     or float64 array), bit-identical to :func:`expdecay.oracle.evaluate_exact`."""
-    from .fast import evaluate as fast_evaluate
+    from ..fast import evaluate as fast_evaluate
 
     out = [(0.0, 0.0)] * len(g.cases)
     for kind, dtype in ((int, np.int64), (float, np.float64)):
@@ -948,7 +944,7 @@ def _compare(want: dict[str, Any], got: dict[str, Any], where: str) -> list[str]
 
 def _regenerate(group: Group, picked: list[dict[str, Any]]) -> list[str]:
     """Compare the picked tests of a group with :func:`make_tests`' records."""
-    from .oracle import PrecisionError
+    from ..oracle import PrecisionError
 
     try:
         records = make_tests(group, [t["tcId"] for t in picked])
@@ -1099,53 +1095,3 @@ def validate_file(path: Path | str, sample: int | None = None) -> list[str]:
         return [f"{p}: document too deep or too large"]
     except Exception as e:  # noqa: BLE001 - a report, never a traceback
         return [f"{p}: unusable ({type(e).__name__}: {str(e)[:200]})"]
-
-
-# ---------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------
-
-
-def add_vectors_arguments(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="vectors_action", metavar="ACTION", required=True)
-    g = sub.add_parser("generate", help="write the vector files (deterministic)")
-    g.add_argument("--out", default=None, metavar="DIR",
-                   help="output directory (default: conformance/vectors)")
-    g.add_argument("--theme", action="append", choices=list(THEMES),
-                   help="only this theme (repeatable)")
-    v = sub.add_parser(
-        "validate", help="check vector files: schema, then every test regenerated and compared",
-        description="Check vector files: size, UTF-8, JSON without duplicate keys or lone "
-        "surrogates, the schema, then every test regenerated from its inputs and compared "
-        "field by field (bits of both orders, exact value, tolerances, result, flags).")
-    v.add_argument("files", nargs="+", metavar="FILE")
-    v.add_argument("--sample", type=int, default=None, metavar="N",
-                   help="opt-in shortcut: regenerate only N tests per file (every k-th), the "
-                   "others get structural checks only (default: every test)")
-
-
-def run_vectors(args: argparse.Namespace) -> int:
-    if args.vectors_action == "generate":
-        out = Path(args.out) if args.out else default_vectors_dir()
-        paths = write_vectors(out, args.theme, progress=True)
-        print(f"{len(paths)} files written to {out}")
-        return 0
-    if args.sample is not None and args.sample < 1:
-        raise ValueError(f"--sample must be >= 1; got {args.sample}")
-    for f in args.files:  # a missing file is a usage error: exit 2 before any output
-        try:
-            os.stat(f)
-        except (FileNotFoundError, NotADirectoryError):
-            raise ValueError(f"{f}: no such file") from None
-        except OSError:
-            pass  # reported by validate_file ("cannot read")
-    bad = 0
-    for f in args.files:
-        problems = validate_file(f, args.sample)
-        if problems:
-            bad += 1
-            for m in problems:
-                print(m)
-        else:
-            print(f"{f}: ok")
-    return 1 if bad else 0
