@@ -430,48 +430,51 @@ def _midpoint_distance(v: Any, fmt: Format) -> float:
     return float(abs(frac - mpmath.mpf(0.5)))
 
 
-def _hard_exact(fmt: Format, rng: random.Random, tries: int, keep: int) -> list[Group]:
-    """Search (I = 1) for r, D, s whose exact value is nearest a midpoint."""
+#: How each order's hard cases are drawn and labelled (see :func:`_hard_cases`):
+#: flags, the group's comment, the case's comment.
+_HARD_KINDS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "exact": (("HardRounding",), "hard case, {d:.2e} ulp from a midpoint",
+              "exact value {d:.2e} ulp from a {fmt} midpoint"),
+    "keras": (("HardRoundingPow",), "hard pow, {d:.2e} ulp from a midpoint",
+              "keras-order pow {d:.2e} ulp from a {fmt} midpoint"),
+}
+
+
+def _hard_cases(fmt: Format, rng: random.Random, tries: int, keep: int,
+                order: str) -> list[Group]:
+    """Seeded search (I = 1) for the ``keep`` cases of ``order`` nearest a
+    rounding midpoint of ``fmt``, out of ``tries`` random draws.
+
+    ``exact``: r a double in [0.5, 1), D < 10**6, s < 10**7, and the exact
+    value ``r ** (s / D)``.  ``keras``: r, D and the rounded quotient
+    ``p = fl(s / D)`` values of the format (D < 2**min(P, 20), s < 2**min(P, 24)),
+    and the pow ``r ** p`` the keras order rounds.
+    """
     import mpmath
 
+    flags, group_comment, case_comment = _HARD_KINDS[order]
     found: list[tuple[float, float, int, int]] = []
     with mpmath.workprec(fmt.precision + 80):
         for _ in range(tries):
-            r = round_rational(Fraction(rng.randrange(1, 2**30), 2**30), get_format("float64"))
-            r = 0.5 + r / 2  # in [0.5, 1)
-            D = rng.randrange(1, 10**6)
-            s = rng.randrange(1, 10**7)
-            v = mpmath.power(mpmath.mpf(r), mpmath.mpf(s) / D)
-            if v < fmt.min_normal:
-                continue
-            found.append((_midpoint_distance(v, fmt), r, D, s))
-    found.sort()
-    return [Group(fmt.name, False, 1.0, D, r, flags=("HardRounding",),
-                  comment=f"hard case, {d:.2e} ulp from a midpoint")
-            .add(s, f"exact value {d:.2e} ulp from a {fmt.name} midpoint")
-            for d, r, D, s in found[:keep]]
-
-
-def _hard_keras(fmt: Format, rng: random.Random, tries: int, keep: int) -> list[Group]:
-    """Search (I = 1, r and D values of the format) for keras-order pows
-    nearest a midpoint."""
-    import mpmath
-
-    found: list[tuple[float, float, int, int]] = []
-    with mpmath.workprec(fmt.precision + 80):
-        for _ in range(tries):
-            r = round_rational(Fraction(rng.randrange(2**22, 2**23), 2**23), fmt)
-            D = rng.randrange(1, 2**min(fmt.precision, 20))
-            s = rng.randrange(1, 2**min(fmt.precision, 24))
-            p = round_rational(Fraction(s, D), fmt)
-            v = mpmath.power(mpmath.mpf(r), mpmath.mpf(p))
+            if order == "keras":
+                r = round_rational(Fraction(rng.randrange(2**22, 2**23), 2**23), fmt)
+                D = rng.randrange(1, 2**min(fmt.precision, 20))
+                s = rng.randrange(1, 2**min(fmt.precision, 24))
+                p = mpmath.mpf(round_rational(Fraction(s, D), fmt))
+            else:
+                r = round_rational(Fraction(rng.randrange(1, 2**30), 2**30), get_format("float64"))
+                r = 0.5 + r / 2  # in [0.5, 1)
+                D = rng.randrange(1, 10**6)
+                s = rng.randrange(1, 10**7)
+                p = mpmath.mpf(s) / D
+            v = mpmath.power(mpmath.mpf(r), p)
             if v < fmt.min_normal or r == 1.0:
                 continue
             found.append((_midpoint_distance(v, fmt), r, D, s))
     found.sort()
-    return [Group(fmt.name, False, 1.0, D, r, flags=("HardRoundingPow",),
-                  comment=f"hard pow, {d:.2e} ulp from a midpoint")
-            .add(s, f"keras-order pow {d:.2e} ulp from a {fmt.name} midpoint")
+    return [Group(fmt.name, False, 1.0, D, r, flags=flags,
+                  comment=group_comment.format(d=d, fmt=fmt.name))
+            .add(s, case_comment.format(d=d, fmt=fmt.name))
             for d, r, D, s in found[:keep]]
 
 
@@ -481,8 +484,8 @@ def theme_hard_rounding() -> list[Group]:
     for i, dtype in enumerate(FORMAT_NAMES):
         fmt = get_format(dtype)
         rng = random.Random(20240 + i)
-        groups += _hard_exact(fmt, rng, tries=4000, keep=12)
-        groups += _hard_keras(fmt, rng, tries=4000, keep=12)
+        groups += _hard_cases(fmt, rng, tries=4000, keep=12, order="exact")
+        groups += _hard_cases(fmt, rng, tries=4000, keep=12, order="keras")
     return groups
 
 
