@@ -60,6 +60,11 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def to_stderr(line: str) -> None:
+    """Print a progress line on stderr at once (the library's ``progress`` callbacks)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def add_schedule_arguments(p: argparse.ArgumentParser, *, step: bool = True) -> None:
     """The schedule's parameters, shared by the subcommands."""
     p.add_argument("--initial-learning-rate", required=True, metavar="X")

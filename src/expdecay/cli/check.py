@@ -27,6 +27,7 @@ from ..conformance.runner import (
 )
 from ..conformance.vectors import VectorFileError, load_vector_file
 from ..fileio import atomic_write
+from . import to_stderr
 
 __all__ = ["add_check_arguments", "run_check", "print_report", "print_table", "describe_case"]
 
@@ -163,7 +164,8 @@ def run_check(args: argparse.Namespace) -> int:
         return 1
     reports: list[ImplementationReport] = []
     for name, opts in configs:
-        reps = runner.check_implementation(name, opts, docs, profiles, args.timeout)
+        reps = runner.check_implementation(name, opts, docs, profiles, args.timeout,
+                                           progress=to_stderr)
         for r in reps:
             print_report(r)
         reports += reps

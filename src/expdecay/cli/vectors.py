@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..conformance.vectors import THEMES, default_vectors_dir, validate_file, write_vectors
+from . import to_stderr
 
 __all__ = ["add_vectors_arguments", "run_vectors"]
 
@@ -38,7 +39,7 @@ def add_vectors_arguments(p: argparse.ArgumentParser) -> None:
 def run_vectors(args: argparse.Namespace) -> int:
     if args.vectors_action == "generate":
         out = Path(args.out) if args.out else default_vectors_dir()
-        paths = write_vectors(out, args.theme, progress=True)
+        paths = write_vectors(out, args.theme, progress=to_stderr)
         print(f"{len(paths)} files written to {out}")
         return 0
     if args.sample is not None and args.sample < 1:

@@ -26,9 +26,9 @@ from __future__ import annotations
 import math
 import shlex
 import shutil
-import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,8 +277,11 @@ class ImplementationReport:
 
 def check_implementation(name: str, options: dict[str, Any], docs: dict[str, dict[str, Any]],
                          profiles: tuple[str, ...], timeout: float = 60.0,
-                         progress: bool = True) -> list[ImplementationReport]:
-    """Run one implementation on the documents; one report per profile."""
+                         progress: Callable[[str], object] | None = None
+                         ) -> list[ImplementationReport]:
+    """Run one implementation on the documents; one report per profile.
+    ``progress``, if given, is called with one line of text per step (the
+    command line prints them on stderr)."""
     reports = []
     orders = profiles if name == "expdecay" else (None,)
     for order in orders:
@@ -288,7 +291,7 @@ def check_implementation(name: str, options: dict[str, Any], docs: dict[str, dic
         shown = label(name, options) if order in (None, "exact") else f"{name}[order=keras]"
         t0 = time.monotonic()
         if progress:
-            print(f"checking {shown} ...", file=sys.stderr, flush=True)
+            progress(f"checking {shown} ...")
         try:
             adapter = get_adapter(name, isolated=True, timeout=timeout, **opts)
         except ImplementationLookupError:
@@ -303,7 +306,7 @@ def check_implementation(name: str, options: dict[str, Any], docs: dict[str, dic
         try:
             for i, (fname, doc) in enumerate(docs.items(), 1):
                 if progress:
-                    print(f"  {shown}: {fname} ({i}/{len(docs)})", file=sys.stderr, flush=True)
+                    progress(f"  {shown}: {fname} ({i}/{len(docs)})")
                 outputs[fname] = evaluate_file(adapter, doc)
         finally:  # on Ctrl-C too: no worker is left running
             close = getattr(adapter, "close", None)

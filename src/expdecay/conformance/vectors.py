@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -709,8 +708,9 @@ def generate(themes: Iterable[str] | None = None) -> Iterator[tuple[str, dict[st
 
 
 def write_vectors(out_dir: Path | str, themes: Iterable[str] | None = None,
-                  progress: bool = False) -> list[Path]:
-    """Generate and write one file per theme; returns the paths written."""
+                  progress: Callable[[str], object] | None = None) -> list[Path]:
+    """Generate and write one file per theme; returns the paths written.
+    ``progress``, if given, is called with one line of text per file."""
     out = Path(out_dir)
     paths = []
     t0 = time.monotonic()
@@ -719,8 +719,8 @@ def write_vectors(out_dir: Path | str, themes: Iterable[str] | None = None,
         atomic_write(path, dumps(doc), encoding="ascii")
         paths.append(path)
         if progress:
-            print(f"wrote {path} ({doc['numberOfTests']} tests, "
-                  f"{time.monotonic() - t0:.1f} s)", file=sys.stderr)
+            progress(f"wrote {path} ({doc['numberOfTests']} tests, "
+                     f"{time.monotonic() - t0:.1f} s)")
         t0 = time.monotonic()
     return paths
 
