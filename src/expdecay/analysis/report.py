@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,6 @@ from .sweep import (
     SweepResult,
     parse_steps,
     quantisation,
-    stderr_progress,
     sweep,
 )
 
@@ -58,6 +58,9 @@ __all__ = [
     "report_markdown",
     "report_html",
 ]
+
+#: ``progress(label, unit)`` of :func:`analyze`: the progress callback of one stage.
+ProgressFactory = Callable[[str, str], Callable[[int, int, float], None]]
 
 #: Steps used for the quantisation split (a log-spaced sample of the set).
 QUANT_POINTS = 512
@@ -100,13 +103,16 @@ def analyze(
     workers: int | None = None,
     max_points: int | None = None,
     pow_ulps: float | None = 1,
-    progress: Any = "stderr",
+    progress: ProgressFactory | None = None,
 ) -> Analysis:
     """Sweep, enumerate misfloors (staircase, non-negative steps) and split
-    the error into its causes.  ``progress="stderr"`` shows a progress line."""
+    the error into its causes.  ``progress(label, unit)``, if given, returns
+    the ``(done, total, seconds)`` callback of one stage (label ``"misfloors"``
+    counting ``"cells"``, then ``"analyze"`` counting ``"steps"``); the command
+    line shows them as a progress line on stderr."""
     mf = None
     if schedule.staircase and steps.hi > max(steps.lo, 0):
-        prog_mf = stderr_progress("misfloors", unit="cells") if progress == "stderr" else progress
+        prog_mf = progress("misfloors", "cells") if progress else None
         mf = misfloors(schedule.decay_steps, max(steps.lo, 0), steps.hi, schedule.dtype,
                        progress=prog_mf)
     extra = _interesting_steps(schedule, steps, mf)
@@ -114,7 +120,7 @@ def analyze(
         # A log-spaced sample also gets the steps where the story happens.
         more = {e for e in extra if steps.lo <= e < steps.hi}
         steps = StepSet(0, 0, 1, tuple(sorted(set(steps.points) | more)), True)
-    prog = stderr_progress("analyze") if progress == "stderr" else progress
+    prog = progress("analyze", "steps") if progress else None
     sw = sweep(schedule, steps, implementation=implementation, options=options,
                workers=workers, max_points=max_points, pow_ulps=pow_ulps, progress=prog,
                extra=extra)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -710,19 +709,6 @@ def _absorb(result: SweepResult, out: tuple[Any, ...], top: int, bmax: float) ->
     result.envelope.merge(env)
     result.bound_violations += viol
     return max(bmax, b)
-
-
-def stderr_progress(label: str, unit: str = "steps") -> Callable[[int, int, float], None]:
-    """A progress callback writing one updating line on stderr (``unit``
-    names what is counted: steps for a sweep, cells for misfloors)."""
-
-    def show(done: int, total: int, seconds: float) -> None:
-        rate = done / seconds if seconds > 0 else 0.0
-        end = "\n" if done >= total else ""
-        print(f"\r{label}: {done}/{total} {unit} ({100 * done / max(total, 1):.0f}%), "
-              f"{rate:,.0f} {unit}/s", end=end, file=sys.stderr, flush=True)
-
-    return show
 
 
 # ---------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from ..analysis.report import Analysis, analyze, summary_lines, write_report
@@ -89,7 +91,7 @@ def _analysis_from_args(args: argparse.Namespace) -> Analysis:
     return analyze(sch, steps, implementation=args.implementation, options=options,
                    workers=args.workers, max_points=args.max_points,
                    pow_ulps=None if args.no_bound else args.pow_ulps,
-                   progress=None if args.quiet else "stderr")
+                   progress=None if args.quiet else stderr_progress)
 
 
 def run_analyze(args: argparse.Namespace) -> int:
@@ -144,3 +146,15 @@ def run_report(args: argparse.Namespace) -> int:
     print("wrote " + ", ".join(files))
     return 0
 
+
+def stderr_progress(label: str, unit: str = "steps") -> Callable[[int, int, float], None]:
+    """A progress callback writing one updating line on stderr (``unit``
+    names what is counted: steps for a sweep, cells for misfloors)."""
+
+    def show(done: int, total: int, seconds: float) -> None:
+        rate = done / seconds if seconds > 0 else 0.0
+        end = "\n" if done >= total else ""
+        print(f"\r{label}: {done}/{total} {unit} ({100 * done / max(total, 1):.0f}%), "
+              f"{rate:,.0f} {unit}/s", end=end, file=sys.stderr, flush=True)
+
+    return show
