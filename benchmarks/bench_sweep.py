@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-from expdecay.analysis_misfloor import misfloors
-from expdecay.analysis_sweep import Schedule, StepSet, have_fast_path, parse_steps, sweep
+from expdecay.analysis.misfloor import misfloors
+from expdecay.analysis.sweep import Schedule, StepSet, have_fast_path, parse_steps, sweep
 
 SCHEDULE = Schedule("0.1", 1000, "0.9999", True, "float32")
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bits import IN_CI
-from expdecay.adapters import Params, available_adapters, get_adapter
+from expdecay.conformance.adapters import Params, available_adapters, get_adapter
 
 F32 = np.float32
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from expdecay import oracle
 from expdecay.analysis import Schedule, analyze, parse_steps, write_report
-from expdecay.analysis_search import boundary_distance, python_inputs, search_worst, write_vectors
-from expdecay.analysis_sweep import ErrorStats, StepSet, quantisation, sweep, ulp_diff, ulp_keys
+from expdecay.analysis.search import boundary_distance, python_inputs, search_worst, write_vectors
+from expdecay.analysis.sweep import ErrorStats, StepSet, quantisation, sweep, ulp_diff, ulp_keys
 from expdecay.cli import main
 from expdecay.floats import from_bits, get_format, to_numpy, ulp_distance
 
@@ -274,7 +274,7 @@ def test_cli_analyze_huge_range_is_sampled_within_budget(capsys, monkeypatch):
     """0:2**62 used to ask numpy for 2**40 log-spaced points (8 TiB).  The
     budgets are shrunk here so that the test is quick; the code path is the
     one the defaults take."""
-    from expdecay import analysis_sweep
+    from expdecay.analysis import sweep as analysis_sweep
 
     monkeypatch.setattr(analysis_sweep, "FAST_BUDGET", 1 << 14)
     monkeypatch.setattr(analysis_sweep, "FAST_SAMPLES", 1 << 12)
@@ -292,7 +292,7 @@ def test_cli_analyze_huge_range_is_sampled_within_budget(capsys, monkeypatch):
 
 def test_default_budgets_bound_a_huge_range():
     """The default sample of the largest range stays within the budget and the range."""
-    from expdecay.analysis_sweep import FAST_BUDGET, FAST_SAMPLES
+    from expdecay.analysis.sweep import FAST_BUDGET, FAST_SAMPLES
 
     assert FAST_SAMPLES <= FAST_BUDGET <= 1 << 26
     s = StepSet(0, 2**62).sample(FAST_SAMPLES, extra=(2**24, 2**62 - 1, 2**62))
@@ -359,7 +359,7 @@ def small_analysis():
 
 
 def _write_plot(a, d):
-    from expdecay.analysis_plot import plot_analysis
+    from expdecay.analysis.plot import plot_analysis
 
     plot_analysis(a, str(d / "p.png"))
     plot_analysis(a, str(d / "p.svg"))
@@ -377,7 +377,7 @@ def _write_html(a, d):
 
 
 def _write_search_vectors(a, d):
-    from expdecay.analysis_search import Finding, SearchResult
+    from expdecay.analysis.search import Finding, SearchResult
 
     found = SearchResult(1, [], [Finding(16777999, 0, 0.25, "hard-to-round")])
     write_vectors(python_inputs(a.schedule)[0], found, str(d / "v.json"))
@@ -524,7 +524,7 @@ def test_search_finds_consistent_worst_and_hard_cases(tmp_path):
     h = res.hardest[0]
     assert 0 <= h.distance <= 0.5
     path = write_vectors(sch, res, str(tmp_path / "v.json"))
-    from expdecay.vectors import validate_file
+    from expdecay.conformance.vectors import validate_file
 
     assert validate_file(path) == []
     doc = json.loads((tmp_path / "v.json").read_text())
@@ -548,7 +548,7 @@ def test_cli_search_writes_valid_vectors(tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "search    worst" in text and str(out) in text
-    from expdecay.vectors import validate_file
+    from expdecay.conformance.vectors import validate_file
 
     assert validate_file(out) == []
     doc = json.loads(out.read_text())
@@ -565,7 +565,7 @@ def test_cli_search_writes_valid_vectors(tmp_path, capsys):
 
 
 def test_sweep_worker_count_is_capped_and_validated():
-    from expdecay import analysis_sweep
+    from expdecay.analysis import sweep as analysis_sweep
 
     cores = analysis_sweep._worker_count(None, 10**6)
     assert 1 <= cores

@@ -20,9 +20,10 @@ import pytest
 from bits import IN_CI
 from expdecay import oracle
 from expdecay.cli import main
-from expdecay.conformance import diagnose, judge
+from expdecay.conformance.diagnosis import diagnose
+from expdecay.conformance.runner import judge
+from expdecay.conformance.vectors import decode_number, decode_result, encode_result, iter_tests
 from expdecay.floats import get_format, next_up
-from expdecay.vectors import decode_number, decode_result, encode_result, iter_tests
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "conformance" / "vectors"

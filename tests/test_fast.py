@@ -22,7 +22,7 @@ import pytest
 from hypothesis import example, find, given, settings
 from hypothesis import strategies as st
 
-from expdecay import fast, oracle
+from expdecay import fast, inputs, oracle
 from expdecay.floats import FORMATS, Format, get_format, to_bits
 
 FORMAT_NAMES = list(FORMATS)
@@ -41,9 +41,9 @@ class Case:
 
 
 def _expected_bits(case: Case, fmt: Format, order: str, staircase: bool) -> list[int]:
-    args = (oracle.to_exact(case.I), oracle.check_decay_steps(case.D), oracle.to_exact(case.r))
+    args = (inputs.to_exact(case.I), inputs.check_decay_steps(case.D), inputs.to_exact(case.r))
     return [
-        to_bits(oracle.evaluate_exact(args + (oracle.to_exact(s),), staircase, fmt, order), fmt)
+        to_bits(oracle.evaluate_exact(args + (inputs.to_exact(s),), staircase, fmt, order), fmt)
         for s in case.steps.reshape(-1).tolist()
     ]
 
@@ -122,7 +122,7 @@ def step_arrays(draw: st.DrawFn, D: Any) -> np.ndarray:
         return np.array(draw(st.lists(st.integers(-2**63, 2**63 - 1), min_size=n, max_size=n)),
                         np.int64)
     if kind == "boundary":
-        q = oracle.check_decay_steps(D)
+        q = inputs.check_decay_steps(D)
         base = max(1, math.ceil(q))
         ks = draw(st.lists(st.integers(0, 2**62 // base), min_size=n, max_size=n))
         return np.array([min(k * base + d, 2**63 - 1) for k in ks for d in (-1, 0, 1)],
@@ -225,10 +225,10 @@ def test_exp2_sample_check_passes_here() -> None:
 
 def _result_class(case: Case, name: str, order: str) -> set[str]:
     fmt = get_format(name)
-    args = (oracle.to_exact(case.I), oracle.check_decay_steps(case.D), oracle.to_exact(case.r))
+    args = (inputs.to_exact(case.I), inputs.check_decay_steps(case.D), inputs.to_exact(case.r))
     out = set()
     for s in case.steps.reshape(-1).tolist():
-        v = abs(oracle.evaluate_exact(args + (oracle.to_exact(s),), False, fmt, order))
+        v = abs(oracle.evaluate_exact(args + (inputs.to_exact(s),), False, fmt, order))
         if v == INF:
             out.add("overflow")
         elif 0 < v < fmt.min_normal:
@@ -237,14 +237,14 @@ def _result_class(case: Case, name: str, order: str) -> set[str]:
 
 
 def _is_boundary(case: Case) -> bool:
-    q = oracle.check_decay_steps(case.D)
+    q = inputs.check_decay_steps(case.D)
     return q.denominator == 1 and q > 1 and any(
         s % q.numerator in (0, 1, q.numerator - 1) and s > 2**24
         for s in case.steps.reshape(-1).tolist() if isinstance(s, int))
 
 
 def _near_one(r: Any) -> bool:
-    x = oracle.to_exact(r)
+    x = inputs.to_exact(r)
     return isinstance(x, Fraction) and 0 < abs(x - 1) <= Fraction(1, 2**20)
 
 
@@ -255,16 +255,16 @@ REACH = {
     "float step": lambda c: c.steps.dtype.kind == "f" and bool(np.isfinite(c.steps).any()),
     "special step": lambda c: c.steps.dtype.kind == "f" and not np.isfinite(c.steps).all(),
     "uint64 above int64": lambda c: c.steps.dtype == np.uint64 and int(c.steps.max()) >= 2**63,
-    "rate above 1": lambda c: isinstance(oracle.to_exact(c.r), Fraction)
-    and oracle.to_exact(c.r) > 1,
+    "rate above 1": lambda c: isinstance(inputs.to_exact(c.r), Fraction)
+    and inputs.to_exact(c.r) > 1,
     "rate near 1": lambda c: _near_one(c.r),
-    "huge I": lambda c: isinstance(oracle.to_exact(c.I), Fraction)
-    and abs(oracle.to_exact(c.I)) > 10**30,
-    "tiny I": lambda c: isinstance(oracle.to_exact(c.I), Fraction)
-    and 0 < abs(oracle.to_exact(c.I)) < Fraction(1, 10**30),
-    "special I": lambda c: not isinstance(oracle.to_exact(c.I), Fraction),
-    "special r": lambda c: not isinstance(oracle.to_exact(c.r), Fraction)
-    or oracle.to_exact(c.r) < 0,
+    "huge I": lambda c: isinstance(inputs.to_exact(c.I), Fraction)
+    and abs(inputs.to_exact(c.I)) > 10**30,
+    "tiny I": lambda c: isinstance(inputs.to_exact(c.I), Fraction)
+    and 0 < abs(inputs.to_exact(c.I)) < Fraction(1, 10**30),
+    "special I": lambda c: not isinstance(inputs.to_exact(c.I), Fraction),
+    "special r": lambda c: not isinstance(inputs.to_exact(c.r), Fraction)
+    or inputs.to_exact(c.r) < 0,
     "subnormal float32 result": lambda c: "subnormal" in _result_class(c, "float32", "exact"),
     "overflowing float16 result": lambda c: "overflow" in _result_class(c, "float16", "exact"),
     "subnormal float64 result": lambda c: "subnormal" in _result_class(c, "float64", "exact"),
@@ -394,7 +394,7 @@ def test_staircase_gather_matches_elementwise_path(fmt, order, monkeypatch):
     r = 0.9999 if fmt in ("float32", "float64") else 0.99  # 0.9999 rounds to 1 in 16 bits
     steps = rng.integers(0, top, 4 * fast.GATHER_MIN_ELEMENTS, dtype=np.int64)
     steps[:6] = [0, D - 1, D, D + 1, 16777999 % top, top - 1]
-    plan = fast._plan(*(oracle.to_exact(x) for x in (0.1, D, r)), get_format(fmt), order,
+    plan = fast._plan(*(inputs.to_exact(x) for x in (0.1, D, r)), get_format(fmt), order,
                       True, False)
     assert fast._staircase_table(steps, plan, fast.FastStats()) is not None  # the path is used
     stats = fast.FastStats()

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from expdecay import oracle
+from expdecay import inputs, oracle
 from expdecay.floats import get_format, to_bits
 
 CHILD = r"""
@@ -127,10 +127,10 @@ def test_bits_independent_of_simd_dispatch(tmp_path: Path) -> None:
         fmt_name, order, staircase, k, kind = name.split("-")
         fmt = get_format(fmt_name)
         I, D, r = schedules[int(k)]
-        args = (oracle.to_exact(I), oracle.check_decay_steps(D), oracle.to_exact(r))
+        args = (inputs.to_exact(I), inputs.check_decay_steps(D), inputs.to_exact(r))
         for i in rng.choice(bits.size, 6, replace=False).tolist():
             s = steps[kind][i].item()
-            want = oracle.evaluate_exact(args + (oracle.to_exact(s),), staircase == "1", fmt,
+            want = oracle.evaluate_exact(args + (inputs.to_exact(s),), staircase == "1", fmt,
                                          order)
             assert to_bits(want, fmt) == int(bits[i]), (name, s)
 

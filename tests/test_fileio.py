@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from expdecay import fileio, vectors
+from expdecay import fileio
+from expdecay.conformance import vectors
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX processes and signals")
 

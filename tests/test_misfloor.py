@@ -22,7 +22,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from expdecay.analysis_misfloor import CELL_BUDGET, MisfloorResult, misfloors
+from expdecay.analysis.misfloor import CELL_BUDGET, MisfloorResult, misfloors
 from expdecay.floats import Format, get_format, round_rational
 
 FORMATS = ("float16", "bfloat16", "float32", "float64")
@@ -295,7 +295,7 @@ def test_cell_budget_refuses_huge_ranges():
 
 
 def test_progress_callback(monkeypatch):
-    from expdecay import analysis_misfloor
+    from expdecay.analysis import misfloor as analysis_misfloor
 
     calls = []
     monkeypatch.setattr(analysis_misfloor, "PROGRESS_CELLS", 0)

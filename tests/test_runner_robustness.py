@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from expdecay import cli
-from expdecay.adapters import (
+from expdecay.cli import main
+from expdecay.conformance.adapters import (
     ImplementationLookupError,
     Params,
     check_options,
@@ -32,14 +33,13 @@ from expdecay.adapters import (
     parse_options,
     protocol,
 )
-from expdecay.adapters.protocol import (
+from expdecay.conformance.adapters.protocol import (
     MAX_QUEUED_LINES,
     SubprocessAdapter,
     Worker,
     WorkerError,
     decode_value,
 )
-from expdecay.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "conformance" / "vectors" / "examples.json"
@@ -224,7 +224,7 @@ def test_workers_beyond_the_cap_are_refused(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_no_more_workers_than_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    import expdecay.analysis as analysis
+    import expdecay.cli.analyze as analysis
 
     seen: list[int] = []
     monkeypatch.setattr(analysis, "run_analyze", lambda args: seen.append(args.workers) or 0)
@@ -430,7 +430,7 @@ def test_signal_ends_workers_and_prints_one_line(tmp_path: Path, sig: int, statu
 def test_keyboard_interrupt_anywhere_ends_live_workers(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import expdecay.conformance as conformance
+    import expdecay.conformance.runner as conformance
 
     cmd, pidfile = program(tmp_path, "pids(sleeper())\nhello()\ntime.sleep(60)\n")
     started: list[Any] = []

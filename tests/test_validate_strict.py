@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from expdecay import vectors
 from expdecay.cli import main
+from expdecay.conformance import vectors
 from expdecay.floats import get_format, next_up
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,8 +205,8 @@ def test_default_checks_every_test_and_sample_is_an_explicit_shortcut(tmp_path: 
 
 
 def test_search_files_keep_their_own_flags(tmp_path: Path) -> None:
-    from expdecay.analysis_search import Finding, SearchResult, write_vectors
-    from expdecay.analysis_sweep import Schedule
+    from expdecay.analysis.search import Finding, SearchResult, write_vectors
+    from expdecay.analysis.sweep import Schedule
 
     found = SearchResult(2, [Finding(16777999, 3, 0.2, "worst-case")],
                          [Finding(16777001, 0, 0.01, "hard-to-round")])

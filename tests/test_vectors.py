@@ -17,8 +17,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from arb_oracle import arb_evaluate
-from expdecay import vectors
 from expdecay.cli import main
+from expdecay.conformance import vectors
 from expdecay.floats import next_up
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,7 +35,7 @@ import sympy as sp
 
 from . import formula
 from .floats import FORMATS, Format, round_rational
-from .oracle import Exact, check_decay_steps, check_staircase, resolve_dtype, to_exact
+from .inputs import Exact, check_decay_steps, check_staircase, resolve_dtype, to_exact
 
 __all__ = ["condition_numbers", "error_bound", "floor_may_differ"]
 

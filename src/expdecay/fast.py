@@ -164,7 +164,7 @@ from mpmath.libmp import (
     round_ceiling,
 )
 
-from . import oracle
+from . import inputs, oracle
 from .floats import Format, get_format, round_rational
 from .intervals import fraction_interval, ln_interval, mpf_to_fraction, power_interval
 
@@ -517,7 +517,7 @@ def _plan(I: Any, D: Fraction, r: Any, fmt: Format, order: str, staircase: bool,
     base = dict(fmt=fmt, order=order, staircase=staircase, args=(I, D, r), tables=tables,
                 d_int=d_int)
     if order == "keras":
-        I_, r_ = (oracle.to_exact(round_rational(x, fmt)) if isinstance(x, Fraction)
+        I_, r_ = (inputs.to_exact(round_rational(x, fmt)) if isinstance(x, Fraction)
                   else x for x in (I, r))
         d_fmt = round_rational(D, fmt)
     else:
@@ -745,7 +745,7 @@ def _tables_for(plan: _Plan, negated: bool, count: int,
     ``divisor`` when given, else by 1)."""
     I, D, r = plan.args
     if plan.order == "keras":
-        base = oracle.to_exact(round_rational(r, plan.fmt))
+        base = inputs.to_exact(round_rational(r, plan.fmt))
         start, divisor = Fraction(1), divisor or Fraction(1)
     else:
         base, start = r, abs(I)
@@ -878,7 +878,7 @@ class _Fallback:
                 step = steps[idx[pos]]
                 I, D, r = self.plan.args
                 got = oracle.evaluate_exact(
-                    (I, D, r, oracle.to_exact(step, "step")), self.plan.staircase,
+                    (I, D, r, inputs.to_exact(step, "step")), self.plan.staircase,
                     self.plan.fmt, self.plan.order)
                 self.cache[key] = got
                 self.stats.oracle_calls += 1
@@ -969,13 +969,13 @@ def evaluate(
     >>> evaluate(0.1, 100000, 0.96, [0, 10**6], dtype="float64", order="exact")
     array([0.1       , 0.06648326])
     """
-    oracle.check_staircase(staircase)
-    D = oracle.check_decay_steps(decay_steps)
+    inputs.check_staircase(staircase)
+    D = inputs.check_decay_steps(decay_steps)
     fmt = get_format(dtype)
     if order not in oracle.ORDERS:
         raise ValueError(f"order must be 'exact' or 'keras'; got {order!r}")
-    I = oracle.to_exact(initial_learning_rate, "initial_learning_rate")
-    r = oracle.to_exact(decay_rate, "decay_rate")
+    I = inputs.to_exact(initial_learning_rate, "initial_learning_rate")
+    r = inputs.to_exact(decay_rate, "decay_rate")
     arr = _as_steps(steps)
     stats = stats if stats is not None else FastStats()
     plan = _plan(I, D, r, fmt, order, bool(staircase), arr.size >= TABLE_MIN_ELEMENTS)
@@ -1063,7 +1063,7 @@ def _object_steps(flat: np.ndarray, out: np.ndarray, fallback: _Fallback) -> Non
     seen: dict[Any, float] = {}
     result = np.empty(flat.size)
     for i, x in enumerate(flat.tolist()):
-        s = oracle.to_exact(x, "step")
+        s = inputs.to_exact(x, "step")
         got = seen.get(s)
         if got is None:
             got = oracle.evaluate_exact((I, D, r, s), plan.staircase, plan.fmt, plan.order)

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from dataclasses import dataclass
-from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -46,7 +44,16 @@ from mpmath.libmp import (
 )
 
 from . import formula
-from .floats import Format, get_format, round_dyadic, round_rational, to_numpy
+from .floats import Format, round_dyadic, round_rational, to_numpy
+from .inputs import (
+    Exact,
+    from_float,
+    from_fraction,
+    int_to_decimal,
+    resolve_dtype,
+    to_exact,
+    validated_inputs,
+)
 from .intervals import log2_interval, mpf_to_fraction, power_interval
 
 __all__ = [
@@ -68,246 +75,11 @@ DEFAULT_MAX_PREC = 1 << 16
 #: exponent of about 77 digits); beyond, it raises PrecisionError.
 MAX_DECIMAL_AMPLIFICATION = 256
 
-#: An exact extended real: a nonzero finite ``Fraction``, or a float that is
-#: a signed zero, a signed infinity or NaN.
-Exact = Fraction | float
 
 
 class PrecisionError(ArithmeticError):
     """A Ziv loop reached its precision cap without deciding the rounding."""
 
-
-# ---------------------------------------------------------------------------
-# Inputs
-# ---------------------------------------------------------------------------
-
-_HEX = re.compile(
-    r"^([+-]?)0x([0-9a-f]*)(?:\.([0-9a-f]*))?(?:p([+-]?\d+))?$", re.IGNORECASE
-)
-_SPECIAL = {
-    "nan": math.nan, "+nan": math.nan, "-nan": math.nan,
-    "inf": math.inf, "+inf": math.inf, "infinity": math.inf, "+infinity": math.inf,
-    "-inf": -math.inf, "-infinity": -math.inf,
-}
-
-
-def _from_float(x: float) -> Exact:
-    if x == 0.0 or not math.isfinite(x):
-        return x
-    return Fraction(x)
-
-
-def _from_fraction(q: Fraction) -> Exact:
-    return q if q else 0.0
-
-
-#: Inputs beyond these sizes are refused rather than expanded (a decimal
-#: exponent of 10**9 would mean a billion-digit integer).
-MAX_INPUT_CHARS = 10_000
-MAX_DECIMAL_EXPONENT = 100_000
-# PEP 515 underscores are part of Python's number syntax, so an exponent such
-# as "1e1_000_000" must be measured with them.
-_DEC_EXP = re.compile(r"[eE]([+-]?\d(?:_?\d)*)$")
-_DECIMAL = re.compile(
-    r"^([+-]?)(\d(?:_?\d)*)?(?:\.(\d(?:_?\d)*)?)?(?:[eE]([+-]?\d(?:_?\d)*))?$"
-)
-#: Digits converted per ``int()`` call: below CPython's int/str conversion
-#: limit (4300 digits by default), which would otherwise refuse long inputs.
-_DIGIT_CHUNK = 4000
-
-
-def _digits_to_int(digits: str) -> int:
-    """``int(digits)`` for a string of decimal digits of any length, without
-    touching the interpreter-wide conversion limit."""
-    n = 0
-    for i in range(0, len(digits), _DIGIT_CHUNK):
-        part = digits[i:i + _DIGIT_CHUNK]
-        n = n * 10 ** len(part) + int(part)
-    return n
-
-
-def int_to_decimal(n: int) -> str:
-    """``str(n)`` for an int of any size, without touching the
-    interpreter-wide int/str conversion limit (halves are converted
-    recursively, so the cost stays near ``str``'s).
-
-    >>> int_to_decimal(10**5000) == "1" + "0" * 5000
-    True
-    """
-    if n < 0:
-        return "-" + int_to_decimal(-n)
-    if n < 10**_DIGIT_CHUNK:
-        return str(n)
-    k = (n.bit_length() * 30103 // 100000) // 2  # about half the digits
-    hi, lo = divmod(n, 10**k)
-    return int_to_decimal(hi) + int_to_decimal(lo).rjust(k, "0")
-
-
-def _parse_decimal(t: str) -> Fraction | None:
-    """The exact value of a decimal literal (underscores allowed as in Python),
-    or None when ``t`` is not one."""
-    m = _DECIMAL.match(t)
-    if not m or not (m.group(2) or m.group(3)):
-        return None
-    sign, whole, frac, exp = m.groups()
-    whole = (whole or "").replace("_", "")
-    frac = (frac or "").replace("_", "")
-    e = int((exp or "0").replace("_", "")) - len(frac)
-    n = _digits_to_int(whole + frac or "0")
-    q = Fraction(n * 10**e) if e >= 0 else Fraction(n, 10**-e)
-    return -q if sign == "-" else q
-
-
-def _check_magnitude(exponent: int, name: str, text: object) -> None:
-    if abs(exponent) > MAX_DECIMAL_EXPONENT:
-        raise ValueError(
-            f"{name} is too large or too small to take exactly (an exponent beyond "
-            f"10**+-{MAX_DECIMAL_EXPONENT}); got {str(text)[:80]!r}"
-        )
-
-
-def _parse_str(text: str, name: str) -> Exact:
-    t = text.strip()
-    if len(t) > MAX_INPUT_CHARS:
-        raise ValueError(f"{name} is longer than {MAX_INPUT_CHARS} characters")
-    low = t.lower()
-    if low in _SPECIAL:
-        return _SPECIAL[low]
-    negative = t.startswith("-")
-    m = _HEX.match(t)
-    hexadecimal = bool(m and (m.group(2) or m.group(3)))
-    e = None if hexadecimal else _DEC_EXP.search(t)
-    if hexadecimal and m.group(4):
-        _check_magnitude(int(m.group(4)) // 4, name, text)
-    elif e:
-        _check_magnitude(int(e.group(1).replace("_", "")), name, text)
-    try:
-        if hexadecimal:
-            _, whole, frac, exp = m.groups()
-            frac = frac or ""
-            mant = int((whole or "0") + frac, 16)
-            q = Fraction(mant) * Fraction(2) ** (int(exp or 0) - 4 * len(frac))
-        else:
-            parsed = _parse_decimal(t)
-            q = parsed if parsed is not None else _parse_ratio(t)
-    except (ValueError, ZeroDivisionError, OverflowError):
-        raise ValueError(f"{name} must be a number; got the string {text!r}") from None
-    if q == 0:
-        return -0.0 if negative else 0.0
-    return -q if negative and m else q
-
-
-_RATIO = re.compile(r"^\s*([+-]?\d(?:_?\d)*)\s*/\s*(\d(?:_?\d)*)\s*$")
-
-
-def _parse_ratio(t: str) -> Fraction:
-    """``"n/d"`` with integer parts (the only other form :class:`Fraction`
-    accepts); anything else raises ValueError."""
-    m = _RATIO.match(t)
-    if not m:
-        raise ValueError(t)
-    num, den = (_digits_to_int(g.replace("_", "").lstrip("+-")) for g in m.groups())
-    return Fraction(-num if m.group(1).startswith("-") else num, den)
-
-
-#: A 0-d object array may hold another; unwrapping stops at this depth.
-MAX_NESTING = 32
-
-
-def to_exact(x: Any, name: str = "value") -> Exact:
-    """The exact value denoted by ``x`` (spec §3).
-
-    >>> to_exact("0.96")
-    Fraction(24, 25)
-    >>> to_exact(0.5), to_exact(-0.0), to_exact("0x1.8p-1")
-    (Fraction(1, 2), -0.0, Fraction(3, 4))
-    """
-    if type(x) is float:
-        return _from_float(x)
-    if type(x) is int:
-        return _from_fraction(Fraction(x))
-    if isinstance(x, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a number, not a bool; got {x!r}")
-    if isinstance(x, Fraction):
-        return _from_fraction(x)
-    # timedelta64 subclasses numpy's signed integers: refuse it before them.
-    if isinstance(x, (np.void, np.datetime64, np.timedelta64)) or (
-        isinstance(x, np.generic) and x.dtype.kind in "mMSUOb"
-    ):
-        raise TypeError(f"{name} must be a number; got numpy {x.dtype} {x!r}")
-    if isinstance(x, (int, np.integer)):
-        return _from_fraction(Fraction(int(x)))
-    if isinstance(x, float):
-        return _from_float(x)
-    if isinstance(x, Decimal):
-        if x.is_nan():
-            return math.nan
-        if x.is_infinite():
-            return -math.inf if x.is_signed() else math.inf
-        if x.is_zero():
-            return -0.0 if x.is_signed() else 0.0
-        _check_magnitude(x.adjusted(), name, x)
-        return Fraction(x)
-    if isinstance(x, str):
-        return _parse_str(x, name)
-    if isinstance(x, np.ndarray) and x.ndim == 0:
-        inner = x[()]
-        for _ in range(MAX_NESTING):
-            if not (isinstance(inner, np.ndarray) and inner.ndim == 0):
-                return to_exact(inner, name)
-            inner = inner[()]
-        raise TypeError(f"{name} is a 0-d array nested more than {MAX_NESTING} deep")
-    if isinstance(x, np.generic) and x.dtype.kind in "fV" or isinstance(x, np.floating):
-        f = float(x)  # exact for float16, bfloat16, float32, float64
-        if np.dtype(x.dtype).itemsize > 8 and math.isfinite(f) and f != 0.0:
-            return Fraction(*x.as_integer_ratio())  # type: ignore[union-attr]
-        return _from_float(f)
-    raise TypeError(
-        f"{name} must be an int, float, Fraction, Decimal, numeric string or numpy "
-        f"scalar; got {type(x).__name__} {x!r}"
-    )
-
-
-def resolve_dtype(initial_learning_rate: Any, dtype: Any = None) -> Format:
-    """The computation format (spec §4): ``dtype`` if given, else the format of
-    a numpy float ``initial_learning_rate``, else float32 (Keras's floatx)."""
-    if dtype is not None:
-        return get_format(dtype)
-    d = getattr(initial_learning_rate, "dtype", None)
-    if isinstance(initial_learning_rate, (np.generic, np.ndarray)) and d is not None:
-        try:
-            return get_format(d)
-        except ValueError:
-            pass
-    return get_format("float32")
-
-
-def _validated(
-    initial_learning_rate: Any, decay_steps: Any, decay_rate: Any, step: Any, staircase: Any
-) -> tuple[Exact, Exact, Exact, Exact]:
-    check_staircase(staircase)
-    D = check_decay_steps(decay_steps)
-    return (
-        to_exact(initial_learning_rate, "initial_learning_rate"),
-        D,
-        to_exact(decay_rate, "decay_rate"),
-        to_exact(step, "step"),
-    )
-
-
-def check_staircase(staircase: Any) -> bool:
-    """``staircase`` must be a real bool (so the string ``"False"`` is refused)."""
-    if not isinstance(staircase, (bool, np.bool_)):
-        raise TypeError(f"staircase must be a bool; got {type(staircase).__name__} {staircase!r}")
-    return bool(staircase)
-
-
-def check_decay_steps(decay_steps: Any) -> Fraction:
-    """``decay_steps`` must be finite and > 0; returns its exact value."""
-    D = to_exact(decay_steps, "decay_steps")
-    if not isinstance(D, Fraction) or D <= 0:
-        raise ValueError(f"decay_steps must be finite and > 0; got {decay_steps!r}")
-    return D
 
 
 # ---------------------------------------------------------------------------
@@ -362,7 +134,7 @@ class ExactOps:
     """Operations on exact extended reals (spec §6, §8)."""
 
     def constant(self, value: Fraction) -> Exact:
-        return _from_fraction(value)
+        return from_fraction(value)
 
     def div(self, a: Node, b: Node) -> Exact:
         assert not isinstance(a, Power) and not isinstance(b, Power)
@@ -381,7 +153,7 @@ class ExactOps:
 
     def floor(self, a: Node) -> Exact:
         if isinstance(a, Fraction):
-            return _from_fraction(Fraction(math.floor(a)))
+            return from_fraction(Fraction(math.floor(a)))
         return a  # type: ignore[return-value]
 
     def pow(self, x: Node, y: Node) -> Node:
@@ -444,10 +216,10 @@ class RoundedOps(ExactOps):
         self.max_prec = max_prec
 
     def round(self, x: Node) -> Exact:
-        return _from_float(round_node(x, self.fmt, self.max_prec))
+        return from_float(round_node(x, self.fmt, self.max_prec))
 
     def constant(self, value: Fraction) -> Exact:
-        return self.round(_from_fraction(value))
+        return self.round(from_fraction(value))
 
     def div(self, a: Node, b: Node) -> Exact:
         return self.round(super().div(a, b))
@@ -722,7 +494,7 @@ def evaluate(
     fmt = resolve_dtype(initial_learning_rate, dtype)
     _check_order(order)
     max_prec = check_max_prec(max_prec)
-    args = _validated(initial_learning_rate, decay_steps, decay_rate, step, staircase)
+    args = validated_inputs(initial_learning_rate, decay_steps, decay_rate, step, staircase)
     return to_numpy(evaluate_exact(args, bool(staircase), fmt, order, max_prec), fmt)
 
 
@@ -755,7 +527,7 @@ def _cast(x: Exact, fmt: Format) -> Exact:
 def _cast_fraction(x: Fraction, fmt: Format) -> Exact:
     # Cached: a schedule is evaluated at many steps.  (Only Fractions are
     # cached: -0.0 == 0.0 would share an entry.)
-    return _from_float(round_rational(x, fmt))
+    return from_float(round_rational(x, fmt))
 
 
 def exact_node(
@@ -767,7 +539,7 @@ def exact_node(
     staircase: bool = False,
 ) -> Node:
     """The exact value of the schedule as a node (Fraction, special float or Power)."""
-    args = _validated(initial_learning_rate, decay_steps, decay_rate, step, staircase)
+    args = validated_inputs(initial_learning_rate, decay_steps, decay_rate, step, staircase)
     return formula.COMPILED[bool(staircase)](_EXACT_OPS, *args)
 
 

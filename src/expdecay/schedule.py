@@ -21,7 +21,7 @@ import numpy as np
 
 from . import fast
 from .floats import Format
-from .oracle import check_decay_steps, check_staircase, resolve_dtype, to_exact
+from .inputs import check_decay_steps, check_staircase, resolve_dtype, to_exact
 
 __all__ = ["ExponentialDecay", "serialize", "deserialize"]
 

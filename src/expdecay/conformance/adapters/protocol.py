@@ -1,7 +1,7 @@
 """The JSON-lines protocol between the runner and an implementation.
 
 Every implementation is checked through this one protocol: the built-in
-adapters run in a worker subprocess (:mod:`expdecay.adapters.worker`) and an
+adapters run in a worker subprocess (:mod:`expdecay.conformance.adapters.worker`) and an
 external program (``cmd:COMMAND``) speaks it directly.  The full description
 is in ``conformance/README.md``; in short, one JSON object per line:
 

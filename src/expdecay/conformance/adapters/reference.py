@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..floats import get_format
-from ..oracle import ORDERS
-from ..schedule import ExponentialDecay
+from ... import __version__
+from ...floats import get_format
+from ...oracle import ORDERS
+from ...schedule import ExponentialDecay
 from .base import Adapter, Params
 
 

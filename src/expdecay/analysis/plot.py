@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .fileio import atomic_write
+from ..fileio import atomic_write
 
 __all__ = ["plot_analysis", "render_plot", "plot_format"]
 

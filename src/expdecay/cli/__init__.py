@@ -1,7 +1,10 @@
 """The ``expdecay`` command line.
 
-Each subcommand lives with the code it drives: a module listed in
-:data:`COMMANDS` provides ``add_arguments(parser)`` and ``run(args) -> int``.
+The top layer of the package: the only code that reads argv, uses argparse,
+prints results and chooses exit statuses.  Each subcommand is a module of this
+package listed in :data:`COMMANDS` (``eval`` is here, ``vectors`` in
+:mod:`.vectors`, ``check`` in :mod:`.check`, ``analyze`` and ``report`` in
+:mod:`.analyze`); the library it drives never imports it.
 Bad arguments and bad values print one line ``expdecay: error: ...`` on
 stderr and exit with status 2; Ctrl-C ends every worker process, prints
 ``expdecay: interrupted`` and exits with status 130 (SIGTERM and SIGHUP:
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import os
 import signal
@@ -25,9 +27,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-#: subcommand -> (module, one-line help).  Modules are imported lazily.
+#: subcommand -> (module of :mod:`expdecay.cli` that provides it, one-line help).
+#: A module provides ``add_<command>_arguments(parser)`` (or ``add_arguments``) and
+#: ``run_<command>(args) -> int`` (or ``run``); it is imported when the parser is built.
 COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("expdecay.cli", "evaluate the schedule at one step, correctly rounded"),
+    "vectors": ("expdecay.cli.vectors", "generate or validate conformance vector files"),
+    "check": ("expdecay.cli.check", "check an implementation against the vectors"),
+    "analyze": ("expdecay.cli.analyze", "precision analysis of a schedule and an implementation"),
+    "report": ("expdecay.cli.analyze", "write a Markdown/HTML precision report"),
 }
 
 
@@ -52,19 +60,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _optional_commands() -> None:
-    for name, module, text in (
-        ("vectors", "expdecay.vectors", "generate or validate conformance vector files"),
-        ("check", "expdecay.conformance", "check an implementation against the vectors"),
-        ("analyze", "expdecay.analysis", "precision analysis of a schedule and an implementation"),
-        ("report", "expdecay.analysis", "write a Markdown/HTML precision report"),
-    ):
-        try:
-            spec = importlib.util.find_spec(module)
-        except ModuleNotFoundError:
-            spec = None
-        if spec is not None:
-            COMMANDS.setdefault(name, (module, text))
+def to_stderr(line: str) -> None:
+    """Print a progress line on stderr at once (the library's ``progress`` callbacks)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def add_schedule_arguments(p: argparse.ArgumentParser, *, step: bool = True) -> None:
@@ -116,8 +114,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .floats import get_format, to_bits, to_hex, ulp_distance
-    from .oracle import PrecisionError, evaluate, value
+    from ..floats import get_format, to_bits, to_hex, ulp_distance
+    from ..oracle import PrecisionError, evaluate, value
 
     I, D, r = schedule_inputs(args)
     s = number(args.step, args.float64_inputs, "step")
@@ -166,9 +164,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    _optional_commands()
     parser = _Parser(prog="expdecay", description=__doc__.splitlines()[0])
-    from . import __version__
+    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"expdecay {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -207,7 +204,7 @@ def _check_resources(args: argparse.Namespace) -> None:
             args.workers = min(w, cores)  # < 1 is left to the command's own check
     items = getattr(args, "option", None)
     if isinstance(items, list) and items:
-        from .adapters import parse_options
+        from ..conformance.adapters import parse_options
 
         try:
             parse_options(items)
@@ -217,7 +214,7 @@ def _check_resources(args: argparse.Namespace) -> None:
 
 def _end_workers() -> None:
     """End every worker process, deaf meanwhile to a second Ctrl-C or SIGTERM."""
-    protocol = sys.modules.get("expdecay.adapters.protocol")
+    protocol = sys.modules.get("expdecay.conformance.adapters.protocol")
     if protocol is None:
         return  # no worker was ever started
     previous: dict[int, Any] = {}
@@ -237,7 +234,7 @@ def _is_own_runtime_error(e: RuntimeError) -> bool:
     """An adapter's error (the project's own type) or input nested too deeply."""
     if isinstance(e, RecursionError):
         return True
-    base = sys.modules.get("expdecay.adapters.base")
+    base = sys.modules.get("expdecay.conformance.adapters.base")
     return base is not None and isinstance(e, base.AdapterError)
 
 

@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from .analysis_sweep import Schedule, StepSet, evaluate_order, implementation_values, ulp_keys
-from .fileio import atomic_write
-from .floats import Format, next_down, next_up
-from .oracle import Power, amplification_bits, enclose, exact_node, to_exact
-from .vectors import ANALYSIS_NOTES
+from ..conformance.vectors import ANALYSIS_NOTES
+from ..fileio import atomic_write
+from ..floats import Format, next_down, next_up
+from ..inputs import to_exact
+from ..oracle import Power, amplification_bits, enclose, exact_node
+from .sweep import Schedule, StepSet, evaluate_order, implementation_values, ulp_keys
 
 __all__ = ["Finding", "SearchResult", "search_worst", "boundary_distance", "write_vectors"]
 
@@ -209,8 +210,8 @@ def write_vectors(schedule: Schedule, found: SearchResult, path: str) -> str:
     ``"0.1"`` is written as the double nearest it, and the expectations are
     those of that double (the header says so).
     """
-    from . import __version__
-    from .vectors import (
+    from .. import __version__
+    from ..conformance.vectors import (
         ALGORITHM,
         NOTES,
         SCHEMA_NAME,

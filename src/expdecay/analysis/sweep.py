@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -28,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from .fast import evaluate as fast_evaluate
-from .floats import Format, get_format, round_rational
-from .oracle import to_exact
+from ..fast import evaluate as fast_evaluate
+from ..floats import Format, get_format, round_rational
+from ..inputs import to_exact
 
 __all__ = [
     "StepSet",
@@ -507,7 +506,7 @@ def _error_bound(
     """The derived bound at ``steps`` (ulps), or None and why not.  A failure
     of the bound is reported, never allowed to stop the measurement."""
     try:
-        from .bounds import error_bound
+        from ..bounds import error_bound
     except ImportError:
         return None, None
     try:
@@ -532,7 +531,7 @@ def implementation_values(
             return keras_values
         return evaluate_order(sch.initial_learning_rate, sch.decay_steps, sch.decay_rate, steps,
                               staircase=sch.staircase, dtype=sch.dtype, order="keras")
-    from .adapters import AdapterError, Params, get_adapter
+    from ..conformance.adapters import AdapterError, Params, get_adapter
 
     key = (implementation, tuple(sorted(options.items())))
     try:
@@ -556,7 +555,7 @@ def adapter_label(implementation: str, options: dict[str, Any]) -> str:
     if implementation == "expdecay" and options.get("order", "keras") == "keras":
         return "expdecay keras order (correctly rounded pow)"
     try:
-        from .adapters import get_adapter
+        from ..conformance.adapters import get_adapter
 
         key = (implementation, tuple(sorted(options.items())))
         a = _ADAPTERS.get(key) or get_adapter(implementation, **options)
@@ -710,19 +709,6 @@ def _absorb(result: SweepResult, out: tuple[Any, ...], top: int, bmax: float) ->
     result.envelope.merge(env)
     result.bound_violations += viol
     return max(bmax, b)
-
-
-def stderr_progress(label: str, unit: str = "steps") -> Callable[[int, int, float], None]:
-    """A progress callback writing one updating line on stderr (``unit``
-    names what is counted: steps for a sweep, cells for misfloors)."""
-
-    def show(done: int, total: int, seconds: float) -> None:
-        rate = done / seconds if seconds > 0 else 0.0
-        end = "\n" if done >= total else ""
-        print(f"\r{label}: {done}/{total} {unit} ({100 * done / max(total, 1):.0f}%), "
-              f"{rate:,.0f} {unit}/s", end=end, file=sys.stderr, flush=True)
-
-    return show
 
 
 # ---------------------------------------------------------------------------

@@ -19,12 +19,9 @@ and result is exactly what expdecay writes for those inputs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import random
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,10 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .fileio import ReadRefusedError, atomic_write, read_limited
-from .floats import Format, from_bits, get_format, round_rational, to_bits, to_hex
-from .oracle import ExactOps, RoundedOps, to_exact, value
+from .. import __version__
+from ..fileio import ReadRefusedError, atomic_write, read_limited
+from ..floats import Format, from_bits, get_format, round_rational, to_bits, to_hex
+from ..inputs import to_exact
+from ..oracle import ExactOps, RoundedOps, value
 
 __all__ = [
     "THEMES",
@@ -54,8 +52,6 @@ __all__ = [
     "VectorFileError",
     "decode_number",
     "encode_number",
-    "add_vectors_arguments",
-    "run_vectors",
     "default_vectors_dir",
     "schema",
 ]
@@ -433,48 +429,51 @@ def _midpoint_distance(v: Any, fmt: Format) -> float:
     return float(abs(frac - mpmath.mpf(0.5)))
 
 
-def _hard_exact(fmt: Format, rng: random.Random, tries: int, keep: int) -> list[Group]:
-    """Search (I = 1) for r, D, s whose exact value is nearest a midpoint."""
+#: How each order's hard cases are drawn and labelled (see :func:`_hard_cases`):
+#: flags, the group's comment, the case's comment.
+_HARD_KINDS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "exact": (("HardRounding",), "hard case, {d:.2e} ulp from a midpoint",
+              "exact value {d:.2e} ulp from a {fmt} midpoint"),
+    "keras": (("HardRoundingPow",), "hard pow, {d:.2e} ulp from a midpoint",
+              "keras-order pow {d:.2e} ulp from a {fmt} midpoint"),
+}
+
+
+def _hard_cases(fmt: Format, rng: random.Random, tries: int, keep: int,
+                order: str) -> list[Group]:
+    """Seeded search (I = 1) for the ``keep`` cases of ``order`` nearest a
+    rounding midpoint of ``fmt``, out of ``tries`` random draws.
+
+    ``exact``: r a double in [0.5, 1), D < 10**6, s < 10**7, and the exact
+    value ``r ** (s / D)``.  ``keras``: r, D and the rounded quotient
+    ``p = fl(s / D)`` values of the format (D < 2**min(P, 20), s < 2**min(P, 24)),
+    and the pow ``r ** p`` the keras order rounds.
+    """
     import mpmath
 
+    flags, group_comment, case_comment = _HARD_KINDS[order]
     found: list[tuple[float, float, int, int]] = []
     with mpmath.workprec(fmt.precision + 80):
         for _ in range(tries):
-            r = round_rational(Fraction(rng.randrange(1, 2**30), 2**30), get_format("float64"))
-            r = 0.5 + r / 2  # in [0.5, 1)
-            D = rng.randrange(1, 10**6)
-            s = rng.randrange(1, 10**7)
-            v = mpmath.power(mpmath.mpf(r), mpmath.mpf(s) / D)
-            if v < fmt.min_normal:
-                continue
-            found.append((_midpoint_distance(v, fmt), r, D, s))
-    found.sort()
-    return [Group(fmt.name, False, 1.0, D, r, flags=("HardRounding",),
-                  comment=f"hard case, {d:.2e} ulp from a midpoint")
-            .add(s, f"exact value {d:.2e} ulp from a {fmt.name} midpoint")
-            for d, r, D, s in found[:keep]]
-
-
-def _hard_keras(fmt: Format, rng: random.Random, tries: int, keep: int) -> list[Group]:
-    """Search (I = 1, r and D values of the format) for keras-order pows
-    nearest a midpoint."""
-    import mpmath
-
-    found: list[tuple[float, float, int, int]] = []
-    with mpmath.workprec(fmt.precision + 80):
-        for _ in range(tries):
-            r = round_rational(Fraction(rng.randrange(2**22, 2**23), 2**23), fmt)
-            D = rng.randrange(1, 2**min(fmt.precision, 20))
-            s = rng.randrange(1, 2**min(fmt.precision, 24))
-            p = round_rational(Fraction(s, D), fmt)
-            v = mpmath.power(mpmath.mpf(r), mpmath.mpf(p))
+            if order == "keras":
+                r = round_rational(Fraction(rng.randrange(2**22, 2**23), 2**23), fmt)
+                D = rng.randrange(1, 2**min(fmt.precision, 20))
+                s = rng.randrange(1, 2**min(fmt.precision, 24))
+                p = mpmath.mpf(round_rational(Fraction(s, D), fmt))
+            else:
+                r = round_rational(Fraction(rng.randrange(1, 2**30), 2**30), get_format("float64"))
+                r = 0.5 + r / 2  # in [0.5, 1)
+                D = rng.randrange(1, 10**6)
+                s = rng.randrange(1, 10**7)
+                p = mpmath.mpf(s) / D
+            v = mpmath.power(mpmath.mpf(r), p)
             if v < fmt.min_normal or r == 1.0:
                 continue
             found.append((_midpoint_distance(v, fmt), r, D, s))
     found.sort()
-    return [Group(fmt.name, False, 1.0, D, r, flags=("HardRoundingPow",),
-                  comment=f"hard pow, {d:.2e} ulp from a midpoint")
-            .add(s, f"keras-order pow {d:.2e} ulp from a {fmt.name} midpoint")
+    return [Group(fmt.name, False, 1.0, D, r, flags=flags,
+                  comment=group_comment.format(d=d, fmt=fmt.name))
+            .add(s, case_comment.format(d=d, fmt=fmt.name))
             for d, r, D, s in found[:keep]]
 
 
@@ -484,8 +483,8 @@ def theme_hard_rounding() -> list[Group]:
     for i, dtype in enumerate(FORMAT_NAMES):
         fmt = get_format(dtype)
         rng = random.Random(20240 + i)
-        groups += _hard_exact(fmt, rng, tries=4000, keep=12)
-        groups += _hard_keras(fmt, rng, tries=4000, keep=12)
+        groups += _hard_cases(fmt, rng, tries=4000, keep=12, order="exact")
+        groups += _hard_cases(fmt, rng, tries=4000, keep=12, order="keras")
     return groups
 
 
@@ -551,7 +550,7 @@ def _nan(x: Any) -> bool:
 
 def _pow_exact(g: Group, step: int | float, fmt: Format) -> bool:
     """True when pow in the keras order is exact (no libm error possible)."""
-    from .oracle import Power, rational_power
+    from ..oracle import Power, rational_power
 
     ops = RoundedOps(fmt)
     I, D, r, s = (ops.round(x) for x in _exact_args(g, step))
@@ -587,7 +586,7 @@ def _expected_values(g: Group) -> list[tuple[float, float]]:
     """``(exact, keras)`` results of every case of ``g`` (valid decay_steps),
     from the vectorised fast path: one call per order and kind of step (int64
     or float64 array), bit-identical to :func:`expdecay.oracle.evaluate_exact`."""
-    from .fast import evaluate as fast_evaluate
+    from ..fast import evaluate as fast_evaluate
 
     out = [(0.0, 0.0)] * len(g.cases)
     for kind, dtype in ((int, np.int64), (float, np.float64)):
@@ -709,8 +708,9 @@ def generate(themes: Iterable[str] | None = None) -> Iterator[tuple[str, dict[st
 
 
 def write_vectors(out_dir: Path | str, themes: Iterable[str] | None = None,
-                  progress: bool = False) -> list[Path]:
-    """Generate and write one file per theme; returns the paths written."""
+                  progress: Callable[[str], object] | None = None) -> list[Path]:
+    """Generate and write one file per theme; returns the paths written.
+    ``progress``, if given, is called with one line of text per file."""
     out = Path(out_dir)
     paths = []
     t0 = time.monotonic()
@@ -719,8 +719,8 @@ def write_vectors(out_dir: Path | str, themes: Iterable[str] | None = None,
         atomic_write(path, dumps(doc), encoding="ascii")
         paths.append(path)
         if progress:
-            print(f"wrote {path} ({doc['numberOfTests']} tests, "
-                  f"{time.monotonic() - t0:.1f} s)", file=sys.stderr)
+            progress(f"wrote {path} ({doc['numberOfTests']} tests, "
+                     f"{time.monotonic() - t0:.1f} s)")
         t0 = time.monotonic()
     return paths
 
@@ -947,7 +947,7 @@ def _compare(want: dict[str, Any], got: dict[str, Any], where: str) -> list[str]
 
 def _regenerate(group: Group, picked: list[dict[str, Any]]) -> list[str]:
     """Compare the picked tests of a group with :func:`make_tests`' records."""
-    from .oracle import PrecisionError
+    from ..oracle import PrecisionError
 
     try:
         records = make_tests(group, [t["tcId"] for t in picked])
@@ -1098,53 +1098,3 @@ def validate_file(path: Path | str, sample: int | None = None) -> list[str]:
         return [f"{p}: document too deep or too large"]
     except Exception as e:  # noqa: BLE001 - a report, never a traceback
         return [f"{p}: unusable ({type(e).__name__}: {str(e)[:200]})"]
-
-
-# ---------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------
-
-
-def add_vectors_arguments(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="vectors_action", metavar="ACTION", required=True)
-    g = sub.add_parser("generate", help="write the vector files (deterministic)")
-    g.add_argument("--out", default=None, metavar="DIR",
-                   help="output directory (default: conformance/vectors)")
-    g.add_argument("--theme", action="append", choices=list(THEMES),
-                   help="only this theme (repeatable)")
-    v = sub.add_parser(
-        "validate", help="check vector files: schema, then every test regenerated and compared",
-        description="Check vector files: size, UTF-8, JSON without duplicate keys or lone "
-        "surrogates, the schema, then every test regenerated from its inputs and compared "
-        "field by field (bits of both orders, exact value, tolerances, result, flags).")
-    v.add_argument("files", nargs="+", metavar="FILE")
-    v.add_argument("--sample", type=int, default=None, metavar="N",
-                   help="opt-in shortcut: regenerate only N tests per file (every k-th), the "
-                   "others get structural checks only (default: every test)")
-
-
-def run_vectors(args: argparse.Namespace) -> int:
-    if args.vectors_action == "generate":
-        out = Path(args.out) if args.out else default_vectors_dir()
-        paths = write_vectors(out, args.theme, progress=True)
-        print(f"{len(paths)} files written to {out}")
-        return 0
-    if args.sample is not None and args.sample < 1:
-        raise ValueError(f"--sample must be >= 1; got {args.sample}")
-    for f in args.files:  # a missing file is a usage error: exit 2 before any output
-        try:
-            os.stat(f)
-        except (FileNotFoundError, NotADirectoryError):
-            raise ValueError(f"{f}: no such file") from None
-        except OSError:
-            pass  # reported by validate_file ("cannot read")
-    bad = 0
-    for f in args.files:
-        problems = validate_file(f, args.sample)
-        if problems:
-            bad += 1
-            for m in problems:
-                print(m)
-        else:
-            print(f"{f}: ok")
-    return 1 if bad else 0

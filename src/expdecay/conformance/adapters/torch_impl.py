@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from ..floats import get_format, round_rational
+from ...floats import get_format, round_rational
 from .base import Adapter, Params
 
 MAX_CHAIN = 100_000

@@ -1,6 +1,6 @@
 """tf.keras (the ``tf_keras`` package) on TensorFlow.
 
-Same conventions as :mod:`expdecay.adapters.keras3`: the dtype of
+Same conventions as :mod:`expdecay.conformance.adapters.keras3`: the dtype of
 ``initial_learning_rate`` decides the computation dtype; steps are an int64
 array (float64 when a step is not an integer) or one Python number per call.
 """

@@ -5,15 +5,15 @@ schedule in a low-precision format:
 
 * how many ulps an implementation is off, against the correctly rounded
   ``exact`` order and against the ``keras`` order, where the worst steps are,
-  and how that compares with the derived error bound (:mod:`.analysis_sweep`);
+  and how that compares with the derived error bound (:mod:`.sweep`);
 * which steps of a staircase schedule get the wrong ``floor`` — every one of
   them, found by reasoning on the rounding of the step and of the quotient
-  rather than by sampling (:mod:`.analysis_misfloor`);
+  rather than by sampling (:mod:`.misfloor`);
 * how much of the error is the rounding of ``initial_learning_rate`` and
   ``decay_rate`` to the format, and how much the arithmetic;
-* a plot (:mod:`.analysis_plot`), a JSON document, a Markdown or HTML report
+* a plot (:mod:`.plot`), a JSON document, a Markdown or HTML report
   (:func:`write_report`) and a directed search for the worst inputs
-  (:mod:`.analysis_search`).
+  (:mod:`.search`).
 
 >>> a = analyze(Schedule("0.1", 1000, "0.9999", True, "float32"),
 ...             parse_steps("16777990:16778010"), progress=None)
@@ -23,31 +23,28 @@ schedule in a low-precision format:
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
-import json
 import os
-import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .analysis_misfloor import MisfloorResult, misfloors
-from .analysis_sweep import (
+from ..fileio import atomic_write
+from ..floats import to_hex
+from ..oracle import value
+from .misfloor import MisfloorResult, misfloors
+from .sweep import (
     Quantisation,
     Schedule,
     StepSet,
     SweepResult,
     parse_steps,
     quantisation,
-    stderr_progress,
     sweep,
 )
-from .fileio import atomic_write
-from .floats import get_format, to_hex
-from .oracle import value
 
 __all__ = [
     "Analysis",
@@ -57,11 +54,13 @@ __all__ = [
     "parse_steps",
     "misfloors",
     "write_report",
-    "add_analyze_arguments",
-    "run_analyze",
-    "add_report_arguments",
-    "run_report",
+    "summary_lines",
+    "report_markdown",
+    "report_html",
 ]
+
+#: ``progress(label, unit)`` of :func:`analyze`: the progress callback of one stage.
+ProgressFactory = Callable[[str, str], Callable[[int, int, float], None]]
 
 #: Steps used for the quantisation split (a log-spaced sample of the set).
 QUANT_POINTS = 512
@@ -75,6 +74,9 @@ class Analysis:
     sweep: SweepResult
     misfloor: MisfloorResult | None
     quant: Quantisation | None
+    #: the implementation analysed and its options, as :func:`analyze` got them
+    implementation: str = "expdecay"
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self, first: int = 20) -> dict[str, Any]:
         sch = self.schedule
@@ -101,13 +103,16 @@ def analyze(
     workers: int | None = None,
     max_points: int | None = None,
     pow_ulps: float | None = 1,
-    progress: Any = "stderr",
+    progress: ProgressFactory | None = None,
 ) -> Analysis:
     """Sweep, enumerate misfloors (staircase, non-negative steps) and split
-    the error into its causes.  ``progress="stderr"`` shows a progress line."""
+    the error into its causes.  ``progress(label, unit)``, if given, returns
+    the ``(done, total, seconds)`` callback of one stage (label ``"misfloors"``
+    counting ``"cells"``, then ``"analyze"`` counting ``"steps"``); the command
+    line shows them as a progress line on stderr."""
     mf = None
     if schedule.staircase and steps.hi > max(steps.lo, 0):
-        prog_mf = stderr_progress("misfloors", unit="cells") if progress == "stderr" else progress
+        prog_mf = progress("misfloors", "cells") if progress else None
         mf = misfloors(schedule.decay_steps, max(steps.lo, 0), steps.hi, schedule.dtype,
                        progress=prog_mf)
     extra = _interesting_steps(schedule, steps, mf)
@@ -115,13 +120,13 @@ def analyze(
         # A log-spaced sample also gets the steps where the story happens.
         more = {e for e in extra if steps.lo <= e < steps.hi}
         steps = StepSet(0, 0, 1, tuple(sorted(set(steps.points) | more)), True)
-    prog = stderr_progress("analyze") if progress == "stderr" else progress
+    prog = progress("analyze", "steps") if progress else None
     sw = sweep(schedule, steps, implementation=implementation, options=options,
                workers=workers, max_points=max_points, pow_ulps=pow_ulps, progress=prog,
                extra=extra)
     qsteps = steps.sample(QUANT_POINTS, extra).array()
     quant = quantisation(schedule, qsteps) if qsteps.size else None
-    return Analysis(schedule, sw, mf, quant)
+    return Analysis(schedule, sw, mf, quant, implementation, dict(options or {}))
 
 
 def _interesting_steps(sch: Schedule, steps: StepSet, mf: MisfloorResult | None) -> tuple[int, ...]:
@@ -200,7 +205,7 @@ def summary_lines(a: Analysis, first: int = 10) -> list[str]:
 
 def _worst_rows(a: Analysis, worst: list[tuple[int, int]], n: int = 8) -> list[dict[str, str]]:
     """Details of the worst steps: exact value, expected and observed bits."""
-    from .analysis_sweep import evaluate_order, implementation_values
+    from .sweep import evaluate_order, implementation_values
 
     sch, fmt = a.schedule, a.schedule.format
     rows: list[dict[str, str]] = []
@@ -213,7 +218,7 @@ def _worst_rows(a: Analysis, worst: list[tuple[int, int]], n: int = 8) -> list[d
     exact = evaluate_order(I, D, r, steps, order="exact", **kw)
     keras = evaluate_order(I, D, r, steps, order="keras", **kw)
     impl_name = a.sweep.implementation
-    impl = implementation_values(sch, steps, _IMPL[0], _IMPL[1], keras)
+    impl = implementation_values(sch, steps, a.implementation, a.options, keras)
     for (err, s), e, k, i in zip(worst, exact.tolist(), keras.tolist(), impl.tolist(), strict=True):
         rows.append({
             "step": str(s), "ulp": f"{err:+d}",
@@ -224,10 +229,6 @@ def _worst_rows(a: Analysis, worst: list[tuple[int, int]], n: int = 8) -> list[d
     return rows
 
 
-#: (implementation, options) of the analysis being reported (set by run_report).
-_IMPL: list[Any] = ["expdecay", {}]
-
-
 def _reproduce(a: Analysis, steps_spec: str) -> str:
     sch = a.schedule
     parts = ["expdecay analyze", f"--initial-learning-rate {sch.initial_learning_rate}",
@@ -235,9 +236,9 @@ def _reproduce(a: Analysis, steps_spec: str) -> str:
              f"--dtype {sch.dtype}", f"--steps {steps_spec}"]
     if sch.staircase:
         parts.insert(4, "--staircase")
-    if _IMPL[0] != "expdecay" or _IMPL[1]:
-        parts.append(f"--implementation {_IMPL[0]}")
-        parts += [f"--option {k}={v}" for k, v in _IMPL[1].items()]
+    if a.implementation != "expdecay" or a.options:
+        parts.append(f"--implementation {a.implementation}")
+        parts += [f"--option {k}={v}" for k, v in a.options.items()]
     return " ".join(parts)
 
 
@@ -300,7 +301,7 @@ def report_html(a: Analysis, plot: bytes | None, steps_spec: str, plot_format: s
     """The report as one self-contained HTML page, with ``plot`` (the bytes of
     a ``plot_format`` image) embedded.  The bytes are passed rather than read
     back from the plot file, which a concurrent run may have replaced since."""
-    from .analysis_plot import PLOT_FORMATS
+    from .plot import PLOT_FORMATS
 
     md = report_markdown(a, None, steps_spec)
     body = []
@@ -360,7 +361,7 @@ def write_report(a: Analysis, path: str, steps_spec: str, plot: str | None = Non
     is one run's complete output.  An HTML page embeds the very bytes written
     to its plot file (rendered once, in memory).
     """
-    from .analysis_plot import plot_format, render_plot
+    from .plot import plot_format, render_plot
 
     stem, ext = os.path.splitext(path)
     if ext.lower() not in (".md", ".html", ".htm"):
@@ -375,141 +376,3 @@ def write_report(a: Analysis, path: str, steps_spec: str, plot: str | None = Non
         text = report_html(a, data, steps_spec, kind)
     atomic_write(path, text)
     return [path, plot]
-
-
-# ---------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------
-
-
-def _common_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import add_schedule_arguments
-
-    add_schedule_arguments(p, step=False)
-    p.add_argument("--steps", default="log:0:10**8:2000", metavar="SPEC",
-                   help="START:STOP[:STEP] (every integer, or every STEP-th), "
-                   "log:START:STOP:N (N log-spaced steps) or A,B,C (default %(default)s)")
-    p.add_argument("--implementation", "--impl", default="expdecay", metavar="NAME",
-                   help="implementation to analyse, as for `expdecay check` "
-                   "(default: this package's keras order)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="option of the implementation (repeatable)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument("--max-points", type=int, default=None, metavar="N",
-                   help="cap on evaluated steps (sampled log-spaced beyond it)")
-    p.add_argument("--pow-ulps", type=float, default=1.0,
-                   help="pow error assumed by the bound (default 1)")
-    p.add_argument("--no-bound", action="store_true",
-                   help="skip the error bound (faster exhaustive sweeps)")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-
-
-def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``expdecay analyze``."""
-    _common_arguments(p)
-    p.add_argument("--plot", metavar="FILE", help="write a plot (.png or .svg)")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--first", type=int, default=10, help="misfloors to list (default 10)")
-    p.add_argument("--search", type=int, default=0, metavar="N",
-                   help="also run a directed worst-case search of N examples")
-    p.add_argument("--write-vectors", metavar="FILE",
-                   help="write the search's findings as a conformance vector file")
-
-
-def add_report_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``expdecay report``."""
-    _common_arguments(p)
-    p.add_argument("--output", "-o", required=True, metavar="FILE",
-                   help="report file, .md (plot beside it) or .html (plot embedded)")
-    p.add_argument("--plot", metavar="FILE", help="where the plot goes (default: beside)")
-
-
-def _options(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"option must be KEY=VALUE; got {item!r}")
-        try:
-            out[key] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key] = text
-    return out
-
-
-def _analysis_from_args(args: argparse.Namespace) -> Analysis:
-    from .cli import schedule_inputs
-
-    I, D, r = schedule_inputs(args)
-    sch = Schedule(I, D, r, bool(args.staircase), get_format(args.dtype).name)
-    sch.rounded()  # validates I and r early
-    steps = parse_steps(args.steps)
-    options = _options(args.option)
-    _IMPL[:] = [args.implementation, options]
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"workers must be >= 1; got {args.workers}")
-    if args.max_points is not None and args.max_points < 1:
-        raise ValueError(f"max-points must be >= 1; got {args.max_points}")
-    return analyze(sch, steps, implementation=args.implementation, options=options,
-                   workers=args.workers, max_points=args.max_points,
-                   pow_ulps=None if args.no_bound else args.pow_ulps,
-                   progress=None if args.quiet else "stderr")
-
-
-def run_analyze(args: argparse.Namespace) -> int:
-    """``expdecay analyze``: print the summary (or JSON), write the plot."""
-    if args.plot:
-        ext = os.path.splitext(args.plot)[1].lower()
-        if ext not in (".png", ".svg"):
-            raise ValueError(f"plot must be a .png or .svg file; got {args.plot!r}")
-    if args.write_vectors and not args.search:
-        raise ValueError("--write-vectors needs --search N (the steps it writes)")
-    if args.first < 0 or args.search < 0:
-        raise ValueError(f"--first and --search must be >= 0; got {args.first}, {args.search}")
-    a = _analysis_from_args(args)
-    doc = a.to_json(args.first)
-    if args.plot:
-        from .analysis_plot import plot_analysis
-
-        doc["plot"] = plot_analysis(a, args.plot)
-    if args.search:
-        from .analysis_search import python_inputs, search_worst, write_vectors
-
-        # Vector files hold int/float64 inputs: search the schedule they will describe.
-        target = python_inputs(a.schedule)[0] if args.write_vectors else a.schedule
-        seeds = tuple(s for _, s in a.sweep.vs_exact.worst)
-        seeds += tuple(a.misfloor.first(5)) if a.misfloor else ()
-        found = search_worst(target, a.sweep.steps, examples=args.search,
-                             implementation=_IMPL[0], options=_IMPL[1], seeds=seeds)
-        doc["search"] = found.to_json()
-        if args.write_vectors:
-            doc["vectors"] = write_vectors(target, found, args.write_vectors)
-    if args.json:
-        print(json.dumps(doc, indent=2))
-        return 0
-    for line in summary_lines(a, args.first):
-        print(line)
-    if "search" in doc:
-        s = doc["search"]
-        print(f"search    worst {s['worst_ulp']:+d} ulp at step {s['worst_step']}; "
-              f"hardest to round: step {s['hardest_step']} "
-              f"({s['hardest_distance_ulp']:.3g} ulp from a rounding boundary)")
-    if "vectors" in doc:
-        print(f"vectors   {doc['vectors']}")
-    if args.plot:
-        print(f"plot      {args.plot}")
-    return 0
-
-
-def run_report(args: argparse.Namespace) -> int:
-    """``expdecay report``: write the Markdown/HTML page and its plot."""
-    a = _analysis_from_args(args)
-    files = write_report(a, args.output, args.steps, args.plot)
-    print("wrote " + ", ".join(files))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
-
-    sys.exit(main(["analyze", *sys.argv[1:]]))

@@ -2,8 +2,8 @@
 
 The backend is fixed when keras is first imported (``KERAS_BACKEND``), so a
 Keras adapter for another backend than the current process's must run in a
-worker subprocess (see :mod:`expdecay.adapters.worker`), which
-:func:`expdecay.adapters.get_adapter` arranges by default.
+worker subprocess (see :mod:`expdecay.conformance.adapters.worker`), which
+:func:`expdecay.conformance.adapters.get_adapter` arranges by default.
 
 The computation dtype follows Keras's rule: the dtype of
 ``initial_learning_rate``.  float32 cases pass a Python float (Keras's floatx);
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..floats import get_format, to_numpy
+from ...floats import get_format, to_numpy
 from .base import Adapter, AdapterError, Params
 
 BACKENDS = ("numpy", "jax", "torch", "tensorflow")

@@ -63,8 +63,8 @@ from typing import Any
 
 import numpy as np
 
-from .floats import Format, get_format, round_rational
-from .oracle import check_decay_steps
+from ..floats import Format, get_format, round_rational
+from ..inputs import check_decay_steps
 
 __all__ = ["MisfloorResult", "misfloors", "true_floor"]
 

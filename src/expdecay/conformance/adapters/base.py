@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ..floats import Format, get_format
-from ..oracle import to_exact
+from ...floats import Format, get_format
+from ...inputs import to_exact
 
 __all__ = [
     "Params",

@@ -1,0 +1,7 @@
+"""``python -m expdecay.cli``: the ``expdecay`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,180 @@
+"""``expdecay check``: check implementations against the conformance vectors.
+
+The runner itself is :mod:`expdecay.conformance.runner`; this module reads
+the arguments, prints the per-file report and the table, and turns the
+outcome into an exit status (0: every test passed, 1: a failure or an
+unusable vector file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..conformance import runner
+from ..conformance.adapters import default_configurations
+from ..conformance.adapters.protocol import MAX_TIMEOUT, STARTUP_FACTOR
+from ..conformance.runner import (
+    PROFILES,
+    ImplementationReport,
+    check_name,
+    markdown_table,
+    vector_paths,
+)
+from ..conformance.vectors import VectorFileError, load_vector_file
+from ..fileio import atomic_write
+from . import to_stderr
+
+__all__ = ["add_check_arguments", "run_check", "print_report", "print_table", "describe_case"]
+
+
+
+def _fmt_ulps(x: float) -> str:
+    if math.isinf(x):
+        return "inf"
+    return f"{x:g}"
+
+
+def describe_case(entry: dict[str, Any]) -> str:
+    i = entry["inputs"]
+    head = (f"tcId {entry['tcId']}: {i['dtype']}{' staircase' if i['staircase'] else ''} "
+            f"I={i['initial_learning_rate']} D={i['decay_steps']} r={i['decay_rate']} "
+            f"step={i['step']}: got {entry['observed']} want {entry['expected']}")
+    if entry.get("error"):
+        head += f" ({entry['error'][:80]})"
+    return head + f" [{'; '.join(entry['causes'])}]"
+
+
+def print_report(rep: ImplementationReport, out: Any = None) -> None:
+    out = out or sys.stdout
+    print(f"\n{rep.name} ({rep.version}), profile {rep.profile}"
+          f"{', vectorised' if rep.vectorised else ''}", file=out)
+    if rep.error:
+        print(f"  error: {rep.error}", file=out)
+    for f in rep.files:
+        line = (f"  {f.file:<22} passed {f.passed:5d}  failed {f.failed:5d}  n/a {f.na:5d}  "
+                f"max ulp {_fmt_ulps(f.max_ulps)}")
+        if f.within_tolerance:
+            line += f"  ({f.within_tolerance} within tolerance)"
+        print(line, file=out)
+        if f.worst is not None:
+            print(f"    worst: {describe_case(f.worst)}", file=out)
+    if rep.classes:
+        print("  failure classes: " + "; ".join(f"{k} x{v}" for k, v in
+                                                rep.classes.most_common()), file=out)
+
+
+def print_table(reports: list[ImplementationReport], out: Any = None) -> None:
+    out = out or sys.stdout
+    print("\nConformance table", file=out)
+    head = (f"{'implementation':<34} {'profile':<7} {'passed':>7} {'failed':>7} {'n/a':>6}  "
+            "main failure classes")
+    print(head, file=out)
+    print("-" * len(head), file=out)
+    for r in reports:
+        classes = ", ".join(f"{k} ({v})" for k, v in r.classes.most_common(3))
+        if r.error and not r.files:
+            classes = f"ERROR: {r.error[:60]}"
+        print(f"{r.name:<34} {r.profile:<7} {r.passed:>7} {r.failed:>7} {r.na:>6}  {classes}",
+              file=out)
+
+
+
+def add_check_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--impl", action="append", metavar="NAME",
+                   help="implementation: expdecay, keras, tf-keras, optax, torch, "
+                   "python:module:function or cmd:COMMAND (repeatable; default: every "
+                   "installed implementation)")
+    p.add_argument("--vectors", nargs="+", metavar="PATH",
+                   help="vector files or directories (default: conformance/vectors)")
+    p.add_argument("--profile", choices=[*PROFILES, "both"], default="both",
+                   help="expected order and tolerances (default: both)")
+    p.add_argument("--report", metavar="FILE.json", help="write the full report as JSON")
+    p.add_argument("--markdown", metavar="FILE.md", help="write the table as Markdown")
+    p.add_argument("--backend", choices=["numpy", "jax", "torch", "tensorflow"],
+                   help="Keras 3 backend (keras only)")
+    p.add_argument("--x64", action="store_true", help="enable JAX x64 (optax only)")
+    p.add_argument("--step-mode", choices=["array", "scalar"],
+                   help="one call per step array (default) or per step")
+    p.add_argument("--all-variants", action="store_true",
+                   help="with no --impl: also scalar-step variants and torch's chainable form")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds allowed for each request to an implementation "
+                   f"(default %(default)g, at most {MAX_TIMEOUT:g}); its start-up, up to "
+                   f"its hello line, is allowed {STARTUP_FACTOR:g} times as long")
+
+
+
+def _options(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if args.backend:
+        if name != "keras":
+            raise ValueError(f"--backend applies to keras only; got --impl {name}")
+        opts["backend"] = args.backend
+    if args.x64:
+        if name != "optax":
+            raise ValueError(f"--x64 applies to optax only; got --impl {name}")
+        opts["x64"] = True
+    if args.step_mode:
+        if name not in ("keras", "tf-keras", "optax"):
+            raise ValueError(f"--step-mode applies to keras, tf-keras and optax; got {name}")
+        opts["step_mode"] = args.step_mode
+    return opts
+
+
+
+def configurations(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    if args.impl:
+        out = []
+        for name in args.impl:
+            opts = _options(args, name)  # cheap checks before a python: module's probe
+            out.append((check_name(name, args.timeout), opts))
+        return out
+    configs = default_configurations()
+    if args.all_variants:
+        extra: list[tuple[str, dict[str, Any]]] = []
+        for name, opts in configs:
+            if name in ("keras", "tf-keras", "optax"):
+                extra.append((name, {**opts, "step_mode": "scalar"}))
+            if name == "torch":
+                extra.append((name, {"form": "chainable"}))
+        configs = configs + extra
+    return configs
+
+
+def run_check(args: argparse.Namespace) -> int:
+    if not 0 < args.timeout <= MAX_TIMEOUT:
+        raise ValueError(f"--timeout must be > 0 and at most {MAX_TIMEOUT:g}; got {args.timeout}")
+    profiles = PROFILES if args.profile == "both" else (args.profile,)
+    configs = configurations(args)
+    docs: dict[str, dict[str, Any]] = {}
+    bad_files = 0
+    for path in vector_paths(args.vectors):
+        try:
+            docs[path.name] = load_vector_file(path)
+        except VectorFileError as e:
+            print(f"expdecay check: {e}", file=sys.stderr)
+            bad_files += 1
+    if not docs:
+        print("expdecay check: no usable vector file", file=sys.stderr)
+        return 1
+    reports: list[ImplementationReport] = []
+    for name, opts in configs:
+        reps = runner.check_implementation(name, opts, docs, profiles, args.timeout,
+                                           progress=to_stderr)
+        for r in reps:
+            print_report(r)
+        reports += reps
+    print_table(reports)
+    if args.report:
+        doc = {"profiles": list(profiles), "vectorFiles": list(docs),
+               "implementations": [r.to_json() for r in reports]}
+        atomic_write(Path(args.report), json.dumps(doc, indent=1) + "\n")
+    if args.markdown:
+        atomic_write(Path(args.markdown), markdown_table(reports))
+    ok = bad_files == 0 and all(r.ok for r in reports)
+    return 0 if ok else 1
