@@ -68,6 +68,7 @@ __all__ = [
     "open_implementation",
     "close_adapter",
     "load_documents",
+    "vector_files",
     "evaluate_document",
     "check_profile",
     "check_dtypes",
@@ -193,19 +194,33 @@ def load_documents(vectors: Sequence[str | Path] | str | Path | None = None,
     ``-2``, ``-3``... suffix.
     """
     chosen = set(check_dtypes(dtypes))
+    docs: dict[str, dict[str, Any]] = {}
+    for name, path in vector_files(vectors):
+        doc = load_vector_file(path)
+        groups = [g for g in doc["testGroups"] if g["dtype"] in chosen]
+        docs[name] = {**doc, "testGroups": groups}
+    return docs
+
+
+def vector_files(vectors: Sequence[str | Path] | str | Path | None = None
+                 ) -> list[tuple[str, Path]]:
+    """``(name, path)`` of every vector file named by ``vectors`` (files or
+    directories; ``None``: the default set).  The name is the file's stem,
+    with a ``-2``, ``-3``... suffix for a stem seen before; ``ValueError``
+    for a path that does not exist or a directory without ``*.json``."""
     if isinstance(vectors, (str, Path)):
         vectors = [vectors]
     paths = vector_paths([str(p) for p in vectors] if vectors is not None else None)
-    docs: dict[str, dict[str, Any]] = {}
+    out: list[tuple[str, Path]] = []
+    seen: set[str] = set()
     for path in paths:
-        doc = load_vector_file(path)
-        groups = [g for g in doc["testGroups"] if g["dtype"] in chosen]
         name, n = path.stem, 1
-        while name in docs:
+        while name in seen:
             n += 1
             name = f"{path.stem}-{n}"
-        docs[name] = {**doc, "testGroups": groups}
-    return docs
+        seen.add(name)
+        out.append((name, path))
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -316,7 +331,8 @@ def describe_failure(test_id: str, entry: Mapping[str, Any], profile: str) -> st
         f"decay_rate={i['decay_rate']} step={i['step']}",
         f"  expected: {entry['expected']}",
         f"  observed: {entry['observed'] if entry['observed'] is not None else 'an error'}"
-        + (f" ({_ulps(entry['ulps'])} ulps)" if entry.get("ulps") is not None else ""),
+        + (f" ({_ulps(entry['ulps'])} ulp{'' if entry['ulps'] == 1 else 's'})"
+           if entry.get("ulps") is not None else ""),
         f"  cause:    {_causes(entry)}",
     ]
     if entry.get("error"):

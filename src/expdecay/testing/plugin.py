@@ -1,0 +1,227 @@
+"""A pytest plugin: every conformance vector becomes a pytest item.
+
+::
+
+    pytest --expdecay-impl "cmd:./my_port" [--expdecay-profile keras]
+           [--expdecay-vectors PATH ...] [--expdecay-timeout SECONDS]
+
+``--expdecay-impl`` takes any name ``expdecay check --impl`` accepts
+(``cmd:COMMAND``, ``python:module:function``, ``optax``, ...).  Each test of
+each vector file is an item whose id is the file's stem and the test's id,
+``boundaries::tc64``, so failures show up in the usual report, in ``-k``
+selection (flags and dtypes are keywords too: ``-k "Misfloor and float32"``),
+``--lf`` and ``--junitxml`` (classname ``boundaries``, name ``tc64``), each
+with the readable text of :func:`expdecay.testing.conformance.describe_failure`.
+Tests the implementation cannot express are skipped with the reason.
+
+Design.
+
+* Inactive unless ``--expdecay-impl`` is given: without it the plugin
+  registers its options and nothing else happens (no items, no header, no
+  implementation started), so a test suite that loads it through the
+  ``pytest11`` entry point is unchanged.
+* Items are collected by pytest's own collection, so that selection and
+  deselection (``-k``, ``-m``, ``--deselect``, ``--lf``) and every
+  ``pytest_collection_modifyitems`` hook see them: a wrapper around
+  ``pytest_make_collect_report`` adds one :class:`VectorFile` collector per
+  vector file to the session's own collection report (the session is a
+  collector like any other; the wrapper touches no other node).  A
+  :class:`VectorFile` reads and schema-checks its file when it is collected;
+  a bad file is a collection error of that node alone.
+* Evaluation is per file, once per session: the first item of a file to run
+  evaluates the whole file (one call per test group, as ``expdecay check``
+  does, through :func:`expdecay.testing.conformance.evaluate_document`), and
+  every item looks up its own verdict, so the plugin costs what
+  ``expdecay check`` costs, and a file whose items are all deselected is
+  never evaluated.  One implementation (one worker process for names other
+  than ``expdecay``) serves the session and is closed at its end.
+* Verdicts are the conformance runner's (pass rules of ``spec/conformance.md``);
+  nothing here judges a test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..conformance.adapters import Adapter
+from ..conformance.runner import PROFILES, check_name
+from ..conformance.vectors import VectorFileError, iter_tests, load_vector_file
+from .conformance import (
+    FileResult,
+    close_adapter,
+    evaluate_document,
+    open_implementation,
+    vector_files,
+)
+
+__all__ = ["VectorFile", "VectorItem", "ConformanceError", "ImplementationUnavailableError"]
+
+
+class ConformanceError(AssertionError):
+    """A vector test failed; the message is the readable failure text."""
+
+
+class ImplementationUnavailableError(RuntimeError):
+    """The implementation could not be started; every item reports why."""
+
+
+class _Run:
+    """The session's implementation and the verdicts of the files evaluated."""
+
+    def __init__(self, impl: str, profile: str, files: list[tuple[str, Path]],
+                 timeout: float) -> None:
+        self.impl = impl
+        self.profile = profile
+        self.files = files
+        self.timeout = timeout
+        self._adapter: Adapter | None = None
+        self._adapter_error: str | None = None
+        self._results: dict[str, FileResult] = {}
+
+    def adapter(self) -> Adapter:
+        if self._adapter_error is not None:
+            raise ImplementationUnavailableError(self._adapter_error)
+        if self._adapter is None:
+            try:
+                self._adapter = open_implementation(self.impl, self.profile,
+                                                    timeout=self.timeout)
+            except Exception as e:  # noqa: BLE001 - reported by every item
+                self._adapter_error = f"cannot run {self.impl}: {type(e).__name__}: {e}"
+                raise ImplementationUnavailableError(self._adapter_error) from None
+        return self._adapter
+
+    def result(self, name: str, doc: dict[str, Any]) -> FileResult:
+        if name not in self._results:
+            self._results[name] = evaluate_document(self.adapter(), name, doc, self.profile)
+        return self._results[name]
+
+    def close(self) -> None:
+        if self._adapter is not None:
+            close_adapter(self._adapter)
+            self._adapter = None
+
+
+_RUN = pytest.StashKey[_Run]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("expdecay", "expdecay conformance vectors as test items")
+    group.addoption(
+        "--expdecay-impl", metavar="NAME", default=None,
+        help="check this implementation against the expdecay conformance vectors, one item "
+        "per test: cmd:COMMAND, python:module:function, or a built-in name (expdecay, keras, "
+        "tf-keras, optax, torch). Without it the plugin does nothing.")
+    group.addoption(
+        "--expdecay-profile", choices=PROFILES, default="keras",
+        help="expected order and tolerances: keras (Keras's order, 2 ulps where pow is "
+        "inexact) or exact (correctly rounded); default: keras")
+    group.addoption(
+        "--expdecay-vectors", nargs="+", action="extend", metavar="PATH", default=None,
+        help="vector files or directories (default: the vectors shipped with expdecay)")
+    group.addoption(
+        "--expdecay-timeout", type=float, default=60.0, metavar="SECONDS",
+        help="seconds allowed for each request to a worker process (default: 60)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    impl = config.getoption("expdecay_impl", None)
+    vectors = config.getoption("expdecay_vectors", None)
+    if impl is None:
+        if vectors:
+            raise pytest.UsageError("--expdecay-vectors needs --expdecay-impl")
+        return
+    timeout = float(config.getoption("expdecay_timeout"))
+    try:
+        check_name(impl, timeout)
+    except ValueError as e:
+        raise pytest.UsageError(f"--expdecay-impl: {e}") from None
+    try:
+        files = vector_files(vectors)
+    except ValueError as e:
+        raise pytest.UsageError(f"--expdecay-vectors: {str(e).removeprefix('--vectors: ')}"
+                                ) from None
+    run = _Run(impl, config.getoption("expdecay_profile"), files, timeout)
+    config.stash[_RUN] = run
+    config.add_cleanup(run.close)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    run = config.stash.get(_RUN, None)
+    if run is None:
+        return None
+    return (f"expdecay: conformance vectors ({len(run.files)} files) against {run.impl}, "
+            f"{run.profile} profile")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+        collector: pytest.Collector) -> Generator[None, pytest.CollectReport,
+                                                  pytest.CollectReport]:
+    report = yield
+    run = collector.config.stash.get(_RUN, None)
+    if run is not None and isinstance(collector, pytest.Session) and report.passed:
+        assert isinstance(report.result, list)
+        # The node id is the bare stem (as a file's would be its path), so that
+        # items are "boundaries::tc64", not "::boundaries::tc64".
+        report.result.extend(VectorFile.from_parent(collector, name=name, path=path, nodeid=name)
+                             for name, path in run.files)
+    return report
+
+
+class VectorFile(pytest.Collector):
+    """The tests of one vector file (node id: the file's stem)."""
+
+    doc: dict[str, Any]
+
+    def collect(self) -> list[pytest.Item]:
+        self.doc = load_vector_file(self.path)
+        items: list[pytest.Item] = []
+        for group, test in iter_tests(self.doc):
+            item = VectorItem.from_parent(self, name=f"tc{test['tcId']}",
+                                          tc_id=int(test["tcId"]))
+            item.extra_keyword_matches.update([group["dtype"], *test["flags"],
+                                               f"result={test['result']}"])
+            items.append(item)
+        return items
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str | Any:
+        if isinstance(excinfo.value, VectorFileError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def result(self) -> FileResult:
+        return self.config.stash[_RUN].result(self.name, self.doc)
+
+
+class VectorItem(pytest.Item):
+    """One test of a vector file (node id ``<stem>::tc<tcId>``)."""
+
+    def __init__(self, *, tc_id: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tc_id = tc_id
+
+    def runtest(self) -> None:
+        parent = self.parent
+        assert isinstance(parent, VectorFile)
+        verdict = parent.result().verdicts.get(self.tc_id)
+        if verdict is None:  # pragma: no cover - every test has a verdict
+            raise ConformanceError(f"{self.nodeid}: no verdict")
+        if verdict.status == "na":
+            pytest.skip(f"not applicable: {verdict.message}")
+        if verdict.status == "fail":
+            raise ConformanceError(verdict.message)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str | Any:
+        if isinstance(excinfo.value, (ConformanceError, ImplementationUnavailableError)):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        assert self.parent is not None
+        return self.path, None, f"{self.parent.name}::{self.name}"
