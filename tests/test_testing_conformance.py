@@ -19,7 +19,7 @@ import pytest
 from bits import IN_CI
 from expdecay import ExponentialDecay
 from expdecay.conformance.adapters import available_adapters
-from expdecay.testing.conformance import ConformanceSummary, assert_conforms
+from expdecay.testing import ConformanceSummary, assert_conforms
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "conformance" / "vectors"

@@ -86,6 +86,10 @@ def test_inactive_without_its_option(tmp_path: Path) -> None:
 def test_usage_errors(tmp_path: Path) -> None:
     bad = run_pytest(tmp_path, "--expdecay-impl", "nonsense")
     assert bad.returncode == 4 and "--expdecay-impl" in bad.stderr, bad.stderr
+    nomodule = run_pytest(tmp_path, "--expdecay-impl", "python:nosuchmodule:f")
+    assert nomodule.returncode == 4 and "nosuchmodule" in nomodule.stderr
+    slow = run_pytest(tmp_path, "--expdecay-impl", "expdecay", "--expdecay-timeout", "0")
+    assert slow.returncode == 4 and "--expdecay-timeout" in slow.stderr
     lonely = run_pytest(tmp_path, "--expdecay-vectors", str(VECTORS))
     assert lonely.returncode == 4 and "needs --expdecay-impl" in lonely.stderr
     missing = run_pytest(tmp_path, "--expdecay-impl", "expdecay", "--expdecay-vectors",
@@ -187,8 +191,16 @@ def test_dead_implementation_and_selection(tmp_path: Path) -> None:
 def test_exact_profile_and_reference(tmp_path: Path) -> None:
     """The reference passes the exact profile (its order is the profile's)."""
     res = run_pytest(tmp_path, "--expdecay-impl", "expdecay", "--expdecay-profile", "exact",
-                     "--expdecay-vectors", str(VECTORS / "examples.json"),
-                     str(VECTORS / "invalid.json"), "-q")
+                     f"--expdecay-vectors={VECTORS / 'examples.json'}",
+                     f"--expdecay-vectors={VECTORS / 'invalid.json'}", "-q")
     assert res.returncode == 0, res.stdout[-2000:]
     n = sum(1 for k in vector_tests() if k.split("::")[0] in ("examples", "invalid"))
     assert f"{n} passed" in res.stdout
+
+
+def test_bad_vector_file_is_a_collection_error(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text('{"bad": 1}')
+    res = run_pytest(tmp_path, "--expdecay-impl", "expdecay", "--expdecay-vectors",
+                     "bad.json", str(VECTORS / "examples.json"), "-q")
+    assert res.returncode == 2  # interrupted: an error during collection
+    assert "ERROR collecting bad" in res.stdout and "schema" in res.stdout

@@ -249,7 +249,8 @@ def open_implementation(impl: Callable[..., Any] | str, profile: str, *,
                         timeout: float = 60.0) -> Adapter:
     """The adapter that runs ``impl`` under ``profile``.
 
-    A callable runs in this process.  A name goes through
+    A callable runs in this process (no timeout, no isolation: name it as
+    ``python:module:function`` to run it in a worker).  A name goes through
     :func:`~expdecay.conformance.adapters.get_adapter` as ``expdecay check``
     does: ``expdecay`` in process with ``order=profile``, everything else in
     a worker process.  An unknown name, a ``cmd:`` program that cannot be

@@ -3,7 +3,7 @@
 ::
 
     pytest --expdecay-impl "cmd:./my_port" [--expdecay-profile keras]
-           [--expdecay-vectors PATH ...] [--expdecay-timeout SECONDS]
+           [--expdecay-vectors=PATH ...] [--expdecay-timeout SECONDS]
 
 ``--expdecay-impl`` takes any name ``expdecay check --impl`` accepts
 (``cmd:COMMAND``, ``python:module:function``, ``optax``, ...).  Each test of
@@ -13,6 +13,11 @@ selection (flags and dtypes are keywords too: ``-k "Misfloor and float32"``),
 ``--lf`` and ``--junitxml`` (classname ``boundaries``, name ``tc64``), each
 with the readable text of :func:`expdecay.testing.conformance.describe_failure`.
 Tests the implementation cannot express are skipped with the reason.
+
+``--expdecay-vectors`` takes one or more paths and may be repeated.  Prefer
+the ``--expdecay-vectors=PATH`` spelling: pytest chooses its rootdir (and
+so its ini file) before plugins add their options, from every argument that
+names an existing path, a plugin option's value included.
 
 Design.
 
@@ -48,6 +53,7 @@ from typing import Any
 import pytest
 
 from ..conformance.adapters import Adapter
+from ..conformance.adapters.protocol import MAX_TIMEOUT
 from ..conformance.runner import PROFILES, check_name
 from ..conformance.vectors import VectorFileError, iter_tests, load_vector_file
 from .conformance import (
@@ -58,15 +64,16 @@ from .conformance import (
     vector_files,
 )
 
-__all__ = ["VectorFile", "VectorItem", "ConformanceError", "ImplementationUnavailableError"]
+__all__ = ["VectorFile", "VectorItem", "ConformanceError", "EvaluationError"]
 
 
 class ConformanceError(AssertionError):
     """A vector test failed; the message is the readable failure text."""
 
 
-class ImplementationUnavailableError(RuntimeError):
-    """The implementation could not be started; every item reports why."""
+class EvaluationError(RuntimeError):
+    """A vector file could not be evaluated (the implementation could not be
+    started, or the evaluation itself failed); each of its items reports why."""
 
 
 class _Run:
@@ -80,24 +87,35 @@ class _Run:
         self.timeout = timeout
         self._adapter: Adapter | None = None
         self._adapter_error: str | None = None
-        self._results: dict[str, FileResult] = {}
+        self._results: dict[str, FileResult | str] = {}
 
     def adapter(self) -> Adapter:
         if self._adapter_error is not None:
-            raise ImplementationUnavailableError(self._adapter_error)
+            raise EvaluationError(self._adapter_error)
         if self._adapter is None:
             try:
                 self._adapter = open_implementation(self.impl, self.profile,
                                                     timeout=self.timeout)
             except Exception as e:  # noqa: BLE001 - reported by every item
                 self._adapter_error = f"cannot run {self.impl}: {type(e).__name__}: {e}"
-                raise ImplementationUnavailableError(self._adapter_error) from None
+                raise EvaluationError(self._adapter_error) from None
         return self._adapter
 
     def result(self, name: str, doc: dict[str, Any]) -> FileResult:
-        if name not in self._results:
-            self._results[name] = evaluate_document(self.adapter(), name, doc, self.profile)
-        return self._results[name]
+        """The file's verdicts, evaluated on first use; a failure to evaluate
+        is kept too, so that the file's other items report it at no cost."""
+        got = self._results.get(name)
+        if got is None:
+            try:
+                got = evaluate_document(self.adapter(), name, doc, self.profile)
+            except EvaluationError as e:
+                got = str(e)
+            except Exception as e:  # noqa: BLE001 - every item of the file reports it
+                got = f"evaluating {name} failed: {type(e).__name__}: {e}"
+            self._results[name] = got
+        if isinstance(got, str):
+            raise EvaluationError(got)
+        return got
 
     def close(self) -> None:
         if self._adapter is not None:
@@ -121,7 +139,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "inexact) or exact (correctly rounded); default: keras")
     group.addoption(
         "--expdecay-vectors", nargs="+", action="extend", metavar="PATH", default=None,
-        help="vector files or directories (default: the vectors shipped with expdecay)")
+        help="vector files or directories (default: the vectors shipped with expdecay); "
+        "write --expdecay-vectors=PATH (repeatable) so that pytest does not take PATH into "
+        "account when it chooses the rootdir")
     group.addoption(
         "--expdecay-timeout", type=float, default=60.0, metavar="SECONDS",
         help="seconds allowed for each request to a worker process (default: 60)")
@@ -135,6 +155,9 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError("--expdecay-vectors needs --expdecay-impl")
         return
     timeout = float(config.getoption("expdecay_timeout"))
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise pytest.UsageError(f"--expdecay-timeout must be > 0 and at most {MAX_TIMEOUT:g}; "
+                                f"got {timeout:g}")
     try:
         check_name(impl, timeout)
     except ValueError as e:
@@ -218,7 +241,7 @@ class VectorItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str | Any:
-        if isinstance(excinfo.value, (ConformanceError, ImplementationUnavailableError)):
+        if isinstance(excinfo.value, (ConformanceError, EvaluationError)):
             return str(excinfo.value)
         return super().repr_failure(excinfo)
 
