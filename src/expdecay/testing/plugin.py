@@ -206,8 +206,7 @@ class VectorFile(pytest.Collector):
         for group, test in iter_tests(self.doc):
             item = VectorItem.from_parent(self, name=f"tc{test['tcId']}",
                                           tc_id=int(test["tcId"]))
-            item.extra_keyword_matches.update([group["dtype"], *test["flags"],
-                                               f"result={test['result']}"])
+            item.extra_keyword_matches.update([group["dtype"], *test["flags"]])
             items.append(item)
         return items
 
