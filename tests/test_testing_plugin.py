@@ -204,3 +204,19 @@ def test_bad_vector_file_is_a_collection_error(tmp_path: Path) -> None:
                      "bad.json", str(VECTORS / "examples.json"), "-q")
     assert res.returncode == 2  # interrupted: an error during collection
     assert "ERROR collecting bad" in res.stdout and "schema" in res.stdout
+
+
+def test_plugin_module_is_light_and_profiles_agree():
+    """Loading the plugin (as every pytest run in an environment with expdecay
+    does) imports no numpy and no SymPy; its option's choices are the runner's."""
+    import subprocess
+
+    from expdecay.conformance.runner import PROFILES
+    from expdecay.testing import plugin
+
+    assert sorted(plugin.PROFILES) == sorted(PROFILES)
+    code = ("import sys, expdecay.testing.plugin; "
+            "print(sorted(m for m in ('numpy', 'sympy', 'mpmath') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"

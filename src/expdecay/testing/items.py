@@ -1,4 +1,7 @@
-"""A pytest plugin: every conformance vector becomes a pytest item.
+"""The items of the pytest plugin: every conformance vector becomes a pytest item.
+
+This module is loaded and registered by :mod:`expdecay.testing.plugin` only
+when ``--expdecay-impl`` is given.
 
 ::
 
@@ -54,7 +57,7 @@ import pytest
 
 from ..conformance.adapters import Adapter
 from ..conformance.adapters.protocol import MAX_TIMEOUT
-from ..conformance.runner import PROFILES, check_name
+from ..conformance.runner import check_name
 from ..conformance.vectors import VectorFileError, iter_tests, load_vector_file
 from .conformance import (
     FileResult,
@@ -64,7 +67,7 @@ from .conformance import (
     vector_files,
 )
 
-__all__ = ["VectorFile", "VectorItem", "ConformanceError", "EvaluationError"]
+__all__ = ["VectorFile", "VectorItem", "ConformanceError", "EvaluationError", "activate"]
 
 
 class ConformanceError(AssertionError):
@@ -126,34 +129,11 @@ class _Run:
 _RUN = pytest.StashKey[_Run]()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("expdecay", "expdecay conformance vectors as test items")
-    group.addoption(
-        "--expdecay-impl", metavar="NAME", default=None,
-        help="check this implementation against the expdecay conformance vectors, one item "
-        "per test: cmd:COMMAND, python:module:function, or a built-in name (expdecay, keras, "
-        "tf-keras, optax, torch). Without it the plugin does nothing.")
-    group.addoption(
-        "--expdecay-profile", choices=PROFILES, default="keras",
-        help="expected order and tolerances: keras (Keras's order, 2 ulps where pow is "
-        "inexact) or exact (correctly rounded); default: keras")
-    group.addoption(
-        "--expdecay-vectors", nargs="+", action="extend", metavar="PATH", default=None,
-        help="vector files or directories (default: the vectors shipped with expdecay); "
-        "write --expdecay-vectors=PATH (repeatable) so that pytest does not take PATH into "
-        "account when it chooses the rootdir")
-    group.addoption(
-        "--expdecay-timeout", type=float, default=60.0, metavar="SECONDS",
-        help="seconds allowed for each request to a worker process (default: 60)")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    impl = config.getoption("expdecay_impl", None)
+def activate(config: pytest.Config, impl: str) -> None:
+    """Check the plugin's options and set up the session's run (called by
+    :mod:`expdecay.testing.plugin` when ``--expdecay-impl`` is given, before
+    this module is registered as a plugin for its hooks)."""
     vectors = config.getoption("expdecay_vectors", None)
-    if impl is None:
-        if vectors:
-            raise pytest.UsageError("--expdecay-vectors needs --expdecay-impl")
-        return
     timeout = float(config.getoption("expdecay_timeout"))
     if not 0 < timeout <= MAX_TIMEOUT:
         raise pytest.UsageError(f"--expdecay-timeout must be > 0 and at most {MAX_TIMEOUT:g}; "
