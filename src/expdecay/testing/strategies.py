@@ -404,15 +404,16 @@ def _midpoint_step(g: _Geometry, s0: float) -> int | float | None:
     with mpmath.workprec(_PREC):
         I, D, r = _mpf(g.I), _mpf(g.D), _mpf(g.r)
         if g.staircase:
+            # The value only changes at multiples of D: take the exponent k
+            # nearest a midpoint among 32 consecutive ones.
             k0 = int(math.floor(s0 / float(g.D)))
-            best = None
-            for k in range(k0, k0 + 32):
+
+            def miss(k: int) -> Any:
                 pos = _ulp_position(I * r**k, g.fmt)
-                miss = abs(pos - mpmath.floor(pos) - mpmath.mpf(0.5))
-                if best is None or miss < best[0]:
-                    best = (miss, k)
-            assert best is not None
-            step: int | float = math.ceil(best[1] * g.D)
+                return abs(pos - mpmath.floor(pos) - mpmath.mpf(0.5))
+
+            k_best = min(range(k0, k0 + 32), key=miss)
+            step: int | float = math.ceil(k_best * g.D)
             return step if g.in_range(step) else None
         y0 = I * r ** (mpmath.mpf(s0) / D)
         pos = _ulp_position(y0, g.fmt)
