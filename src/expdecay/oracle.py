@@ -17,10 +17,12 @@ How a value is obtained (see ``spec/exponential_decay.md`` §10):
    when ``|r| ** p`` is rational and small, which a divisibility test on odd
    parts decides without computing the power), it is computed with exact
    rationals and rounded once; otherwise it is provably not a rounding
-   boundary, and a Ziv loop over mpmath interval enclosures (directed
-   rounding, precision grown until both ends round alike) terminates.
+   boundary, and a Ziv loop over rigorous enclosures
+   (:mod:`expdecay.intervals`: own ln/exp series with proven error bounds,
+   mpmath's correctly rounded arithmetic; precision grown until both ends
+   round alike) terminates.
 
-No global mpmath state is read or changed: the interval routines of
+No global mpmath state is read or changed: the routines of
 ``mpmath.libmp`` take the precision as an argument.
 """
 
@@ -662,7 +664,6 @@ def _decimal_ziv(p: Power, digits: int, max_prec: int) -> str:
     # Beyond |p ln r| ~ 2**256 the decimal exponent itself has over 77 digits.
     _check_amplification(p, amplification, min(max_prec, MAX_DECIMAL_AMPLIFICATION))
     prec = min(max_prec, int(digits * 3.33) + 32 + amplification)
-    ten = (from_int(10), from_int(10))
     while True:
         lo, hi = enclose(p, prec)
         mag_lo = libmpi.mpi_abs((lo, hi), prec)[0]
@@ -674,7 +675,9 @@ def _decimal_ziv(p: Power, digits: int, max_prec: int) -> str:
         log10_2 = mpf_div(mpf_log(from_int(2), wp), mpf_log(from_int(10), wp), wp)
         e_est = to_int(mpf_mul(from_int(e2), log10_2, wp), round_floor)
         k = digits - 1 - e_est
-        scale = libmpi.mpi_pow_int(ten, abs(k), prec)
+        # 10**|k| enclosed by the same rigorous kernels (mpmath's integer
+        # power rounds an approximation, not the exact value).
+        scale = power_interval(Fraction(1), Fraction(10), Fraction(abs(k)), prec)
         if k < 0:
             scaled = libmpi.mpi_div((lo, hi), scale, prec)
         else:
