@@ -6,42 +6,7 @@ the worker command ``python -m expdecay.adapters.worker`` (see :mod:`.worker`).
 
 from __future__ import annotations
 
-from ..conformance.adapters import (
-    IMPLEMENTATIONS,
-    PROTOCOL,
-    Adapter,
-    AdapterError,
-    ImplementationLookupError,
-    NotApplicableError,
-    Outcome,
-    Params,
-    SubprocessAdapter,
-    available_adapters,
-    check_loadable,
-    check_options,
-    close_all_workers,
-    default_configurations,
-    get_adapter,
-    make_inprocess,
-    parse_options,
-)
+from ..conformance import adapters as _owner
+from ..conformance.adapters import *  # noqa: F403 - the alias re-exports the owner's names
 
-__all__ = [
-    "Params",
-    "Adapter",
-    "AdapterError",
-    "NotApplicableError",
-    "ImplementationLookupError",
-    "Outcome",
-    "SubprocessAdapter",
-    "PROTOCOL",
-    "get_adapter",
-    "check_loadable",
-    "check_options",
-    "parse_options",
-    "close_all_workers",
-    "available_adapters",
-    "make_inprocess",
-    "default_configurations",
-    "IMPLEMENTATIONS",
-]
+__all__ = list(_owner.__all__)
