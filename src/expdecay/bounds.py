@@ -265,7 +265,8 @@ def _int_representable(arr: np.ndarray, fmt: Format) -> np.ndarray:
     odd = mag // np.where(low == 0, np.uint64(1), low)
     fits = odd < np.uint64(1 << fmt.precision)
     in_range = mag.astype(np.float64) <= fmt.max_finite
-    return (mag == 0) | (fits & in_range)
+    exact: np.ndarray = (mag == 0) | (fits & in_range)
+    return exact
 
 
 def _steps(steps: Any, fmt: Format) -> _Steps:
@@ -332,7 +333,8 @@ def _integer_quotients(ctx: _Scalars, st: _Steps, lam_s: np.ndarray) -> np.ndarr
     Dv = float(D)
     with np.errstate(invalid="ignore"):
         ok = (lam_s == 0.0) & (np.abs(s) < 2.0**53) & (np.fmod(s, Dv) == 0.0)
-    return ok & (np.abs(s) / Dv <= 2.0**ctx.fmt.precision)
+    out: np.ndarray = ok & (np.abs(s) / Dv <= 2.0**ctx.fmt.precision)
+    return out
 
 
 def _quotient_log_error(ctx: _Scalars, st: _Steps, p: np.ndarray, lam_in: np.ndarray,
@@ -523,7 +525,8 @@ def _ulps(lx2: np.ndarray, delta: np.ndarray, B: np.ndarray, fmt: Format) -> np.
     down_far = centre - _ordinal(lx2 - step, fmt)
     margin = 4.0 * half_scale * delta + 2.0**-50 * (np.abs(centre) + np.abs(up_far))
     far = np.maximum(up_far, down_far) + margin
-    return np.where(B < 0.69, np.maximum(up, down_near), far)
+    out: np.ndarray = np.where(B < 0.69, np.maximum(up, down_near), far)
+    return out
 
 
 def _ordinal(l2: np.ndarray, fmt: Format) -> np.ndarray:
@@ -533,7 +536,8 @@ def _ordinal(l2: np.ndarray, fmt: Format) -> np.ndarray:
     with np.errstate(over="ignore", under="ignore"):
         normal = (e - fmt.emin + np.exp2(l2 - e)) * math.ldexp(1.0, fmt.precision - 1)
         sub = np.exp2(np.minimum(l2, fmt.emin) - fmt.quantum_min)
-    return np.where(e >= fmt.emin, normal, sub)
+    out: np.ndarray = np.where(e >= fmt.emin, normal, sub)
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -646,4 +650,5 @@ def floor_may_differ(
         overflow = np.isfinite(s) & (a >= _overflow_threshold(ctx.fmt))
         _, _, jump = _floors(ctx, st, s / _approx(ctx.D), np.where(overflow, 0.0, lam_s))
         differ = jump > 0
-    return (differ | overflow).reshape(st.shape)
+    out: np.ndarray = (differ | overflow).reshape(st.shape)
+    return out

@@ -322,13 +322,21 @@ def next_down(x: float, fmt: Format) -> float:
     return -next_up(-x, fmt)
 
 
-def to_numpy(x: float, fmt: Format) -> np.generic:
-    """The numpy scalar of ``fmt``'s dtype holding the value ``x`` exactly."""
+def to_numpy(x: float, fmt: Format) -> np.floating[Any]:
+    """The numpy scalar of ``fmt``'s dtype holding the value ``x`` exactly.
+
+    Typed as ``np.floating``: so are float16, float32 and float64;
+    ``ml_dtypes.bfloat16`` derives from ``np.generic`` only, but behaves as
+    one (``float()``, arithmetic, comparisons, ``.dtype``)."""
     if math.isnan(x):
-        return np.array([fmt.nan_bits], dtype=f"u{fmt.width // 8}").view(fmt.dtype)[0]
-    return fmt.dtype.type(x)
+        out: np.floating[Any] = (
+            np.array([fmt.nan_bits], dtype=f"u{fmt.width // 8}").view(fmt.dtype)[0])
+    else:
+        out = fmt.dtype.type(x)
+    return out
 
 
 def float64_bits(x: float) -> int:
     """Bits of a Python float, for quick checks."""
-    return struct.unpack("<Q", struct.pack("<d", x))[0]
+    bits: int = struct.unpack("<Q", struct.pack("<d", x))[0]
+    return bits

@@ -139,14 +139,14 @@ def _parse_str(text: str, name: str) -> Exact:
         return _SPECIAL[low]
     negative = t.startswith("-")
     m = _HEX.match(t)
-    hexadecimal = bool(m and (m.group(2) or m.group(3)))
+    hexadecimal = m is not None and bool(m.group(2) or m.group(3))
     e = None if hexadecimal else _DEC_EXP.search(t)
-    if hexadecimal and m.group(4):
+    if m is not None and hexadecimal and m.group(4):
         _check_magnitude(int(m.group(4)) // 4, name, text)
     elif e:
         _check_magnitude(int(e.group(1).replace("_", "")), name, text)
     try:
-        if hexadecimal:
+        if m is not None and hexadecimal:
             _, whole, frac, exp = m.groups()
             frac = frac or ""
             mant = int((whole or "0") + frac, 16)

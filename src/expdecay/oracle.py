@@ -480,7 +480,7 @@ def evaluate(
     dtype: Any = None,
     order: str = "exact",
     max_prec: int = DEFAULT_MAX_PREC,
-) -> np.generic:
+) -> np.floating[Any]:
     """The schedule's value in ``dtype``, correctly rounded, in ``order``.
 
     ``order="exact"`` rounds the exact real ``I * r ** (s / D)`` once;

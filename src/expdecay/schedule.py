@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeAlias, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import fast
 from .floats import Format
@@ -26,6 +27,9 @@ from .inputs import check_decay_steps, check_staircase, resolve_dtype, to_exact
 __all__ = ["ExponentialDecay", "serialize", "deserialize"]
 
 _CONFIG_KEYS = ("initial_learning_rate", "decay_steps", "decay_rate", "staircase", "name")
+
+#: A scalar step: the value comes back as a numpy scalar of the format.
+Scalar: TypeAlias = int | float | np.integer[Any] | np.floating[Any]
 
 
 def _plain(x: Any) -> Any:
@@ -79,14 +83,23 @@ class ExponentialDecay:
         self.format: Format = resolve_dtype(initial_learning_rate, dtype)
 
     @property
-    def dtype(self) -> np.dtype:
+    def dtype(self) -> np.dtype[Any]:
         """The numpy dtype of the values (``ml_dtypes.bfloat16`` for bfloat16)."""
-        return self.format.dtype
+        dt: np.dtype[Any] = self.format.dtype
+        return dt
 
     def _evaluate(self, step: Any, order: str) -> Any:
-        steps = np.asarray(step)
+        try:
+            steps = np.asarray(step)
+        except (TypeError, ValueError) as e:  # e.g. a torch.bfloat16 tensor
+            raise TypeError(
+                f"step must be an integer or float number or array; got {_describe(step)}, "
+                f"which numpy cannot read ({e})") from None
+        if steps.dtype == object and steps.size and all(_is_int(x) for x in steps.flat):
+            return self._big_ints(step, steps, order)  # ints beyond int64/uint64
         if steps.dtype.kind not in "iuf" and steps.dtype.name != "bfloat16":
-            raise TypeError(f"step must be an integer or float number or array; got {step!r}")
+            raise TypeError(
+                f"step must be an integer or float number or array; got {_describe(step)}")
         out = fast.evaluate(
             self.initial_learning_rate,
             self.decay_steps,
@@ -98,29 +111,96 @@ class ExponentialDecay:
         )
         return out[()] if steps.ndim == 0 and not isinstance(step, np.ndarray) else out
 
-    def __call__(self, step: Any) -> Any:
-        """The value in Keras's order of evaluation (spec §7)."""
-        return self._evaluate(step, "keras")
+    def _big_ints(self, step: Any, steps: NDArray[Any], order: str) -> Any:
+        """Integer steps no fixed-width dtype holds: each goes to the oracle,
+        which takes Python ints of any size (the vectorised paths read steps
+        as int64, uint64 or floats)."""
+        from .oracle import evaluate
 
-    def exact(self, step: Any) -> Any:
-        """The exact real value rounded once to the format (spec §6)."""
-        return self._evaluate(step, "exact")
+        out = np.empty(steps.shape, dtype=self.format.dtype)
+        for idx, x in np.ndenumerate(steps):
+            out[idx] = evaluate(self.initial_learning_rate, self.decay_steps, self.decay_rate,
+                                int(x), staircase=self.staircase, dtype=self.format,
+                                order=order)
+        return out[()] if steps.ndim == 0 and not isinstance(step, np.ndarray) else out
 
-    def error_bound(self, step: Any, pow_ulps: float = 1.0) -> Any:
+    @overload
+    def __call__(self, step: Scalar) -> np.floating[Any]: ...
+    @overload
+    def __call__(self, step: NDArray[Any]) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, step: ArrayLike) -> np.floating[Any] | NDArray[Any]: ...
+
+    def __call__(self, step: ArrayLike) -> np.floating[Any] | NDArray[Any]:
+        """The value in Keras's order of evaluation (spec §7): a numpy scalar
+        of the format for a scalar step, an array of the step's shape for an
+        array."""
+        result: np.floating[Any] | NDArray[Any] = self._evaluate(step, "keras")
+        return result
+
+    @overload
+    def exact(self, step: Scalar) -> np.floating[Any]: ...
+    @overload
+    def exact(self, step: NDArray[Any]) -> NDArray[Any]: ...
+    @overload
+    def exact(self, step: ArrayLike) -> np.floating[Any] | NDArray[Any]: ...
+
+    def exact(self, step: ArrayLike) -> np.floating[Any] | NDArray[Any]:
+        """The exact real value rounded once to the format (spec §6); scalar
+        in, scalar out, as for :meth:`__call__`."""
+        result: np.floating[Any] | NDArray[Any] = self._evaluate(step, "exact")
+        return result
+
+    @overload
+    def error_bound(self, step: Scalar, pow_ulps: float = 1.0) -> np.float64: ...
+    @overload
+    def error_bound(self, step: NDArray[Any], pow_ulps: float = 1.0) -> NDArray[np.float64]: ...
+    @overload
+    def error_bound(
+        self, step: ArrayLike, pow_ulps: float = 1.0
+    ) -> np.float64 | NDArray[np.float64]: ...
+
+    def error_bound(
+        self, step: ArrayLike, pow_ulps: float = 1.0
+    ) -> np.float64 | NDArray[np.float64]:
         """Bound, in ulps, on the distance between a plain float pipeline in
         the format (with a ``pow`` of at most ``pow_ulps`` error) and the
-        exact order (see :mod:`expdecay.bounds`)."""
+        exact order (see :mod:`expdecay.bounds`): a ``np.float64`` for a
+        scalar step, a float64 array of the step's shape for an array.
+
+        >>> ExponentialDecay(1.0, 1, 0.5, dtype="float16").error_bound(3)
+        np.float64(3.0)
+        """
         from .bounds import error_bound
 
-        return error_bound(
+        steps = np.asarray(step)
+        out: NDArray[np.float64] = error_bound(
             self.initial_learning_rate,
             self.decay_steps,
             self.decay_rate,
-            np.asarray(step),
+            steps,
             staircase=self.staircase,
             dtype=self.format.name,
             pow_ulps=pow_ulps,
         )
+        if steps.ndim == 0 and not isinstance(step, np.ndarray):
+            return np.float64(out[()])
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        """Schedules are equal when their configs and formats are: the same
+        class, the same values of the five config keys (``0.1 == 0.1``, and a
+        numpy scalar equals the Python number of the same value) and the same
+        dtype."""
+        if not isinstance(other, ExponentialDecay):
+            return NotImplemented
+        return (type(self) is type(other) and self.format.name == other.format.name
+                and self.get_config() == other.get_config())
+
+    def __hash__(self) -> int:
+        config = self.get_config()
+        # Config values are numbers, strings, bools or None: equal values hash equally.
+        return hash((type(self).__name__, self.format.name, *(config[k] for k in _CONFIG_KEYS)))
 
     def get_config(self) -> dict[str, Any]:
         """Keras's configuration keys, with JSON-ready values."""
@@ -145,6 +225,18 @@ class ExponentialDecay:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"ExponentialDecay({args}, dtype={self.format.name!r})"
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _describe(step: Any) -> str:
+    """The step as an error message shows it: its type and (short) value."""
+    dtype = getattr(step, "dtype", None)
+    kind = type(step).__name__ if dtype is None else f"{type(step).__name__} of dtype {dtype}"
+    text = repr(step)
+    return f"{kind} {text[:80]}{'...' if len(text) > 80 else ''}"
 
 
 def serialize(schedule: ExponentialDecay) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..fileio import atomic_write
+from ..resources import require
 
 __all__ = ["plot_analysis", "render_plot", "plot_format"]
 
@@ -46,8 +47,7 @@ def render_plot(analysis: Any, image_format: str = "png", *, max_marks: int = 40
     file (``"png"`` or ``"svg"``)."""
     if image_format not in PLOT_FORMATS:
         raise ValueError(f"plot format must be 'png' or 'svg'; got {image_format!r}")
-    import matplotlib
-
+    matplotlib = require("matplotlib", "plot", "plotting")
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 

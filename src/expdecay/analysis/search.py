@@ -23,6 +23,7 @@ from ..fileio import atomic_write
 from ..floats import Format, next_down, next_up
 from ..inputs import to_exact
 from ..oracle import Power, amplification_bits, enclose, exact_node
+from ..resources import require
 from .sweep import Schedule, StepSet, evaluate_order, implementation_values, ulp_keys
 
 __all__ = ["Finding", "SearchResult", "search_worst", "boundary_distance", "write_vectors"]
@@ -117,11 +118,9 @@ def search_worst(
 ) -> SearchResult:
     """Search ``[steps.lo, steps.hi)`` for the largest error of the
     implementation and for the hardest-to-round exact values."""
-    try:
-        from hypothesis import HealthCheck, Phase, given, settings, target
-        from hypothesis import strategies as st
-    except ImportError:  # pragma: no cover - hypothesis is a test dependency
-        raise ValueError("the worst-case search needs the hypothesis package") from None
+    require("hypothesis", "search", "the worst-case search")
+    from hypothesis import HealthCheck, Phase, given, settings, target
+    from hypothesis import strategies as st
 
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
         raise ValueError(f"examples must be an int >= 1; got {examples!r}")
@@ -188,7 +187,8 @@ def python_inputs(schedule: Schedule) -> tuple[Schedule, bool]:
     """The schedule with its inputs as Python numbers (int when integral and
     within int64, else the nearest float64), as vector files hold them; and
     whether any input changed value on the way."""
-    out, changed = [], False
+    out: list[int | float] = []
+    changed = False
     for x, name in ((schedule.initial_learning_rate, "initial_learning_rate"),
                     (schedule.decay_steps, "decay_steps"), (schedule.decay_rate, "decay_rate")):
         q = to_exact(x, name)

@@ -27,6 +27,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from ..resources import MissingExtraError
+
 #: subcommand -> (module of :mod:`expdecay.cli` that provides it, one-line help).
 #: A module provides ``add_<command>_arguments(parser)`` (or ``add_arguments``) and
 #: ``run_<command>(args) -> int`` (or ``run``); it is imported when the parser is built.
@@ -84,10 +86,9 @@ def add_schedule_arguments(p: argparse.ArgumentParser, *, step: bool = True) -> 
 
 def schedule_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """``(initial_learning_rate, decay_steps, decay_rate)`` as the oracle takes them."""
-    return tuple(  # type: ignore[return-value]
-        number(getattr(args, k), args.float64_inputs, k)
-        for k in ("initial_learning_rate", "decay_steps", "decay_rate")
-    )
+    I, D, r = (number(getattr(args, k), args.float64_inputs, k)
+               for k in ("initial_learning_rate", "decay_steps", "decay_rate"))
+    return I, D, r
 
 
 def number(text: str, as_float: bool, name: str = "value") -> Any:
@@ -322,6 +323,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except RuntimeError as e:
         if not _is_own_runtime_error(e):
             raise  # a bug: keep its traceback
+        print(f"expdecay: error: {_error_line(e)}", file=sys.stderr)
+        return 2
+    except MissingExtraError as e:  # an optional dependency: name the extra, one line
         print(f"expdecay: error: {_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from typing import Any
 from ..analysis.report import Analysis, analyze, summary_lines, write_report
 from ..analysis.sweep import Schedule, parse_steps
 from ..floats import get_format
+from ..resources import require
 
 __all__ = ["add_analyze_arguments", "run_analyze", "add_report_arguments", "run_report"]
 
@@ -104,6 +105,10 @@ def run_analyze(args: argparse.Namespace) -> int:
         raise ValueError("--write-vectors needs --search N (the steps it writes)")
     if args.first < 0 or args.search < 0:
         raise ValueError(f"--first and --search must be >= 0; got {args.first}, {args.search}")
+    if args.plot:  # a missing extra is said before the sweep, not after it
+        require("matplotlib", "plot", "--plot")
+    if args.search:
+        require("hypothesis", "search", "--search")
     a = _analysis_from_args(args)
     doc = a.to_json(args.first)
     if args.plot:
@@ -141,6 +146,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     """``expdecay report``: write the Markdown/HTML page and its plot."""
+    require("matplotlib", "plot", "expdecay report")
     a = _analysis_from_args(args)
     files = write_report(a, args.output, args.steps, args.plot)
     print("wrote " + ", ".join(files))

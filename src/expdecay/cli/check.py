@@ -90,7 +90,8 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
                    "python:module:function or cmd:COMMAND (repeatable; default: every "
                    "installed implementation)")
     p.add_argument("--vectors", nargs="+", metavar="PATH",
-                   help="vector files or directories (default: conformance/vectors)")
+                   help="vector files or directories (default: the vectors installed with "
+                   "expdecay)")
     p.add_argument("--profile", choices=[*PROFILES, "both"], default="both",
                    help="expected order and tolerances (default: both)")
     p.add_argument("--report", metavar="FILE.json", help="write the full report as JSON")

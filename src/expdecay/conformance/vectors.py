@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, resources
 from ..fileio import ReadRefusedError, atomic_write, read_limited
 from ..floats import Format, from_bits, get_format, round_rational, to_bits, to_hex
 from ..inputs import to_exact
@@ -734,32 +734,16 @@ class VectorFileError(ValueError):
     """A vector file that cannot be used: ``str()`` gives the file and reason."""
 
 
-def _project_path(relative: str) -> Path | None:
-    """``relative`` in the project tree: beside the source (an editable or
-    source checkout), else below the working directory (a regular install run
-    from a checkout); None when neither has it."""
-    here = Path(__file__).resolve()
-    for base in (*here.parents, Path.cwd()):
-        cand = base / relative
-        if cand.exists():
-            return cand
-    return None
-
-
 def default_vectors_dir() -> Path:
-    """``conformance/vectors`` of the project tree."""
-    return _project_path("conformance/vectors") or Path("conformance") / "vectors"
+    """The vector files shipped with the package (:func:`expdecay.resources.vectors_dir`)."""
+    return resources.vectors_dir()
 
 
 @cache
 def schema() -> dict[str, Any]:
-    """The JSON Schema of vector files (``spec/vectors.schema.json``)."""
-    path = _project_path(f"spec/{SCHEMA_NAME}")
-    if path is None:
-        raise FileNotFoundError(
-            f"spec/{SCHEMA_NAME} not found beside the package or in the working directory"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    """The JSON Schema of vector files (:func:`expdecay.resources.schema_path`)."""
+    doc: dict[str, Any] = json.loads(resources.schema_path().read_text(encoding="utf-8"))
+    return doc
 
 
 def _reject_constant(name: str) -> Any:

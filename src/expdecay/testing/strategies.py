@@ -56,11 +56,17 @@ from typing import Any
 
 import mpmath
 import numpy as np
-from hypothesis import strategies as st
 
 from .. import fast
 from ..floats import FORMATS, Format, get_format, round_rational
+from ..resources import require
 from ..schedule import ExponentialDecay
+
+try:
+    from hypothesis import strategies as st
+except ModuleNotFoundError:  # say which extra installs it (or re-raise a broken install's error)
+    require("hypothesis", "testing", "expdecay.testing.strategies")
+    raise
 
 __all__ = [
     "Schedule",

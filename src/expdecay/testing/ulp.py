@@ -142,7 +142,8 @@ def _distances(a: np.ndarray, e: np.ndarray, fmt: Format) -> np.ndarray:
     ma, sa = _magnitude_and_sign(a, fmt)
     me, se = _magnitude_and_sign(e, fmt)
     same = np.where(ma >= me, ma - me, me - ma)
-    return np.where(sa == se, same, ma + me)
+    out: np.ndarray = np.where(sa == se, same, ma + me)
+    return out
 
 
 def _describe_value(x: float, fmt: Format) -> str:
