@@ -144,6 +144,11 @@ def _interesting_steps(sch: Schedule, steps: StepSet, mf: MisfloorResult | None)
 # ---------------------------------------------------------------------------
 
 
+def _count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: "1 run", "16,777 runs"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def summary_lines(a: Analysis, first: int = 10) -> list[str]:
     """The human-readable summary printed by ``expdecay analyze``."""
     sch, sw = a.schedule, a.sweep
@@ -154,29 +159,31 @@ def summary_lines(a: Analysis, first: int = 10) -> list[str]:
         f"{sch.decay_steps})  [{fmt.name}{', staircase' if sch.staircase else ''}]",
         f"impl      {sw.implementation}",
         f"steps     {sw.steps.describe()}  ({sw.evaluator}, {sw.seconds:.1f} s, "
-        f"{sw.rate:,.0f} steps/s)",
+        f"{sw.rate:,.0f} {'step' if round(sw.rate) == 1 else 'steps'}/s)",
     ]
     out += [f"note      {n}" for n in sw.notes]
     for label, st in (("vs exact", sw.vs_exact), ("vs keras", sw.vs_keras),
                       ("arith", sw.vs_rounded)):
         pct = " ".join(f"p{q}={st.percentile(q)}" for q in (50, 90, 99, 99.9))
         out.append(f"{label:<9} max {st.max} ulp, mean {st.mean:.4g}, {pct}; "
-                   f"{st.nonzero():,} of {st.count:,} steps off"
+                   f"{st.nonzero():,} of {_count(st.count, 'step')} off"
                    + (f", {st.nan_mismatch} NaN mismatches" if st.nan_mismatch else ""))
         if st.worst:
             worst = ", ".join(f"{s} ({e:+d})" for e, s in st.worst[:5])
             out.append(f"          worst at {worst}")
     if sw.bound_available:
         out.append(f"bound     max {sw.bound_max:.4g} ulp (pow within {sw.pow_ulps} ulp); "
-                   f"{sw.bound_violations} steps exceed it")
+                   + ("1 step exceeds it" if sw.bound_violations == 1
+                      else f"{sw.bound_violations} steps exceed it"))
+    elif sw.pow_ulps is None:
+        out.append("bound     not computed (skipped on request: pow_ulps=None, --no-bound)")
     else:
-        out.append("bound     unavailable (see the notes)" if any(
-            "bound" in n for n in sw.notes) else "bound     unavailable (no expdecay.bounds)")
+        out.append("bound     unavailable (see the notes)")
     if a.misfloor is not None:
         m = a.misfloor
-        out.append(f"misfloors {m.count:,} steps in [{m.start}, {m.stop}) "
+        out.append(f"misfloors {_count(m.count, 'step')} in [{m.start}, {m.stop}) "
                    f"({m.early:,} early, {m.late:,} late, {m.nonfinite:,} non-finite; "
-                   f"{len(m.runs):,} runs; exact enumeration)")
+                   f"{_count(len(m.runs), 'run')}; exact enumeration)")
         if m.count:
             out.append(f"          first: {', '.join(map(str, m.first(first)))}")
     if a.quant is not None:
@@ -188,7 +195,7 @@ def summary_lines(a: Analysis, first: int = 10) -> list[str]:
                    f"(~{q['decay_rate_ulps_per_period']:.3g} ulp per decay period)")
         out.append(f"          max ulps from I {mx['from_initial_learning_rate']}, from r "
                    f"{mx['from_decay_rate']}, from arithmetic {mx['arithmetic']} "
-                   f"(keras order, {a.quant.steps.size} sampled steps)")
+                   f"(keras order, {_count(a.quant.steps.size, 'sampled step')})")
         last = q["at_last_step"]
         if last:
             out.append(f"          at step {last['step']}: "

@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -57,9 +59,39 @@ class UsageError(Exception):
     """A bad command-line argument or value: one line, exit status 2."""
 
 
+#: An argument that begins with "-" but is a value, not an option: a negative
+#: number, range or special value (``--steps -5:5``, ``--decay-rate -inf``).
+_NEGATIVE_VALUE = re.compile(r"-(?:[0-9]|\.[0-9]|inf|nan|0x)", re.IGNORECASE)
+
+#: reST inline literals (``x`` and `x`) in help texts written for Sphinx.
+_REST_LITERAL = re.compile(r"``([^`]+)``|`([^`]+)`")
+
+
+def plain_help(text: str) -> str:
+    """``text`` with reST literals shown as a terminal shows them.
+
+    >>> plain_help("The ``expdecay`` command line, as for `expdecay check`")
+    "The expdecay command line, as for 'expdecay check'"
+    """
+    return _REST_LITERAL.sub(lambda m: m.group(1) or f"'{m.group(2)}'", text)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+    def format_help(self) -> str:
+        return plain_help(super().format_help())
+
+    def format_usage(self) -> str:
+        return plain_help(super().format_usage())
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        # argparse takes "-5:5" for an option (only "-5" and "-.5" count as
+        # negative numbers), so "--steps -5:5" would need "--steps=-5:5".
+        if _NEGATIVE_VALUE.match(arg_string):
+            return None
+        return super()._parse_optional(arg_string)
 
 
 def to_stderr(line: str) -> None:
@@ -91,8 +123,31 @@ def schedule_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     return I, D, r
 
 
+#: An integer power on the command line, as ``--steps`` takes it: ``10**30``, ``-2**31``.
+_POWER = re.compile(r"([+-]?)([0-9](?:_?[0-9])*)\*\*([0-9](?:_?[0-9])*)")
+
+
 def number(text: str, as_float: bool, name: str = "value") -> Any:
-    """A command-line number: the exact decimal, or the nearest double."""
+    """A command-line number: the exact decimal, or the nearest double.
+    An integer power ``B**E`` is the integer it denotes (within the oracle's
+    range of decimal exponents).
+
+    >>> number("10**30", False, "step") == 10**30, number("-2**3", True, "step")
+    (True, -8.0)
+    """
+    if m := _POWER.fullmatch(text.strip()):
+        from ..inputs import MAX_DECIMAL_EXPONENT
+
+        base, exp = int(m.group(2)), int(m.group(3))
+        if base >= 2 and exp * math.log10(base) > MAX_DECIMAL_EXPONENT:
+            raise ValueError(f"{name} must be below 10**{MAX_DECIMAL_EXPONENT}; got {text!r}")
+        n = -(base**exp) if m.group(1) == "-" else base**exp
+        if not as_float:
+            return n
+        try:
+            return float(n)
+        except OverflowError:
+            raise ValueError(f"{name} is beyond the float64 range; got {text!r}") from None
     if not as_float:
         return text
     try:
@@ -165,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="expdecay", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="expdecay", description=(__doc__ or "expdecay").splitlines()[0])
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"expdecay {__version__}")

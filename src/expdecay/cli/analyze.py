@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -153,14 +154,39 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Seconds between progress lines when stderr is not a terminal (a log file).
+LOG_PROGRESS_INTERVAL = 10.0
+
+
 def stderr_progress(label: str, unit: str = "steps") -> Callable[[int, int, float], None]:
-    """A progress callback writing one updating line on stderr (``unit``
-    names what is counted: steps for a sweep, cells for misfloors)."""
+    """A progress callback on stderr (``unit`` names what is counted: steps
+    for a sweep, cells for misfloors).  On a terminal, one line updated in
+    place with carriage returns; otherwise (a log file, a pipe) plain lines,
+    the first, then at most one every :data:`LOG_PROGRESS_INTERVAL` seconds,
+    and the last."""
+    tty = _isatty(sys.stderr)
+    last = [-math.inf]
+    one = unit[:-1] if unit.endswith("s") else unit
 
     def show(done: int, total: int, seconds: float) -> None:
+        finished = done >= total
+        if not tty and not finished and seconds - last[0] < LOG_PROGRESS_INTERVAL:
+            return
+        last[0] = seconds
         rate = done / seconds if seconds > 0 else 0.0
-        end = "\n" if done >= total else ""
-        print(f"\r{label}: {done}/{total} {unit} ({100 * done / max(total, 1):.0f}%), "
-              f"{rate:,.0f} {unit}/s", end=end, file=sys.stderr, flush=True)
+        line = (f"{label}: {done:,}/{total:,} {one if total == 1 else unit} "
+                f"({100 * done / max(total, 1):.0f}%), "
+                f"{rate:,.0f} {one if round(rate) == 1 else unit}/s")
+        if tty:
+            print("\r" + line, end="\n" if finished else "", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     return show
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
