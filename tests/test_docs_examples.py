@@ -131,7 +131,7 @@ def normalise(text: str) -> str:
 
 
 def matches(expected: str, actual: str) -> bool:
-    # An inline "..." takes the blanks around it along: "33 ulp ... worst" fits "33 ulp, mean 3; worst".
+    # An inline "..." takes the blanks around it along (see the module docstring).
     want = re.sub(r"(?<=\S) \.\.\.", "...", normalise(expected))
     want = re.sub(r"\.\.\. (?=\S)", "...", want)
     got = normalise(actual)

@@ -46,7 +46,7 @@ def run_vectors(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else (
             root / "conformance" / "vectors" if root else Path("conformance", "vectors"))
         paths = write_vectors(out, args.theme, progress=to_stderr)
-        print(f"{len(paths)} files written to {out}")
+        print(f"{len(paths)} file{'' if len(paths) == 1 else 's'} written to {out}")
         return 0
     if args.sample is not None and args.sample < 1:
         raise ValueError(f"--sample must be >= 1; got {args.sample}")
