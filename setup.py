@@ -1,12 +1,13 @@
 """Build hook: copy the run-time data files into the package being built.
 
-The conformance vectors (``conformance/vectors/*.json``) and their JSON Schema
-(``spec/vectors.schema.json``) have one copy in the repository, where people
-look for them.  Building a wheel (or an sdist's wheel) copies them into the
-built package as ``expdecay/data/``, where :mod:`expdecay.resources` finds them
-through ``importlib.resources``.  An editable install needs no copy: the
-package then runs from ``src/`` and uses the repository's files directly.
-Everything else is declared in ``pyproject.toml``.
+The conformance vectors (``conformance/vectors/*.json``), their JSON Schema
+(``spec/vectors.schema.json``) and the spec (``spec/*.md``) have one copy in
+the repository, where people look for them. Building a wheel (or an sdist's
+wheel) copies them into the built package as ``expdecay/data/``, where
+:mod:`expdecay.resources` finds them through ``importlib.resources``. An
+editable install needs no copy: the package then runs from ``src/`` and uses
+the repository's files directly. Everything else is declared in
+``pyproject.toml``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-DATA = {  # source in the repository -> destination below expdecay/data/
-    "conformance/vectors": "vectors",
-    "spec/vectors.schema.json": "vectors.schema.json",
+#: source in the repository (a file, or a directory and the pattern of its
+#: files) -> destination below expdecay/data/
+DATA = {
+    ("conformance/vectors", "*.json"): "vectors",
+    ("spec/vectors.schema.json", None): "vectors.schema.json",
+    ("spec", "*.md"): "spec",  # the normative text the docstrings cite
 }
 
 
@@ -32,12 +36,12 @@ class BuildPyWithData(build_py):
         if getattr(self, "editable_mode", False):
             return
         target = Path(self.build_lib, "expdecay", "data")
-        for source, dest in DATA.items():
+        for (source, pattern), dest in DATA.items():
             src = ROOT / source
-            if src.is_dir():
-                files = sorted(src.glob("*.json"))
+            if pattern is not None:
+                files = sorted(src.glob(pattern))
                 if not files:
-                    raise FileNotFoundError(f"{src}: no *.json vector files to package")
+                    raise FileNotFoundError(f"{src}: no {pattern} files to package")
                 (target / dest).mkdir(parents=True, exist_ok=True)
                 for f in files:
                     shutil.copyfile(f, target / dest / f.name)

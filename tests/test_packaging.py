@@ -38,7 +38,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(ROOT / "conformance" / "vectors", tree / "conformance" / "vectors")
     (tree / "spec").mkdir()
-    shutil.copy2(ROOT / "spec" / "vectors.schema.json", tree / "spec")
+    for f in (ROOT / "spec").glob("*"):
+        if f.is_file():
+            shutil.copy2(f, tree / "spec")
     out = tmp_path_factory.mktemp("dist")
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                         "--no-build-isolation", "-w", str(out), str(tree)],
@@ -73,6 +75,10 @@ def test_wheel_carries_vectors_schema_and_licence(wheel: Path) -> None:
             assert z.read(f"expdecay/data/vectors/{v.name}") == v.read_bytes()
         assert z.read("expdecay/data/vectors.schema.json") == \
             (ROOT / "spec" / "vectors.schema.json").read_bytes()
+        specs = sorted((ROOT / "spec").glob("*.md"))
+        assert specs
+        for md in specs:
+            assert z.read(f"expdecay/data/spec/{md.name}") == md.read_bytes()
         [licence] = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
         text = z.read(licence).decode()
         assert "Apache License" in text and "Version 2.0, January 2004" in text
@@ -94,9 +100,10 @@ def test_installed_package_runs_its_main_job_from_anywhere(installed: Path,
                                                            tmp_path: Path) -> None:
     r = run_installed(installed, tmp_path, "-c",
                       "import expdecay.resources as r; print(r.vectors_dir()); "
-                      "print(r.schema_path()); print(r.checkout_root())")
+                      "print(r.schema_path()); print(r.checkout_root()); print(r.spec_dir())")
     assert r.returncode == 0, r.stderr
-    vdir, schema, root = r.stdout.splitlines()
+    vdir, schema, root, spec = r.stdout.splitlines()
+    assert Path(spec) == installed / "expdecay" / "data" / "spec"
     assert Path(vdir) == installed / "expdecay" / "data" / "vectors"
     assert Path(schema) == installed / "expdecay" / "data" / "vectors.schema.json"
     assert root == "None"

@@ -3,7 +3,8 @@
 ``lr(step) = initial_learning_rate * decay_rate ** (step / decay_steps)``
 (``floor`` on the exponent when ``staircase``), correctly rounded to float16,
 bfloat16, float32 and float64 in two orders of evaluation (``exact`` and
-``keras``); see ``spec/exponential_decay.md``.
+``keras``); see ``spec/exponential_decay.md`` (installed with the package:
+``expdecay.resources.spec_dir()``).
 
 The public names are loaded on first use (PEP 562), so that ``import
 expdecay.cli`` costs nothing until a command runs: the command line can then

@@ -1,18 +1,22 @@
 """The data files the package needs at run time, and its optional extras.
 
-The conformance vectors and the JSON Schema of vector files have one copy in
-the repository (``conformance/vectors/*.json`` and
-``spec/vectors.schema.json``); building the wheel copies them into the
-package as ``expdecay/data/vectors/`` and ``expdecay/data/vectors.schema.json``
-(``setup.py``).  They are found here through :mod:`importlib.resources`, so an
-installed package finds them from any working directory.  In a source checkout
-(an editable install, or ``PYTHONPATH=src``) the package has no ``data/``
-directory and the repository's own files are used instead.
+The conformance vectors, the JSON Schema of vector files and the spec have one
+copy in the repository (``conformance/vectors/*.json``,
+``spec/vectors.schema.json``, ``spec/*.md``); building the wheel copies them
+into the package as ``expdecay/data/vectors/``,
+``expdecay/data/vectors.schema.json`` and ``expdecay/data/spec/``
+(``setup.py``), so the ``spec/...`` files the docstrings cite are installed
+too. They are found here through :mod:`importlib.resources`, so an installed
+package finds them from any working directory. In a source checkout (an
+editable install, or ``PYTHONPATH=src``) the package has no ``data/`` directory
+and the repository's own files are used instead.
 
 >>> sorted(p.name for p in vectors_dir().glob("*.json"))[:2]
 ['boundaries.json', 'decay_rates.json']
 >>> schema_path().name
 'vectors.schema.json'
+>>> (spec_dir() / "exponential_decay.md").is_file()
+True
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ __all__ = [
     "checkout_root",
     "require",
     "schema_path",
+    "spec_dir",
     "vectors_dir",
 ]
 
@@ -77,6 +82,20 @@ def schema_path() -> Path:
         return root / "spec" / SCHEMA_FILE
     raise FileNotFoundError(
         f"{SCHEMA_FILE} is neither in the installed package (expdecay/data) nor in a source "
+        "checkout (spec/); reinstall expdecay"
+    )
+
+
+def spec_dir() -> Path:
+    """The directory of the spec's Markdown files (``spec/`` of the repository)."""
+    packaged = _packaged("spec")
+    if packaged is not None:
+        return packaged
+    root = checkout_root()
+    if root is not None:
+        return root / "spec"
+    raise FileNotFoundError(
+        "the spec is neither in the installed package (expdecay/data/spec) nor in a source "
         "checkout (spec/); reinstall expdecay"
     )
 
