@@ -66,6 +66,8 @@ def test_torch_bfloat16_step_error_names_step() -> None:
     with pytest.raises(TypeError, match=r"^step must be .*bfloat16"):
         s(torch.tensor(5.0, dtype=torch.bfloat16))
     assert bits32(s(torch.tensor(5.0, dtype=torch.float32))) == bits32(s(5))
+    with pytest.raises(TypeError, match=r"^step must be .*bfloat16"):
+        s.error_bound(torch.tensor([5.0], dtype=torch.bfloat16))
 
 
 # -- __eq__, error_bound's scalar ----------------------------------------------

@@ -89,12 +89,7 @@ class ExponentialDecay:
         return dt
 
     def _evaluate(self, step: Any, order: str) -> Any:
-        try:
-            steps = np.asarray(step)
-        except (TypeError, ValueError) as e:  # e.g. a torch.bfloat16 tensor
-            raise TypeError(
-                f"step must be an integer or float number or array; got {_describe(step)}, "
-                f"which numpy cannot read ({e})") from None
+        steps = _as_steps(step)
         if steps.dtype == object and steps.size and all(_is_int(x) for x in steps.flat):
             return self._big_ints(step, steps, order)  # ints beyond int64/uint64
         if steps.dtype.kind not in "iuf" and steps.dtype.name != "bfloat16":
@@ -174,7 +169,7 @@ class ExponentialDecay:
         """
         from .bounds import error_bound
 
-        steps = np.asarray(step)
+        steps = _as_steps(step)
         out: NDArray[np.float64] = error_bound(
             self.initial_learning_rate,
             self.decay_steps,
@@ -226,6 +221,17 @@ class ExponentialDecay:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"ExponentialDecay({args}, dtype={self.format.name!r})"
+
+
+def _as_steps(step: Any) -> NDArray[Any]:
+    """``np.asarray(step)``, or a ``TypeError`` naming ``step`` when numpy
+    cannot read it (a torch.bfloat16 tensor, for one)."""
+    try:
+        return np.asarray(step)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"step must be an integer or float number or array; got {_describe(step)}, "
+            f"which numpy cannot read ({e})") from None
 
 
 def _is_int(x: Any) -> bool:
