@@ -12,8 +12,8 @@ from fractions import Fraction
 import ml_dtypes
 import numpy as np
 import pytest
-from bits import IN_CI
 
+from bits import IN_CI
 from expdecay import ExponentialDecay, deserialize, serialize
 from expdecay.floats import get_format
 

@@ -132,8 +132,8 @@ def _run(name: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def runs() -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
     with ThreadPoolExecutor(max_workers=2) as pool:
-        outs = dict(zip(JOBS, pool.map(_run, JOBS)))
-    return {k: list(zip(JOBS[k][1], outs[k])) for k in JOBS}
+        outs = dict(zip(JOBS, pool.map(_run, JOBS), strict=True))
+    return {k: list(zip(JOBS[k][1], outs[k], strict=True)) for k in JOBS}
 
 
 def expected_bits(job: dict[str, Any], steps: list[int]) -> list[int]:

@@ -200,11 +200,9 @@ def _torch(job: dict[str, Any]) -> dict[str, Any]:
             w.zero_()  # w - lr * 1 from 0 is exactly -lr
         step = sched.last_epoch
         train_step()
-        applied = (-w.detach()[0]).numpy() if dtype != "bfloat16" else None
+        applied = (-w.detach()[0]).numpy()
         lr_now = opt.param_groups[0]["lr"]
-        seen.append([step, bits(lr_now.detach().numpy() if dtype != "bfloat16" else
-                                lr_now.float().numpy(), dtype if dtype != "bfloat16" else "float32"),
-                     None if applied is None else bits(applied, dtype)])
+        seen.append([step, bits(lr_now.detach().numpy(), dtype), bits(applied, dtype)])
         sched.step()
     buf = io.BytesIO()
     torch.save(sched.state_dict(), buf)

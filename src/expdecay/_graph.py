@@ -14,7 +14,8 @@ give NaN.  Each function imports its framework lazily.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def _covered(view: View, s: Any, ge: Callable[[Any, int], Any], lt: Callable[[An
     return out
 
 
-def _bits_dtype(itemsize: int) -> type[np.signedinteger[Any]]:
+def _bits_dtype(itemsize: int) -> Any:
     return {2: np.int16, 4: np.int32, 8: np.int64}[itemsize]
 
 
@@ -61,7 +62,7 @@ def jax_value(table: Table, step: Any, host: Host) -> Any:
     import jax
     import jax.numpy as jnp
 
-    x64 = bool(jax.config.jax_enable_x64)
+    x64 = bool(jax.config.read("jax_enable_x64"))  # type: ignore[no-untyped-call]
     if table.fmt.name == "float64" and not x64:
         raise ValueError("a float64 schedule needs jax's 64-bit mode "
                          "(jax.config.update('jax_enable_x64', True) or JAX_ENABLE_X64=1); "
@@ -78,6 +79,7 @@ def jax_value(table: Table, step: Any, host: Host) -> Any:
     if view.dense:
         idx = s - view.start
     else:
+        assert bounds is not None
         idx = jnp.searchsorted(bounds, s, side="right") - 1
     out = jnp.take(values, jnp.clip(idx, 0, n - 1))
     if view.low is not None:
@@ -92,7 +94,7 @@ def jax_value(table: Table, step: Any, host: Host) -> Any:
     def on_host(x: Any) -> np.ndarray:
         return np.asarray(host(int(x)), dtype=dtype)
 
-    shape = jax.ShapeDtypeStruct((), dtype)
+    shape = jax.ShapeDtypeStruct((), dtype)  # type: ignore[no-untyped-call]
     return jax.lax.cond(covered, lambda: out,
                         lambda: jax.pure_callback(on_host, shape, s))
 
@@ -106,8 +108,8 @@ _TF_DTYPES = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float32"
 
 
 def _in_xla() -> bool:
-    import tensorflow as tf
-    from tensorflow.python.ops import control_flow_util
+    import tensorflow as tf  # type: ignore[import-untyped]
+    from tensorflow.python.ops import control_flow_util  # type: ignore[import-untyped]
 
     if tf.executing_eagerly():
         return False
@@ -213,7 +215,7 @@ def _torch_host(host: Host, step: int, table: Table, bdtype: Any, fdtype: Any,
     (dynamo must not trace numpy code as tensors)."""
     import torch
 
-    @torch.compiler.disable  # type: ignore[misc]
+    @torch.compiler.disable  # type: ignore[untyped-decorator]
     def run() -> Any:
         value = np.asarray(host(step), dtype=table.fmt.dtype).reshape(1)
         return torch.from_numpy(value.view(bdtype).copy()).view(fdtype).to(device)[0]

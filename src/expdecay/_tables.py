@@ -137,7 +137,8 @@ class View:
 
     @property
     def open_low(self) -> bool:
-        return self.low is None and self.start > int(np.iinfo(self.int_dtype).min)
+        lowest = INT32_MIN if self.int_dtype.itemsize == 4 else INT64_MIN
+        return self.low is None and self.start > lowest
 
     @property
     def open_high(self) -> bool:
@@ -179,7 +180,7 @@ class Table:
     def view(self, bits: int) -> View:
         """The table for a ``bits``-wide signed counter (32 or 64)."""
         itype = np.dtype(np.int32 if bits == 32 else np.int64)
-        lo, hi = int(np.iinfo(itype).min), int(np.iinfo(itype).max)
+        lo, hi = (INT32_MIN, INT32_MAX) if bits == 32 else (INT64_MIN, INT64_MAX)
         high = self.high
         stop: int | None = self.stop
         if self.stop > hi:
@@ -221,13 +222,13 @@ def _last_equal(v: Any, lo: int, hi: int, target: int) -> int:
     return lo
 
 
-class TooManyEntries(Exception):
+class TooManyEntriesError(Exception):
     pass
 
 
 def _change_points(v: Any, lo: int, hi: int, limit: int) -> np.ndarray:
     """Every ``s`` in ``(lo, hi]`` with ``v(s) != v(s - 1)``, sorted, for a
-    monotone ``v``; raises :class:`TooManyEntries` past ``limit``.
+    monotone ``v``; raises :class:`TooManyEntriesError` past ``limit``.
 
     Intervals whose ends agree are constant (monotone) and dropped; the others
     are halved until they are one step long."""
@@ -245,7 +246,7 @@ def _change_points(v: Any, lo: int, hi: int, limit: int) -> np.ndarray:
             count += int(unit.sum())
             a, b, va, vb = a[~unit], b[~unit], va[~unit], vb[~unit]
         if count + a.size > limit:
-            raise TooManyEntries
+            raise TooManyEntriesError
         if not a.size:
             break
         m = a + (b - a) // 2
@@ -293,7 +294,7 @@ def build_table(schedule: Any, order: str = "keras", *, first_step: int = 0,
     elif (stop - start) / float(check_decay_steps(schedule.decay_steps)) <= 2 * cap:
         try:
             changes = _change_points(v, start, stop - 1, cap - 1)
-        except TooManyEntries:
+        except TooManyEntriesError:
             pass
         else:
             bounds = np.concatenate([np.array([start], np.int64), changes])
@@ -318,7 +319,7 @@ def build_table(schedule: Any, order: str = "keras", *, first_step: int = 0,
                          f"continuous schedule), more than max_entries={cap}")
     try:
         changes = _change_points(v, start, stop - 1, cap - 1)
-    except TooManyEntries:
+    except TooManyEntriesError:
         raise ValueError(f"the steps [{start}, {stop}) hold more than max_entries={cap} stairs; "
                          "give a smaller horizon or a larger max_entries") from None
     bounds = np.concatenate([np.array([start], np.int64), changes])

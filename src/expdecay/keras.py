@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 try:
-    import keras
+    import keras  # type: ignore[import-untyped]
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("expdecay.keras needs Keras 3: pip install 'expdecay[peers]'") from exc
 
@@ -32,7 +32,7 @@ from . import _graph
 from ._tables import DEFAULT_MAX_ENTRIES, Table, build_table, host_values
 from .schedule import ExponentialDecay as _Core
 
-__all__ = ["ExponentialDecay", "TFKerasExponentialDecay"]
+__all__ = ["ExponentialDecay", "TFKerasExponentialDecay"]  # noqa: F822 (made on first use)
 
 _EXTRA_KEYS = ("order", "horizon", "first_step", "max_entries")
 
@@ -153,7 +153,7 @@ keras.saving.register_keras_serializable(package="expdecay", name="ExponentialDe
 
 def _make_tf_keras_class() -> type:
     try:
-        import tf_keras
+        import tf_keras  # type: ignore[import-untyped]
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("expdecay.keras.TFKerasExponentialDecay needs tf_keras: "
                           "pip install 'expdecay[peers]'") from exc

@@ -12,7 +12,8 @@ integer indexes (no ``pow``, no division on the device) and asks the host
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 try:
     import jax  # noqa: F401

@@ -32,7 +32,7 @@ __all__ = ["ExponentialDecayLR"]
 _ORDERS = ("keras", "exact")
 
 
-class ExponentialDecayLR(LRScheduler):  # type: ignore[misc]
+class ExponentialDecayLR(LRScheduler):
     """``lr = initial * decay_rate ** (last_epoch / decay_steps)`` per group.
 
     ``initial_learning_rate`` is each group's learning rate when the scheduler
