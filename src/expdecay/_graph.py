@@ -80,7 +80,10 @@ def jax_value(table: Table, step: Any, host: Host) -> Any:
         idx = s - view.start
     else:
         assert bounds is not None
-        idx = jnp.searchsorted(bounds, s, side="right") - 1
+        # one vectorised comparison for small tables (XLA's CPU while loop of
+        # the default binary search costs more there), a binary search beyond
+        method = "compare_all" if bounds.size <= 1 << 16 else "scan"
+        idx = jnp.searchsorted(bounds, s, side="right", method=method) - 1
     out = jnp.take(values, jnp.clip(idx, 0, n - 1))
     if view.low is not None:
         out = jnp.where(s < view.start, jnp.asarray(view.low[0]), out)
