@@ -142,7 +142,7 @@ def _torch_child(steps: int, repeat: int) -> dict[str, Any]:
             runs[name] = (model, opt, sched, train_step)
         best = {name: float("inf") for name in runs}
         for _ in range(repeat + 1):  # the first round compiles
-            for name, (model, opt, sched, train_step) in runs.items():
+            for name, (_model, opt, sched, train_step) in runs.items():
                 t = time.perf_counter()
                 for _ in range(steps):
                     opt.zero_grad()
