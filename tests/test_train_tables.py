@@ -9,8 +9,8 @@ import importlib.util
 
 import numpy as np
 import pytest
-from bits import IN_CI
 
+from bits import IN_CI
 from expdecay import ExponentialDecay
 from expdecay._tables import INT64_MAX, INT64_MIN, Table, build_table
 
