@@ -1,9 +1,11 @@
 """The verified schedule as a Keras learning rate: ``learning_rate=`` of any
 Keras 3 optimizer on the jax, tensorflow and torch backends, jit on or off.
 
->>> import keras, expdecay.keras                       # doctest: +SKIP
->>> lr = expdecay.keras.ExponentialDecay(0.1, 1000, 0.96, staircase=True)
->>> keras.optimizers.SGD(learning_rate=lr)            # doctest: +SKIP
+::
+
+    import keras, expdecay.keras
+    lr = expdecay.keras.ExponentialDecay(0.1, 1000, 0.96, staircase=True)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), loss="mse")
 
 Every value the optimizer applies is expdecay's own value for its iteration
 counter (the keras order by default, ``order="exact"`` on request), gathered in

@@ -1,8 +1,10 @@
 """The verified schedule as an optax schedule (``count -> learning rate``).
 
->>> import optax, expdecay.optax                          # doctest: +SKIP
->>> lr = expdecay.optax.exponential_decay(0.1, 1000, 0.96)
->>> optax.inject_hyperparams(optax.sgd)(learning_rate=lr)  # doctest: +SKIP
+::
+
+    import optax, expdecay.optax
+    lr = expdecay.optax.exponential_decay(0.1, 1000, 0.96)
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=lr)
 
 The returned function works eagerly, inside ``jax.jit`` and under
 ``optax.inject_hyperparams``: it gathers expdecay's precomputed values with

@@ -1,8 +1,10 @@
 """The verified schedule as a PyTorch learning-rate scheduler.
 
->>> import torch, expdecay.torch                           # doctest: +SKIP
->>> opt = torch.optim.SGD(model.parameters(), lr=torch.tensor(0.1))
->>> sched = expdecay.torch.ExponentialDecayLR(opt, 1000, 0.96)
+::
+
+    import torch, expdecay.torch
+    opt = torch.optim.SGD(model.parameters(), lr=torch.tensor(0.1))
+    sched = expdecay.torch.ExponentialDecayLR(opt, 1000, 0.96)  # then sched.step() per step
 
 Torch runs its scheduler on the host, in Python, between steps, so the value
 is expdecay's own (``expdecay.ExponentialDecay``, the keras order by default)
