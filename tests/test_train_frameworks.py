@@ -286,7 +286,7 @@ def test_torch_loop_with_and_without_compile(runs: Any) -> None:
         assert [r[2] for r in res["records"]] == want, job  # w = 0 - lr * 1
         # state_dict through torch.save / torch.load(weights_only=True)
         assert res["resumed"] == res["next"]
-        assert res["next"][0] == job["start"] + job["steps"]
+        assert res["next"][0] == job["start"] + job["steps"] + 1
 
 
 @pytest.mark.parametrize("backend", ["jax64", "tensorflow", "torch"])
