@@ -39,7 +39,7 @@ SCHEDULES: dict[str, tuple[list[Any], dict[str, Any]]] = {
 
 
 def _keras_child(backend: str, steps: int, repeat: int) -> dict[str, Any]:
-    import keras
+    import keras  # type: ignore[import-untyped]
 
     import expdecay.keras
 
@@ -71,7 +71,7 @@ def _keras_child(backend: str, steps: int, repeat: int) -> dict[str, Any]:
 def _optax_child(steps: int, repeat: int) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
-    import optax
+    import optax  # type: ignore[import-untyped]
 
     import expdecay.optax
 
@@ -86,7 +86,8 @@ def _optax_child(steps: int, repeat: int) -> dict[str, Any]:
         lrs = {"expdecay": expdecay.optax.exponential_decay(*args, **kw),
                "optax": optax.exponential_decay(args[0], args[1], args[2],
                                                 staircase=kw.get("staircase", False))}
-        best = {}
+        best: dict[str, float] = {}
+        compiled: dict[str, tuple[Any, Any, Any]] = {}
         for name, lr in lrs.items():
             tx = optax.sgd(lr)
 
@@ -98,16 +99,16 @@ def _optax_child(steps: int, repeat: int) -> dict[str, Any]:
 
             p, s = params, tx.init(params)
             p, s = step(p, s)
-            jax.block_until_ready(p)
+            jax.block_until_ready(p)  # type: ignore[no-untyped-call]
             best[name] = float("inf")
-            lrs[name] = (step, p, s)  # type: ignore[assignment]
+            compiled[name] = (step, p, s)
         for _ in range(repeat):
             for name in best:
-                step, p, s = lrs[name]  # type: ignore[misc]
+                step, p, s = compiled[name]
                 t = time.perf_counter()
                 for _ in range(steps):
                     p, s = step(p, s)
-                jax.block_until_ready(p)
+                jax.block_until_ready(p)  # type: ignore[no-untyped-call]
                 best[name] = min(best[name], (time.perf_counter() - t) / steps)
         out[label] = best
     return out
@@ -132,8 +133,11 @@ def _torch_child(steps: int, repeat: int) -> dict[str, Any]:
                     opt, args[1], args[2], staircase=kw.get("staircase", False))
             else:
                 D, r, st = args[1], args[2], kw.get("staircase", False)
-                sched = torch.optim.lr_scheduler.LambdaLR(
-                    opt, lambda s, D=D, r=r, st=st: r ** ((s // D) if st else (s / D)))
+
+                def factor(s: int, D: Any = D, r: Any = r, st: bool = st) -> float:
+                    return float(r ** ((s // D) if st else (s / D)))
+
+                sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
             @torch.compile
             def train_step(model: Any = model) -> Any:
@@ -155,6 +159,19 @@ def _torch_child(steps: int, repeat: int) -> dict[str, Any]:
 
 
 def _child(kind: str, steps: int, repeat: int) -> None:
+    # One thread per framework: the two schedules compete less with the
+    # machine's other load (and with each other's thread pools).
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                          "intra_op_parallelism_threads=1")
+    if kind == "torch" or os.environ.get("KERAS_BACKEND") == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+    if os.environ.get("KERAS_BACKEND") == "tensorflow":
+        import tensorflow as tf  # type: ignore[import-untyped]
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     if kind == "optax":
         result = _optax_child(steps, repeat)
     elif kind == "torch":
@@ -169,7 +186,7 @@ def _memory() -> list[tuple[str, int, int, bool, float]]:
     from expdecay._tables import build_table
 
     rows = []
-    for label, args, kw in [
+    configs: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
         ("staircase 0.1*0.96^(s//1000)", (0.1, 1000, 0.96), {"staircase": True}),
         ("staircase 0.1*0.96^(s//1000)", (0.1, 1000, 0.96), {"staircase": True,
                                                             "dtype": "float64"}),
@@ -177,7 +194,8 @@ def _memory() -> list[tuple[str, int, int, bool, float]]:
         ("continuous 0.1*0.96^(s/10)", (0.1, 10, 0.96), {"dtype": "float64"}),
         ("continuous 0.1*0.96^(s/100000)", (0.1, 100000, 0.96), {}),
         ("continuous 0.1*0.96^(s/100000)", (0.1, 100000, 0.96), {"dtype": "float64"}),
-    ]:
+    ]
+    for label, args, kw in configs:
         s = ExponentialDecay(*args, **kw)
         t = time.perf_counter()
         table = build_table(s)
@@ -203,8 +221,8 @@ def main() -> int:
     print(f"time per training step, best of {a.repeat} rounds of {a.steps} steps")
     print(f"{'framework':<18} {'schedule':<11} {'expdecay':>11} {'baseline':>11} {'ratio':>7}")
     for kind in ("jax", "tensorflow", "torch", "optax", "torch-native"):
-        env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               "TF_CPP_MIN_LOG_LEVEL": "3"}
+        path = src + os.pathsep + os.environ.get("PYTHONPATH", "")
+        env: dict[str, str] = {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "3"}
         child = kind
         if kind in ("jax", "tensorflow", "torch"):
             env["KERAS_BACKEND"] = kind

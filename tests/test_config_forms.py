@@ -8,6 +8,7 @@ import json
 import os
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -26,7 +27,7 @@ NUMPY = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float32": np.fl
 STEPS = np.array([0, 1, 999, 1000, 12345, 100000, 16777999, 2**40], dtype=np.int64)
 
 
-def _json(x: object) -> object:
+def _json(x: object) -> Any:
     return json.loads(json.dumps(x))
 
 

@@ -6,6 +6,7 @@ elsewhere), or a hand-derived power of two."""
 from __future__ import annotations
 
 import importlib.util
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,7 +32,7 @@ CASES = [
 ]
 
 
-def lookup(table: Table, step: int) -> np.ndarray | None:
+def lookup(table: Table, step: int) -> Any:
     """The table's value at ``step``, read as the graph reads it (None: open)."""
     if step < table.start:
         return None if table.low is None else table.low[0]
@@ -76,7 +77,7 @@ def test_table_equals_expdecay_wherever_it_answers(case, order):  # type: ignore
     assert answered >= 3000
 
 
-def test_staircase_costs_one_entry_per_stair_and_is_complete():
+def test_staircase_costs_one_entry_per_stair_and_is_complete() -> None:
     table = build_table(ExponentialDecay(0.1, 1000, 0.96, staircase=True))
     assert table.complete and not table.dense
     # float32: 0.1 * 0.96**k underflows to 0 near k = 2494 and reaches inf
@@ -91,7 +92,7 @@ def test_staircase_costs_one_entry_per_stair_and_is_complete():
     assert table.nbytes == table.values.size * 12
 
 
-def test_hand_derived_powers_of_two():
+def test_hand_derived_powers_of_two() -> None:
     # 1 * 0.5 ** floor(s / 2) in float32: stair k (steps 2k, 2k+1) is 2**-k,
     # bits (127 - k) << 23 while normal, then subnormal, then 0 for good.
     table = build_table(ExponentialDecay(1.0, 2, 0.5, staircase=True))
@@ -106,7 +107,7 @@ def test_hand_derived_powers_of_two():
     assert table.stop == 2 * 150  # 2**-150 rounds to 0 (a tie to even)
 
 
-def test_explicit_horizon_and_first_step():
+def test_explicit_horizon_and_first_step() -> None:
     s = ExponentialDecay(0.1, 100000, 0.96)
     table = build_table(s, first_step=16_777_990, horizon=16_778_100)
     assert (table.start, table.stop, table.dense, table.values.size) == (
@@ -151,7 +152,8 @@ def test_jax_lookup_jitted(staircase):  # type: ignore[no-untyped-def]
     fn = expdecay.optax.exponential_decay(0.1, 100000, 0.96, staircase=staircase)
     jitted = jax.jit(fn)
     s = ExponentialDecay(0.1, 100000, 0.96, staircase=staircase)
-    dtype = jnp.int64 if jax.config.read("jax_enable_x64") else jnp.int32
+    x64 = jax.config.read("jax_enable_x64")  # type: ignore[no-untyped-call]
+    dtype = jnp.int64 if x64 else jnp.int32
     got = [int(np.asarray(jitted(jnp.asarray(x, dtype))).view(np.uint32)) for x in STEPS]
     want = [int(v) for v in s(np.array(STEPS)).view(np.uint32)]
     assert got == want

@@ -34,7 +34,7 @@ def bits(x: Any, dtype: str) -> int:
 
 
 def _keras3(job: dict[str, Any]) -> dict[str, Any]:
-    import keras
+    import keras  # type: ignore[import-untyped]
     from keras import ops
 
     import expdecay.keras
@@ -93,8 +93,8 @@ def _keras3(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tf_keras(job: dict[str, Any]) -> dict[str, Any]:
-    import tensorflow as tf
-    import tf_keras
+    import tensorflow as tf  # type: ignore[import-untyped]
+    import tf_keras  # type: ignore[import-untyped]
 
     import expdecay.keras
 
@@ -134,7 +134,7 @@ def _tf_keras(job: dict[str, Any]) -> dict[str, Any]:
 def _optax(job: dict[str, Any]) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
-    import optax
+    import optax  # type: ignore[import-untyped]
 
     import expdecay.optax
 
@@ -188,7 +188,7 @@ def _torch(job: dict[str, Any]) -> dict[str, Any]:
         before = w.detach().clone()
         opt.zero_grad()
         loss = w.sum()  # gradient exactly 1
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
         return before
 
