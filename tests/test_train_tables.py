@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from bits import IN_CI
 from expdecay import ExponentialDecay
@@ -141,35 +143,76 @@ STEPS = [0, 1, 5, 99_999, 100_000, (1 << 20) - 1, 1 << 20, 16_777_990, 16_777_99
          2**31 - 1, -1, -(2**31)]
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
 @pytest.mark.parametrize("staircase", [False, True])
-def test_jax_lookup_jitted(staircase):  # type: ignore[no-untyped-def]
+def test_jax_lookup_jitted(staircase: bool, dtype: str) -> None:
     _peer("jax")
     import jax
     import jax.numpy as jnp
 
     import expdecay.optax
 
-    fn = expdecay.optax.exponential_decay(0.1, 100000, 0.96, staircase=staircase)
+    fn = expdecay.optax.exponential_decay(0.1, 10000, 0.96, staircase=staircase, dtype=dtype)
     jitted = jax.jit(fn)
-    s = ExponentialDecay(0.1, 100000, 0.96, staircase=staircase)
+    s = ExponentialDecay(0.1, 10000, 0.96, staircase=staircase, dtype=dtype)
     x64 = jax.config.read("jax_enable_x64")  # type: ignore[no-untyped-call]
-    dtype = jnp.int64 if x64 else jnp.int32
-    got = [int(np.asarray(jitted(jnp.asarray(x, dtype))).view(np.uint32)) for x in STEPS]
-    want = [int(v) for v in s(np.array(STEPS)).view(np.uint32)]
+    itype = jnp.int64 if x64 else jnp.int32
+    width = WIDTH[s.dtype.itemsize]
+    got = [int(np.asarray(jitted(jnp.asarray(x, itype))).view(width)) for x in STEPS]
+    want = [int(v) for v in s(np.array(STEPS)).view(width)]
     assert got == want
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64"])
 @pytest.mark.parametrize("staircase", [False, True])
-def test_torch_lookup(staircase):  # type: ignore[no-untyped-def]
+def test_torch_lookup(staircase: bool, dtype: str) -> None:
     _peer("torch")
     import torch
 
     from expdecay._graph import torch_value
     from expdecay._tables import host_values
 
-    s = ExponentialDecay(0.1, 100000, 0.96, staircase=staircase, dtype="float64")
+    s = ExponentialDecay(0.1, 10000, 0.96, staircase=staircase, dtype=dtype)
     table = build_table(s)
-    got = [int(np.asarray(torch_value(table, torch.tensor(x), lambda k: host_values(
-        s, "keras", [k])[0], {}).numpy()).view(np.uint64)) for x in STEPS]
-    want = [int(v) for v in s(np.array(STEPS)).view(np.uint64)]
+    width = WIDTH[s.dtype.itemsize]
+    signed = {2: torch.int16, 4: torch.int32, 8: torch.int64}[s.dtype.itemsize]
+    got = []
+    for x in STEPS:
+        v = torch_value(table, torch.tensor(x), lambda k: host_values(s, "keras", [k])[0], {})
+        got.append(int(np.asarray(v.view(signed).numpy()).view(width)))
+    want = [int(v) for v in s(np.array(STEPS)).view(width)]
     assert got == want
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    I=st.floats(1e-3, 10.0),
+    D=st.integers(1, 5000) | st.floats(0.5, 5000.0),
+    r=st.floats(0.0, 2.0),
+    staircase=st.booleans(),
+    fmt=st.sampled_from(["float16", "bfloat16", "float32", "float64"]),
+    order=st.sampled_from(["keras", "exact"]),
+    first=st.integers(0, 2**40),
+    seed=st.integers(0, 2**32 - 1),
+)
+@example(I=1.0, D=2, r=0.5, staircase=True, fmt="float32", order="keras", first=0, seed=0)
+@example(I=0.1, D=1000, r=0.96, staircase=True, fmt="float32", order="keras",
+         first=16_777_990, seed=1)
+def test_property_table_equals_expdecay(I: float, D: float, r: float, staircase: bool,
+                                        fmt: str, order: str, first: int, seed: int) -> None:
+    s = ExponentialDecay(I, D, r, staircase, dtype=fmt)
+    if order == "keras" and not np.isfinite(np.asarray(D).astype(s.dtype)):
+        with pytest.raises(ValueError, match="decay_steps"):
+            build_table(s, order, first_step=first, max_entries=4096)
+        return
+    table = build_table(s, order, first_step=first, max_entries=4096)
+    assert table.values.size <= 4096
+    steps = _steps(table, np.random.default_rng(seed))
+    want = s(steps) if order == "keras" else s.exact(steps)
+    width = WIDTH[want.dtype.itemsize]
+    for step, w in zip(steps.tolist(), want, strict=True):
+        got = lookup(table, step)
+        if got is not None:
+            assert np.asarray(got).view(width) == np.asarray(w).view(width), step
+        else:
+            assert not table.start <= step < table.stop

@@ -265,7 +265,8 @@ def build_table(schedule: Any, order: str = "keras", *, first_step: int = 0,
 
     Complete (every int64 step covered, the tails proven constant) when the
     schedule saturates within ``max_entries`` entries; otherwise it covers
-    ``[first_step, horizon)`` (default ``first_step + DEFAULT_HORIZON``) and the
+    ``[first_step, horizon)`` (default: ``DEFAULT_HORIZON`` or ``max_entries``
+    steps, the fewer) and the
     regions outside are open.  Raises ``ValueError`` when ``horizon`` asks for
     more than ``max_entries`` entries."""
     first, hz, cap = check_table_arguments(schedule, order, first_step, horizon, max_entries)
@@ -301,9 +302,11 @@ def build_table(schedule: Any, order: str = "keras", *, first_step: int = 0,
             return Table(fmt, start, stop, False, bounds, host_values(schedule, order, bounds),
                          low_val, high_val)
     # Open table from first_step.
-    want = hz if hz is not None else min(first + DEFAULT_HORIZON, INT64_MAX)
+    want = hz if hz is not None else min(first + min(DEFAULT_HORIZON, cap), INT64_MAX)
     start, stop = max(first, lo_sat + 1), min(want, hi_sat)
     low = low_val if start == lo_sat + 1 else None
+    if stop <= start:  # first_step is already in the saturated top
+        return Table(fmt, start, start + 1, True, None, high_val.copy(), low, high_val)
     high = high_val if stop == hi_sat else None
     if stop - start <= cap:
         steps = np.arange(start, stop, dtype=np.int64)
