@@ -15,6 +15,7 @@ Usage::
 
     python benchmarks/bench_training.py            # 300 steps, best of 5
     python benchmarks/bench_training.py --quick    # 100 steps, best of 3
+    python benchmarks/bench_training.py --only torch optax
 
 The machine's other load shows in the ratios: run it on a quiet machine.
 """
@@ -210,6 +211,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", nargs="+", metavar="KIND",
+                    choices=["jax", "tensorflow", "torch", "optax", "torch-native"],
+                    help="run only these (default: all)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.quick:
@@ -220,7 +224,7 @@ def main() -> int:
     src = str(Path(__file__).resolve().parent.parent / "src")
     print(f"time per training step, best of {a.repeat} rounds of {a.steps} steps")
     print(f"{'framework':<18} {'schedule':<11} {'expdecay':>11} {'baseline':>11} {'ratio':>7}")
-    for kind in ("jax", "tensorflow", "torch", "optax", "torch-native"):
+    for kind in a.only or ("jax", "tensorflow", "torch", "optax", "torch-native"):
         path = src + os.pathsep + os.environ.get("PYTHONPATH", "")
         env: dict[str, str] = {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "3"}
         child = kind

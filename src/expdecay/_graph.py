@@ -206,21 +206,53 @@ def torch_value(table: Table, step: Any, host: Host, cache: dict[Any, Any]) -> A
         out = torch.where(s >= view.stop, high, out)
     if view.complete:
         return out
-    covered = _covered(view, s, lambda a, b: a >= b, lambda a, b: a < b, torch.logical_and)
-    if bool(covered):
-        return out
-    return _torch_host(host, int(s), table, bdtype, fdtype, t.device)
+    # Open steps exist: the whole lookup runs on the host, in a custom op that
+    # torch.compile keeps opaque (no graph break, no tracing of numpy code).
+    tkey = id(table)
+    _TORCH_TABLES[tkey] = (table, host)
+    raw = _torch_op()(s, tkey, table.fmt.dtype.itemsize)
+    return raw.view(fdtype)
 
 
-def _torch_host(host: Host, step: int, table: Table, bdtype: Any, fdtype: Any,
-                device: Any) -> Any:
-    """The host value as a 0-d tensor; kept out of ``torch.compile``'s graph
-    (dynamo must not trace numpy code as tensors)."""
+#: id(table) -> (table, host): what the custom op looks up (kept alive here).
+_TORCH_TABLES: dict[int, tuple[Table, Host]] = {}
+_TORCH_OP: list[Any] = []
+
+
+def host_lookup(table: Table, host: Host, step: int) -> np.ndarray:
+    """The value at ``step`` from the table or, at an open step, from the host."""
+    if step < table.start:
+        value = table.low[0] if table.low is not None else host(step)
+    elif step >= table.stop:
+        value = table.high[0] if table.high is not None else host(step)
+    elif table.dense:
+        value = table.values[step - table.start]
+    else:
+        assert table.bounds is not None
+        value = table.values[int(np.searchsorted(table.bounds, step, side="right")) - 1]
+    return np.asarray(value, dtype=table.fmt.dtype).reshape(())
+
+
+def _torch_op() -> Any:
+    """``expdecay::lookup(step, key, itemsize) -> bits``, defined once."""
+    if _TORCH_OP:
+        return _TORCH_OP[0]
     import torch
 
-    @torch.compiler.disable  # type: ignore[untyped-decorator]
-    def run() -> Any:
-        value = np.asarray(host(step), dtype=table.fmt.dtype).reshape(1)
-        return torch.from_numpy(value.view(bdtype).copy()).view(fdtype).to(device)[0]
+    signed = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
-    return run()
+    # The schema is spelled out: this module's annotations are strings.
+    @torch.library.custom_op("expdecay::lookup", mutates_args=(),
+                             schema="(Tensor step, int key, int itemsize) -> Tensor")
+    def lookup(step: torch.Tensor, key: int, itemsize: int) -> torch.Tensor:
+        table, host = _TORCH_TABLES[key]
+        value = host_lookup(table, host, int(step))
+        bits = value.reshape(1).view(_bits_dtype(itemsize)).copy()
+        return torch.from_numpy(bits).to(step.device)[0]
+
+    @lookup.register_fake
+    def _(step: torch.Tensor, key: int, itemsize: int) -> torch.Tensor:
+        return torch.empty((), dtype=signed[itemsize], device=step.device)
+
+    _TORCH_OP.append(lookup)
+    return lookup
