@@ -94,6 +94,8 @@ JOBS: dict[str, tuple[dict[str, str], list[dict[str, Any]]]] = {
          "start": 2**31 - 3, "steps": 3},
         {"kind": "keras3", "dtype": "float32", "args": CONT, "kwargs": {"dtype": "float64"},
          "jit": True, "start": 0, "steps": 1},
+        {"kind": "keras3", "dtype": "float32", "args": CONT, "kwargs": {}, "jit": False,
+         "start": RESUME, "steps": 3},
         *_optax_jobs(["float32"], 2**31 - 3),
     ]),
     "tensorflow": ({"KERAS_BACKEND": "tensorflow"}, [
@@ -110,6 +112,8 @@ JOBS: dict[str, tuple[dict[str, str], list[dict[str, Any]]]] = {
     ]),
     "torch": ({"KERAS_BACKEND": "torch"}, [
         *_keras_jobs(["float32", "float64"], False),
+        {"kind": "keras3", "dtype": "float32", "args": CONT, "kwargs": {}, "jit": False,
+         "start": RESUME, "steps": 3},
         *[{"kind": "torch", "dtype": d, "args": CONT[1:], "kwargs": {"dtype": d},
            "start": s, "steps": 4, "compile": c}
           for d in ("float32", "float64") for s in (0, RESUME) for c in (False, True)],
@@ -235,6 +239,15 @@ def test_keras3_int32_counter_near_its_limit(runs: Any) -> None:
 def test_jax_without_x64_refuses_float64_clearly(runs: Any) -> None:
     _, res = runs["jax32"][1]
     assert res["error"].startswith("ValueError") and "jax_enable_x64" in res["error"]
+
+
+@pytest.mark.parametrize("backend", ["jax32", "torch"])
+def test_keras3_jit_off_open_steps_from_the_host(runs: Any, backend: str) -> None:
+    job, res = next((j, r) for j, r in runs[backend] if j["kind"] == "keras3"
+                    and not j["jit"])
+    steps = [r[0] for r in _ok(job, res)["records"]]
+    assert steps == [RESUME, RESUME + 1, RESUME + 2]
+    assert [r[1] for r in res["records"]] == expected_bits(job, steps)
 
 
 def test_tensorflow_xla_refuses_open_table_and_host_route_without_xla(runs: Any) -> None:
