@@ -61,7 +61,7 @@ def _declared(start: int) -> dict[str, int]:
 def _keras_jobs(dtypes: list[str], tf_xla: bool) -> list[dict[str, Any]]:
     jobs = []
     for dtype in dtypes:
-        for start in (0, RESUME):
+        for start in (0, RESUME) if dtype == "float32" else (RESUME,):
             cont_kwargs = {"dtype": dtype, **(_declared(start) if tf_xla else {})}
             jobs.append({"kind": "keras3", "dtype": dtype, "args": CONT, "kwargs": cont_kwargs,
                          "jit": True, "start": start, "steps": 5})
@@ -114,9 +114,11 @@ JOBS: dict[str, tuple[dict[str, str], list[dict[str, Any]]]] = {
         *_keras_jobs(["float32", "float64"], False),
         {"kind": "keras3", "dtype": "float32", "args": CONT, "kwargs": {}, "jit": False,
          "start": RESUME, "steps": 3},
+        # each format from both starts, each start with and without compile
         *[{"kind": "torch", "dtype": d, "args": CONT[1:], "kwargs": {"dtype": d},
            "start": s, "steps": 4, "compile": c}
-          for d in ("float32", "float64") for s in (0, RESUME) for c in (False, True)],
+          for d, s, c in (("float32", 0, False), ("float32", RESUME, True),
+                          ("float64", 0, True), ("float64", RESUME, False))],
     ]),
 }
 
@@ -188,7 +190,7 @@ def test_keras3_applied_bits_equal_expdecay(runs: Any, backend: str) -> None:
         after = [r[2] for r in res["records"]]
         assert [r[3] for r in res["records"]] == expected_bits(job, after), job
         checked += 1
-    assert checked >= 8
+    assert checked >= 7
 
 
 @pytest.mark.parametrize("backend", ["jax64", "tensorflow", "torch"])
@@ -217,7 +219,7 @@ def test_three_backends_agree_bit_for_bit(runs: Any) -> None:
                        for j, res in runs[backend]
                        if j["kind"] == "keras3" and "records" in res})
     common = set(tables[0]) & set(tables[1]) & set(tables[2])
-    assert len(common) >= 8
+    assert len(common) >= 7
     for k in common:
         assert tables[0][k] == tables[1][k] == tables[2][k], k
 
@@ -290,7 +292,7 @@ def test_optax_jitted_loop_under_inject_hyperparams(runs: Any, backend: str) -> 
 
 def test_torch_loop_with_and_without_compile(runs: Any) -> None:
     jobs = [(j, _ok(j, r)) for j, r in runs["torch"] if j["kind"] == "torch"]
-    assert len(jobs) == 8
+    assert len(jobs) == 4
     for job, res in jobs:
         steps = [r[0] for r in res["records"]]
         assert steps == list(range(job["start"], job["start"] + job["steps"]))
