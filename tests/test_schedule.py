@@ -95,11 +95,14 @@ def test_validation_names_the_argument():
 # ---------------------------------------------------------------------------
 
 
-def test_get_config_has_exactly_keras_keys_and_round_trips():
+def test_get_config_has_keras_keys_plus_the_format_and_round_trips():
+    # expdecay's own form carries the format (issue 10: it was lost); the
+    # Keras-compatible form, without it, is get_keras_config().
     s = ExponentialDecay(0.1, 1000, 0.96, staircase=True, name="lr")
     cfg = s.get_config()
     assert cfg == {"initial_learning_rate": 0.1, "decay_steps": 1000, "decay_rate": 0.96,
-                   "staircase": True, "name": "lr"}
+                   "staircase": True, "name": "lr", "dtype": "float32"}
+    assert s.get_keras_config() == {k: v for k, v in cfg.items() if k != "dtype"}
     t = ExponentialDecay.from_config(json.loads(json.dumps(cfg)))
     assert t.get_config() == cfg
     steps = np.arange(0, 5000, 7)
@@ -116,11 +119,17 @@ def test_numpy_scalars_become_plain_json_numbers():
 
 def test_serialize_forms():
     s = ExponentialDecay(0.1, 1000, 0.96)
+    # Default: expdecay's own form under its registered name (round-trips the
+    # format); form="keras": Keras's own class and keys (issue 10).
     blob = serialize(s)
-    assert blob == {"module": "keras.optimizers.schedules", "class_name": "ExponentialDecay",
-                    "config": s.get_config(), "registered_name": None}
+    assert blob == {"module": "expdecay", "class_name": "ExponentialDecay",
+                    "config": s.get_config(), "registered_name": "expdecay>ExponentialDecay"}
     assert deserialize(blob).get_config() == s.get_config()
-    keras2 = {"class_name": "ExponentialDecay", "config": s.get_config()}
+    kblob = serialize(s, form="keras")
+    assert kblob == {"module": "keras.optimizers.schedules", "class_name": "ExponentialDecay",
+                     "config": s.get_keras_config(), "registered_name": None}
+    assert deserialize(kblob).get_config() == s.get_config()
+    keras2 = {"class_name": "ExponentialDecay", "config": s.get_keras_config()}
     assert deserialize(keras2).get_config() == s.get_config()
     with pytest.raises(ValueError, match="class_name"):
         deserialize({"class_name": "PiecewiseConstantDecay", "config": {}})
@@ -138,10 +147,10 @@ STEPS = [0, 1, 999, 1000, 12345, 100000, 16777999]
 
 
 def _interop_check(lib_schedules, s: ExponentialDecay):
-    theirs = lib_schedules.deserialize(serialize(s))
+    theirs = lib_schedules.deserialize(serialize(s, form="keras"))
     assert type(theirs).__name__ == "ExponentialDecay"
-    assert theirs.get_config() == s.get_config()
-    native = type(theirs)(**{k: v for k, v in s.get_config().items()})
+    assert theirs.get_config() == s.get_keras_config()
+    native = type(theirs)(**{k: v for k, v in s.get_keras_config().items()})
     fmt = s.format
     for step in STEPS:
         a = np.asarray(theirs(step))

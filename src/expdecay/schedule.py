@@ -7,8 +7,8 @@ for every element and computed by the vectorised paths of :mod:`expdecay.fast`.
 >>> s = ExponentialDecay(0.1, 100000, 0.96)
 >>> s(10**6), s.exact(10**6)
 (np.float32(0.06648325), np.float32(0.06648327))
->>> serialize(s)["config"]["decay_rate"], serialize(s)["class_name"]
-(0.96, 'ExponentialDecay')
+>>> serialize(s)["config"]["decay_rate"], serialize(s)["config"]["dtype"]
+(0.96, 'float32')
 """
 
 from __future__ import annotations
@@ -21,12 +21,17 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import fast
-from .floats import Format
+from .floats import Format, round_rational
 from .inputs import check_decay_steps, check_staircase, resolve_dtype, to_exact
 
 __all__ = ["ExponentialDecay", "serialize", "deserialize"]
 
 _CONFIG_KEYS = ("initial_learning_rate", "decay_steps", "decay_rate", "staircase", "name")
+#: expdecay's own form adds the format (spec §11).
+_OWN_KEYS = (*_CONFIG_KEYS, "dtype")
+_KERAS_MODULES = ("keras.optimizers.schedules", "keras.src.optimizers.schedules")
+_OWN_MODULE = "expdecay"
+_REGISTERED_NAME = "expdecay>ExponentialDecay"
 
 #: A scalar step: the value comes back as a numpy scalar of the format.
 Scalar: TypeAlias = int | float | np.integer[Any] | np.floating[Any]
@@ -45,6 +50,24 @@ def _plain(x: Any) -> Any:
     if isinstance(x, (Fraction, Decimal)):
         return str(x)
     return x
+
+
+def _keras_number(x: Any, fmt: Format, integral_as_int: bool) -> Any:
+    """A value Keras's own class can compute with: a JSON number.  Python ints
+    and floats stay (Keras casts them as the keras order does); anything else
+    becomes its exact value rounded to the schedule's format (the value the
+    keras order computes with), or an int when ``integral_as_int`` and the
+    exact value is an integer."""
+    if isinstance(x, bool) or isinstance(x, (int, float)):
+        return x
+    if isinstance(x, np.integer):
+        return int(x)
+    q = to_exact(x, "value")
+    if isinstance(q, float):
+        return q  # a zero, an infinity or NaN
+    if integral_as_int and q.denominator == 1:
+        return int(q)
+    return round_rational(q, fmt)
 
 
 class ExponentialDecay:
@@ -199,23 +222,43 @@ class ExponentialDecay:
         return hash((type(self).__name__, self.format.name, *(config[k] for k in _CONFIG_KEYS)))
 
     def get_config(self) -> dict[str, Any]:
-        """Keras's configuration keys, with JSON-ready values."""
+        """expdecay's own form (spec §11): Keras's keys with every input
+        exactly as given (exact types as their exact string) plus ``dtype``,
+        the format's name.  JSON-ready; :meth:`from_config` rebuilds the same
+        schedule, format included."""
         return {
             "initial_learning_rate": _plain(self.initial_learning_rate),
             "decay_steps": _plain(self.decay_steps),
             "decay_rate": _plain(self.decay_rate),
             "staircase": self.staircase,
             "name": self.name,
+            "dtype": self.format.name,
+        }
+
+    def get_keras_config(self) -> dict[str, Any]:
+        """The Keras-compatible form (spec §11): Keras's five keys with JSON
+        numbers only, so that Keras's own ``ExponentialDecay`` computes with it.
+        Exact inputs (strings, fractions, decimals, numpy scalars) are written
+        as their value rounded to the format; the format itself is not written
+        (Keras takes it from its floatx)."""
+        fmt = self.format
+        return {
+            "initial_learning_rate": _keras_number(self.initial_learning_rate, fmt, False),
+            "decay_steps": _keras_number(self.decay_steps, fmt, True),
+            "decay_rate": _keras_number(self.decay_rate, fmt, False),
+            "staircase": self.staircase,
+            "name": self.name,
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ExponentialDecay:
-        """Rebuild a schedule from :meth:`get_config`'s output."""
+        """Rebuild a schedule from either form (without ``dtype``: float32,
+        Keras's rule for Python numbers)."""
         if not isinstance(config, dict):
             raise TypeError(f"config must be a dict; got {type(config).__name__}")
-        unknown = sorted((k for k in config if k not in _CONFIG_KEYS), key=repr)
+        unknown = sorted((k for k in config if k not in _OWN_KEYS), key=repr)
         if unknown:
-            raise ValueError(f"config has unknown keys {unknown}; expected {list(_CONFIG_KEYS)}")
+            raise ValueError(f"config has unknown keys {unknown}; expected {list(_OWN_KEYS)}")
         return cls(**config)
 
     def __repr__(self) -> str:
@@ -246,20 +289,36 @@ def _describe(step: Any) -> str:
     return f"{kind} {text[:80]}{'...' if len(text) > 80 else ''}"
 
 
-def serialize(schedule: ExponentialDecay) -> dict[str, Any]:
-    """Keras 3's serialized form of ``schedule``."""
+def serialize(schedule: ExponentialDecay, *, form: str = "expdecay") -> dict[str, Any]:
+    """The serialized form of ``schedule``, in Keras 3's layout.
+
+    ``form="expdecay"`` (default): ``get_config()`` under the registered name
+    ``expdecay>ExponentialDecay``; round-trips exactly (format included), and
+    Keras itself reads it as :class:`expdecay.keras.ExponentialDecay` once
+    ``expdecay.keras`` is imported.  ``form="keras"``: Keras's own
+    ``keras.optimizers.schedules.ExponentialDecay`` with
+    ``get_keras_config()``, for Keras without expdecay (lossy, spec §11)."""
     if not isinstance(schedule, ExponentialDecay):
         raise TypeError(f"schedule must be an ExponentialDecay; got {type(schedule).__name__}")
+    if form == "keras":
+        return {
+            "module": "keras.optimizers.schedules",
+            "class_name": "ExponentialDecay",
+            "config": schedule.get_keras_config(),
+            "registered_name": None,
+        }
+    if form != "expdecay":
+        raise ValueError(f"form must be 'expdecay' or 'keras'; got {form!r}")
     return {
-        "module": "keras.optimizers.schedules",
+        "module": _OWN_MODULE,
         "class_name": "ExponentialDecay",
         "config": schedule.get_config(),
-        "registered_name": None,
+        "registered_name": _REGISTERED_NAME,
     }
 
 
 def deserialize(config: dict[str, Any]) -> ExponentialDecay:
-    """Read Keras 3's serialized form or Keras 2's ``{"class_name", "config"}``."""
+    """Read either serialized form, or Keras 2's ``{"class_name", "config"}``."""
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict; got {type(config).__name__}")
     name = config.get("class_name")
@@ -269,6 +328,6 @@ def deserialize(config: dict[str, Any]) -> ExponentialDecay:
     if not isinstance(inner, dict):
         raise ValueError(f"config['config'] must be a dict; got {inner!r}")
     module = config.get("module", "keras.optimizers.schedules")
-    if module not in ("keras.optimizers.schedules", "keras.src.optimizers.schedules"):
-        raise ValueError(f"module must be keras.optimizers.schedules; got {module!r}")
+    if module not in (*_KERAS_MODULES, _OWN_MODULE):
+        raise ValueError(f"module must be keras.optimizers.schedules or expdecay; got {module!r}")
     return ExponentialDecay.from_config(inner)
