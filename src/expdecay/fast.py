@@ -984,6 +984,8 @@ def evaluate(
     fallback = _Fallback(plan, stats)
     if arr.dtype.kind == "O":
         _object_steps(flat, result, fallback)
+    elif _kernel_evaluate(flat, result, plan, fallback):
+        pass
     else:
         gather = _staircase_table(flat, plan, stats)
         for start in range(0, flat.size, CHUNK):
@@ -1094,3 +1096,105 @@ def _evaluate_chunk(raw: np.ndarray, out: np.ndarray, plan: _Plan, fallback: _Fa
     if unconvertible.any():  # uint64 above 2**63 - 1: keyed by value, disjoint from int64
         where = np.flatnonzero(unconvertible)
         fallback.fill(out, where, raw, _tagged(_KEY_UINT64, raw[where].view(np.int64)))
+
+
+# ---------------------------------------------------------------------------
+# Compiled kernels
+# ---------------------------------------------------------------------------
+
+#: Arrays with fewer elements than this stay on the numpy path (which needs
+#: no compiler): scalar work never imports numba.
+KERNEL_MIN_ELEMENTS = 1 << 12
+
+#: Undecided indices collected per kernel call before the oracle is asked.
+_UNDECIDED_BUFFER = 1 << 12
+
+_KERNEL_STEP_DTYPES = (np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.float64),
+                       np.dtype(np.float32))
+
+
+@functools.cache
+def kernels() -> Any:
+    """The compiled-kernel module, or None when numba cannot be imported (or
+    ``EXPDECAY_KERNELS=0`` in the environment switches the kernels off)."""
+    import os
+
+    if os.environ.get("EXPDECAY_KERNELS", "1") == "0":
+        return None
+    try:
+        from . import _kernels
+    except ImportError:
+        return None
+    return _kernels
+
+
+@functools.cache
+def _kernel_tables() -> tuple[np.ndarray, ...]:
+    mod = kernels()
+    hi, lo, hh, hl = _exp2_table()
+    return hi, lo, hh, hl, mod.pow2_table()
+
+
+def _kernel_steps(flat: np.ndarray) -> np.ndarray | None:
+    """``flat`` in a dtype the kernels take (a view or a copy), or None."""
+    if flat.dtype in _KERNEL_STEP_DTYPES:
+        return np.ascontiguousarray(flat)
+    kind = flat.dtype.kind
+    if kind == "u" and flat.dtype.itemsize == 8:
+        if flat.size and int(flat.max()) > 2**63 - 1:
+            return None
+        return flat.astype(np.int64)
+    if kind in "iu":
+        return flat.astype(np.int64)
+    if kind == "f" or flat.dtype == get_format("bfloat16").dtype:
+        return flat.astype(np.float64)
+    return None
+
+
+def _kernel_evaluate(flat: np.ndarray, result: np.ndarray, plan: _Plan,
+                     fallback: _Fallback) -> bool:
+    """Evaluate a regular schedule with the compiled kernels; False when they
+    do not apply (small array, numba missing, special schedule, steps dtype)."""
+    if plan.kind != "regular" or flat.size < KERNEL_MIN_ELEMENTS:
+        return False
+    mod = kernels()
+    if mod is None:
+        return False
+    steps = _kernel_steps(flat)
+    if steps is None:
+        return False
+    run_kernel(steps, result, plan, fallback)
+    return True
+
+
+def run_kernel(steps: np.ndarray, result: np.ndarray, plan: _Plan, fallback: _Fallback) -> None:
+    """The kernel loop: compiled evaluation, oracle for the undecided."""
+    mod = kernels()
+    hi, lo, hh, hl, pow2 = _kernel_tables()
+    fmt, keras = plan.fmt, plan.order == "keras"
+    num, den = plan.d_int if plan.d_int is not None else (0, 1)
+    d_float = float(plan.args[1]) if plan.args[1] < 2**1000 else math.inf
+    h, l_, e = plan.scale
+    buf = np.empty(min(_UNDECIDED_BUFFER, max(steps.size, 1)), np.int64)
+    l2h, l2l = _ln2_dd()
+    pos, n = 0, steps.size
+    stats = fallback.stats
+    while pos < n:
+        if fmt.precision == 53:
+            nxt, count = mod.f64_kernel(
+                steps, result, pos, buf, keras, plan.staircase, plan.c[0], plan.c[1],
+                h, l_, e, plan.negative, plan.log2_i, plan.i_fmt, plan.d_fmt, num, den,
+                d_float, hi, lo, hh, hl, l2h, l2l, pow2)
+        else:
+            bias = 1 - fmt.emin
+            out = result.view(np.uint16 if fmt.width == 16 else np.uint32)
+            nxt, count = mod.small_kernel(
+                steps, out, pos, buf, fmt.precision, fmt.emin, fmt.emax, bias, keras,
+                plan.staircase, plan.c[0], h, e, plan.negative, plan.log2_i, plan.i_fmt,
+                plan.d_fmt, num, den, d_float, hi, l2h, pow2)
+        stats.fast += (nxt - pos) - count
+        if count:
+            idx = buf[:count].copy()
+            conv, _ = _convert(steps[idx])
+            fallback.fill(result, idx, steps, _keys(conv, plan))
+        pos = nxt
