@@ -154,8 +154,9 @@ def _from_bits(typingctx: Any, x: Any) -> Any:
 
 
 _jit = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
-_inline = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy",
-                     inline="always")
+# Helpers are compiled as separate numba functions; LLVM inlines them into
+# the kernels (numba-level inlining would only slow compilation down).
+_inline = _jit
 
 
 @_inline
@@ -228,10 +229,18 @@ def _floor_exact(s: Any, is_int: bool, d_num: int, d_den: int, d_float: float
                  ) -> tuple[bool, float]:
     """``floor(s / D)`` as a float64 holding an integer, and whether proven."""
     if is_int:
+        x = float(s)
+        if d_float > 0.0:
+            # The float64 quotient (three roundings, relative error <= 3.0001 u)
+            # decides the floor when it is farther than 4 u |q| from an integer.
+            q = x / d_float
+            fl = np.floor(q)
+            margin = 4.0 * _U * abs(q)
+            if q - fl > margin and fl + 1.0 - q > margin and abs(q) < 4503599627370496.0:
+                return True, fl
         si = np.int64(s)
         if d_num > 0 and si < _LIMIT62 // d_den and si > -(_LIMIT62 // d_den):
             return True, float((si * d_den) // d_num)
-        x = float(s)
     else:
         x = float(s)
         if not (x - x == 0.0):  # NaN or inf
@@ -252,11 +261,16 @@ def _floor_exact(s: Any, is_int: bool, d_num: int, d_den: int, d_float: float
 def _keras_p(s: Any, is_int: bool, prec: int, emin: int, emax: int, staircase: bool,
              d_fmt: float, pow2: np.ndarray) -> float:
     """``p = rnd(rnd(s) / Df)``, floored when staircase (NaN/inf possible)."""
-    if is_int:
-        sf = _round_int(np.int64(s), prec, emin, emax, pow2)
+    if prec == 24:
+        # float32: the conversions (int64 or float64 to float32) and the
+        # float32 division are single IEEE roundings.
+        p = float(np.float32(np.float32(s) / np.float32(d_fmt)))
     else:
-        sf = _round_fmt(float(s), prec, emin, emax, pow2)
-    p = _round_fmt(sf / d_fmt, prec, emin, emax, pow2)
+        if is_int:
+            sf = _round_int(np.int64(s), prec, emin, emax, pow2)
+        else:
+            sf = _round_fmt(float(s), prec, emin, emax, pow2)
+        p = _round_fmt(sf / d_fmt, prec, emin, emax, pow2)
     if staircase:
         p = np.floor(p)
     return p
@@ -359,7 +373,10 @@ def small_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.n
                 ok, val = _small_pow2(t, scale_h, scale_e, tab, ln2, prec, emin, emax, pow2)
         if ok:
             if keras:
-                val = _round_fmt(val * i_fmt, prec, emin, emax, pow2)
+                if prec == 24:  # the exact float64 product, one IEEE rounding
+                    val = float(np.float32(val * i_fmt))
+                else:
+                    val = _round_fmt(val * i_fmt, prec, emin, emax, pow2)
             elif negative:
                 val = -val
             out[i] = _bits_of(val, prec, emin, bias)
