@@ -966,9 +966,20 @@ def evaluate(
     integers or floats; each element is taken exactly.  Returns an array of the
     format's dtype and ``steps``' shape.  ``stats``, if given, is updated.
 
+    ``initial_learning_rate``, ``decay_steps`` and ``decay_rate`` may be arrays
+    too (numpy arrays, lists or tuples): the four inputs are broadcast together
+    and every element is its own schedule; the result has the broadcast shape.
+    Each distinct schedule is evaluated once over its elements.
+
     >>> evaluate(0.1, 100000, 0.96, [0, 10**6], dtype="float64", order="exact")
     array([0.1       , 0.06648326])
+    >>> evaluate([0.1, 0.2], 1000, [[0.5], [0.25]], 1000, dtype="float64", order="exact")
+    array([[0.05  , 0.1   ],
+           [0.025 , 0.05  ]])
     """
+    if any(_is_array_input(x) for x in (initial_learning_rate, decay_steps, decay_rate)):
+        return _evaluate_broadcast(initial_learning_rate, decay_steps, decay_rate, steps,
+                                   staircase=staircase, dtype=dtype, order=order, stats=stats)
     inputs.check_staircase(staircase)
     D = inputs.check_decay_steps(decay_steps)
     fmt = get_format(dtype)
@@ -1198,3 +1209,75 @@ def run_kernel(steps: np.ndarray, result: np.ndarray, plan: _Plan, fallback: _Fa
             conv, _ = _convert(steps[idx])
             fallback.fill(result, idx, steps, _keys(conv, plan))
         pos = nxt
+
+
+# ---------------------------------------------------------------------------
+# Broadcasting over the schedule's parameters
+# ---------------------------------------------------------------------------
+
+
+def _is_array_input(x: Any) -> bool:
+    """A schedule parameter given per element (an array, list or tuple)."""
+    return (isinstance(x, np.ndarray) and x.ndim > 0) or isinstance(x, list | tuple)
+
+
+def _group_ids(values: np.ndarray) -> np.ndarray:
+    """Integer ids, equal exactly for elements that are the same input: floats
+    by their bits (so ``-0.0`` and ``0.0``, and NaN payloads, stay apart),
+    integers by value, other objects by type and value."""
+    kind = values.dtype.kind
+    if kind in "fV" and values.dtype.itemsize in (2, 4, 8):
+        keys = values.view(f"u{values.dtype.itemsize}")
+    elif kind in "iub":
+        keys = values
+    else:
+        seen: dict[Any, int] = {}
+        out = np.empty(values.shape, np.int64)
+        for i, v in enumerate(values.tolist()):
+            out[i] = seen.setdefault((type(v), v if v == v else repr(v)), len(seen))
+        return out
+    return np.unique(keys, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def _evaluate_broadcast(I: Any, D: Any, r: Any, steps: Any, *, staircase: bool, dtype: Any,
+                        order: str, stats: FastStats | None) -> np.ndarray:
+    """:func:`evaluate` with per-element schedule parameters."""
+    inputs.check_staircase(staircase)
+    fmt = get_format(dtype)
+    if order not in oracle.ORDERS:
+        raise ValueError(f"order must be 'exact' or 'keras'; got {order!r}")
+    params = []
+    for name, x in (("initial_learning_rate", I), ("decay_steps", D), ("decay_rate", r)):
+        arr = np.asarray(x) if _is_array_input(x) else np.array(x, dtype=object)
+        if arr.dtype.kind not in "iufOV" and not (arr.dtype.kind == "U" and arr.ndim):
+            raise TypeError(f"{name} must be numbers or an array of numbers; got {x!r}")
+        params.append(arr)
+    s = _as_steps(steps)
+    try:
+        shape = np.broadcast_shapes(*(p.shape for p in params), s.shape)
+    except ValueError as exc:
+        raise ValueError(f"initial_learning_rate, decay_steps, decay_rate and steps must "
+                         f"broadcast together; got shapes {[p.shape for p in params]} and "
+                         f"{s.shape}") from exc
+    stats = stats if stats is not None else FastStats()
+    result = np.empty(shape, fmt.dtype)
+    n = result.size
+    if n == 0:
+        return result
+    flat_params = [np.broadcast_to(p, shape).reshape(-1) for p in params]
+    ids = [_group_ids(p) for p in flat_params]
+    combined = ids[0]
+    for more in ids[1:]:
+        combined = combined * (int(more.max()) + 1) + more
+    order_idx = np.argsort(combined, kind="stable")
+    sorted_ids = combined[order_idx]
+    cuts = np.flatnonzero(np.diff(sorted_ids)) + 1
+    flat_steps = np.broadcast_to(s, shape).reshape(-1)
+    flat_out = result.reshape(-1)
+    for group in np.split(order_idx, cuts):
+        first = int(group[0])
+        args = [p[first] for p in flat_params]
+        args = [a.item() if isinstance(a, np.ndarray) and a.ndim == 0 else a for a in args]
+        flat_out[group] = evaluate(*args, flat_steps[group], staircase=staircase,
+                                   dtype=fmt, order=order, stats=stats)
+    return result
