@@ -636,6 +636,7 @@ def sweep(
     chunk: int = CHUNK,
     extra: tuple[int, ...] = (),
     max_points: int | None = None,
+    scheduler: str | None = None,
 ) -> SweepResult:
     """Measure the implementation's ulp error on ``steps``.
 
@@ -645,6 +646,11 @@ def sweep(
     expdecay's own keras order (whose longer
     sets are cut to :data:`FAST_SAMPLES` samples, so that work and memory
     stay bounded whatever the range).  ``pow_ulps=None`` skips the error bound.
+
+    ``scheduler`` (a Dask scheduler address) runs the chunks on that cluster;
+    otherwise they run in a pool of local processes.  Chunks are fixed by
+    ``chunk`` alone and merged in chunk order (every reduction is exact), so
+    the result is the same, bit for bit, however the work is spread.
     """
     options = dict(options or {})
     notes: list[str] = []
@@ -675,11 +681,22 @@ def sweep(
     bmax = -math.inf
     nworkers = _worker_count(workers, len(tasks))
     use_pool = not external and nworkers > 1 and len(tasks) > 1
-    if use_pool:
+    if scheduler is not None:
+        from .scaleout import map_ordered
+
+        for task, out in zip(tasks, map_ordered(_run_task, tasks, scheduler=scheduler),
+                             strict=True):
+            bmax = _absorb(result, out, top, bmax)
+            done += len(task.steps)
+            if progress:
+                progress(done, len(steps), time.perf_counter() - t0)
+    elif use_pool:
         # Warm the fast path's tables and plans before forking, so that the
         # workers inherit them instead of each building its own.
-        _run_task(_Task(schedule, StepSet(0, 0, 1, (steps.lo,)), implementation,
-                        tuple(sorted(options.items())), env0, top, pow_ulps))
+        # The compiled kernels are loaded too (an array large enough for them).
+        _run_task(_Task(schedule, StepSet(steps.lo, steps.lo + 4096), implementation,
+                        tuple(sorted(options.items())), Envelope.empty(steps, bins), top,
+                        pow_ulps))
         with ProcessPoolExecutor(max_workers=nworkers) as pool:
             outs: Iterator[Any] = pool.map(_run_task, tasks)
             for task, out in zip(tasks, outs, strict=True):
