@@ -270,7 +270,7 @@ def test_broadcast_kernels_vs_arb(name: str, order: str, staircase: bool, I: lis
 
 def test_broadcast_shape_mismatch_names_arguments() -> None:
     with pytest.raises(ValueError, match="broadcast together"):
-        fast.evaluate([0.1, 0.2], 10, [0.5, 0.6, 0.7], 3)
+        fast.evaluate(np.array([0.1, 0.2]), 10, np.array([0.5, 0.6, 0.7]), 3)
 
 
 # ---------------------------------------------------------------------------

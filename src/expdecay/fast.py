@@ -966,14 +966,16 @@ def evaluate(
     integers or floats; each element is taken exactly.  Returns an array of the
     format's dtype and ``steps``' shape.  ``stats``, if given, is updated.
 
-    ``initial_learning_rate``, ``decay_steps`` and ``decay_rate`` may be arrays
-    too (numpy arrays, lists or tuples): the four inputs are broadcast together
-    and every element is its own schedule; the result has the broadcast shape.
-    Each distinct schedule is evaluated once over its elements.
+    ``initial_learning_rate``, ``decay_steps`` and ``decay_rate`` may be numpy
+    arrays too (a list is not a schedule parameter, as everywhere else): the
+    four inputs are broadcast together and every element is its own schedule;
+    the result has the broadcast shape.  Each distinct schedule is evaluated
+    once over its elements.
 
     >>> evaluate(0.1, 100000, 0.96, [0, 10**6], dtype="float64", order="exact")
     array([0.1       , 0.06648326])
-    >>> evaluate([0.1, 0.2], 1000, [[0.5], [0.25]], 1000, dtype="float64", order="exact")
+    >>> evaluate(np.array([0.1, 0.2]), 1000, np.array([[0.5], [0.25]]), 1000,
+    ...          dtype="float64", order="exact")
     array([[0.05  , 0.1   ],
            [0.025 , 0.05  ]])
     """
@@ -1217,8 +1219,8 @@ def run_kernel(steps: np.ndarray, result: np.ndarray, plan: _Plan, fallback: _Fa
 
 
 def _is_array_input(x: Any) -> bool:
-    """A schedule parameter given per element (an array, list or tuple)."""
-    return (isinstance(x, np.ndarray) and x.ndim > 0) or isinstance(x, list | tuple)
+    """A schedule parameter given per element (a numpy array)."""
+    return isinstance(x, np.ndarray) and x.ndim > 0
 
 
 def _group_ids(values: np.ndarray) -> np.ndarray:
@@ -1248,9 +1250,13 @@ def _evaluate_broadcast(I: Any, D: Any, r: Any, steps: Any, *, staircase: bool, 
         raise ValueError(f"order must be 'exact' or 'keras'; got {order!r}")
     params = []
     for name, x in (("initial_learning_rate", I), ("decay_steps", D), ("decay_rate", r)):
-        arr = np.asarray(x) if _is_array_input(x) else np.array(x, dtype=object)
-        if arr.dtype.kind not in "iufOV" and not (arr.dtype.kind == "U" and arr.ndim):
-            raise TypeError(f"{name} must be numbers or an array of numbers; got {x!r}")
+        if _is_array_input(x):
+            arr = x
+            if arr.dtype.kind not in "iufOV":
+                raise TypeError(f"{name} must be an array of numbers; got dtype {arr.dtype}")
+        else:
+            arr = np.empty((), dtype=object)
+            arr[()] = x
         params.append(arr)
     s = _as_steps(steps)
     try:
