@@ -976,8 +976,8 @@ def evaluate(
     array([0.1       , 0.06648326])
     >>> evaluate(np.array([0.1, 0.2]), 1000, np.array([[0.5], [0.25]]), 1000,
     ...          dtype="float64", order="exact")
-    array([[0.05  , 0.1   ],
-           [0.025 , 0.05  ]])
+    array([[0.05 , 0.1  ],
+           [0.025, 0.05 ]])
     """
     if any(_is_array_input(x) for x in (initial_learning_rate, decay_steps, decay_rate)):
         return _evaluate_broadcast(initial_learning_rate, decay_steps, decay_rate, steps,
