@@ -42,12 +42,13 @@ FORMATS = ("float16", "bfloat16", "float32", "float64")
 
 @contextmanager
 def kernels_for_every_size() -> Iterator[None]:
-    saved = fast.KERNEL_MIN_ELEMENTS
+    saved = fast.KERNEL_MIN_ELEMENTS, fast.BROADCAST_KERNEL_MIN_SCHEDULES
     fast.KERNEL_MIN_ELEMENTS = 0
+    fast.BROADCAST_KERNEL_MIN_SCHEDULES = 0
     try:
         yield
     finally:
-        fast.KERNEL_MIN_ELEMENTS = saved
+        fast.KERNEL_MIN_ELEMENTS, fast.BROADCAST_KERNEL_MIN_SCHEDULES = saved
 
 
 def _bits(values: np.ndarray) -> np.ndarray:
@@ -266,6 +267,59 @@ def test_broadcast_kernels_vs_arb(name: str, order: str, staircase: bool, I: lis
         want = arb_evaluate(float(i), Fraction(d.item() if hasattr(d, "item") else d),
                             float(rr), step, staircase, name, order)
         assert to_bits(want, fmt) == int(flat[idx]), (float(i), d, float(rr), step)
+
+
+@pytest.mark.parametrize("name", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("order", ["exact", "keras"])
+@pytest.mark.parametrize("staircase", [False, True])
+def test_per_element_kernel_random_schedules(name: str, order: str, staircase: bool) -> None:
+    """All four inputs random per element (the per-element kernel with its own
+    log2): the same bits as one evaluation per schedule, and a sample agrees
+    with the Arb oracle."""
+    rng = np.random.default_rng(99)
+    n = fast.KERNEL_MIN_ELEMENTS
+    I = rng.uniform(1e-4, 2.0, n)
+    D = rng.integers(1, 3000, n).astype(np.float64)
+    D[::5] = rng.uniform(0.3, 50.0, D[::5].size)
+    r = np.concatenate([rng.uniform(0.3, 0.9999, n - 6), [0.5, 1.0, 2.0, 1 - 2.0**-40, 0.0, 7.5]])
+    # Steps spread over 0 to about 40 binades of decay (where values are
+    # neither 1 nor 0), a few huge and a few tiny ones.
+    good = (r > 0) & (r != 1)
+    e_folds = np.abs(np.log2(np.where(good, r, 0.5)))
+    s = np.minimum(rng.uniform(0, 40, n) * D / np.maximum(e_folds, 1e-6), 2.0**40).astype(np.int64)
+    s[::11] = rng.integers(0, 60000 if name == "float16" else 2**31, s[::11].size)
+    s[::7] = rng.integers(0, 50, s[::7].size)
+    mod = fast.kernels()
+    stats = fast.FastStats()
+    got = fast.evaluate(I, D, r, s, staircase=staircase, dtype=name, order=order, stats=stats)
+    if mod is not None:
+        assert mod.small_broadcast_kernel.signatures  # the per-element kernel ran
+    # A subset, below the kernels' size: one evaluation per schedule.
+    pick = np.concatenate([np.arange(n - 6, n), rng.choice(n - 6, 400, replace=False)])
+    ref = fast.evaluate(I[pick], D[pick], r[pick], s[pick], staircase=staircase, dtype=name,
+                        order=order)
+    assert np.array_equal(_bits(got)[pick], _bits(ref))
+    fmt = get_format(name)
+    bits = _bits(got)
+    for i in pick[:50].tolist():
+        want = arb_evaluate(float(I[i]), float(D[i]), float(r[i]), int(s[i]), staircase, name,
+                            order)
+        assert to_bits(want, fmt) == int(bits[i]), (I[i], D[i], r[i], s[i])
+
+
+def test_log2_constants_are_rounded_to_nearest() -> None:
+    mod = fast.kernels()
+    if mod is None:
+        pytest.skip("numba is not importable")
+    for k, c in enumerate(mod._ATANH, start=1):
+        assert c == float(Fraction(1, 2 * k + 1))
+    ctx.prec = 200
+    two_over_ln2 = arb(2) / arb(2).log()
+    ulp = Fraction(2) ** -51  # 2/ln 2 is in [2, 4)
+    c = Fraction(mod.TWO_OVER_LN2)
+    lo, hi = c - ulp / 2, c + ulp / 2
+    assert two_over_ln2 > arb(fmpq(lo.numerator, lo.denominator))
+    assert two_over_ln2 < arb(fmpq(hi.numerator, hi.denominator))
 
 
 def test_broadcast_shape_mismatch_names_arguments() -> None:

@@ -91,7 +91,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["small_kernel", "f64_kernel", "pow2_table"]
+__all__ = ["small_kernel", "small_broadcast_kernel", "f64_kernel", "pow2_table"]
 
 _U = 2.0**-53
 _B64 = 2.0**-69
@@ -301,7 +301,8 @@ def _bits_of(val: float, prec: int, emin: int, bias: int) -> int:
 
 @_inline
 def _small_pow2(t: float, scale_h: float, scale_e: int, tab: np.ndarray, ln2: float,
-                prec: int, emin: int, emax: int, pow2: np.ndarray) -> tuple[bool, float]:
+                prec: int, emin: int, emax: int, pow2: np.ndarray, kt: float
+                ) -> tuple[bool, float]:
     """``h 2**(t + e)`` rounded to the format (magnitude), and whether the
     rounding test decides it; ``|t| <= 2200``."""
     n = (t * 1024.0 + _RINT) - _RINT
@@ -311,7 +312,7 @@ def _small_pow2(t: float, scale_h: float, scale_e: int, tab: np.ndarray, ln2: fl
     v = tab[ni & 1023] * p
     if scale_h != 1.0:
         v = v * scale_h
-    err = np.int64(3.0 * abs(t) + 17.0)
+    err = np.int64(kt * abs(t) + 17.0)
     # v in [0.99, 4.1): its 53-bit significand M and v = M 2**exp.
     b = _bits(v)
     M = (b & _FRAC) | _IMPLICIT
@@ -368,9 +369,10 @@ def small_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.n
             if not abs(t) <= _T_LIMIT:
                 val = np.inf if t + log2_i > 0 else 0.0
             elif keras:
-                ok, val = _small_pow2(t, 1.0, 0, tab, ln2, prec, emin, emax, pow2)
+                ok, val = _small_pow2(t, 1.0, 0, tab, ln2, prec, emin, emax, pow2, 3.0)
             else:
-                ok, val = _small_pow2(t, scale_h, scale_e, tab, ln2, prec, emin, emax, pow2)
+                ok, val = _small_pow2(t, scale_h, scale_e, tab, ln2, prec, emin, emax, pow2,
+                                      3.0)
         if ok:
             if keras:
                 if prec == 24:  # the exact float64 product, one IEEE rounding
@@ -509,6 +511,130 @@ def f64_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.nda
             elif negative:
                 val = -val
             out[i] = val
+        else:
+            undecided[count] = i
+            count += 1
+            if count == undecided.shape[0]:
+                return i + 1, count
+        i += 1
+    return n, count
+
+
+# ---------------------------------------------------------------------------
+# A different schedule per element (16- and 32-bit formats)
+# ---------------------------------------------------------------------------
+
+#: ``2 / ln 2`` rounded to nearest (checked against an enclosure in the tests).
+TWO_OVER_LN2 = 2.8853900817779268
+#: ``1 / (2 k + 1)`` for ``k = 1 .. 10``, each rounded to nearest.
+_ATANH = (1.0 / 3, 1.0 / 5, 1.0 / 7, 1.0 / 9, 1.0 / 11, 1.0 / 13, 1.0 / 15, 1.0 / 17,
+          1.0 / 19, 1.0 / 21)
+#: The coefficient of ``|t|`` in the rounding test's error (units of the
+#: 53-bit significand) when ``log2 r`` comes from :func:`_log2`: ``ln 2 (eps_L
+#: / u + 3.0001)`` with ``eps_L <= 8 u`` is below 7.7; 14 leaves a margin.
+KT_BROADCAST = 14.0
+
+
+@_inline
+def _log2(x: float) -> float:
+    """``log2(x)`` for a positive normal float64, relative error below ``8 u``.
+
+    ``x = 2**k m`` with ``m`` in ``[sqrt(2)/2, sqrt(2)]`` (exact scaling);
+    ``log2 m = (2 / ln 2) atanh(z)``, ``z = (m - 1) / (m + 1)``: ``m - 1`` is
+    exact (Sterbenz), ``z`` carries two roundings (``2u``), ``|z| <= 0.1716``;
+    ``atanh(z) / z = 1 + w/3 + ... + w**10/21 + R`` with ``w = z*z``
+    (``w <= 0.0295``, ``|R| < 2**-60``), by Horner: the part after 1 is below
+    0.0103 and known to about ``10 u`` relatively, so the sum is within
+    ``1.2 u``; the products by ``z`` and by ``2/ln 2`` (itself within ``u/2``)
+    add ``2.5 u``: ``log2 m`` within ``5.7 u``.  Adding ``k`` (``|k| >= 1``,
+    ``|log2 m| <= 1/2``, so ``|log2 x| >= 1/2``) gives at most
+    ``5.7 u |log2 m| / |log2 x| + u <= 6.7 u``."""
+    b = _bits(x)
+    k = (b >> 52) - 1023
+    m = _from_bits((b & _FRAC) | np.int64(0x3FF0000000000000))  # [1, 2)
+    if m > 1.4142135623730951:
+        m = m * 0.5
+        k += 1
+    z = (m - 1.0) / (m + 1.0)
+    w = z * z
+    q = _ATANH[9]
+    q = _ATANH[8] + w * q
+    q = _ATANH[7] + w * q
+    q = _ATANH[6] + w * q
+    q = _ATANH[5] + w * q
+    q = _ATANH[4] + w * q
+    q = _ATANH[3] + w * q
+    q = _ATANH[2] + w * q
+    q = _ATANH[1] + w * q
+    q = _ATANH[0] + w * q
+    lm = (z * (1.0 + w * q)) * TWO_OVER_LN2
+    if k == 0:
+        return lm
+    return float(k) + lm
+
+
+@_jit
+def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.ndarray,
+                           out: np.ndarray, start: int, undecided: np.ndarray, prec: int,
+                           emin: int, emax: int, bias: int, keras: bool, staircase: bool,
+                           tab: np.ndarray, ln2: float, pow2: np.ndarray) -> tuple[int, int]:
+    """:func:`small_kernel` with a schedule per element: ``I``, ``D``, ``R``
+    (float64, the exact inputs) and ``steps`` have one element each per
+    output.  Elements with special parameters (zero, subnormal or non-finite
+    ``I``; ``r`` not a positive normal number or 1; keras casts that are 0 or
+    inf) are left undecided for the caller's general path.  ``log2 r`` comes
+    from :func:`_log2` and the rounding test uses :data:`KT_BROADCAST`."""
+    n = steps.shape[0]
+    count = 0
+    i = start
+    while i < n:
+        s = steps[i]
+        x_i = I[i]
+        x_d = D[i]
+        x_r = R[i]
+        ok = True
+        val = 0.0
+        if keras:
+            x_i = _round_fmt(x_i, prec, emin, emax, pow2)
+            x_r = _round_fmt(x_r, prec, emin, emax, pow2)
+            x_d = _round_fmt(x_d, prec, emin, emax, pow2)
+        bi = _bits(x_i) & _ABS
+        br = _bits(x_r)
+        ok = (bi >= _IMPLICIT and bi < _EXPMASK and br >= _IMPLICIT and br < _EXPMASK
+              and x_r != 1.0 and x_d > 0.0 and x_d < np.inf)
+        a = 0.0
+        if ok:
+            if keras:
+                a = _keras_p(s, _is_int(s), prec, emin, emax, staircase, x_d, pow2)
+                ok = a - a == 0.0
+            elif staircase:
+                ok, a = _floor_exact(s, _is_int(s), 0, 1, x_d)
+            else:
+                a = float(s)
+                ok = a - a == 0.0
+        if ok:
+            lr = _log2(x_r)
+            c = lr if keras or staircase else lr / x_d
+            t = a * c
+            if not abs(t) <= _T_LIMIT:
+                val = np.inf if t > 0 else 0.0
+            elif keras:
+                ok, val = _small_pow2(t, 1.0, 0, tab, ln2, prec, emin, emax, pow2,
+                                      KT_BROADCAST)
+            else:
+                e_i = (bi >> 52) - 1023
+                h = _from_bits((bi & _FRAC) | np.int64(0x3FF0000000000000))
+                ok, val = _small_pow2(t, h, e_i, tab, ln2, prec, emin, emax, pow2,
+                                      KT_BROADCAST)
+        if ok:
+            if keras:
+                if prec == 24:
+                    val = float(np.float32(val * x_i))
+                else:
+                    val = _round_fmt(val * x_i, prec, emin, emax, pow2)
+            elif x_i < 0:
+                val = -val
+            out[i] = _bits_of(val, prec, emin, bias)
         else:
             undecided[count] = i
             count += 1

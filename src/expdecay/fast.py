@@ -1271,19 +1271,92 @@ def _evaluate_broadcast(I: Any, D: Any, r: Any, steps: Any, *, staircase: bool, 
     if n == 0:
         return result
     flat_params = [np.broadcast_to(p, shape).reshape(-1) for p in params]
-    ids = [_group_ids(p) for p in flat_params]
+    flat_steps = np.broadcast_to(s, shape).reshape(-1)
+    flat_out = result.reshape(-1)
+    if _broadcast_kernel(flat_params, flat_steps, flat_out, fmt, order, bool(staircase), stats):
+        return result
+    _evaluate_groups(flat_params, flat_steps, flat_out, np.arange(n), fmt, order,
+                     bool(staircase), stats)
+    return result
+
+
+def _evaluate_groups(flat_params: list[np.ndarray], flat_steps: np.ndarray,
+                     flat_out: np.ndarray, idx: np.ndarray, fmt: Format, order: str,
+                     staircase: bool, stats: FastStats) -> None:
+    """``flat_out[idx]``: the elements ``idx`` grouped by schedule, each group
+    evaluated as one schedule."""
+    sub = [p[idx] for p in flat_params]
+    ids = [_group_ids(p) for p in sub]
     combined = ids[0]
     for more in ids[1:]:
         combined = combined * (int(more.max()) + 1) + more
     order_idx = np.argsort(combined, kind="stable")
-    sorted_ids = combined[order_idx]
-    cuts = np.flatnonzero(np.diff(sorted_ids)) + 1
-    flat_steps = np.broadcast_to(s, shape).reshape(-1)
-    flat_out = result.reshape(-1)
+    cuts = np.flatnonzero(np.diff(combined[order_idx])) + 1
     for group in np.split(order_idx, cuts):
         first = int(group[0])
-        args = [p[first] for p in flat_params]
+        args = [p[first] for p in sub]
         args = [a.item() if isinstance(a, np.ndarray) and a.ndim == 0 else a for a in args]
-        flat_out[group] = evaluate(*args, flat_steps[group], staircase=staircase,
-                                   dtype=fmt, order=order, stats=stats)
-    return result
+        flat_out[idx[group]] = evaluate(*args, flat_steps[idx[group]], staircase=staircase,
+                                        dtype=fmt, order=order, stats=stats)
+
+
+#: The per-element kernel is used when a broadcast evaluation has more
+#: distinct schedules than this (fewer: each schedule is planned once).
+BROADCAST_KERNEL_MIN_SCHEDULES = 64
+
+
+def _exact_float64(x: np.ndarray) -> np.ndarray | None:
+    """A parameter array as float64 when that is exact, else None."""
+    if x.dtype.kind == "f" or x.dtype == get_format("bfloat16").dtype:
+        return x.astype(np.float64) if x.dtype.itemsize <= 8 else None
+    if x.dtype.kind in "iu" and x.dtype != np.uint64:
+        if x.size and int(np.abs(x.astype(np.int64)).max()) >= 1 << 53:
+            return None
+        return x.astype(np.float64)
+    return None
+
+
+def _broadcast_kernel(flat_params: list[np.ndarray], flat_steps: np.ndarray,
+                      flat_out: np.ndarray, fmt: Format, order: str, staircase: bool,
+                      stats: FastStats) -> bool:
+    """The per-element kernel for 16- and 32-bit formats; False when it does
+    not apply (float64, numba missing, few elements or schedules, parameters
+    that are not numbers exactly held by float64, invalid decay steps)."""
+    n = flat_steps.size
+    if fmt.precision == 53 or n < KERNEL_MIN_ELEMENTS or kernels() is None:
+        return False
+    if any(p.dtype.kind == "O" or p.strides == (0,) for p in flat_params):
+        return False
+    conv = [_exact_float64(p) for p in flat_params]
+    if any(c is None for c in conv):
+        return False
+    I, D, R = (np.ascontiguousarray(c) for c in conv)  # type: ignore[arg-type]
+    if not bool(np.all((D > 0) & np.isfinite(D))):
+        return False  # the general path names the bad decay_steps
+    # Few schedules (judged on a sample): each is planned once instead.
+    head = slice(0, 4 * KERNEL_MIN_ELEMENTS)
+    with np.errstate(over="ignore"):
+        mixed = (I[head].view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+                 ^ D[head].view(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+                 ^ R[head].view(np.uint64))
+    if np.unique(mixed).size <= BROADCAST_KERNEL_MIN_SCHEDULES:
+        return False
+    steps = _kernel_steps(flat_steps)
+    if steps is None:
+        return False
+    mod = kernels()
+    hi, _, _, _, pow2 = _kernel_tables()
+    out = flat_out.view(np.uint16 if fmt.width == 16 else np.uint32)
+    buf = np.empty(min(_UNDECIDED_BUFFER, n), np.int64)
+    pos = 0
+    while pos < n:
+        nxt, count = mod.small_broadcast_kernel(
+            I, D, R, steps, out, pos, buf, fmt.precision, fmt.emin, fmt.emax, 1 - fmt.emin,
+            order == "keras", staircase, hi, _ln2_dd()[0], pow2)
+        stats.fast += (nxt - pos) - count
+        stats.elements += (nxt - pos) - count
+        if count:
+            _evaluate_groups(flat_params, flat_steps, flat_out, buf[:count].copy(), fmt,
+                             order, staircase, stats)
+        pos = nxt
+    return True
