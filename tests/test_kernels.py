@@ -348,14 +348,14 @@ def test_no_fma_in_kernels() -> None:
 
     # Cached code cannot be inspected: compile the same functions afresh with
     # the kernels' options, for the signatures the calls above used.
-    asm = []
+    parts: list[str] = []
     for kernel in (mod.small_kernel, mod.f64_kernel):
         assert kernel.signatures
         fresh = numba.njit(nogil=True, fastmath=False, error_model="numpy")(kernel.py_func)
         for sig in kernel.signatures:
             fresh.compile(sig)
-            asm.append(fresh.inspect_asm(sig))
-    asm = "\n".join(asm)
+            parts.append(fresh.inspect_asm(sig))
+    asm = "\n".join(parts)
     assert "mulsd" in asm or "vmulsd" in asm  # the inspection sees real code
     # The control: the same inspection finds FMA where contraction is allowed.
     def axpy(a: float, b: float, c: float) -> float:

@@ -83,13 +83,16 @@ in ``__pycache__`` beside this file, or, when that directory is not writable
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numba
 import numpy as np
-from llvmlite import ir
+from llvmlite import ir  # type: ignore[import-untyped]
 from numba import types
 from numba.extending import intrinsic, overload
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = ["small_kernel", "small_broadcast_kernel", "f64_kernel", "pow2_table"]
 
@@ -98,12 +101,12 @@ _B64 = 2.0**-69
 _SPLIT = 134217729.0  # 2**27 + 1
 _RINT = 6755399441055744.0  # 1.5 * 2**52: x + _RINT - _RINT is rint(x), |x| < 2**51
 _T_LIMIT = 2200.0
-_SIGN = np.int64(-0x8000000000000000)
-_ABS = np.int64(0x7FFFFFFFFFFFFFFF)
-_EXPMASK = np.int64(0x7FF0000000000000)
-_FRAC = np.int64(0x000FFFFFFFFFFFFF)
-_IMPLICIT = np.int64(0x0010000000000000)
-_LIMIT62 = np.int64(1 << 62)
+_SIGN = -0x8000000000000000
+_ABS = 0x7FFFFFFFFFFFFFFF
+_EXPMASK = 0x7FF0000000000000
+_FRAC = 0x000FFFFFFFFFFFFF
+_IMPLICIT = 0x0010000000000000
+_LIMIT62 = 1 << 62
 _TWO53 = 2.0**53
 _POW2_OFFSET = 1200
 
@@ -121,7 +124,7 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int | np.integer)
 
 
-@overload(_is_int, jit_options={"cache": True})
+@overload(_is_int, jit_options={"cache": True})  # type: ignore[typeddict-unknown-key]
 def _is_int_impl(x: Any) -> Any:
     integer = isinstance(x, types.Integer)
 
@@ -131,29 +134,35 @@ def _is_int_impl(x: Any) -> Any:
     return impl
 
 
-@intrinsic
-def _bits(typingctx: Any, x: Any) -> Any:
-    """The bits of a float64 as an int64 (an LLVM bitcast)."""
-    sig = types.int64(types.float64)
+if TYPE_CHECKING:
+    def _bits(x: float) -> int: ...
 
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.bitcast(args[0], ir.IntType(64))
+    def _from_bits(x: int) -> float: ...
+else:
+    @intrinsic
+    def _bits(typingctx: Any, x: Any) -> Any:
+        """The bits of a float64 as an int64 (an LLVM bitcast)."""
+        sig = types.int64(types.float64)
 
-    return sig, codegen
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            return builder.bitcast(args[0], ir.IntType(64))
 
-
-@intrinsic
-def _from_bits(typingctx: Any, x: Any) -> Any:
-    """The float64 with the given int64 bits."""
-    sig = types.float64(types.int64)
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return sig, codegen
+        return sig, codegen
 
 
-_jit = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
+    @intrinsic
+    def _from_bits(typingctx: Any, x: Any) -> Any:
+        """The float64 with the given int64 bits."""
+        sig = types.float64(types.int64)
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            return builder.bitcast(args[0], ir.DoubleType())
+
+        return sig, codegen
+
+
+_jit = cast(Callable[[_F], _F],
+            numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy"))
 # Helpers are compiled as separate numba functions; LLVM inlines them into
 # the kernels (numba-level inlining would only slow compilation down).
 _inline = _jit
@@ -168,7 +177,8 @@ def _ldexp(x: float, k: int, pow2: np.ndarray) -> float:
     if k < -1100:
         k = -1100
     k1 = k // 2
-    return (x * pow2[k1 + _POW2_OFFSET]) * pow2[k - k1 + _POW2_OFFSET]
+    y: float = (x * pow2[k1 + _POW2_OFFSET]) * pow2[k - k1 + _POW2_OFFSET]
+    return y
 
 
 @_inline
@@ -192,10 +202,10 @@ def _round_fmt(x: float, prec: int, emin: int, emax: int, pow2: np.ndarray) -> f
         return -0.0 if neg else 0.0
     q = mant >> shift
     rem = mant - (q << shift)
-    half = np.int64(1) << (shift - 1)
+    half = 1 << (shift - 1)
     if rem > half or (rem == half and (q & 1) == 1):
         q += 1
-    val = float(q) * pow2[qexp + _POW2_OFFSET]
+    val: float = float(q) * pow2[qexp + _POW2_OFFSET]
     if val >= pow2[emax + 1 + _POW2_OFFSET]:
         val = np.inf
     return -val if neg else val
@@ -204,10 +214,10 @@ def _round_fmt(x: float, prec: int, emin: int, emax: int, pow2: np.ndarray) -> f
 @_inline
 def _round_int(s: int, prec: int, emin: int, emax: int, pow2: np.ndarray) -> float:
     """The int64 ``s`` rounded to nearest even in the format, exactly."""
-    if s == -(np.int64(1) << 62) * 2:  # -2**63: a power of two
+    if s == -(1 << 62) * 2:  # -2**63: a power of two
         return _round_fmt(-9223372036854775808.0, prec, emin, emax, pow2)
     mag = -s if s < 0 else s
-    if mag < (np.int64(1) << 53):
+    if mag < (1 << 53):
         return _round_fmt(float(s), prec, emin, emax, pow2)
     bl = 53
     while (mag >> bl) != 0:
@@ -215,10 +225,10 @@ def _round_int(s: int, prec: int, emin: int, emax: int, pow2: np.ndarray) -> flo
     shift = bl - prec
     q = mag >> shift
     rem = mag - (q << shift)
-    half = np.int64(1) << (shift - 1)
+    half = 1 << (shift - 1)
     if rem > half or (rem == half and (q & 1) == 1):
         q += 1
-    val = float(q) * pow2[shift + _POW2_OFFSET]
+    val: float = float(q) * pow2[shift + _POW2_OFFSET]
     if val >= pow2[emax + 1 + _POW2_OFFSET]:
         val = np.inf
     return -val if s < 0 else val
@@ -234,11 +244,11 @@ def _floor_exact(s: Any, is_int: bool, d_num: int, d_den: int, d_float: float
             # The float64 quotient (three roundings, relative error <= 3.0001 u)
             # decides the floor when it is farther than 4 u |q| from an integer.
             q = x / d_float
-            fl = np.floor(q)
+            fl = float(np.floor(q))
             margin = 4.0 * _U * abs(q)
             if q - fl > margin and fl + 1.0 - q > margin and abs(q) < 4503599627370496.0:
                 return True, fl
-        si = np.int64(s)
+        si = int(s)
         if d_num > 0 and si < _LIMIT62 // d_den and si > -(_LIMIT62 // d_den):
             return True, float((si * d_den) // d_num)
     else:
@@ -246,11 +256,11 @@ def _floor_exact(s: Any, is_int: bool, d_num: int, d_den: int, d_float: float
         if not (x - x == 0.0):  # NaN or inf
             return False, 0.0
         if d_num > 0 and d_den == 1 and abs(x) < 4611686018427387904.0:
-            return True, float(np.int64(np.floor(x)) // d_num)
+            return True, float(int(np.floor(x)) // d_num)
     if not (d_float > 0.0 and d_float < np.inf):
         return False, 0.0
     q = x / d_float
-    fl = np.floor(q)
+    fl = float(np.floor(q))
     margin = 4.0 * _U * abs(q)
     if q - fl > margin and fl + 1.0 - q > margin and abs(q) < 4503599627370496.0:
         return True, fl
@@ -267,12 +277,12 @@ def _keras_p(s: Any, is_int: bool, prec: int, emin: int, emax: int, staircase: b
         p = float(np.float32(np.float32(s) / np.float32(d_fmt)))
     else:
         if is_int:
-            sf = _round_int(np.int64(s), prec, emin, emax, pow2)
+            sf = _round_int(int(s), prec, emin, emax, pow2)
         else:
             sf = _round_fmt(float(s), prec, emin, emax, pow2)
         p = _round_fmt(sf / d_fmt, prec, emin, emax, pow2)
     if staircase:
-        p = np.floor(p)
+        p = float(np.floor(p))
     return p
 
 
@@ -286,11 +296,11 @@ def _bits_of(val: float, prec: int, emin: int, bias: int) -> int:
     if a == 0:
         return top
     if a >= _EXPMASK:
-        return top | (np.int64(2 * bias + 1) << (prec - 1))
+        return top | ((2 * bias + 1) << (prec - 1))
     ex = (a >> 52) - 1023
     mant = (a & _FRAC) | _IMPLICIT
     if ex >= emin:
-        return top | ((ex + bias) << (prec - 1)) | ((mant >> (53 - prec)) & ((np.int64(1) << (prec - 1)) - 1))
+        return top | ((ex + bias) << (prec - 1)) | ((mant >> (53 - prec)) & ((1 << (prec - 1)) - 1))
     return top | (mant >> (52 - ex + emin - prec + 1))
 
 
@@ -308,11 +318,11 @@ def _small_pow2(t: float, scale_h: float, scale_e: int, tab: np.ndarray, ln2: fl
     n = (t * 1024.0 + _RINT) - _RINT
     x = (t - n * (1.0 / 1024)) * ln2
     p = 1.0 + x * (1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24))))
-    ni = np.int64(n)
+    ni = int(n)
     v = tab[ni & 1023] * p
     if scale_h != 1.0:
         v = v * scale_h
-    err = np.int64(kt * abs(t) + 17.0)
+    err = int(kt * abs(t) + 17.0)
     # v in [0.99, 4.1): its 53-bit significand M and v = M 2**exp.
     b = _bits(v)
     M = (b & _FRAC) | _IMPLICIT
@@ -326,7 +336,7 @@ def _small_pow2(t: float, scale_h: float, scale_e: int, tab: np.ndarray, ln2: fl
         shift = 62
     q = M >> shift
     rem = M - (q << shift)
-    half = np.int64(1) << (shift - 1)
+    half = 1 << (shift - 1)
     dist = abs(rem - half)
     decided = dist > err and 4 * err < half
     if rem > half or (rem == half and (q & 1) == 1):
@@ -430,7 +440,7 @@ def _f64_value(a: float, ch: float, cl: float, ih: float, il: float, ei: int,
     y = xh + xl
     q = (y * y) * (0.5 + y * (1.0 / 6 + y * (1.0 / 24 + y * (1.0 / 120))))
     lo = xl + q
-    ni = np.int64(n)
+    ni = int(n)
     j = ni & 1023
     th_j = hi_t[j]
     tl_j = lo_t[j]
@@ -474,8 +484,8 @@ def f64_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.nda
         a = 0.0
         if keras:
             if _is_int(s):
-                si = np.int64(s)
-                if si < (np.int64(1) << 53) and si > -(np.int64(1) << 53):
+                si = int(s)
+                if si < (1 << 53) and si > -(1 << 53):
                     sf = float(si)
                 else:
                     sf = _round_int(si, 53, -1022, 1023, pow2)
@@ -483,15 +493,15 @@ def f64_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.nda
                 sf = float(s)
             a = sf / d_fmt
             if staircase:
-                a = np.floor(a)
+                a = float(np.floor(a))
             ok = a - a == 0.0
         elif staircase:
             ok, a = _floor_exact(s, _is_int(s), d_num, d_den, d_float)
             ok = ok and abs(a) < _TWO53
         else:
             if _is_int(s):
-                si = np.int64(s)
-                ok = si < (np.int64(1) << 53) and si > -(np.int64(1) << 53)
+                si = int(s)
+                ok = si < (1 << 53) and si > -(1 << 53)
             a = float(s)
             ok = ok and a - a == 0.0
         val = 0.0
@@ -551,7 +561,7 @@ def _log2(x: float) -> float:
     ``5.7 u |log2 m| / |log2 x| + u <= 6.7 u``."""
     b = _bits(x)
     k = (b >> 52) - 1023
-    m = _from_bits((b & _FRAC) | np.int64(0x3FF0000000000000))  # [1, 2)
+    m = _from_bits((b & _FRAC) | 0x3FF0000000000000)  # [1, 2)
     if m > 1.4142135623730951:
         m = m * 0.5
         k += 1
@@ -623,7 +633,7 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
                                       KT_BROADCAST)
             else:
                 e_i = (bi >> 52) - 1023
-                h = _from_bits((bi & _FRAC) | np.int64(0x3FF0000000000000))
+                h = _from_bits((bi & _FRAC) | 0x3FF0000000000000)
                 ok, val = _small_pow2(t, h, e_i, tab, ln2, prec, emin, emax, pow2,
                                       KT_BROADCAST)
         if ok:

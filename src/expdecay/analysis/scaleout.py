@@ -59,7 +59,8 @@ def _client(scheduler: str) -> Any:
         raise ValueError("a Dask scheduler needs the dask extra: "
                          "pip install 'expdecay[dask]'") from None
     try:
-        return Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        return Client(scheduler, timeout=CONNECT_TIMEOUT,  # type: ignore[no-untyped-call]
+                      set_as_default=False)
     except (OSError, TimeoutError) as e:
         raise ValueError(f"scheduler {scheduler!r}: cannot connect ({e})") from None
 
@@ -85,7 +86,7 @@ def map_ordered(fn: Callable[[T], R], items: Iterable[T], *, scheduler: str | No
                                  lambda f: f.result())
         return
     own = isinstance(scheduler, str)
-    client = _client(scheduler) if own else scheduler
+    client: Any = _client(scheduler) if own else scheduler
     try:
         n = max(1, len(client.nthreads()))
         yield from _windowed(lambda x: client.submit(fn, x, pure=False), items,
@@ -148,7 +149,7 @@ def run_grid(schedules: Sequence[tuple[Any, Any, Any]], start: int, stop: int, *
         raise ValueError(f"chunk must be at least 1; got {chunk}")
     if stop < start:
         raise ValueError(f"stop must be >= start; got {start}:{stop}")
-    tasks = [_GridTask(tuple(s), a, min(a + chunk, stop), dtype, order, staircase)  # type: ignore[arg-type]
+    tasks = [_GridTask((s[0], s[1], s[2]), a, min(a + chunk, stop), dtype, order, staircase)
              for s in schedules for a in range(start, stop, chunk)]
     per = max(1, -(-(stop - start) // chunk)) if stop > start else 0
     result = GridResult()
