@@ -156,7 +156,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from mpmath.libmp import (
+from mpmath.libmp import (  # type: ignore[import-untyped]
     libmpi,
     mpf_gt,
     mpf_shift,
@@ -369,7 +369,8 @@ def _round_int(s: np.ndarray, fmt: Format) -> np.ndarray:
     q += up.astype(np.uint64)
     val = np.ldexp(q.astype(np.float64), shift.astype(np.int64))
     val[val > fmt.max_finite] = np.inf
-    return np.where(s < 0, -val, val)
+    signed: np.ndarray = np.where(s < 0, -val, val)
+    return signed
 
 
 # ---------------------------------------------------------------------------
@@ -514,16 +515,17 @@ def _plan(I: Any, D: Fraction, r: Any, fmt: Format, order: str, staircase: bool,
     d_int = None
     if D.numerator < _INT64_SAFE and D.denominator <= _DEN_MAX:
         d_int = (D.numerator, D.denominator)
-    base = dict(fmt=fmt, order=order, staircase=staircase, args=(I, D, r), tables=tables,
-                d_int=d_int)
+    base: dict[str, Any] = dict(fmt=fmt, order=order, staircase=staircase, args=(I, D, r),
+                                tables=tables, d_int=d_int)
     if order == "keras":
         I_, r_ = (inputs.to_exact(round_rational(x, fmt)) if isinstance(x, Fraction)
                   else x for x in (I, r))
         d_fmt = round_rational(D, fmt)
     else:
         I_, r_, d_fmt = I, r, 0.0
-    regular_i = isinstance(I_, Fraction) and abs(_mantissa_dd(I_)[2]) < 1000
-    if not regular_i or not isinstance(r_, Fraction) or r_ <= 0:
+    if not (isinstance(I_, Fraction) and abs(_mantissa_dd(I_)[2]) < 1000):
+        return _Plan(**base, kind="oracle", d_fmt=d_fmt)
+    if not isinstance(r_, Fraction) or r_ <= 0:
         return _Plan(**base, kind="oracle", d_fmt=d_fmt)
     if order == "keras" and (math.isinf(d_fmt) or d_fmt == 0):
         return _Plan(**base, kind="oracle", d_fmt=d_fmt)
@@ -1295,8 +1297,8 @@ def _evaluate_groups(flat_params: list[np.ndarray], flat_steps: np.ndarray,
     for group in np.split(order_idx, cuts):
         first = int(group[0])
         args = [p[first] for p in sub]
-        args = [a.item() if isinstance(a, np.ndarray) and a.ndim == 0 else a for a in args]
-        flat_out[idx[group]] = evaluate(*args, flat_steps[idx[group]], staircase=staircase,
+        I, D, r = (a.item() if isinstance(a, np.ndarray) and a.ndim == 0 else a for a in args)
+        flat_out[idx[group]] = evaluate(I, D, r, flat_steps[idx[group]], staircase=staircase,
                                         dtype=fmt, order=order, stats=stats)
 
 
@@ -1330,7 +1332,7 @@ def _broadcast_kernel(flat_params: list[np.ndarray], flat_steps: np.ndarray,
     conv = [_exact_float64(p) for p in flat_params]
     if any(c is None for c in conv):
         return False
-    I, D, R = (np.ascontiguousarray(c) for c in conv)  # type: ignore[arg-type]
+    I, D, R = (np.ascontiguousarray(c) for c in conv)
     if not bool(np.all((D > 0) & np.isfinite(D))):
         return False  # the general path names the bad decay_steps
     # Few schedules (judged on a sample): each is planned once instead.

@@ -307,7 +307,8 @@ def ulp_diff(ka: np.ndarray, kb: np.ndarray) -> np.ndarray:
     if over.any():
         d = np.where(over, np.where(ka < 0, np.iinfo(np.int64).min + 1,
                                     np.iinfo(np.int64).max), d)
-    return d
+    out: np.ndarray = d
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -579,7 +580,7 @@ def _run_task(
     sch = task.schedule
     steps = task.steps.array()
     fmt = sch.format
-    kw = {"staircase": sch.staircase, "dtype": sch.dtype}
+    kw: dict[str, Any] = {"staircase": sch.staircase, "dtype": sch.dtype}
     I, D, r = sch.initial_learning_rate, sch.decay_steps, sch.decay_rate
     exact = evaluate_order(I, D, r, steps, order="exact", **kw)
     keras = evaluate_order(I, D, r, steps, order="keras", **kw)
@@ -668,7 +669,7 @@ def sweep(
             why = f"more than {max_points} steps for the fast path"
         notes.append(f"{why}: {len(steps)} steps cut to about {samples} log-spaced samples "
                      "(misfloors are still enumerated over the whole range)")
-        steps = steps.sample(samples, extra)
+        steps = steps.sample(samples if samples is not None else max_points, extra)
     env0 = Envelope.empty(steps, bins)
     tasks = [_Task(schedule, c, implementation, tuple(sorted(options.items())), env0, top,
                    pow_ulps) for c in steps.chunks(chunk)]
@@ -725,7 +726,7 @@ def _absorb(result: SweepResult, out: tuple[Any, ...], top: int, bmax: float) ->
     result.vs_rounded.merge(vs_r, top)
     result.envelope.merge(env)
     result.bound_violations += viol
-    return max(bmax, b)
+    return max(bmax, float(b))
 
 
 # ---------------------------------------------------------------------------
@@ -777,7 +778,7 @@ def quantisation(schedule: Schedule, steps: np.ndarray) -> Quantisation:
     fmt = schedule.format
     If, rf = schedule.rounded()
     I, D, r = schedule.initial_learning_rate, schedule.decay_steps, schedule.decay_rate
-    kw = {"staircase": schedule.staircase, "dtype": schedule.dtype}
+    kw: dict[str, Any] = {"staircase": schedule.staircase, "dtype": schedule.dtype}
     chain = [
         evaluate_order(I, D, r, steps, order="exact", **kw),
         evaluate_order(If, D, r, steps, order="exact", **kw),
