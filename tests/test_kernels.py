@@ -187,7 +187,7 @@ def test_all_int32_steps_float32_slow(schedule: tuple[str, int, str]) -> None:
     I, D, r = (Fraction(schedule[0]), Fraction(schedule[1]), Fraction(schedule[2]))
     fmt = get_format("float32")
     ctx.prec = 128
-    block = 1 << 27
+    block = 1 << 24
     prev_last = None
     for start in range(0, 1 << 31, block):
         steps = np.arange(start, start + block, dtype=np.int32)

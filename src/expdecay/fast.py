@@ -1238,7 +1238,9 @@ def _group_ids(values: np.ndarray) -> np.ndarray:
         seen: dict[Any, int] = {}
         out = np.empty(values.shape, np.int64)
         for i, v in enumerate(values.tolist()):
-            out[i] = seen.setdefault((type(v), v if v == v else repr(v)), len(seen))
+            # Floats by their bits (-0.0 and 0.0 are different inputs).
+            key = (float, v.hex()) if isinstance(v, float) else (type(v), v if v == v else repr(v))
+            out[i] = seen.setdefault(key, len(seen))
         return out
     return np.unique(keys, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
@@ -1256,6 +1258,9 @@ def _evaluate_broadcast(I: Any, D: Any, r: Any, steps: Any, *, staircase: bool, 
             arr = x
             if arr.dtype.kind not in "iufOV":
                 raise TypeError(f"{name} must be an array of numbers; got dtype {arr.dtype}")
+        elif isinstance(x, float | int | np.floating | np.integer) and not isinstance(
+                x, bool | np.bool_) and (not isinstance(x, int) or -2**63 <= x < 2**63):
+            arr = np.asarray(x)  # a number: held exactly by its numpy dtype
         else:
             arr = np.empty((), dtype=object)
             arr[()] = x
@@ -1327,7 +1332,7 @@ def _broadcast_kernel(flat_params: list[np.ndarray], flat_steps: np.ndarray,
     n = flat_steps.size
     if fmt.precision == 53 or n < KERNEL_MIN_ELEMENTS or kernels() is None:
         return False
-    if any(p.dtype.kind == "O" or p.strides == (0,) for p in flat_params):
+    if any(p.dtype.kind == "O" for p in flat_params):
         return False
     conv = [_exact_float64(p) for p in flat_params]
     if any(c is None for c in conv):
