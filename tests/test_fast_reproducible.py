@@ -1,13 +1,26 @@
-"""The fast path gives the same bits whatever SIMD code numpy dispatches to.
+"""The fast path gives the same bits whatever code the CPU runs.
 
-numpy's transcendentals give different last bits with and without AVX-512
-(float64 ``exp2``), and with and without AVX2 (float32 ``exp``, ``log``, ...).
 The same evaluation (about 300,000 elements across the four formats, both
-orders and both staircase modes) runs in two subprocesses: one with numpy's
-default dispatch and one with ``NPY_DISABLE_CPU_FEATURES`` naming every
-AVX-512 target this numpy found on this CPU (or, on a CPU without AVX-512, the
-AVX2-level targets).  The output bytes must be identical, and a sample must
-match the oracle.
+orders and both staircase modes) runs in subprocesses:
+
+* ``default``: numpy's default SIMD dispatch, the compiled kernels built for
+  this CPU;
+* ``numpy``: the numpy path (``EXPDECAY_KERNELS=0``), default dispatch;
+* ``reduced``: the numpy path with ``NPY_DISABLE_CPU_FEATURES`` naming every
+  dispatch target the ``default`` child reported as available on this CPU
+  (taken from numpy at run time, baseline excluded; nothing assumes x86);
+* ``generic``: the kernels compiled for a generic CPU of this architecture
+  (``NUMBA_CPU_NAME=generic``: SSE2 on x86-64) with the same targets disabled.
+
+The output bytes must be identical in all four, and a sample must match the
+oracle.  The control: numpy's own transcendentals, computed in the same
+children, show whether disabling the targets changed any bits.  When it
+changes none on this CPU (or numpy has no dispatch target to disable), the
+comparison of ``default`` and ``reduced`` proves nothing about dispatch, and
+that part is skipped with its reason; :func:`test_numpy_path_independent_of_exp2_bits`
+then proves the independence another way, by perturbing ``numpy.exp2`` (the
+only numpy transcendental the fast path uses) by up to 1/4 of its assumed
+error bound and checking that no output bit changes.
 """
 
 from __future__ import annotations
@@ -22,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from expdecay import inputs, oracle
+from expdecay import fast, inputs, oracle
 from expdecay.floats import get_format, to_bits
 
 CHILD = r"""
@@ -30,8 +43,15 @@ import hashlib, json, sys
 import numpy as np
 from expdecay import fast
 
+try:
+    from numpy._core._multiarray_umath import (__cpu_baseline__, __cpu_dispatch__,
+                                               __cpu_features__)
+except ImportError:  # numpy < 2
+    from numpy.core._multiarray_umath import (__cpu_baseline__, __cpu_dispatch__,
+                                              __cpu_features__)
+
 out_dir = sys.argv[1]
-fast.TABLE_MIN_ELEMENTS = 0  # exercise the float64 power tables too
+fast.TABLE_MIN_ELEMENTS = 0  # exercise the float64 power tables of the numpy path too
 rng = np.random.default_rng(20261124)
 steps = {
     "int": np.concatenate([rng.integers(0, 2**30, 6000), rng.integers(-10**6, 10**6, 2000),
@@ -39,7 +59,10 @@ steps = {
     "float": rng.uniform(-1e5, 3e7, 9000),
 }
 schedules = [("0.1", 1000, "0.96"), (3.0, 7, 1.5), ("1e-30", 3, "0.5")]
-report = {}
+report = {"outputs": {}, "controls": {},
+          "targets": [t for t in __cpu_dispatch__
+                      if __cpu_features__.get(t) and t not in __cpu_baseline__],
+          "kernels": fast.kernels() is not None}
 for fmt in ("float16", "bfloat16", "float32", "float64"):
     for order in ("exact", "keras"):
         for staircase in (False, True):
@@ -50,83 +73,98 @@ for fmt in ("float16", "bfloat16", "float32", "float64"):
                     got = fast.evaluate(I, D, r, s, staircase=staircase, dtype=fmt, order=order)
                     name = f"{fmt}-{order}-{int(staircase)}-{k}-{kind}"
                     np.save(f"{out_dir}/{name}.npy", got.view(f"u{got.itemsize}"))
-                    report[name] = hashlib.sha256(got.tobytes()).hexdigest()
-# The control: numpy's own transcendentals, whose SIMD kernels differ by CPU
-# level (on AVX-512 machines float64 exp2 changes; on AVX2-only machines
-# float64 exp2 is scalar either way, but float32 exp/log/sin/tanh change).
+                    report["outputs"][name] = hashlib.sha256(got.tobytes()).hexdigest()
 x = np.linspace(-80.0, 80.0, 100001)
 y = np.linspace(1e-3, 1e3, 100001)
 for dt in ("float32", "float64"):
     for fname, arg in (("exp2", x), ("exp", x), ("log", y), ("sin", x), ("tanh", x)):
         got = getattr(np, fname)(arg.astype(dt))
-        report[f"numpy.{fname}[{dt}] (not ours)"] = hashlib.sha256(got.tobytes()).hexdigest()
+        report["controls"][f"numpy.{fname}[{dt}]"] = hashlib.sha256(got.tobytes()).hexdigest()
 json.dump(report, sys.stdout)
 """
 
-
-def _dispatch_targets() -> list[str]:
-    """The SIMD targets numpy dispatches to on this CPU (as in np.show_runtime)."""
-    try:
-        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-    except ImportError:  # numpy < 2
-        from numpy.core._multiarray_umath import (  # type: ignore[no-redef]
-            __cpu_dispatch__,
-            __cpu_features__,
-        )
-    return [name for name in __cpu_dispatch__ if __cpu_features__.get(name)]
+SCHEDULES = [("0.1", 1000, "0.96"), (3.0, 7, 1.5), ("1e-30", 3, "0.5")]
 
 
-def features_to_disable() -> tuple[list[str], str]:
-    """AVX-512 targets if the CPU has any, else AVX2-level ones; and a label."""
-    found = _dispatch_targets()
-    avx512 = [f for f in found if "512" in f or f == "X86_V4"]
-    if avx512:
-        return avx512, "AVX-512"
-    avx2 = [f for f in found if f in ("AVX2", "FMA3", "X86_V3", "AVX512F")]
-    return avx2, "AVX2"
-
-
-def _run(tmp: Path, disable: list[str]) -> dict[str, str]:
+def _run(tmp: Path, env_extra: dict[str, str]) -> dict[str, object]:
     env = dict(os.environ)
-    env.pop("NPY_DISABLE_CPU_FEATURES", None)
-    if disable:
-        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(disable)
+    for key in ("NPY_DISABLE_CPU_FEATURES", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES",
+                "EXPDECAY_KERNELS"):
+        env.pop(key, None)
+    env.update(env_extra)
     tmp.mkdir()
     done = subprocess.run([sys.executable, "-c", CHILD, str(tmp)], env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
+                          text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
+    out: dict[str, object] = json.loads(done.stdout)
+    return out
 
 
-def test_bits_independent_of_simd_dispatch(tmp_path: Path) -> None:
-    disable, label = features_to_disable()
-    if not disable:
-        pytest.fail("numpy reports no SIMD dispatch target to disable on this CPU")
-    default = _run(tmp_path / "default", [])
-    reduced = _run(tmp_path / "reduced", disable)
-    controls = [k for k in default if k.endswith("(not ours)")]
-    changed = [k for k in controls if default.pop(k) != reduced.pop(k)]
-    print(f"disabled {label} targets: {' '.join(disable)}; numpy functions whose bits "
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
+    tmp = tmp_path_factory.mktemp("dispatch")
+    default = _run(tmp / "default", {})
+    targets = list(default["targets"])  # type: ignore[call-overload]
+    disable = {"NPY_DISABLE_CPU_FEATURES": " ".join(targets)} if targets else {}
+    return {
+        "default": default,
+        "numpy": _run(tmp / "numpy", {"EXPDECAY_KERNELS": "0"}),
+        "reduced": _run(tmp / "reduced", {**disable, "EXPDECAY_KERNELS": "0"}),
+        "generic": _run(tmp / "generic", {**disable, "NUMBA_CPU_NAME": "generic"}),
+        "dir": {"path": str(tmp)},
+    }
+
+
+def test_kernels_and_numpy_path_agree(runs: dict[str, dict[str, object]]) -> None:
+    """Kernels (host CPU) and the numpy path give the same bytes."""
+    default, numpy_path = runs["default"], runs["numpy"]
+    if not default["kernels"]:
+        pytest.skip("numba is not importable: only the numpy path exists")
+    assert len(default["outputs"]) >= 80  # type: ignore[arg-type]
+    assert default["outputs"] == numpy_path["outputs"]
+
+
+def test_kernels_independent_of_cpu_target(runs: dict[str, dict[str, object]]) -> None:
+    """Kernels compiled for a generic CPU give the host-compiled kernels' bytes."""
+    if not runs["default"]["kernels"]:
+        pytest.skip("numba is not importable: no kernels to compile for another CPU")
+    assert runs["default"]["outputs"] == runs["generic"]["outputs"]
+
+
+def test_bits_independent_of_simd_dispatch(runs: dict[str, dict[str, object]]) -> None:
+    default, reduced = runs["numpy"], runs["reduced"]
+    targets = runs["default"]["targets"]
+    if not targets:
+        pytest.skip("numpy reports no dispatch target above its baseline on this CPU: "
+                    "nothing to switch off (see test_numpy_path_independent_of_exp2_bits)")
+    controls: dict[str, str] = default["controls"]  # type: ignore[assignment]
+    reduced_controls: dict[str, str] = reduced["controls"]  # type: ignore[assignment]
+    changed = [k for k in controls if controls[k] != reduced_controls[k]]
+    print(f"disabled {' '.join(targets)}; numpy functions whose bits "  # type: ignore[arg-type]
           f"changed: {', '.join(changed) or 'none'}")
-    # The control: without it the test would pass vacuously if the variable
-    # had no effect.  Some of numpy's own transcendentals must change bits.
-    assert changed, f"disabling {disable} changed none of numpy's bits ({controls})"
-    assert default.keys() == reduced.keys() and len(default) >= 80
-    differing = [k for k in default if default[k] != reduced[k]]
-    assert not differing, differing
-    # The files hash as reported, and a sample of each agrees with the oracle.
+    # The output must not change, whatever the control says.
+    assert default["outputs"] == reduced["outputs"]
+    if not changed:
+        pytest.skip(f"disabling {targets} changed none of numpy's own bits on this CPU, so "
+                    "this comparison cannot show independence from dispatch "
+                    "(see test_numpy_path_independent_of_exp2_bits)")
+
+
+def test_outputs_match_the_oracle(runs: dict[str, dict[str, object]]) -> None:
+    """The files hash as reported, and a sample of each agrees with the oracle."""
+    base = Path(runs["dir"]["path"]) / "default"  # type: ignore[arg-type]
+    outputs: dict[str, str] = runs["default"]["outputs"]  # type: ignore[assignment]
     rng = np.random.default_rng(7)
-    schedules = [("0.1", 1000, "0.96"), (3.0, 7, 1.5), ("1e-30", 3, "0.5")]
     gen = np.random.default_rng(20261124)
     ints = np.concatenate([gen.integers(0, 2**30, 6000), gen.integers(-10**6, 10**6, 2000),
                            gen.integers(0, 2**62, 1000)]).astype(np.int64)
     steps = {"int": ints, "float": gen.uniform(-1e5, 3e7, 9000)}
-    for name, digest in default.items():
-        bits = np.load(tmp_path / "default" / f"{name}.npy")
+    for name, digest in outputs.items():
+        bits = np.load(base / f"{name}.npy")
         assert hashlib.sha256(bits.tobytes()).hexdigest() == digest
         fmt_name, order, staircase, k, kind = name.split("-")
         fmt = get_format(fmt_name)
-        I, D, r = schedules[int(k)]
+        I, D, r = SCHEDULES[int(k)]
         args = (inputs.to_exact(I), inputs.check_decay_steps(D), inputs.to_exact(r))
         for i in rng.choice(bits.size, 6, replace=False).tolist():
             s = steps[kind][i].item()
@@ -135,7 +173,49 @@ def test_bits_independent_of_simd_dispatch(tmp_path: Path) -> None:
             assert to_bits(want, fmt) == int(bits[i]), (name, s)
 
 
-def test_disable_list_names_real_targets() -> None:
-    disable, label = features_to_disable()
-    assert set(disable) <= set(_dispatch_targets())
-    assert label in ("AVX-512", "AVX2")
+def test_numpy_path_independent_of_exp2_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numpy path's float32 route through ``numpy.exp2`` gives the same bits
+    when ``exp2``'s results move by up to a quarter of the error bound the
+    path assumes: any CPU's ``exp2`` within the bound gives the same output.
+
+    The control: the same run with a perturbation far beyond the bound
+    (2**-20) does change bits, so the comparison can fail, and the perturbed
+    ``exp2`` is really called."""
+    monkeypatch.setenv("EXPDECAY_KERNELS", "0")
+    fast.kernels.cache_clear()
+    try:
+        if not fast._hardware_ok():
+            pytest.skip("float32 through numpy.exp2 is switched off on this machine")
+        rng = np.random.default_rng(5)
+        steps = np.concatenate([rng.integers(0, 2**24, 20000), np.arange(0, 20000)])
+        cases = [("0.1", 1000, "0.96", False), (3.0, 7, 1.5, False), ("0.1", 10, "0.999", True)]
+
+        def outputs() -> list[np.ndarray]:
+            return [fast.evaluate(I, D, r, steps, staircase=st, dtype="float32",
+                                  order=o).view(np.uint32)
+                    for I, D, r, st in cases for o in ("exact", "keras")]
+
+        reference = outputs()
+        real_exp2 = np.exp2
+        calls = [0]
+
+        def perturb(delta: float) -> None:
+            def exp2(t: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+                calls[0] += 1
+                y: np.ndarray = real_exp2(t, out=out)
+                noise = np.random.default_rng(calls[0]).uniform(-delta, delta, t.shape)
+                y *= 1.0 + noise
+                return y
+
+            monkeypatch.setattr(np, "exp2", exp2)
+
+        perturb(fast._EXP2_ERR / 4)
+        within = outputs()
+        assert calls[0] > 0
+        for a, b in zip(reference, within, strict=True):
+            assert np.array_equal(a, b)
+        perturb(2.0**-20)
+        beyond = outputs()
+        assert any(not np.array_equal(a, b) for a, b in zip(reference, beyond, strict=True))
+    finally:
+        fast.kernels.cache_clear()

@@ -156,7 +156,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from mpmath.libmp import (
+from mpmath.libmp import (  # type: ignore[import-untyped]
     libmpi,
     mpf_gt,
     mpf_shift,
@@ -369,7 +369,8 @@ def _round_int(s: np.ndarray, fmt: Format) -> np.ndarray:
     q += up.astype(np.uint64)
     val = np.ldexp(q.astype(np.float64), shift.astype(np.int64))
     val[val > fmt.max_finite] = np.inf
-    return np.where(s < 0, -val, val)
+    signed: np.ndarray = np.where(s < 0, -val, val)
+    return signed
 
 
 # ---------------------------------------------------------------------------
@@ -514,16 +515,17 @@ def _plan(I: Any, D: Fraction, r: Any, fmt: Format, order: str, staircase: bool,
     d_int = None
     if D.numerator < _INT64_SAFE and D.denominator <= _DEN_MAX:
         d_int = (D.numerator, D.denominator)
-    base = dict(fmt=fmt, order=order, staircase=staircase, args=(I, D, r), tables=tables,
-                d_int=d_int)
+    base: dict[str, Any] = dict(fmt=fmt, order=order, staircase=staircase, args=(I, D, r),
+                                tables=tables, d_int=d_int)
     if order == "keras":
         I_, r_ = (inputs.to_exact(round_rational(x, fmt)) if isinstance(x, Fraction)
                   else x for x in (I, r))
         d_fmt = round_rational(D, fmt)
     else:
         I_, r_, d_fmt = I, r, 0.0
-    regular_i = isinstance(I_, Fraction) and abs(_mantissa_dd(I_)[2]) < 1000
-    if not regular_i or not isinstance(r_, Fraction) or r_ <= 0:
+    if not (isinstance(I_, Fraction) and abs(_mantissa_dd(I_)[2]) < 1000):
+        return _Plan(**base, kind="oracle", d_fmt=d_fmt)
+    if not isinstance(r_, Fraction) or r_ <= 0:
         return _Plan(**base, kind="oracle", d_fmt=d_fmt)
     if order == "keras" and (math.isinf(d_fmt) or d_fmt == 0):
         return _Plan(**base, kind="oracle", d_fmt=d_fmt)
@@ -966,9 +968,22 @@ def evaluate(
     integers or floats; each element is taken exactly.  Returns an array of the
     format's dtype and ``steps``' shape.  ``stats``, if given, is updated.
 
+    ``initial_learning_rate``, ``decay_steps`` and ``decay_rate`` may be numpy
+    arrays too (a list is not a schedule parameter, as everywhere else): the
+    four inputs are broadcast together and every element is its own schedule;
+    the result has the broadcast shape.  Each distinct schedule is evaluated
+    once over its elements.
+
     >>> evaluate(0.1, 100000, 0.96, [0, 10**6], dtype="float64", order="exact")
     array([0.1       , 0.06648326])
+    >>> evaluate(np.array([0.1, 0.2]), 1000, np.array([[0.5], [0.25]]), 1000,
+    ...          dtype="float64", order="exact")
+    array([[0.05 , 0.1  ],
+           [0.025, 0.05 ]])
     """
+    if any(_is_array_input(x) for x in (initial_learning_rate, decay_steps, decay_rate)):
+        return _evaluate_broadcast(initial_learning_rate, decay_steps, decay_rate, steps,
+                                   staircase=staircase, dtype=dtype, order=order, stats=stats)
     inputs.check_staircase(staircase)
     D = inputs.check_decay_steps(decay_steps)
     fmt = get_format(dtype)
@@ -984,6 +999,8 @@ def evaluate(
     fallback = _Fallback(plan, stats)
     if arr.dtype.kind == "O":
         _object_steps(flat, result, fallback)
+    elif _kernel_evaluate(flat, result, plan, fallback):
+        pass
     else:
         gather = _staircase_table(flat, plan, stats)
         for start in range(0, flat.size, CHUNK):
@@ -1094,3 +1111,259 @@ def _evaluate_chunk(raw: np.ndarray, out: np.ndarray, plan: _Plan, fallback: _Fa
     if unconvertible.any():  # uint64 above 2**63 - 1: keyed by value, disjoint from int64
         where = np.flatnonzero(unconvertible)
         fallback.fill(out, where, raw, _tagged(_KEY_UINT64, raw[where].view(np.int64)))
+
+
+# ---------------------------------------------------------------------------
+# Compiled kernels
+# ---------------------------------------------------------------------------
+
+#: Arrays with fewer elements than this stay on the numpy path (which needs
+#: no compiler): scalar work never imports numba.
+KERNEL_MIN_ELEMENTS = 1 << 12
+
+#: Undecided indices collected per kernel call before the oracle is asked.
+_UNDECIDED_BUFFER = 1 << 12
+
+_KERNEL_STEP_DTYPES = (np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.float64),
+                       np.dtype(np.float32))
+
+
+@functools.cache
+def kernels() -> Any:
+    """The compiled-kernel module, or None when numba cannot be imported (or
+    ``EXPDECAY_KERNELS=0`` in the environment switches the kernels off)."""
+    import os
+
+    if os.environ.get("EXPDECAY_KERNELS", "1") == "0":
+        return None
+    try:
+        from . import _kernels
+    except ImportError:
+        return None
+    return _kernels
+
+
+@functools.cache
+def _kernel_tables() -> tuple[np.ndarray, ...]:
+    mod = kernels()
+    hi, lo, hh, hl = _exp2_table()
+    return hi, lo, hh, hl, mod.pow2_table()
+
+
+def _kernel_steps(flat: np.ndarray) -> np.ndarray | None:
+    """``flat`` in a dtype the kernels take (a view or a copy), or None."""
+    if flat.dtype in _KERNEL_STEP_DTYPES:
+        return np.ascontiguousarray(flat)
+    kind = flat.dtype.kind
+    if kind == "u" and flat.dtype.itemsize == 8:
+        if flat.size and int(flat.max()) > 2**63 - 1:
+            return None
+        return flat.astype(np.int64)
+    if kind in "iu":
+        return flat.astype(np.int64)
+    if kind == "f" or flat.dtype == get_format("bfloat16").dtype:
+        return flat.astype(np.float64)
+    return None
+
+
+def _kernel_evaluate(flat: np.ndarray, result: np.ndarray, plan: _Plan,
+                     fallback: _Fallback) -> bool:
+    """Evaluate a regular schedule with the compiled kernels; False when they
+    do not apply (small array, numba missing, special schedule, steps dtype)."""
+    if plan.kind != "regular" or flat.size < KERNEL_MIN_ELEMENTS:
+        return False
+    mod = kernels()
+    if mod is None:
+        return False
+    steps = _kernel_steps(flat)
+    if steps is None:
+        return False
+    run_kernel(steps, result, plan, fallback)
+    return True
+
+
+def run_kernel(steps: np.ndarray, result: np.ndarray, plan: _Plan, fallback: _Fallback) -> None:
+    """The kernel loop: compiled evaluation, oracle for the undecided."""
+    mod = kernels()
+    hi, lo, hh, hl, pow2 = _kernel_tables()
+    fmt, keras = plan.fmt, plan.order == "keras"
+    num, den = plan.d_int if plan.d_int is not None else (0, 1)
+    d_float = float(plan.args[1]) if plan.args[1] < 2**1000 else math.inf
+    h, l_, e = plan.scale
+    buf = np.empty(min(_UNDECIDED_BUFFER, max(steps.size, 1)), np.int64)
+    l2h, l2l = _ln2_dd()
+    pos, n = 0, steps.size
+    stats = fallback.stats
+    while pos < n:
+        if fmt.precision == 53:
+            nxt, count = mod.f64_kernel(
+                steps, result, pos, buf, keras, plan.staircase, plan.c[0], plan.c[1],
+                h, l_, e, plan.negative, plan.log2_i, plan.i_fmt, plan.d_fmt, num, den,
+                d_float, hi, lo, hh, hl, l2h, l2l, pow2)
+        else:
+            bias = 1 - fmt.emin
+            out = result.view(np.uint16 if fmt.width == 16 else np.uint32)
+            nxt, count = mod.small_kernel(
+                steps, out, pos, buf, fmt.precision, fmt.emin, fmt.emax, bias, keras,
+                plan.staircase, plan.c[0], h, e, plan.negative, plan.log2_i, plan.i_fmt,
+                plan.d_fmt, num, den, d_float, hi, l2h, pow2)
+        stats.fast += (nxt - pos) - count
+        if count:
+            idx = buf[:count].copy()
+            conv, _ = _convert(steps[idx])
+            fallback.fill(result, idx, steps, _keys(conv, plan))
+        pos = nxt
+
+
+# ---------------------------------------------------------------------------
+# Broadcasting over the schedule's parameters
+# ---------------------------------------------------------------------------
+
+
+def _is_array_input(x: Any) -> bool:
+    """A schedule parameter given per element (a numpy array)."""
+    return isinstance(x, np.ndarray) and x.ndim > 0
+
+
+def _group_ids(values: np.ndarray) -> np.ndarray:
+    """Integer ids, equal exactly for elements that are the same input: floats
+    by their bits (so ``-0.0`` and ``0.0``, and NaN payloads, stay apart),
+    integers by value, other objects by type and value."""
+    kind = values.dtype.kind
+    if kind in "fV" and values.dtype.itemsize in (2, 4, 8):
+        keys = values.view(f"u{values.dtype.itemsize}")
+    elif kind in "iub":
+        keys = values
+    else:
+        seen: dict[Any, int] = {}
+        out = np.empty(values.shape, np.int64)
+        for i, v in enumerate(values.tolist()):
+            # Floats by their bits (-0.0 and 0.0 are different inputs).
+            key = (float, v.hex()) if isinstance(v, float) else (type(v), v if v == v else repr(v))
+            out[i] = seen.setdefault(key, len(seen))
+        return out
+    return np.unique(keys, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def _evaluate_broadcast(I: Any, D: Any, r: Any, steps: Any, *, staircase: bool, dtype: Any,
+                        order: str, stats: FastStats | None) -> np.ndarray:
+    """:func:`evaluate` with per-element schedule parameters."""
+    inputs.check_staircase(staircase)
+    fmt = get_format(dtype)
+    if order not in oracle.ORDERS:
+        raise ValueError(f"order must be 'exact' or 'keras'; got {order!r}")
+    params = []
+    for name, x in (("initial_learning_rate", I), ("decay_steps", D), ("decay_rate", r)):
+        if _is_array_input(x):
+            arr = x
+            if arr.dtype.kind not in "iufOV":
+                raise TypeError(f"{name} must be an array of numbers; got dtype {arr.dtype}")
+        elif isinstance(x, float | int | np.floating | np.integer) and not isinstance(
+                x, bool | np.bool_) and (not isinstance(x, int) or -2**63 <= x < 2**63):
+            arr = np.asarray(x)  # a number: held exactly by its numpy dtype
+        else:
+            arr = np.empty((), dtype=object)
+            arr[()] = x
+        params.append(arr)
+    s = _as_steps(steps)
+    try:
+        shape = np.broadcast_shapes(*(p.shape for p in params), s.shape)
+    except ValueError as exc:
+        raise ValueError(f"initial_learning_rate, decay_steps, decay_rate and steps must "
+                         f"broadcast together; got shapes {[p.shape for p in params]} and "
+                         f"{s.shape}") from exc
+    stats = stats if stats is not None else FastStats()
+    result = np.empty(shape, fmt.dtype)
+    n = result.size
+    if n == 0:
+        return result
+    flat_params = [np.broadcast_to(p, shape).reshape(-1) for p in params]
+    flat_steps = np.broadcast_to(s, shape).reshape(-1)
+    flat_out = result.reshape(-1)
+    if _broadcast_kernel(flat_params, flat_steps, flat_out, fmt, order, bool(staircase), stats):
+        return result
+    _evaluate_groups(flat_params, flat_steps, flat_out, np.arange(n), fmt, order,
+                     bool(staircase), stats)
+    return result
+
+
+def _evaluate_groups(flat_params: list[np.ndarray], flat_steps: np.ndarray,
+                     flat_out: np.ndarray, idx: np.ndarray, fmt: Format, order: str,
+                     staircase: bool, stats: FastStats) -> None:
+    """``flat_out[idx]``: the elements ``idx`` grouped by schedule, each group
+    evaluated as one schedule."""
+    sub = [p[idx] for p in flat_params]
+    ids = [_group_ids(p) for p in sub]
+    combined = ids[0]
+    for more in ids[1:]:
+        combined = combined * (int(more.max()) + 1) + more
+    order_idx = np.argsort(combined, kind="stable")
+    cuts = np.flatnonzero(np.diff(combined[order_idx])) + 1
+    for group in np.split(order_idx, cuts):
+        first = int(group[0])
+        args = [p[first] for p in sub]
+        I, D, r = (a.item() if isinstance(a, np.ndarray) and a.ndim == 0 else a for a in args)
+        flat_out[idx[group]] = evaluate(I, D, r, flat_steps[idx[group]], staircase=staircase,
+                                        dtype=fmt, order=order, stats=stats)
+
+
+#: The per-element kernel is used when a broadcast evaluation has more
+#: distinct schedules than this (fewer: each schedule is planned once).
+BROADCAST_KERNEL_MIN_SCHEDULES = 64
+
+
+def _exact_float64(x: np.ndarray) -> np.ndarray | None:
+    """A parameter array as float64 when that is exact, else None."""
+    if x.dtype.kind == "f" or x.dtype == get_format("bfloat16").dtype:
+        return x.astype(np.float64) if x.dtype.itemsize <= 8 else None
+    if x.dtype.kind in "iu" and x.dtype != np.uint64:
+        if x.size and int(np.abs(x.astype(np.int64)).max()) >= 1 << 53:
+            return None
+        return x.astype(np.float64)
+    return None
+
+
+def _broadcast_kernel(flat_params: list[np.ndarray], flat_steps: np.ndarray,
+                      flat_out: np.ndarray, fmt: Format, order: str, staircase: bool,
+                      stats: FastStats) -> bool:
+    """The per-element kernel for 16- and 32-bit formats; False when it does
+    not apply (float64, numba missing, few elements or schedules, parameters
+    that are not numbers exactly held by float64, invalid decay steps)."""
+    n = flat_steps.size
+    if fmt.precision == 53 or n < KERNEL_MIN_ELEMENTS or kernels() is None:
+        return False
+    if any(p.dtype.kind == "O" for p in flat_params):
+        return False
+    conv = [_exact_float64(p) for p in flat_params]
+    if any(c is None for c in conv):
+        return False
+    I, D, R = (np.ascontiguousarray(c) for c in conv)
+    if not bool(np.all((D > 0) & np.isfinite(D))):
+        return False  # the general path names the bad decay_steps
+    # Few schedules (judged on a sample): each is planned once instead.
+    head = slice(0, 4 * KERNEL_MIN_ELEMENTS)
+    with np.errstate(over="ignore"):
+        mixed = (I[head].view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+                 ^ D[head].view(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+                 ^ R[head].view(np.uint64))
+    if np.unique(mixed).size <= BROADCAST_KERNEL_MIN_SCHEDULES:
+        return False
+    steps = _kernel_steps(flat_steps)
+    if steps is None:
+        return False
+    mod = kernels()
+    hi, _, _, _, pow2 = _kernel_tables()
+    out = flat_out.view(np.uint16 if fmt.width == 16 else np.uint32)
+    buf = np.empty(min(_UNDECIDED_BUFFER, n), np.int64)
+    pos = 0
+    while pos < n:
+        nxt, count = mod.small_broadcast_kernel(
+            I, D, R, steps, out, pos, buf, fmt.precision, fmt.emin, fmt.emax, 1 - fmt.emin,
+            order == "keras", staircase, hi, _ln2_dd()[0], pow2)
+        stats.fast += (nxt - pos) - count
+        stats.elements += (nxt - pos) - count
+        if count:
+            _evaluate_groups(flat_params, flat_steps, flat_out, buf[:count].copy(), fmt,
+                             order, staircase, stats)
+        pos = nxt
+    return True

@@ -104,12 +104,15 @@ def analyze(
     max_points: int | None = None,
     pow_ulps: float | None = 1,
     progress: ProgressFactory | None = None,
+    scheduler: str | None = None,
 ) -> Analysis:
     """Sweep, enumerate misfloors (staircase, non-negative steps) and split
     the error into its causes.  ``progress(label, unit)``, if given, returns
     the ``(done, total, seconds)`` callback of one stage (label ``"misfloors"``
     counting ``"cells"``, then ``"analyze"`` counting ``"steps"``); the command
-    line shows them as a progress line on stderr."""
+    line shows them as a progress line on stderr.  ``scheduler``: the address
+    of a Dask scheduler that runs the sweep's chunks (see
+    :mod:`expdecay.analysis.scaleout`)."""
     mf = None
     if schedule.staircase and steps.hi > max(steps.lo, 0):
         prog_mf = progress("misfloors", "cells") if progress else None
@@ -123,7 +126,7 @@ def analyze(
     prog = progress("analyze", "steps") if progress else None
     sw = sweep(schedule, steps, implementation=implementation, options=options,
                workers=workers, max_points=max_points, pow_ulps=pow_ulps, progress=prog,
-               extra=extra)
+               extra=extra, scheduler=scheduler)
     qsteps = steps.sample(QUANT_POINTS, extra).array()
     quant = quantisation(schedule, qsteps) if qsteps.size else None
     return Analysis(schedule, sw, mf, quant, implementation, dict(options or {}))

@@ -307,7 +307,8 @@ def ulp_diff(ka: np.ndarray, kb: np.ndarray) -> np.ndarray:
     if over.any():
         d = np.where(over, np.where(ka < 0, np.iinfo(np.int64).min + 1,
                                     np.iinfo(np.int64).max), d)
-    return d
+    out: np.ndarray = d
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -579,7 +580,7 @@ def _run_task(
     sch = task.schedule
     steps = task.steps.array()
     fmt = sch.format
-    kw = {"staircase": sch.staircase, "dtype": sch.dtype}
+    kw: dict[str, Any] = {"staircase": sch.staircase, "dtype": sch.dtype}
     I, D, r = sch.initial_learning_rate, sch.decay_steps, sch.decay_rate
     exact = evaluate_order(I, D, r, steps, order="exact", **kw)
     keras = evaluate_order(I, D, r, steps, order="keras", **kw)
@@ -636,6 +637,7 @@ def sweep(
     chunk: int = CHUNK,
     extra: tuple[int, ...] = (),
     max_points: int | None = None,
+    scheduler: str | None = None,
 ) -> SweepResult:
     """Measure the implementation's ulp error on ``steps``.
 
@@ -645,6 +647,11 @@ def sweep(
     expdecay's own keras order (whose longer
     sets are cut to :data:`FAST_SAMPLES` samples, so that work and memory
     stay bounded whatever the range).  ``pow_ulps=None`` skips the error bound.
+
+    ``scheduler`` (a Dask scheduler address) runs the chunks on that cluster;
+    otherwise they run in a pool of local processes.  Chunks are fixed by
+    ``chunk`` alone and merged in chunk order (every reduction is exact), so
+    the result is the same, bit for bit, however the work is spread.
     """
     options = dict(options or {})
     notes: list[str] = []
@@ -662,7 +669,7 @@ def sweep(
             why = f"more than {max_points} steps for the fast path"
         notes.append(f"{why}: {len(steps)} steps cut to about {samples} log-spaced samples "
                      "(misfloors are still enumerated over the whole range)")
-        steps = steps.sample(samples, extra)
+        steps = steps.sample(samples if samples is not None else max_points, extra)
     env0 = Envelope.empty(steps, bins)
     tasks = [_Task(schedule, c, implementation, tuple(sorted(options.items())), env0, top,
                    pow_ulps) for c in steps.chunks(chunk)]
@@ -675,11 +682,22 @@ def sweep(
     bmax = -math.inf
     nworkers = _worker_count(workers, len(tasks))
     use_pool = not external and nworkers > 1 and len(tasks) > 1
-    if use_pool:
+    if scheduler is not None:
+        from .scaleout import map_ordered
+
+        for task, out in zip(tasks, map_ordered(_run_task, tasks, scheduler=scheduler),
+                             strict=True):
+            bmax = _absorb(result, out, top, bmax)
+            done += len(task.steps)
+            if progress:
+                progress(done, len(steps), time.perf_counter() - t0)
+    elif use_pool:
         # Warm the fast path's tables and plans before forking, so that the
         # workers inherit them instead of each building its own.
-        _run_task(_Task(schedule, StepSet(0, 0, 1, (steps.lo,)), implementation,
-                        tuple(sorted(options.items())), env0, top, pow_ulps))
+        # The compiled kernels are loaded too (an array large enough for them).
+        _run_task(_Task(schedule, StepSet(steps.lo, steps.lo + 4096), implementation,
+                        tuple(sorted(options.items())), Envelope.empty(steps, bins), top,
+                        pow_ulps))
         with ProcessPoolExecutor(max_workers=nworkers) as pool:
             outs: Iterator[Any] = pool.map(_run_task, tasks)
             for task, out in zip(tasks, outs, strict=True):
@@ -708,7 +726,7 @@ def _absorb(result: SweepResult, out: tuple[Any, ...], top: int, bmax: float) ->
     result.vs_rounded.merge(vs_r, top)
     result.envelope.merge(env)
     result.bound_violations += viol
-    return max(bmax, b)
+    return max(bmax, float(b))
 
 
 # ---------------------------------------------------------------------------
@@ -760,7 +778,7 @@ def quantisation(schedule: Schedule, steps: np.ndarray) -> Quantisation:
     fmt = schedule.format
     If, rf = schedule.rounded()
     I, D, r = schedule.initial_learning_rate, schedule.decay_steps, schedule.decay_rate
-    kw = {"staircase": schedule.staircase, "dtype": schedule.dtype}
+    kw: dict[str, Any] = {"staircase": schedule.staircase, "dtype": schedule.dtype}
     chain = [
         evaluate_order(I, D, r, steps, order="exact", **kw),
         evaluate_order(If, D, r, steps, order="exact", **kw),

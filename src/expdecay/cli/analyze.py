@@ -43,6 +43,11 @@ def _common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-bound", action="store_true",
                    help="skip the error bound (faster exhaustive sweeps)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--exhaustive", action="store_true",
+                   help="evaluate every step of --steps (no sampling, however many)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run the sweep on the Dask cluster at ADDRESS (needs the dask "
+                   "extra; default: local processes on all cores)")
 
 
 def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
@@ -90,10 +95,20 @@ def _analysis_from_args(args: argparse.Namespace) -> Analysis:
         raise ValueError(f"workers must be >= 1; got {args.workers}")
     if args.max_points is not None and args.max_points < 1:
         raise ValueError(f"max-points must be >= 1; got {args.max_points}")
-    return analyze(sch, steps, implementation=args.implementation, options=options,
-                   workers=args.workers, max_points=args.max_points,
-                   pow_ulps=None if args.no_bound else args.pow_ulps,
-                   progress=None if args.quiet else stderr_progress)
+    max_points = args.max_points
+    if args.exhaustive:
+        if max_points is not None:
+            raise ValueError("--exhaustive and --max-points exclude each other")
+        max_points = max(len(steps), 1)
+    a = analyze(sch, steps, implementation=args.implementation, options=options,
+                workers=args.workers, max_points=max_points,
+                pow_ulps=None if args.no_bound else args.pow_ulps,
+                progress=None if args.quiet else stderr_progress,
+                scheduler=args.scheduler)
+    if len(a.sweep.steps) < len(steps):
+        print(f"notice: {len(a.sweep.steps):,} of {len(steps):,} steps evaluated (sampled); "
+              f"add --exhaustive to evaluate all of them", file=sys.stderr)
+    return a
 
 
 def run_analyze(args: argparse.Namespace) -> int:

@@ -1,0 +1,664 @@
+"""Compiled kernels of the fast path (numba), one pass over the steps.
+
+This module is imported lazily by :mod:`expdecay.fast`, only for arrays of at
+least :data:`expdecay.fast.KERNEL_MIN_ELEMENTS` elements, so scalar work
+(``expdecay eval``, the oracle, small arrays) never imports numba nor pays for
+compilation.  When numba cannot be imported, :mod:`expdecay.fast` keeps its
+numpy path, whose results are the same bits (both give the oracle's).
+
+What the kernels compute
+------------------------
+For every element, the kernel either writes the correctly rounded result
+(the oracle's bits) into the output or records the element's index as
+*undecided*; :mod:`expdecay.fast` then asks the oracle for those.  The
+approximations and their error bounds are the ones of the numpy path,
+written out in :mod:`expdecay.fast`'s docstring, restated here for the parts
+the kernels use:
+
+* 16- and 32-bit formats (float16, bfloat16, float32): ``t~ = RN(a c)`` with
+  ``c = RN(log2(r) / divisor)`` and ``a`` the exponent operand (the step as a
+  float64, ``floor(s / D)``, or the keras exponent ``p``); three roundings, so
+  ``|t~ - t| <= 3.0001 u |t|``.  ``2**t~ = 2**(n >> 10) T[n & 1023] exp(x)``
+  with ``n = rint(1024 t~)`` (the round-to-nearest-even of ``1024 t~`` by
+  adding and subtracting ``1.5 * 2**52``, exact for ``|1024 t~| < 2**51``),
+  ``x = RN((t~ - n/1024) RN(ln 2))`` (the reduction is exact, Sterbenz),
+  ``exp(x)`` by the degree-4 Taylor polynomial in Horner form, ``T[j] =
+  RN(2**(j/1024))`` from :mod:`expdecay.intervals`.  Relative error below
+  ``(2.08 |t| + 5.02) u`` to first order; the rounding test uses ``3 |t| + 17``
+  units of the 53-bit significand ``M`` of the float64 approximation (a unit
+  of ``M`` is at least ``u`` relatively).  An element is decided when ``M``
+  is farther than that from every rounding boundary (midpoint) of the target
+  format and the error is below a quarter of the half-ulp, so the nearest
+  midpoint of a neighbouring binade cannot interfere.  The rounding to the
+  format is done on integers (``M >> shift``, round half to even), subnormals
+  and overflow included.  No libm function and no numpy transcendental is
+  used: this replaces the numpy path's ``numpy.exp2`` route for float32.
+* float64: the double-double exponential of the numpy path (``t = a c`` as a
+  double-double from Dekker's exact product, reduction by 1024ths, degree-5
+  polynomial, ``T[j]`` as double-doubles, the product by ``I``'s mantissa as a
+  double-double), relative error below ``2**-71``; the test uses
+  ``B = 2**-69``: decided when ``|Re| + B R < ulp(R) / 2`` and not (``R`` a
+  power of two and ``Re < 0``); subnormal results are undecided unless below
+  half the smallest subnormal.  The numpy path's power tables (integer
+  exponents of large arrays) are not used by the kernels: the double-double
+  exponential is fast enough compiled.
+* keras order: ``sf = rnd(s)`` (exact integer rounding of int64 steps, exact
+  rounding of float steps), ``p = rnd(RN(sf / Df))`` (innocuous double
+  rounding for precisions up to 24 bits; float64 divides once), floored when
+  staircase; then ``w = rnd(rf ** p)`` as above with ``I = 1``, and the result
+  ``rnd(If * w)``: the float64 product of two values of at most 24 bits is
+  exact, then rounded to the format exactly (float64: one IEEE product).
+* exact-order staircase exponents: ``floor(s / D)`` by int64 floor division
+  when ``D = num / den`` (``num < 2**62``, ``den <= 2**20``) and the step
+  allows it; otherwise the floor of the float64 quotient, accepted when the
+  quotient is farther than ``4 u |x|`` from an integer, undecided otherwise.
+
+Reproducibility
+---------------
+Every floating-point operation here is an IEEE 754 binary64 ``+ - * /`` or a
+conversion between integers and binary64, each correctly rounded; the
+exponent and significand manipulations are integer operations on the bits
+(a bit cast written as an LLVM ``bitcast``).  The kernels are compiled without
+``fastmath``: numba then emits LLVM floating-point instructions without the
+``contract`` (or any other fast-math) flag, and LLVM never fuses a multiply
+and an add into an FMA without it, so the evaluation order written here is
+the one executed, on every CPU.  ``tests/test_kernels.py`` checks the
+generated machine code for FMA instructions, and ``tests/test_fast_reproducible.py``
+compares the output bytes of kernels compiled for the host CPU and for a
+generic x86-64 (``NUMBA_CPU_NAME=generic``: SSE2 only).  Whatever the CPU, the
+rounding test only accepts a value when every real number within the proven
+bound rounds to it, so the output is the oracle's; the bound, not the CPU,
+decides which elements go to the oracle.
+
+Caching
+-------
+The kernels are compiled with ``cache=True``: numba stores the machine code
+in ``__pycache__`` beside this file, or, when that directory is not writable
+(a system-wide install), in the user's cache directory, or in
+``NUMBA_CACHE_DIR`` when set.  The first call in a fresh install compiles
+(5 to 12 s per step dtype and format family on a 2-core AMD EPYC, measured by
+``benchmarks/bench_kernels.py``); later processes load the cached code (2 to
+4 s there, numba's import included).
+
+A schedule per element
+----------------------
+:func:`small_broadcast_kernel` (16- and 32-bit formats) takes ``I``, ``D`` and
+``r`` per element as float64 values and computes ``log2 r`` itself
+(:func:`_log2`, relative error below ``8 u``); the error of ``t`` is then
+``(8 + 3.0001) u |t|`` and the rounding test uses ``14 |t| + 17`` units
+(:data:`KT_BROADCAST`).  Elements with special parameters are left undecided
+and evaluated by the caller one schedule at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import numba
+import numpy as np
+from llvmlite import ir  # type: ignore[import-untyped]
+from numba import types
+from numba.extending import intrinsic, overload
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+__all__ = ["small_kernel", "small_broadcast_kernel", "f64_kernel", "pow2_table"]
+
+_U = 2.0**-53
+_B64 = 2.0**-69
+_SPLIT = 134217729.0  # 2**27 + 1
+_RINT = 6755399441055744.0  # 1.5 * 2**52: x + _RINT - _RINT is rint(x), |x| < 2**51
+_T_LIMIT = 2200.0
+_SIGN = -0x8000000000000000
+_ABS = 0x7FFFFFFFFFFFFFFF
+_EXPMASK = 0x7FF0000000000000
+_FRAC = 0x000FFFFFFFFFFFFF
+_IMPLICIT = 0x0010000000000000
+_LIMIT62 = 1 << 62
+_TWO53 = 2.0**53
+_POW2_OFFSET = 1200
+
+
+def pow2_table() -> np.ndarray:
+    """``2.0**k`` for ``k`` in ``[-1200, 1200]`` (0 and inf beyond float64)."""
+    out = np.empty(2 * _POW2_OFFSET + 1)
+    for k in range(-_POW2_OFFSET, _POW2_OFFSET + 1):
+        out[k + _POW2_OFFSET] = 0.0 if k < -1074 else math.inf if k > 1023 else math.ldexp(1.0, k)
+    return out
+
+
+def _is_int(x: Any) -> bool:
+    """Whether a step is an integer (resolved at compile time)."""
+    return isinstance(x, int | np.integer)
+
+
+@overload(_is_int, jit_options={"cache": True})  # type: ignore[typeddict-unknown-key]
+def _is_int_impl(x: Any) -> Any:
+    integer = isinstance(x, types.Integer)
+
+    def impl(x: Any) -> bool:
+        return integer
+
+    return impl
+
+
+if TYPE_CHECKING:
+    def _bits(x: float) -> int: ...
+
+    def _from_bits(x: int) -> float: ...
+else:
+    @intrinsic
+    def _bits(typingctx: Any, x: Any) -> Any:
+        """The bits of a float64 as an int64 (an LLVM bitcast)."""
+        sig = types.int64(types.float64)
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            return builder.bitcast(args[0], ir.IntType(64))
+
+        return sig, codegen
+
+
+    @intrinsic
+    def _from_bits(typingctx: Any, x: Any) -> Any:
+        """The float64 with the given int64 bits."""
+        sig = types.float64(types.int64)
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            return builder.bitcast(args[0], ir.DoubleType())
+
+        return sig, codegen
+
+
+_jit = cast(Callable[[_F], _F],
+            numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy"))
+# Helpers are compiled as separate numba functions; LLVM inlines them into
+# the kernels (numba-level inlining would only slow compilation down).
+_inline = _jit
+
+
+@_inline
+def _ldexp(x: float, k: int, pow2: np.ndarray) -> float:
+    """``x * 2**k`` (two exact scalings; one rounding if the result is subnormal
+    only when ``x * 2**k1`` is normal, which callers ensure)."""
+    if k > 1100:
+        k = 1100
+    if k < -1100:
+        k = -1100
+    k1 = k // 2
+    y: float = (x * pow2[k1 + _POW2_OFFSET]) * pow2[k - k1 + _POW2_OFFSET]
+    return y
+
+
+@_inline
+def _round_fmt(x: float, prec: int, emin: int, emax: int, pow2: np.ndarray) -> float:
+    """``x`` rounded to nearest even in the format (exact), sign kept; inf and
+    NaN unchanged; overflow gives inf."""
+    if prec == 53:
+        return x
+    b = _bits(x)
+    a = b & _ABS
+    if a >= _EXPMASK or a == 0:
+        return x
+    ex = (a >> 52) - 1023
+    neg = b < 0
+    if ex == -1023:  # float64 subnormal: far below every format's range
+        return -0.0 if neg else 0.0
+    mant = (a & _FRAC) | _IMPLICIT
+    qexp = max(ex, emin) - (prec - 1)
+    shift = qexp - (ex - 52)
+    if shift >= 54:
+        return -0.0 if neg else 0.0
+    q = mant >> shift
+    rem = mant - (q << shift)
+    half = 1 << (shift - 1)
+    if rem > half or (rem == half and (q & 1) == 1):
+        q += 1
+    val: float = float(q) * pow2[qexp + _POW2_OFFSET]
+    if val >= pow2[emax + 1 + _POW2_OFFSET]:
+        val = np.inf
+    return -val if neg else val
+
+
+@_inline
+def _round_int(s: int, prec: int, emin: int, emax: int, pow2: np.ndarray) -> float:
+    """The int64 ``s`` rounded to nearest even in the format, exactly."""
+    if s == -(1 << 62) * 2:  # -2**63: a power of two
+        return _round_fmt(-9223372036854775808.0, prec, emin, emax, pow2)
+    mag = -s if s < 0 else s
+    if mag < (1 << 53):
+        return _round_fmt(float(s), prec, emin, emax, pow2)
+    bl = 53
+    while (mag >> bl) != 0:
+        bl += 1
+    shift = bl - prec
+    q = mag >> shift
+    rem = mag - (q << shift)
+    half = 1 << (shift - 1)
+    if rem > half or (rem == half and (q & 1) == 1):
+        q += 1
+    val: float = float(q) * pow2[shift + _POW2_OFFSET]
+    if val >= pow2[emax + 1 + _POW2_OFFSET]:
+        val = np.inf
+    return -val if s < 0 else val
+
+
+@_inline
+def _floor_exact(s: Any, is_int: bool, d_num: int, d_den: int, d_float: float
+                 ) -> tuple[bool, float]:
+    """``floor(s / D)`` as a float64 holding an integer, and whether proven."""
+    if is_int:
+        x = float(s)
+        if d_float > 0.0:
+            # The float64 quotient (three roundings, relative error <= 3.0001 u)
+            # decides the floor when it is farther than 4 u |q| from an integer.
+            q = x / d_float
+            fl = float(np.floor(q))
+            margin = 4.0 * _U * abs(q)
+            if q - fl > margin and fl + 1.0 - q > margin and abs(q) < 4503599627370496.0:
+                return True, fl
+        si = int(s)
+        if d_num > 0 and si < _LIMIT62 // d_den and si > -(_LIMIT62 // d_den):
+            return True, float((si * d_den) // d_num)
+    else:
+        x = float(s)
+        if not (x - x == 0.0):  # NaN or inf
+            return False, 0.0
+        if d_num > 0 and d_den == 1 and abs(x) < 4611686018427387904.0:
+            return True, float(int(np.floor(x)) // d_num)
+    if not (d_float > 0.0 and d_float < np.inf):
+        return False, 0.0
+    q = x / d_float
+    fl = float(np.floor(q))
+    margin = 4.0 * _U * abs(q)
+    if q - fl > margin and fl + 1.0 - q > margin and abs(q) < 4503599627370496.0:
+        return True, fl
+    return False, 0.0
+
+
+@_inline
+def _keras_p(s: Any, is_int: bool, prec: int, emin: int, emax: int, staircase: bool,
+             d_fmt: float, pow2: np.ndarray) -> float:
+    """``p = rnd(rnd(s) / Df)``, floored when staircase (NaN/inf possible)."""
+    if prec == 24:
+        # float32: the conversions (int64 or float64 to float32) and the
+        # float32 division are single IEEE roundings.
+        p = float(np.float32(np.float32(s) / np.float32(d_fmt)))
+    else:
+        if is_int:
+            sf = _round_int(int(s), prec, emin, emax, pow2)
+        else:
+            sf = _round_fmt(float(s), prec, emin, emax, pow2)
+        p = _round_fmt(sf / d_fmt, prec, emin, emax, pow2)
+    if staircase:
+        p = float(np.floor(p))
+    return p
+
+
+@_inline
+def _bits_of(val: float, prec: int, emin: int, bias: int) -> int:
+    """The bit pattern of ``val`` (a value of the format, or +-0, +-inf)."""
+    b = _bits(val)
+    sign = (b >> 63) & 1
+    a = b & _ABS
+    top = sign << (15 if prec < 16 else 31)
+    if a == 0:
+        return top
+    if a >= _EXPMASK:
+        return top | ((2 * bias + 1) << (prec - 1))
+    ex = (a >> 52) - 1023
+    mant = (a & _FRAC) | _IMPLICIT
+    if ex >= emin:
+        return top | ((ex + bias) << (prec - 1)) | ((mant >> (53 - prec)) & ((1 << (prec - 1)) - 1))
+    return top | (mant >> (52 - ex + emin - prec + 1))
+
+
+# ---------------------------------------------------------------------------
+# 16- and 32-bit formats
+# ---------------------------------------------------------------------------
+
+
+@_inline
+def _small_pow2(t: float, scale_h: float, scale_e: int, tab: np.ndarray, ln2: float,
+                prec: int, emin: int, emax: int, pow2: np.ndarray, kt: float
+                ) -> tuple[bool, float]:
+    """``h 2**(t + e)`` rounded to the format (magnitude), and whether the
+    rounding test decides it; ``|t| <= 2200``."""
+    n = (t * 1024.0 + _RINT) - _RINT
+    x = (t - n * (1.0 / 1024)) * ln2
+    p = 1.0 + x * (1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24))))
+    ni = int(n)
+    v = tab[ni & 1023] * p
+    if scale_h != 1.0:
+        v = v * scale_h
+    err = int(kt * abs(t) + 17.0)
+    # v in [0.99, 4.1): its 53-bit significand M and v = M 2**exp.
+    b = _bits(v)
+    M = (b & _FRAC) | _IMPLICIT
+    exp = ((b >> 52) - 1075) + (ni >> 10) + scale_e
+    e_top = exp + 52
+    qexp = max(e_top, emin) - (prec - 1)
+    shift = qexp - exp
+    if shift < 1:
+        shift = 1
+    if shift > 62:
+        shift = 62
+    q = M >> shift
+    rem = M - (q << shift)
+    half = 1 << (shift - 1)
+    dist = abs(rem - half)
+    decided = dist > err and 4 * err < half
+    if rem > half or (rem == half and (q & 1) == 1):
+        q += 1
+    if qexp > emax:
+        return decided, np.inf
+    val = float(q) * pow2[qexp + _POW2_OFFSET]
+    if val >= pow2[emax + 1 + _POW2_OFFSET]:
+        val = np.inf
+    return decided, val
+
+
+@_jit
+def small_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.ndarray,
+                 prec: int, emin: int, emax: int, bias: int, keras: bool, staircase: bool,
+                 c0: float, scale_h: float, scale_e: int, negative: bool, log2_i: float,
+                 i_fmt: float, d_fmt: float, d_num: int, d_den: int, d_float: float,
+                 tab: np.ndarray, ln2: float, pow2: np.ndarray) -> tuple[int, int]:
+    """Evaluate ``steps[start:]`` into ``out`` (bit patterns, uint16 or uint32)
+    for float16, bfloat16 or float32; record undecided indices in
+    ``undecided`` and stop when it is full.  Returns (next index, count)."""
+    n = steps.shape[0]
+    count = 0
+    i = start
+    while i < n:
+        s = steps[i]
+        ok = True
+        a = 0.0
+        if keras:
+            a = _keras_p(s, _is_int(s), prec, emin, emax, staircase, d_fmt, pow2)
+            ok = a - a == 0.0
+        elif staircase:
+            ok, a = _floor_exact(s, _is_int(s), d_num, d_den, d_float)
+        else:
+            a = float(s)
+            ok = a - a == 0.0
+        val = 0.0
+        if ok:
+            t = a * c0
+            if not abs(t) <= _T_LIMIT:
+                val = np.inf if t + log2_i > 0 else 0.0
+            elif keras:
+                ok, val = _small_pow2(t, 1.0, 0, tab, ln2, prec, emin, emax, pow2, 3.0)
+            else:
+                ok, val = _small_pow2(t, scale_h, scale_e, tab, ln2, prec, emin, emax, pow2,
+                                      3.0)
+        if ok:
+            if keras:
+                if prec == 24:  # the exact float64 product, one IEEE rounding
+                    val = float(np.float32(val * i_fmt))
+                else:
+                    val = _round_fmt(val * i_fmt, prec, emin, emax, pow2)
+            elif negative:
+                val = -val
+            out[i] = _bits_of(val, prec, emin, bias)
+        else:
+            undecided[count] = i
+            count += 1
+            if count == undecided.shape[0]:
+                return i + 1, count
+        i += 1
+    return n, count
+
+
+# ---------------------------------------------------------------------------
+# float64
+# ---------------------------------------------------------------------------
+
+
+@_inline
+def _two_prod(a: float, bh: float, bl: float, b: float) -> tuple[float, float]:
+    """Dekker: ``a * b = p + e`` exactly, ``b = bh + bl`` already split."""
+    c = _SPLIT * a
+    ah = c - (c - a)
+    al = a - ah
+    p = a * b
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+@_inline
+def _split(a: float) -> tuple[float, float]:
+    c = _SPLIT * a
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+@_inline
+def _f64_value(a: float, ch: float, cl: float, ih: float, il: float, ei: int,
+               hi_t: np.ndarray, lo_t: np.ndarray, hh_t: np.ndarray, hl_t: np.ndarray,
+               l2h: float, l2l: float, pow2: np.ndarray) -> tuple[bool, float]:
+    """``(ih + il) 2**(ei + a c)`` decided for float64 (the numpy path's
+    double-double exponential and rounding test); ``|a c| <= 2200``."""
+    chh, chl = _split(ch)
+    th, te = _two_prod(a, chh, chl, ch)
+    tl = te + a * cl
+    n = (th * 1024.0 + _RINT) - _RINT
+    xp = th - n * (1.0 / 1024)
+    l2hh, l2hl = _split(l2h)
+    xh, xe = _two_prod(xp, l2hh, l2hl, l2h)
+    xl = xe + (xp * l2l + tl * l2h)
+    y = xh + xl
+    q = (y * y) * (0.5 + y * (1.0 / 6 + y * (1.0 / 24 + y * (1.0 / 120))))
+    lo = xl + q
+    ni = int(n)
+    j = ni & 1023
+    th_j = hi_t[j]
+    tl_j = lo_t[j]
+    p1, e1 = _two_prod(xh, hh_t[j], hl_t[j], th_j)
+    s = th_j + p1
+    s1 = p1 - (s - th_j)
+    low = (((tl_j + th_j * lo) + e1) + s1) + tl_j * xh
+    if ih != 1.0 or il != 0.0:
+        ihh, ihl = _split(ih)
+        p2, e2 = _two_prod(s, ihh, ihl, ih)
+        low = e2 + (s * il + (low * ih + low * il))
+        s = p2
+    r = s + low
+    re = low - (r - s)
+    e = (ni >> 10) + ei
+    pw = _from_bits(_bits(r) & _EXPMASK)
+    ok = abs(re) + _B64 * r < pw * _U
+    ok = ok and (r != pw or re >= 0)
+    if e < -1018:
+        er = ((_bits(pw) >> 52) - 1023) + e
+        if er <= -1076:
+            return True, 0.0
+        return False, 0.0
+    return ok, _ldexp(r, e, pow2)
+
+
+@_jit
+def f64_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.ndarray,
+               keras: bool, staircase: bool, ch: float, cl: float, ih: float, il: float,
+               ei: int, negative: bool, log2_i: float, i_fmt: float, d_fmt: float,
+               d_num: int, d_den: int, d_float: float,
+               hi_t: np.ndarray, lo_t: np.ndarray, hh_t: np.ndarray, hl_t: np.ndarray,
+               l2h: float, l2l: float, pow2: np.ndarray) -> tuple[int, int]:
+    """:func:`small_kernel` for float64 (``out`` is a float64 array)."""
+    n = steps.shape[0]
+    count = 0
+    i = start
+    while i < n:
+        s = steps[i]
+        ok = True
+        a = 0.0
+        if keras:
+            if _is_int(s):
+                si = int(s)
+                if si < (1 << 53) and si > -(1 << 53):
+                    sf = float(si)
+                else:
+                    sf = _round_int(si, 53, -1022, 1023, pow2)
+            else:
+                sf = float(s)
+            a = sf / d_fmt
+            if staircase:
+                a = float(np.floor(a))
+            ok = a - a == 0.0
+        elif staircase:
+            ok, a = _floor_exact(s, _is_int(s), d_num, d_den, d_float)
+            ok = ok and abs(a) < _TWO53
+        else:
+            if _is_int(s):
+                si = int(s)
+                ok = si < (1 << 53) and si > -(1 << 53)
+            a = float(s)
+            ok = ok and a - a == 0.0
+        val = 0.0
+        if ok:
+            t = a * ch
+            if not abs(t) <= _T_LIMIT:
+                val = np.inf if t + log2_i > 0 else 0.0
+            elif keras:
+                ok, val = _f64_value(a, ch, cl, 1.0, 0.0, 0, hi_t, lo_t, hh_t, hl_t,
+                                     l2h, l2l, pow2)
+            else:
+                ok, val = _f64_value(a, ch, cl, ih, il, ei, hi_t, lo_t, hh_t, hl_t,
+                                     l2h, l2l, pow2)
+        if ok:
+            if keras:
+                val = val * i_fmt
+            elif negative:
+                val = -val
+            out[i] = val
+        else:
+            undecided[count] = i
+            count += 1
+            if count == undecided.shape[0]:
+                return i + 1, count
+        i += 1
+    return n, count
+
+
+# ---------------------------------------------------------------------------
+# A different schedule per element (16- and 32-bit formats)
+# ---------------------------------------------------------------------------
+
+#: ``2 / ln 2`` rounded to nearest (checked against an enclosure in the tests).
+TWO_OVER_LN2 = 2.8853900817779268
+#: ``1 / (2 k + 1)`` for ``k = 1 .. 10``, each rounded to nearest.
+_ATANH = (1.0 / 3, 1.0 / 5, 1.0 / 7, 1.0 / 9, 1.0 / 11, 1.0 / 13, 1.0 / 15, 1.0 / 17,
+          1.0 / 19, 1.0 / 21)
+#: The coefficient of ``|t|`` in the rounding test's error (units of the
+#: 53-bit significand) when ``log2 r`` comes from :func:`_log2`: ``ln 2 (eps_L
+#: / u + 3.0001)`` with ``eps_L <= 8 u`` is below 7.7; 14 leaves a margin.
+KT_BROADCAST = 14.0
+
+
+@_inline
+def _log2(x: float) -> float:
+    """``log2(x)`` for a positive normal float64, relative error below ``8 u``.
+
+    ``x = 2**k m`` with ``m`` in ``[sqrt(2)/2, sqrt(2)]`` (exact scaling);
+    ``log2 m = (2 / ln 2) atanh(z)``, ``z = (m - 1) / (m + 1)``: ``m - 1`` is
+    exact (Sterbenz), ``z`` carries two roundings (``2u``), ``|z| <= 0.1716``;
+    ``atanh(z) / z = 1 + w/3 + ... + w**10/21 + R`` with ``w = z*z``
+    (``w <= 0.0295``, ``|R| < 2**-60``), by Horner: the part after 1 is below
+    0.0103 and known to about ``10 u`` relatively, so the sum is within
+    ``1.2 u``; the products by ``z`` and by ``2/ln 2`` (itself within ``u/2``)
+    add ``2.5 u``: ``log2 m`` within ``5.7 u``.  Adding ``k`` (``|k| >= 1``,
+    ``|log2 m| <= 1/2``, so ``|log2 x| >= 1/2``) gives at most
+    ``5.7 u |log2 m| / |log2 x| + u <= 6.7 u``."""
+    b = _bits(x)
+    k = (b >> 52) - 1023
+    m = _from_bits((b & _FRAC) | 0x3FF0000000000000)  # [1, 2)
+    if m > 1.4142135623730951:
+        m = m * 0.5
+        k += 1
+    z = (m - 1.0) / (m + 1.0)
+    w = z * z
+    q = _ATANH[9]
+    q = _ATANH[8] + w * q
+    q = _ATANH[7] + w * q
+    q = _ATANH[6] + w * q
+    q = _ATANH[5] + w * q
+    q = _ATANH[4] + w * q
+    q = _ATANH[3] + w * q
+    q = _ATANH[2] + w * q
+    q = _ATANH[1] + w * q
+    q = _ATANH[0] + w * q
+    lm = (z * (1.0 + w * q)) * TWO_OVER_LN2
+    if k == 0:
+        return lm
+    return float(k) + lm
+
+
+@_jit
+def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.ndarray,
+                           out: np.ndarray, start: int, undecided: np.ndarray, prec: int,
+                           emin: int, emax: int, bias: int, keras: bool, staircase: bool,
+                           tab: np.ndarray, ln2: float, pow2: np.ndarray) -> tuple[int, int]:
+    """:func:`small_kernel` with a schedule per element: ``I``, ``D``, ``R``
+    (float64, the exact inputs) and ``steps`` have one element each per
+    output.  Elements with special parameters (zero, subnormal or non-finite
+    ``I``; ``r`` not a positive normal number or 1; keras casts that are 0 or
+    inf) are left undecided for the caller's general path.  ``log2 r`` comes
+    from :func:`_log2` and the rounding test uses :data:`KT_BROADCAST`."""
+    n = steps.shape[0]
+    count = 0
+    i = start
+    while i < n:
+        s = steps[i]
+        x_i = I[i]
+        x_d = D[i]
+        x_r = R[i]
+        ok = True
+        val = 0.0
+        if keras:
+            x_i = _round_fmt(x_i, prec, emin, emax, pow2)
+            x_r = _round_fmt(x_r, prec, emin, emax, pow2)
+            x_d = _round_fmt(x_d, prec, emin, emax, pow2)
+        bi = _bits(x_i) & _ABS
+        br = _bits(x_r)
+        ok = (bi >= _IMPLICIT and bi < _EXPMASK and br >= _IMPLICIT and br < _EXPMASK
+              and x_r != 1.0 and x_d > 0.0 and x_d < np.inf)
+        a = 0.0
+        if ok:
+            if keras:
+                a = _keras_p(s, _is_int(s), prec, emin, emax, staircase, x_d, pow2)
+                ok = a - a == 0.0
+            elif staircase:
+                ok, a = _floor_exact(s, _is_int(s), 0, 1, x_d)
+            else:
+                a = float(s)
+                ok = a - a == 0.0
+        if ok:
+            lr = _log2(x_r)
+            c = lr if keras or staircase else lr / x_d
+            t = a * c
+            if not abs(t) <= _T_LIMIT:
+                val = np.inf if t > 0 else 0.0
+            elif keras:
+                ok, val = _small_pow2(t, 1.0, 0, tab, ln2, prec, emin, emax, pow2,
+                                      KT_BROADCAST)
+            else:
+                e_i = (bi >> 52) - 1023
+                h = _from_bits((bi & _FRAC) | 0x3FF0000000000000)
+                ok, val = _small_pow2(t, h, e_i, tab, ln2, prec, emin, emax, pow2,
+                                      KT_BROADCAST)
+        if ok:
+            if keras:
+                if prec == 24:
+                    val = float(np.float32(val * x_i))
+                else:
+                    val = _round_fmt(val * x_i, prec, emin, emax, pow2)
+            elif x_i < 0:
+                val = -val
+            out[i] = _bits_of(val, prec, emin, bias)
+        else:
+            undecided[count] = i
+            count += 1
+            if count == undecided.shape[0]:
+                return i + 1, count
+        i += 1
+    return n, count
