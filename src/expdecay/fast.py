@@ -156,7 +156,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from mpmath.libmp import (  # type: ignore[import-untyped]
+from mpmath.libmp import (
     libmpi,
     mpf_gt,
     mpf_shift,

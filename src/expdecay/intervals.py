@@ -267,7 +267,8 @@ def power_interval(
     F = prec + 8
     y_lo, y_hi = _exponent_interval(base, exponent, F)
     e = exp_interval(y_lo, y_hi, F)
-    return libmpi.mpi_mul(fraction_interval(coef, prec), e, prec)
+    enclosure: tuple[Any, Any] = libmpi.mpi_mul(fraction_interval(coef, prec), e, prec)
+    return enclosure
 
 
 def log2_interval(coef: Fraction, base: Fraction, exponent: Fraction,
@@ -284,5 +285,5 @@ def log2_interval(coef: Fraction, base: Fraction, exponent: Fraction,
 def mpf_to_fraction(x: Any) -> Fraction:
     """The exact value of a finite mpf tuple."""
     sign, man, exp, _ = x
-    q = Fraction(int(man)) * Fraction(2) ** exp
+    q = Fraction(int(man)) * Fraction(2) ** int(exp)
     return -q if sign else q

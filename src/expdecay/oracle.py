@@ -151,7 +151,7 @@ class ExactOps:
             return _signed(math.inf, negative)
         if _is_inf(b):
             return _signed(0.0, negative)
-        return a / b  # type: ignore[operator]
+        return a / b
 
     def floor(self, a: Node) -> Exact:
         if isinstance(a, Fraction):
@@ -194,7 +194,9 @@ class ExactOps:
     def mul(self, a: Node, b: Node) -> Node:
         if isinstance(a, Power):
             a, b = b, a
-        if _is_nan(a) or _is_nan(b):
+        if isinstance(a, Power):
+            raise TypeError("the formula has no product of two powers")
+        if _is_nan(a) or (not isinstance(b, Power) and _is_nan(b)):
             return math.nan
         if isinstance(b, Power):
             if isinstance(a, Fraction):
@@ -206,7 +208,7 @@ class ExactOps:
             return math.nan if _is_zero(a) or _is_zero(b) else _signed(math.inf, negative)
         if _is_zero(a) or _is_zero(b):
             return _signed(0.0, negative)
-        return a * b  # type: ignore[operator]
+        return a * b
 
 
 class RoundedOps(ExactOps):
@@ -542,7 +544,8 @@ def exact_node(
 ) -> Node:
     """The exact value of the schedule as a node (Fraction, special float or Power)."""
     args = validated_inputs(initial_learning_rate, decay_steps, decay_rate, step, staircase)
-    return formula.COMPILED[bool(staircase)](_EXACT_OPS, *args)
+    node: Node = formula.COMPILED[bool(staircase)](_EXACT_OPS, *args)
+    return node
 
 
 # ---------------------------------------------------------------------------
