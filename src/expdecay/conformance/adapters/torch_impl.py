@@ -50,6 +50,8 @@ class TorchAdapter(Adapter):
         self.version = f"torch {torch.__version__}"
 
     def applicable(self, params: Params) -> str | None:
+        if not isinstance(params.staircase, bool):
+            return "torch schedulers have no staircase argument to pass a non-bool to"
         I, D, r = params.as_python()
         if not isinstance(D, int) and not (isinstance(D, float) and math.isfinite(D)
                                            and D.is_integer()):

@@ -8,6 +8,10 @@ The protocol's stdout is a duplicate of the original standard output; file
 descriptor 1 is pointed at standard error before any framework is imported,
 so that nothing a framework prints can corrupt the protocol.
 
+With ``"fresh": true`` in SPEC, every evaluation runs in a child forked
+from the worker before it evaluated anything (see
+:func:`expdecay.conformance.adapters.protocol.serve`).
+
 When the implementation cannot be made, the first line is
 ``{"protocol": "none", "error": "why"}``, with ``"kind": "lookup"`` when the
 name does not resolve (an unknown name, a ``python:`` module that cannot be
@@ -47,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     from .protocol import serve
 
-    serve(adapter, sys.stdin, proto)
+    serve(adapter, sys.stdin, proto, fresh=bool(spec.get("fresh", False)))
     return 0
 
 
