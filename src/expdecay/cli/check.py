@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from ..conformance import runner
-from ..conformance.adapters import default_configurations, missing_configurations
+from ..conformance.adapters import (
+    default_configurations,
+    missing_configurations,
+    parse_options,
+)
 from ..conformance.adapters.protocol import MAX_TIMEOUT, STARTUP_FACTOR
 from ..conformance.runner import (
     PROFILES,
@@ -126,8 +130,13 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--x64", action="store_true", help="enable JAX x64 (optax only)")
     p.add_argument("--step-mode", choices=["array", "scalar"],
                    help="one call per step array (default) or per step")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an adapter option, e.g. initial=numpy_scalar or floatx=float64 "
+                   "(keras), count_dtype=int32 (optax), form=chainable (torch); repeatable")
     p.add_argument("--all-variants", action="store_true",
-                   help="with no --impl: also scalar-step variants and torch's chainable form")
+                   help="with no --impl: also scalar-step variants, torch's chainable form "
+                   "and the dtype paths (keras initial=numpy_scalar and floatx=float64, "
+                   "optax count_dtype)")
     p.add_argument("--no-rerun", action="store_true",
                    help="do not re-run failing groups in a fresh process (faster; failures "
                    "that depend on process state are then counted as failures)")
@@ -139,7 +148,7 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace, name: str) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
+    opts: dict[str, Any] = parse_options(args.option)
     if args.backend:
         if name != "keras":
             raise ValueError(f"--backend applies to keras only; got --impl {name}")
@@ -171,6 +180,13 @@ def configurations(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]
                 extra.append((name, {**opts, "step_mode": "scalar"}))
             if name == "torch":
                 extra.append((name, {"form": "chainable"}))
+        for name, opts in configs:  # the dtype paths
+            if name == "keras" and opts.get("backend") == "torch":
+                extra.append((name, {**opts, "initial": "numpy_scalar"}))
+            if name == "keras" and opts.get("backend") in ("jax", "torch"):
+                extra.append((name, {**opts, "floatx": "float64"}))
+            if name == "optax" and opts.get("x64"):
+                extra.append((name, {**opts, "count_dtype": "float32"}))
         configs = configs + extra
     return configs
 
