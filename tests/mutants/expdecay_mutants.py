@@ -91,6 +91,11 @@ def _constant(x: float) -> float:
 
 
 def _one(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format, cfg: Config) -> float:
+    if cfg.exact_order:  # no casts at all: the exact order
+        steps = np.array([s], dtype=np.int64 if isinstance(s, int) else np.float64)
+        out = _correct_pow_source(I, D, r, steps, staircase=staircase, dtype=fmt.name,
+                                  order="exact")
+        return float(out.astype(np.float64)[0])
     work = fmt
     if cfg.computed_in_float32 and fmt.name == "float64":
         work = F32
@@ -182,6 +187,7 @@ def _make(cfg: Config) -> Callable[..., Any]:
 
 #: mutant name -> (its knob, the cause id the runner must prove).
 MUTANTS: dict[str, tuple[str, str]] = {
+    "exact_order": ("exact_order", "exact-order"),
     "staircase_ignored": ("staircase_ignored", "staircase-ignored"),
     "decay_steps_ignored": ("decay_steps_ignored", "decay-steps-ignored"),
     "floor_as_round": ("floor_as_round", "floor-as-round"),

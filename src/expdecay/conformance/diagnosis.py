@@ -342,12 +342,13 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
         yield _Candidate("step-through-float32", "", with_(s=_through_f32(s, False)))
         for ftz in (False, True):
             tag = " (float32 subnormals flushed)" if ftz else ""
-            yield _Candidate("rate-through-float32", "decay_rate" + tag,
-                             with_(r=_through_f32(r, ftz)))
-            yield _Candidate("rate-through-float32", "decay_rate and decay_steps" + tag,
-                             with_(r=_through_f32(r, ftz), D=_through_f32(D, ftz)))
-            yield _Candidate("decay-steps-through-float32", tag.strip(),
-                             with_(D=_through_f32(D, ftz)))
+            r32, D32 = _through_f32(r, ftz), _through_f32(D, ftz)
+            if _key(r32) != _key(float(r)):  # the rate must change for the cause to apply
+                yield _Candidate("rate-through-float32", "decay_rate" + tag, with_(r=r32))
+                yield _Candidate("rate-through-float32", "decay_rate and decay_steps" + tag,
+                                 with_(r=r32, D=D32))
+            if _key(D32) != _key(float(D)):
+                yield _Candidate("decay-steps-through-float32", tag.strip(), with_(D=D32))
     for name in ("float64", "float32", "float16", "bfloat16"):
         other = get_format(name)
         if other == fmt or name == "float16" and fmt.name == "bfloat16" or (
@@ -356,8 +357,14 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
         narrower = other.precision < fmt.precision
         yield _Candidate("computed-in-narrower-format" if narrower else
                          "computed-in-wider-format", f"computed in {name}", x, work=other)
-    if isinstance(D, float) and math.isfinite(D) and not D.is_integer() and abs(D) >= 1:
-        yield _Candidate("decay-steps-truncated", "truncated", with_(D=math.trunc(D)))
+    if isinstance(D, float) and math.isfinite(D) and not D.is_integer():
+        if abs(D) >= 1:
+            yield _Candidate("decay-steps-truncated", "truncated", with_(D=math.trunc(D)))
+        else:  # truncated to 0: s / 0 is an infinity (NaN for s = 0), then pow
+            p0 = math.nan if (isinstance(s, float) and math.isnan(s)) or s == 0 else (
+                math.inf if s > 0 else -math.inf)
+            yield _Candidate("decay-steps-truncated", "truncated to 0",
+                             _Inputs(I, 1, r, p0, st))
     if isinstance(D, int) and not -2**31 <= D < 2**31 and _wrap32(D) > 0:
         yield _Candidate("decay-steps-truncated", "wrapped to int32", with_(D=_wrap32(D)))
     if isinstance(s, int) and not -2**31 <= s < 2**31:

@@ -140,6 +140,11 @@ NOTES: dict[str, tuple[str, str, str]] = {
     "NegativeStaircase": ("EdgeCase",
                           "Staircase with negative steps, the exponent between two integers.",
                           "floor replaced by truncation toward zero (or by rounding)."),
+    "DoubleRounding": ("RoundingBoundary",
+                       "The exact value is a midpoint of the format (r = m**3, p = 1/3); a "
+                       "float64 pipeline lands a few float64 ulps below it.",
+                       "Computing in float64 and rounding to the format at the end picks "
+                       "the other neighbour of the midpoint."),
     "DtypePath": ("CastOfInput",
                   "A float64 schedule whose steps reach far (beyond 2**24 and 2**31), for the "
                   "variants that give the dtype in other ways (a numpy float64 scalar, "
@@ -523,6 +528,13 @@ def theme_defect_classes() -> list[Group]:
     steps = [(0, "step 0"), (1, "step 1"), (999, "step 999"), (1000, "one period"),
              (123456, "123456"), (16777999, "beyond 2**24"), (2**31 + 1, "beyond 2**31")]
     groups += _both("float64", 0.1, 1000, 0.96, "float64 dtype paths", ("DtypePath",), steps)
+    for dtype, m in (("float16", 1025.5), ("bfloat16", 129.5)):
+        groups.append(Group(dtype, False, 1.0, 3, m ** 3, flags=("DoubleRounding",),
+                            comment=f"r = {m}**3: the exact value {m} is a midpoint")
+                      .add(1, "p = 1/3"))
+    groups += _both("float64", 0.1, 2**24 + 1, 0.5, "float64, decay_steps 2**24+1 (not a "
+                    "float32 value)", ("DtypePath",),
+                    [(2**24 + 1, "one period"), (2**30, "2**30"), (10**9, "10**9")])
     return groups
 
 
