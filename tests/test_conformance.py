@@ -94,7 +94,8 @@ def test_pass_rules() -> None:
     assert judge(t, F32, "exact", None, None, "cannot").status == "na"
 
 
-def _find(theme: str, step: int, dtype: str, staircase: bool) -> tuple[dict, dict]:
+def _find(theme: str, step: int, dtype: str,
+          staircase: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     doc = json.loads((VECTORS / f"{theme}.json").read_text())
     for g, t in iter_tests(doc):
         if decode_number(t["step"]) == step and g["dtype"] == dtype and \
@@ -234,7 +235,7 @@ def test_isolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str,
         assert all(needle in x["reason"] for x in f["notRunTests"])
 
 
-def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture) -> None:
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--impl", "nonsense"]) == 2
     assert main(["check", "--impl", "expdecay", "--timeout", "0"]) == 2
     assert main(["check", "--impl", "torch", "--backend", "jax"]) == 2
@@ -242,7 +243,8 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture) -> None:
     assert err.count("expdecay: error:") == 3 and "Traceback" not in err
 
 
-def test_unusable_vector_file_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_unusable_vector_file_is_reported(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("[")
     assert main(["check", "--impl", "expdecay", "--vectors", str(bad)]) == 1
@@ -250,7 +252,7 @@ def test_unusable_vector_file_is_reported(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_a_program_that_cannot_start_is_unavailable_and_passes_nothing(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     false = shutil.which("false")
     assert false is not None
     rc, rep = _check(tmp_path, "--impl", f"cmd:{false}")
@@ -262,7 +264,8 @@ def test_a_program_that_cannot_start_is_unavailable_and_passes_nothing(
     assert "UNAVAILABLE" in out and "Found but could not start" in out
 
 
-def test_missing_program_is_a_usage_error_not_a_pass(tmp_path: Path, capsys) -> None:
+def test_missing_program_is_a_usage_error_not_a_pass(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "report.json"
     rc = main(["check", "--impl", "cmd:/nonexistent/program", "--vectors",
                str(VECTORS / "examples.json"), "--report", str(report)])
@@ -276,7 +279,8 @@ def test_missing_program_is_a_usage_error_not_a_pass(tmp_path: Path, capsys) -> 
     (["--impl", "python:no_such_module_xyz:f"], "cannot import"),
     (["--impl", "python:math:no_such_function"], "no callable"),
 ])
-def test_bad_check_arguments_are_one_line_usage_errors(argv, needle, capsys) -> None:
+def test_bad_check_arguments_are_one_line_usage_errors(
+        argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("expdecay: error:") and needle in err[0]
@@ -314,10 +318,10 @@ def _libm_pipeline(I: float, D: float, r: float, s: float, staircase: bool,
             if staircase:
                 p = np.floor(p)
             return float(f(I) * f(libm.powf(f(r), p)))
-        p = s / D
+        pd = s / D
         if staircase:
-            p = math.floor(p) if math.isfinite(p) else p
-        return float(np.float64(I) * np.float64(libm.pow(r, p)))
+            pd = math.floor(pd) if math.isfinite(pd) else pd
+        return float(np.float64(I) * np.float64(libm.pow(r, pd)))
 
 
 def _passes(got: float | None, t: dict[str, Any], dtype: str, profile: str) -> bool:

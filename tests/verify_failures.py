@@ -199,9 +199,11 @@ def agrees(entry: dict[str, Any], got: dict[str, Any], cls: str) -> bool:
     if "value" not in got or want is None:
         return False
     if want == "nan":
-        return got["value"] == "nan"
-    return got["value"] != "nan" and float.fromhex(got["value"]) == float.fromhex(want) and (
-        (float.fromhex(want) != 0) or got["value"].startswith("-") == want.startswith("-"))
+        return bool(got["value"] == "nan")
+    value = str(got["value"])
+    if value == "nan" or float.fromhex(value) != float.fromhex(want):
+        return False
+    return float.fromhex(want) != 0 or value.startswith("-") == want.startswith("-")
 
 
 def main() -> int:
@@ -214,7 +216,7 @@ def main() -> int:
     rep = json.loads(open(args.report).read())
     groups = load_groups(rep["vectorFiles"], Path(args.vectors))
     total = [0, 0]
-    bad = 0
+    bad: int = 0
     for imp in rep["implementations"]:
         parsed = parse_name(imp["implementation"])
         if parsed is None or imp.get("status") == "unavailable":
@@ -242,16 +244,17 @@ def main() -> int:
         summary: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for (cls, e), g in zip(picked, got, strict=True):
             ok = agrees(e, g, cls)
-            summary[cls][0] += ok
+            summary[cls][0] += int(ok)
             summary[cls][1] += 1
             if not ok:
                 print(f"  DISAGREES {imp['implementation']} {imp['profile']} tcId {e['tcId']} "
                       f"{cls}: report {e.get('observed')} direct {g}")
-        for cls, (ok, n) in sorted(summary.items()):
-            print(f"{imp['implementation']:<40} {imp['profile']:<6} {cls:<60} {ok}/{n} confirmed")
-            total[0] += ok
+        for cls, (n_ok, n) in sorted(summary.items()):
+            print(f"{imp['implementation']:<40} {imp['profile']:<6} {cls:<60} "
+                  f"{n_ok}/{n} confirmed")
+            total[0] += n_ok
             total[1] += n
-            bad += n - ok
+            bad += n - n_ok
     print(f"\nconfirmed by a direct call: {total[0]} of {total[1]} sampled failures")
     return 1 if bad else 0
 

@@ -325,7 +325,7 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
     I, D, r, s, st = x.I, x.D, x.r, x.s, x.staircase
 
     def with_(**kw: Any) -> _Inputs:
-        d = {"I": I, "D": D, "r": r, "s": s, "staircase": st}
+        d: dict[str, Any] = {"I": I, "D": D, "r": r, "s": s, "staircase": st}
         d.update(kw)
         return _Inputs(**d)
 

@@ -516,8 +516,8 @@ def theme_defect_classes() -> list[Group]:
         g.add(s, f"{s} periods")
     groups.append(g)
     for dtype in ("float32", "float64"):
-        for D in (2.5, 1000.5, 0.75):
-            groups += _both(dtype, 0.1, D, 0.5, f"decay_steps {D!r}", ("NonIntegerDecaySteps",),
+        for Df in (2.5, 1000.5, 0.75):
+            groups += _both(dtype, 0.1, Df, 0.5, f"decay_steps {Df!r}", ("NonIntegerDecaySteps",),
                             [(1, "step 1"), (2, "step 2"), (3, "step 3"), (7, "step 7"),
                              (2001, "step 2001"), (10**5, "step 10**5")])
         g = Group(dtype, True, 0.1, 1000, 0.5, flags=("NegativeStaircase",),
@@ -726,7 +726,7 @@ def _expected_values(g: Group) -> list[tuple[float, float]]:
         steps = np.array([g.cases[i].step for i in idx], dtype=dtype)
         exact, keras = (
             fast_evaluate(g.initial_learning_rate, g.decay_steps, g.decay_rate, steps,
-                          staircase=g.staircase, dtype=g.dtype, order=order)
+                          staircase=bool(g.staircase), dtype=g.dtype, order=order)
             .astype(np.float64).tolist()
             for order in ("exact", "keras"))
         for i, e, k in zip(idx, exact, keras, strict=True):
@@ -761,7 +761,7 @@ def make_tests(g: Group, tc_ids: Sequence[int]) -> list[dict[str, Any]]:
             continue
         exact, keras = values[n]
         args = _exact_args(g, case.step)
-        exact_value = value(*args, staircase=g.staircase, digits=40)
+        exact_value = value(*args, staircase=bool(g.staircase), digits=40)
         for f in automatic_flags(g, case.step, fmt, exact, keras, exact_value):
             if f not in flags:
                 flags.append(f)
@@ -1000,8 +1000,8 @@ def _number_key(x: int | float) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(encode_number(x).items()))
 
 
-def _case_key(dtype: str, staircase: bool | int | str | None, I: int | float, D: int | float, r: int | float,
-              s: int | float) -> tuple[Any, ...]:
+def _case_key(dtype: str, staircase: bool | int | str | None, I: int | float, D: int | float,
+              r: int | float, s: int | float) -> tuple[Any, ...]:
     return (dtype, staircase, *(_number_key(x) for x in (I, D, r, s)))
 
 
