@@ -1192,8 +1192,10 @@ def _lint_group(g: dict[str, Any], number: int, first: int, selected: set[int], 
         try:
             s = decode_number(t["step"], f"{where}: step")
             if (t["result"] == "invalid") == valid:
-                problems.append(f"{where}: result {t['result']!r} but the configuration is "
-                                f"{'valid' if valid else 'invalid'}")
+                why = ("decay_steps is valid and staircase a bool" if valid else
+                       "decay_steps is invalid" if not valid_d else
+                       f"staircase {_short(g['staircase'])} is not a bool")
+                problems.append(f"{where}: result {t['result']!r} but {why}")
                 continue
             if valid:
                 decode_result(t["exact"], fmt, f"{where}: exact")
