@@ -762,8 +762,8 @@ def _store(got: dict[str, Any], idx: list[int], result: Outcome) -> None:
         return
     items = got.get("results")
     if not isinstance(items, list) or len(items) != len(idx):
-        for i in idx:
-            result.errors[i] = "protocol: results missing or of the wrong length"
+        for i in idx:  # no usable answer: not run (never an error that could pass)
+            result.crashed[i] = "protocol: results missing or of the wrong length"
         return
     for i, item in zip(idx, items, strict=True):
         if isinstance(item, dict) and "na" in item:
@@ -773,8 +773,8 @@ def _store(got: dict[str, Any], idx: list[int], result: Outcome) -> None:
         else:
             try:
                 result.values[i] = decode_value(item)
-            except ValueError as e:
-                result.errors[i] = f"protocol: {e}"
+            except ValueError as e:  # not an answer: not run
+                result.crashed[i] = f"protocol: {e}"
 
 
 class FreshProcessAdapter(Adapter):
