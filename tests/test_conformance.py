@@ -363,3 +363,19 @@ def test_c_example_counts_match_an_independent_derivation(tmp_path: Path) -> Non
             want[path.name] = tuple(counts)
         assert _counts(rep, profile) == want, profile
     assert sum(f for _, f, _ in _counts(rep, "exact").values()) > 50
+
+
+def test_the_default_run_lists_what_it_did_not_find(monkeypatch: pytest.MonkeyPatch) -> None:
+    from expdecay.conformance import adapters
+
+    real = adapters._installed
+    monkeypatch.setattr(adapters, "_installed",
+                        lambda m: m not in ("tf_keras", "jax") and real(m))
+    missing = dict(adapters.missing_configurations())
+    assert missing["tf-keras"] == "not installed (tf_keras missing)"
+    assert missing["optax"] == "not installed (jax missing)"
+    if real("keras"):
+        assert missing["keras[backend=jax]"] == "backend not installed (jax missing)"
+    assert all(name not in dict(adapters.missing_configurations()) for name in ("expdecay",))
+    names = {n for n, _ in adapters.default_configurations()}
+    assert "tf-keras" not in names and "optax" not in names

@@ -109,9 +109,9 @@ def print_table(reports: list[ImplementationReport], out: Any = None,
     unavailable = sorted({r.name for r in reports if r.unavailable})
     if unavailable:
         print(f"\nFound but could not start: {', '.join(unavailable)}", file=out)
-    if missing:
-        print("Looked for and not found: " + "; ".join(f"{n}: {why}" for n, why in missing),
-              file=out)
+    if missing is not None:
+        print("Looked for and not found: " + ("; ".join(f"{n}: {why}" for n, why in missing)
+                                              or "none"), file=out)
 
 
 def add_check_arguments(p: argparse.ArgumentParser) -> None:
@@ -214,11 +214,11 @@ def run_check(args: argparse.Namespace) -> int:
         for r in reps:
             print_report(r)
         reports += reps
-    missing = missing_configurations() if not args.impl else []
+    missing = missing_configurations() if not args.impl else None
     print_table(reports, missing=missing)
     if args.report:
         doc = {"profiles": list(profiles), "vectorFiles": list(docs),
-               "notFound": [{"implementation": n, "reason": why} for n, why in missing],
+               "notFound": [{"implementation": n, "reason": why} for n, why in missing or []],
                "causeVocabulary": {**runner.CAUSES, **runner.FACTS},
                "implementations": [r.to_json() for r in reports]}
         atomic_write(Path(args.report), json.dumps(doc, indent=1) + "\n")
