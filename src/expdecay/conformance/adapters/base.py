@@ -199,6 +199,10 @@ class Adapter:
     #: True when one call evaluates a whole array of steps.
     vectorised: bool = False
 
+    def prepare(self) -> None:
+        """Import whatever the implementation imports lazily, evaluating
+        nothing (called before a fresh worker forks its children)."""
+
     def applicable(self, params: Params) -> str | None:
         """``None`` when the case can be expressed, else the reason why not."""
         return None

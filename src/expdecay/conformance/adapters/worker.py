@@ -51,7 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     from .protocol import serve
 
-    serve(adapter, sys.stdin, proto, fresh=bool(spec.get("fresh", False)))
+    fresh = bool(spec.get("fresh", False))
+    if fresh:
+        try:
+            adapter.prepare()
+        except Exception as e:  # noqa: BLE001 - only slower children
+            print(f"worker: prepare failed: {type(e).__name__}: {e}", file=sys.stderr)
+    serve(adapter, sys.stdin, proto, fresh=fresh)
     return 0
 
 
