@@ -228,7 +228,12 @@ def test_no_more_workers_than_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     import expdecay.cli.analyze as analysis
 
     seen: list[int] = []
-    monkeypatch.setattr(analysis, "run_analyze", lambda args: seen.append(args.workers) or 0)
+
+    def fake_run(args: Any) -> int:
+        seen.append(args.workers)
+        return 0
+
+    monkeypatch.setattr(analysis, "run_analyze", fake_run)
     monkeypatch.setattr(cli, "usable_cores", lambda: 2)
     assert main([*ANALYZE, "--workers", "48"]) == 0
     assert main([*ANALYZE, "--workers", "1"]) == 0

@@ -210,7 +210,7 @@ def test_bad_vector_file_is_a_collection_error(tmp_path: Path) -> None:
     assert "ERROR collecting bad" in res.stdout and "schema" in res.stdout
 
 
-def test_plugin_module_is_light_and_profiles_agree():
+def test_plugin_module_is_light_and_profiles_agree() -> None:
     """Loading the plugin (as every pytest run in an environment with expdecay
     does) imports no numpy and no SymPy; its option's choices are the runner's."""
     import subprocess

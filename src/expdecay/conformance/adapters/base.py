@@ -198,6 +198,11 @@ class Adapter:
     version: str = "unknown"
     #: True when one call evaluates a whole array of steps.
     vectorised: bool = False
+    #: Why the implementation cannot be used (a start-up failure), or None.
+    broken: str | None = None
+
+    def close(self) -> None:
+        """Release what the adapter holds (a worker process); idempotent."""
 
     def prepare(self) -> None:
         """Import whatever the implementation imports lazily, evaluating
