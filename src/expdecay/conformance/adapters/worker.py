@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"worker start-up failed: {type(e).__name__}: {e}", file=sys.stderr)
         failure: dict[str, str] = {"protocol": "none", "error": str(e)[:300]}
-        if isinstance(e, ImplementationLookupError):
+        if isinstance(e, (ImplementationLookupError, TypeError, ValueError)) and not isinstance(
+                e, ImportError):  # a bad name or a bad option: the caller's error
             # The runner turns this into a usage error (see SubprocessAdapter).
             failure["kind"] = "lookup"
         proto.write(json.dumps(failure) + "\n")
