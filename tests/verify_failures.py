@@ -74,7 +74,8 @@ def as_float_at(x, i=0):
         x = x.cpu().numpy()
     elif hasattr(x, "numpy"):
         x = x.numpy()
-    return float(np.asarray(x, dtype=np.float64).ravel()[i])
+    flat = np.asarray(x, dtype=np.float64).ravel()
+    return float(flat[i if flat.size > 1 else 0])  # a scalar answers every step
 
 as_float = as_float_at
 
@@ -210,6 +211,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("report")
     ap.add_argument("--per-class", type=int, default=3)
+    ap.add_argument("--only", default="", help="implementations whose name starts so")
     ap.add_argument("--vectors", default=str(Path(__file__).resolve().parent.parent /
                                              "conformance" / "vectors"))
     args = ap.parse_args()
@@ -219,7 +221,8 @@ def main() -> int:
     bad: int = 0
     for imp in rep["implementations"]:
         parsed = parse_name(imp["implementation"])
-        if parsed is None or imp.get("status") == "unavailable":
+        if parsed is None or imp.get("status") == "unavailable" or not imp[
+                "implementation"].startswith(args.only):
             continue
         kind, opts = parsed
         by_class: dict[str, list[dict[str, Any]]] = defaultdict(list)
