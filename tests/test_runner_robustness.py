@@ -157,7 +157,8 @@ for req in requests():
     a = get_adapter(cmd, timeout=30)
     out = within(10, lambda: a.evaluate_outcome(PARAMS, [3]))
     a.close()
-    assert "closed its output" in out.errors[0] and math.isnan(out.values[0])
+    assert "closed its output" in out.crashed[0] and math.isnan(out.values[0])
+    assert not out.errors  # no answer: not run, never an error that could pass
     assert ended(read_pids(pidfile))
 
 
@@ -172,7 +173,7 @@ for req in requests():
     a = get_adapter(cmd, timeout=30)
     out = within(10, lambda: a.evaluate_outcome(PARAMS, [3]))
     a.close()
-    assert "not UTF-8" in out.errors[0]
+    assert "not UTF-8" in out.crashed[0] and not out.errors
     assert ended(read_pids(pidfile))
 
 
@@ -186,7 +187,7 @@ def test_hello_wait_follows_the_timeout(tmp_path: Path) -> None:
     assert a.startup_timeout == 1.0
     assert ended(read_pids(pidfile))
     out = a.evaluate_outcome(PARAMS, [1, 2])
-    assert out.errors == {0: a.broken, 1: a.broken}
+    assert out.crashed == {0: a.broken, 1: a.broken} and not out.errors
 
 
 def test_request_the_program_does_not_read_is_bounded(tmp_path: Path) -> None:
@@ -195,7 +196,7 @@ def test_request_the_program_does_not_read_is_bounded(tmp_path: Path) -> None:
     a = get_adapter(cmd, timeout=0.3)
     out = within(15, lambda: a.evaluate_outcome(PARAMS, [10**15 + i for i in range(4096)]))
     a.close()
-    assert len(out.errors) == 4096 and all("timeout" in e for e in out.errors.values())
+    assert len(out.crashed) == 4096 and all("timeout" in e for e in out.crashed.values())
     assert a.broken  # given up after a few failures in a row, not 4096 timeouts
     assert ended(read_pids(pidfile))
 
@@ -227,7 +228,12 @@ def test_no_more_workers_than_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     import expdecay.cli.analyze as analysis
 
     seen: list[int] = []
-    monkeypatch.setattr(analysis, "run_analyze", lambda args: seen.append(args.workers) or 0)
+
+    def fake_run(args: Any) -> int:
+        seen.append(args.workers)
+        return 0
+
+    monkeypatch.setattr(analysis, "run_analyze", fake_run)
     monkeypatch.setattr(cli, "usable_cores", lambda: 2)
     assert main([*ANALYZE, "--workers", "48"]) == 0
     assert main([*ANALYZE, "--workers", "1"]) == 0
@@ -347,8 +353,8 @@ def test_deeply_nested_answer_is_charged_to_the_steps(tmp_path: Path) -> None:
     a = get_adapter(cmd, timeout=30)
     out = within(20, lambda: a.evaluate_outcome(PARAMS, [1, 2]))
     a.close()
-    assert set(out.errors) == {0, 1}
-    assert all("JSON nested too deeply" in e for e in out.errors.values())
+    assert set(out.crashed) == {0, 1} and not out.errors
+    assert all("JSON nested too deeply" in e for e in out.crashed.values())
     assert ended(read_pids(pidfile))
 
 
@@ -360,8 +366,9 @@ def test_output_beyond_float64_is_a_protocol_error(tmp_path: Path) -> None:
     out = a.evaluate_outcome(PARAMS, [1, 2, 3])
     a.close()
     assert out.values[0] == 0.0625 and out.values[2] == -math.inf
-    assert out.errors == {1: "protocol: output '1e400' overflows float64 "
-                             "(an infinite output is 'inf')"}
+    assert out.crashed == {1: "protocol: output '1e400' overflows float64 "
+                              "(an infinite output is 'inf')"}
+    assert not out.errors
 
 
 @pytest.mark.parametrize("text, value", [
@@ -480,7 +487,7 @@ def test_exit_is_seen_while_a_child_holds_the_output(tmp_path: Path) -> None:
     out = within(20, lambda: a.evaluate_outcome(PARAMS, [5, 16777999, 7]))
     a.close()
     assert out.values[0] == out.values[2] == 0.0625
-    assert out.errors == {1: "process exited (status 9) during request 3"}
+    assert out.crashed == {1: "process exited (status 9) during request 3"}
     pids = read_pids(pidfile)
     assert len(pids) == 6 and ended(pids)  # three runs, each with its child
 
@@ -522,5 +529,5 @@ def test_line_longer_than_the_limit_is_a_protocol_error(
     a = get_adapter(cmd, timeout=30)
     out = a.evaluate_outcome(PARAMS, [1])
     a.close()
-    assert out.errors == {0: "protocol: a line longer than 1000 bytes during request 1"}
+    assert out.crashed == {0: "protocol: a line longer than 1000 bytes during request 1"}
     assert ended(read_pids(pidfile))

@@ -32,6 +32,7 @@ static void string_field(const char *line, const char *key, char *out, size_t n)
     out[end - p] = '\0';
 }
 
+/* 1 for true, 0 for false or absent, -1 for anything else (not a bool). */
 static int bool_field(const char *line, const char *key) {
     char pattern[64];
     snprintf(pattern, sizeof pattern, "\"%s\":", key);
@@ -39,7 +40,9 @@ static int bool_field(const char *line, const char *key) {
     if (!p) return 0;
     p += strlen(pattern);
     while (*p == ' ') p++;
-    return *p == 't';
+    if (strncmp(p, "true", 4) == 0) return 1;
+    if (strncmp(p, "false", 5) == 0) return 0;
+    return -1;
 }
 
 static long id_field(const char *line) {
@@ -78,6 +81,8 @@ static void answer(const char *line) {
         first = 0;
         if (!f32 && !f64) {
             printf("{\"na\": \"only float32 and float64\"}");
+        } else if (staircase < 0) {
+            printf("{\"error\": \"staircase must be true or false\"}");
         } else if (!(D > 0) || isinf(D)) {
             printf("{\"error\": \"decay_steps must be finite and > 0\"}");
         } else if (f32) {

@@ -2,8 +2,10 @@
 
 The runner itself is :mod:`expdecay.conformance.runner`; this module reads
 the arguments, prints the per-file report and the table, and turns the
-outcome into an exit status (0: every test passed, 1: a failure or an
-unusable vector file).
+outcome into an exit status: 0 every applicable test passed; 1 a test
+failed or was not run (its worker crashed), or a vector file is unusable;
+3 an implementation was unavailable (it could not start or did not answer
+the hello line), whatever else happened; 2 a usage error.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from ..conformance import runner
-from ..conformance.adapters import default_configurations
+from ..conformance.adapters import (
+    default_configurations,
+    missing_configurations,
+    parse_options,
+)
 from ..conformance.adapters.protocol import MAX_TIMEOUT, STARTUP_FACTOR
 from ..conformance.runner import (
     PROFILES,
@@ -46,13 +52,19 @@ def describe_case(entry: dict[str, Any]) -> str:
             f"step={i['step']}: got {entry['observed']} want {entry['expected']}")
     if entry.get("error"):
         head += f" ({entry['error'][:80]})"
-    return head + f" [{'; '.join(entry['causes'])}]"
+    ids = "+".join(entry.get("causeIds") or []) or entry.get("diagnosis", "")
+    if entry.get("alternatives"):
+        ids = "ambiguous: " + " or ".join("+".join(a) for a in entry["alternatives"])
+    return head + f" [{ids}: {'; '.join(entry['causes'])}]"
 
 
 def print_report(rep: ImplementationReport, out: Any = None) -> None:
     out = out or sys.stdout
     print(f"\n{rep.name} ({rep.version}), profile {rep.profile}"
           f"{', vectorised' if rep.vectorised else ''}", file=out)
+    if rep.unavailable:
+        print(f"  UNAVAILABLE: {rep.error} (nothing run, nothing passed)", file=out)
+        return
     if rep.error:
         print(f"  error: {rep.error}", file=out)
     for f in rep.files:
@@ -60,28 +72,46 @@ def print_report(rep: ImplementationReport, out: Any = None) -> None:
                 f"max ulp {_fmt_ulps(f.max_ulps)}")
         if f.within_tolerance:
             line += f"  ({f.within_tolerance} within tolerance)"
+        if f.not_run:
+            line += f"  NOT RUN {f.not_run}"
+        if f.process_state:
+            line += f"  process state {f.process_state}"
         print(line, file=out)
         if f.worst is not None:
             print(f"    worst: {describe_case(f.worst)}", file=out)
+        if f.not_run_tests:
+            print(f"    not run: tcId {f.not_run_tests[0]['tcId']}: "
+                  f"{f.not_run_tests[0]['reason'][:100]}", file=out)
+        if f.state_tests:
+            e = f.state_tests[0]
+            print(f"    depends on process state: tcId {e['tcId']}: got {e['observed']}, "
+                  f"{e['freshObserved'] or e['freshError']} in a fresh process, want "
+                  f"{e['expected']}", file=out)
     if rep.classes:
         print("  failure classes: " + "; ".join(f"{k} x{v}" for k, v in
                                                 rep.classes.most_common()), file=out)
 
 
-def print_table(reports: list[ImplementationReport], out: Any = None) -> None:
+def print_table(reports: list[ImplementationReport], out: Any = None,
+                missing: list[tuple[str, str]] | None = None) -> None:
     out = out or sys.stdout
     print("\nConformance table", file=out)
-    head = (f"{'implementation':<34} {'profile':<7} {'passed':>7} {'failed':>7} {'n/a':>6}  "
-            "main failure classes")
+    head = (f"{'implementation':<34} {'profile':<7} {'passed':>7} {'failed':>7} "
+            f"{'not run':>7} {'state':>5} {'n/a':>6}  main failure classes")
     print(head, file=out)
     print("-" * len(head), file=out)
     for r in reports:
         classes = ", ".join(f"{k} ({v})" for k, v in r.classes.most_common(3))
-        if r.error and not r.files:
-            classes = f"ERROR: {r.error[:60]}"
-        print(f"{r.name:<34} {r.profile:<7} {r.passed:>7} {r.failed:>7} {r.na:>6}  {classes}",
-              file=out)
-
+        if r.unavailable:
+            classes = f"UNAVAILABLE: {(r.error or '')[:60]}"
+        print(f"{r.name:<34} {r.profile:<7} {r.passed:>7} {r.failed:>7} {r.not_run:>7} "
+              f"{r.process_state:>5} {r.na:>6}  {classes}", file=out)
+    unavailable = sorted({r.name for r in reports if r.unavailable})
+    if unavailable:
+        print(f"\nFound but could not start: {', '.join(unavailable)}", file=out)
+    if missing is not None:
+        print("Looked for and not found: " + ("; ".join(f"{n}: {why}" for n, why in missing)
+                                              or "none"), file=out)
 
 
 def add_check_arguments(p: argparse.ArgumentParser) -> None:
@@ -101,8 +131,16 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--x64", action="store_true", help="enable JAX x64 (optax only)")
     p.add_argument("--step-mode", choices=["array", "scalar"],
                    help="one call per step array (default) or per step")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an adapter option, e.g. initial=numpy_scalar or floatx=float64 "
+                   "(keras), count_dtype=int32 (optax), form=chainable (torch); repeatable")
     p.add_argument("--all-variants", action="store_true",
-                   help="with no --impl: also scalar-step variants and torch's chainable form")
+                   help="with no --impl: also scalar-step variants, torch's chainable form "
+                   "and the dtype paths (keras initial=numpy_scalar and floatx=float64, "
+                   "optax count_dtype)")
+    p.add_argument("--no-rerun", action="store_true",
+                   help="do not re-run failing groups in a fresh process (faster; failures "
+                   "that depend on process state are then counted as failures)")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds allowed for each request to an implementation "
                    f"(default %(default)g, at most {MAX_TIMEOUT:g}); its start-up, up to "
@@ -111,7 +149,7 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace, name: str) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
+    opts: dict[str, Any] = parse_options(args.option)
     if args.backend:
         if name != "keras":
             raise ValueError(f"--backend applies to keras only; got --impl {name}")
@@ -143,6 +181,13 @@ def configurations(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]
                 extra.append((name, {**opts, "step_mode": "scalar"}))
             if name == "torch":
                 extra.append((name, {"form": "chainable"}))
+        for name, opts in configs:  # the dtype paths
+            if name == "keras" and opts.get("backend") == "torch":
+                extra.append((name, {**opts, "initial": "numpy_scalar"}))
+            if name == "keras" and opts.get("backend") in ("jax", "torch"):
+                extra.append((name, {**opts, "floatx": "float64"}))
+            if name == "optax" and opts.get("x64"):
+                extra.append((name, {**opts, "count_dtype": "float32"}))
         configs = configs + extra
     return configs
 
@@ -166,16 +211,21 @@ def run_check(args: argparse.Namespace) -> int:
     reports: list[ImplementationReport] = []
     for name, opts in configs:
         reps = runner.check_implementation(name, opts, docs, profiles, args.timeout,
-                                           progress=to_stderr)
+                                           progress=to_stderr, rerun=not args.no_rerun)
         for r in reps:
             print_report(r)
         reports += reps
-    print_table(reports)
+    missing = missing_configurations() if not args.impl else None
+    print_table(reports, missing=missing)
     if args.report:
         doc = {"profiles": list(profiles), "vectorFiles": list(docs),
+               "notFound": [{"implementation": n, "reason": why} for n, why in missing or []],
+               "causeVocabulary": {**runner.CAUSES, **runner.FACTS},
                "implementations": [r.to_json() for r in reports]}
         atomic_write(Path(args.report), json.dumps(doc, indent=1) + "\n")
     if args.markdown:
         atomic_write(Path(args.markdown), markdown_table(reports))
+    if any(r.unavailable for r in reports):
+        return 3
     ok = bad_files == 0 and all(r.ok for r in reports)
     return 0 if ok else 1

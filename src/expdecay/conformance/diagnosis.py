@@ -1,31 +1,101 @@
 """Diagnosis of a failed conformance test: which known mistake explains it.
 
-The value an implementation returns is compared with the values that known
-mistakes would produce (a cast of the step, of decay_rate or of decay_steps;
-division by a rounded reciprocal; arithmetic in another format; subnormals
-flushed to zero; integer arithmetic; a pow that is not correctly rounded;
-missing validation): :func:`diagnose` lists the causes that match and
-:func:`classify` names the class a failure is counted under.  The ulp
-helpers :func:`ulps_between` and :func:`same_bits` are shared with the
+A cause is reported only when it is *proven*: recomputing the schedule with
+that mistake reproduces the observed bits of the test, and no other
+explanation that is as simple does (:func:`diagnose`).  Every candidate is a
+mistake from the vocabulary :data:`CAUSES` (fixed in ``spec/conformance.md``
+§7), applied to the order the profile expects, or to the other order
+(``keras-order`` / ``exact-order`` joins the explanation), optionally with a
+``pow`` one ulp off (``pow-not-correctly-rounded`` joins it).  The
+explanations that reproduce the output with the fewest mistakes are kept:
+one left means a proven cause, several mean "ambiguous (A or B)", none means
+"unexplained".  A few findings need no recomputation (facts): an output that
+is not a value of the format, an error on a valid input, an invalid
+configuration accepted.
+
+The ulp helpers :func:`ulps_between` and :func:`same_bits` are shared with the
 runner.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from ..floats import Format, get_format, is_representable, to_bits
+import numpy as np
+
+from ..fast import evaluate as fast_evaluate
+from ..floats import (
+    Format,
+    get_format,
+    is_representable,
+    next_down,
+    next_up,
+    round_rational,
+    to_bits,
+)
 from ..floats import ulp_distance as _ulp_distance
 from ..inputs import to_exact
-from ..oracle import RoundedOps, evaluate_exact, round_node
-from .vectors import (
-    decode_number,
-    decode_result,
-)
+from ..oracle import ExactOps, RoundedOps, round_node
+from .vectors import decode_number, decode_result
 
-__all__ = ["ulps_between", "same_bits", "diagnose", "classify"]
+__all__ = ["CAUSES", "FACTS", "Diagnosis", "ulps_between", "same_bits", "diagnose",
+           "classify", "fact"]
+
+#: The vocabulary of cause ids (spec/conformance.md §7): id -> English text.
+CAUSES: dict[str, str] = {
+    "keras-order": "the keras order: the inputs cast to the format before the arithmetic",
+    "exact-order": "the exact order: the inputs not cast to the format",
+    "pow-not-correctly-rounded": "pow one ulp from its correctly rounded value (keras order): "
+                                 "a faithful libm",
+    "staircase-ignored": "staircase ignored: the exponent is not floored",
+    "decay-steps-ignored": "decay_steps ignored (taken as 1)",
+    "floor-as-round": "the staircase floor replaced by rounding to nearest",
+    "floor-as-trunc": "the staircase floor replaced by truncation toward zero",
+    "step-shifted": "the step shifted by one",
+    "step-through-float32": "the step converted through float32 in a float64 pipeline",
+    "rate-through-float32": "decay_rate (alone or with decay_steps) converted through "
+                            "float32 before a float64 pipeline",
+    "decay-steps-through-float32": "decay_steps converted through float32 before a float64 "
+                                   "pipeline",
+    "computed-in-narrower-format": "the whole pipeline run in a narrower format: the dtype "
+                                   "not honoured",
+    "computed-in-wider-format": "computed in a wider format, then rounded to the format",
+    "chained-product": "a chained product: the rate multiplied in once per period, each "
+                       "product rounded in the format",
+    "decay-steps-truncated": "decay_steps converted to an integer (truncated, or wrapped to "
+                             "int32)",
+    "reciprocal-division": "s / D computed as s * (1 / D) with a rounded reciprocal",
+    "step-wrapped-int32": "the step wrapped to int32 (two's complement) before its cast",
+    "negative-step-clamped": "a negative step clamped to 0: the initial rate returned",
+    "zero-rate-constant": "decay_rate 0 taken as a constant schedule",
+    "negative-zero-lost": "a -0.0 input read as +0.0",
+    "subnormal-flushed": "a subnormal result flushed to zero",
+    "integer-arithmetic": "an integer initial_learning_rate kept as an integer: decay_rate "
+                          "truncated to an integer",
+    "pow-nan-propagates": "pow(NaN, 0) or pow(1, NaN) gives NaN instead of 1 (C99 Annex F)",
+}
+
+#: Findings that need no recomputation: id -> English text.
+FACTS: dict[str, str] = {
+    "output-not-in-format": "the output is not a value of the format (returned in a wider "
+                            "format)",
+    "missing-validation": "an invalid configuration was accepted",
+    "raised": "an error was raised for a valid input",
+}
+
+ORDER_CAUSE = {"keras": "keras-order", "exact": "exact-order"}
+POW_CAUSE = "pow-not-correctly-rounded"
+
+#: Longest chain of products recomputed for ``chained-product``.
+CHAIN_MAX = 200_000
+
+_F32 = get_format("float32")
+_F64 = get_format("float64")
+_INT64 = (-2**63, 2**63 - 1)
 
 
 def ulps_between(expected: float, observed: float, fmt: Format) -> float:
@@ -44,194 +114,389 @@ def same_bits(a: float, b: float, fmt: Format) -> bool:
     return is_representable(b, fmt) and to_bits(a, fmt) == to_bits(b, fmt)
 
 
+@dataclass
+class Diagnosis:
+    """The verdict on a failure's cause.
+
+    ``status`` is ``proven`` (``ids`` is the one simplest explanation, or a
+    fact), ``ambiguous`` (``alternatives`` lists the explanations that
+    reproduce the output equally simply) or ``unexplained``.
+    """
+
+    status: str
+    ids: list[str] = field(default_factory=list)
+    alternatives: list[list[str]] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """The class the failure is counted under (ids joined by ``+``)."""
+        if self.status == "proven":
+            return "+".join(self.ids)
+        if self.status == "ambiguous":
+            return "ambiguous (" + " or ".join("+".join(a) for a in self.alternatives) + ")"
+        return "unexplained"
+
+    @property
+    def text(self) -> list[str]:
+        """English sentences, one per id (plus details)."""
+        if self.status == "proven":
+            out = [_english(i) for i in self.ids]
+        elif self.status == "ambiguous":
+            out = ["ambiguous: " + " or ".join(
+                "(" + "; ".join(_english(i) for i in a) + ")" for a in self.alternatives)]
+        else:
+            out = ["unexplained: no known mistake reproduces the output"]
+        return out + self.details
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"diagnosis": self.status, "causeIds": list(self.ids),
+                               "causes": self.text}
+        if self.alternatives:
+            out["alternatives"] = [list(a) for a in self.alternatives]
+        return out
+
+
+def _english(cause: str) -> str:
+    return CAUSES.get(cause) or FACTS.get(cause) or cause
+
+
+def fact(cause: str, detail: str = "") -> Diagnosis:
+    """A finding established without recomputation (see :data:`FACTS`)."""
+    return Diagnosis("proven", [cause], details=[detail] if detail else [])
+
+
+def classify(d: Diagnosis) -> str:
+    """The class a failure is counted under."""
+    return d.label
+
+
 # ---------------------------------------------------------------------------
-# Diagnosis
+# Recomputation
 # ---------------------------------------------------------------------------
 
-
-Args = tuple[Any, Any, Any, Any]
-
-
-def _keras_variant(args: Args, staircase: bool, fmt: Format, *, reciprocal: bool = False,
-                   work: Format | None = None) -> float:
-    """The keras order with one change: ``s * (1/D)`` instead of ``s / D``,
-    or the whole pipeline in the format ``work``, rounded to ``fmt`` at the end."""
-    ops = RoundedOps(work or fmt)
-    I, D, r, s = (ops.round(a) for a in args)
-    p = ops.mul(s, ops.div(Fraction(1), D)) if reciprocal else ops.div(s, D)
-    if staircase:
-        p = ops.floor(p)
-    y = ops.mul(I, ops.pow(r, p))
-    return round_node(y, fmt)
+Num = int | float
 
 
-def _exact_with_casts(args: Args, staircase: bool, fmt: Format, which: tuple[int, ...]) -> float:
-    """The exact order after casting only the inputs numbered ``which``."""
-    ops = RoundedOps(fmt)
-    cast = tuple(ops.round(a) if i in which else a for i, a in enumerate(args))
-    return evaluate_exact(cast, staircase, fmt, "exact")  # type: ignore[arg-type]
+def _key(x: Num) -> tuple[str, Any]:
+    return ("i", x) if isinstance(x, int) else ("f", x.hex() if math.isfinite(x) else repr(x))
 
 
-def _wrap_int32(step: int | float) -> int | None:
-    """The step after a two's-complement wrap to int32 (None if unchanged)."""
-    if not isinstance(step, int) or -2**31 <= step < 2**31:
-        return None
-    w = step & 0xFFFFFFFF
-    return w - 2**32 if w >= 2**31 else w
+_CACHE: dict[tuple[Any, ...], float | None] = {}
+_CACHE_MAX = 200_000
 
 
-_INPUT_NAMES = ("initial_learning_rate", "decay_steps", "decay_rate", "step")
-_CAST_FLAGS = (("step", "StepCast"), ("decay_rate", "RateCast"),
-               ("decay_steps", "DecayStepsCast"), ("initial_learning_rate", "InitialCast"))
+def _eval(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format,
+          order: str) -> float | None:
+    """The schedule in ``order`` (bits of the fast path), None when the
+    inputs are outside its domain (invalid decay_steps, step beyond int64)."""
+    key = (_key(I), _key(D), _key(r), _key(s), staircase, fmt.name, order)
+    if key in _CACHE:
+        return _CACHE[key]
+    out: float | None
+    try:
+        if isinstance(s, int) and not _INT64[0] <= s <= _INT64[1]:
+            out = None
+        else:
+            steps = np.array([s], dtype=np.int64 if isinstance(s, int) else np.float64)
+            out = float(fast_evaluate(I, D, r, steps, staircase=staircase, dtype=fmt.name,
+                                      order=order).astype(np.float64)[0])
+    except (ArithmeticError, ValueError, TypeError, OverflowError):
+        out = None
+    if len(_CACHE) > _CACHE_MAX:
+        _CACHE.clear()
+    _CACHE[key] = out
+    return out
 
 
-class _Case:
-    """One failing output and the alternative values it is compared with."""
-
-    def __init__(self, test: dict[str, Any], group: dict[str, Any], fmt: Format,
-                 observed: float) -> None:
-        self.inputs = (decode_number(group["initialLearningRate"]),
-                       decode_number(group["decaySteps"]), decode_number(group["decayRate"]),
-                       decode_number(test["step"]))
-        self.args: Args = tuple(to_exact(x) for x in self.inputs)  # type: ignore[assignment]
-        self.staircase = bool(group["staircase"])
-        self.fmt = fmt
-        self.observed = observed
-        self.exact = decode_result(test["exact"], fmt, "exact")
-        self.keras = decode_result(test["keras"], fmt, "keras")
-        self.flags = set(test["flags"])
-
-    def matches(self, x: float) -> bool:
-        return same_bits(x, self.observed, self.fmt)
-
-    def matches_variant(self, fn: Any, *a: Any, **k: Any) -> bool:
-        try:
-            return self.matches(fn(*a, **k))
-        except (ArithmeticError, ValueError):
-            return False
-
-    def casts(self) -> str:
-        """Which single input cast reproduces the output (from the flags otherwise)."""
-        single = [_INPUT_NAMES[i] for i in (3, 2, 1, 0) if self.matches_variant(
-            _exact_with_casts, self.args, self.staircase, self.fmt, (i,))]
-        names = single or [n for n, f in _CAST_FLAGS if f in self.flags]
-        text = ("input cast of " + ", ".join(names) if names
-                else "each operation rounded (s / D, pow, product)")
-        if "Misfloor" in self.flags:
-            text += " (the staircase floors on the rounded step)"
-        return text
+def _cast(x: Num, fmt: Format) -> float:
+    return round_node(to_exact(x), fmt)
 
 
-def _through_float32(x: Any, ftz: bool) -> Any:
-    """An exact input after a conversion to float32 (subnormals flushed if ``ftz``)."""
-    f32 = get_format("float32")
-    y = round_node(x, f32)
-    if ftz and y != 0 and abs(y) < f32.min_normal:
+def _mul(a: float, b: float, fmt: Format) -> float:
+    """``a * b`` correctly rounded to ``fmt`` (a and b values of ``fmt``)."""
+    if math.isfinite(a) and math.isfinite(b) and a != 0 and b != 0:
+        return round_rational(Fraction(a) * Fraction(b), fmt)
+    return a * b  # zeros, infinities and NaN: exact in float64
+
+
+def _to(x: float, fmt: Format) -> float:
+    """``x`` (a value of some format) rounded to ``fmt``."""
+    if not math.isfinite(x) or x == 0 or is_representable(x, fmt):
+        return x
+    return round_rational(Fraction(x), fmt)
+
+
+def _neighbours(x: float, fmt: Format) -> list[float]:
+    if not math.isfinite(x):
+        return []
+    return [next_down(x, fmt), next_up(x, fmt)]
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    I: Num
+    D: Num
+    r: Num
+    s: Num
+    staircase: bool
+
+
+def _values(x: _Inputs, work: Format, order: str, fmt: Format) -> Iterator[tuple[float, bool]]:
+    """The schedule on inputs ``x`` computed in ``order`` and format ``work``,
+    rounded to ``fmt``: ``(value, pow_off)``, first the correctly rounded
+    pipeline, then (keras order) with pow one ulp off."""
+    if order == "keras":
+        w = _eval(1, x.D, x.r, x.s, x.staircase, work, "keras")
+        if w is None:
+            return
+        Ic = _cast(x.I, work)
+        yield _to(_mul(Ic, w, work), fmt), False
+        for w2 in _neighbours(w, work):
+            yield _to(_mul(Ic, w2, work), fmt), True
+    else:
+        y = _eval(x.I, x.D, x.r, x.s, x.staircase, work, "exact")
+        if y is None:
+            return
+        yield _to(y, fmt), False  # one rounding: no separate pow to be off
+
+
+def _through_f32(v: Num, ftz: bool) -> float:
+    y = _cast(v, _F32)
+    if ftz and y != 0 and abs(y) < _F32.min_normal:
         y = math.copysign(0.0, y)
-    return to_exact(y)
+    return y
 
 
-def _subnormal(x: float, fmt: Format) -> bool:
-    return x != 0 and abs(x) < fmt.min_normal
-
-
-def _narrower_format(observed: float, expected: tuple[float, ...], fmt: Format) -> str | None:
-    """The name of a much narrower format holding ``observed`` but none of
-    the ``expected`` values (a sign that the arithmetic ran in it)."""
-    if not math.isfinite(observed) or observed == 0:
+def _exponent(x: _Inputs, fmt: Format, order: str, *, reciprocal: bool = False) -> Any:
+    """The exponent ``s / D`` (unfloored) as the order computes it (keras:
+    each operation rounded to ``fmt``); a Fraction, a float, or None."""
+    try:
+        if order == "keras":
+            ops = RoundedOps(fmt)
+            s, D = ops.round(to_exact(x.s)), ops.round(to_exact(x.D))
+            if reciprocal:
+                return ops.mul(s, ops.div(Fraction(1), D))
+            return ops.div(s, D)
+        ex = ExactOps()
+        return ex.div(to_exact(x.s), to_exact(x.D))
+    except (ArithmeticError, ValueError, TypeError):
         return None
-    for name in ("bfloat16", "float16", "float32"):
-        g = get_format(name)
-        if g.precision + 8 > fmt.precision:
-            continue
-        if is_representable(observed, g) and not any(
-                math.isfinite(e) and is_representable(e, g) for e in expected):
-            return name
+
+
+def _as_step(p: Any) -> Num | None:
+    """An exponent as a step value (int when integral and within int64)."""
+    if isinstance(p, Fraction):
+        if p.denominator == 1:
+            n = int(p)
+            return n if _INT64[0] <= n <= _INT64[1] else None
+        f = float(p)
+        return f if Fraction(f) == p else None
+    if isinstance(p, float):
+        return p
     return None
 
 
-def diagnose(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str,
-             observed: float) -> list[str]:
-    """Recognised causes of a failing output, most specific first (empty when
-    none matches).  Each cause is a value some known mistake produces."""
-    c = _Case(test, group, fmt, observed)
-    causes: list[str] = []
-    if not math.isnan(observed) and not is_representable(observed, fmt):
-        causes.append(f"output is not a {fmt.name} value (returned in a wider format)")
-    if causes:
-        return causes
-    I = c.inputs[0]
-    special = not math.isfinite(observed) or observed == c.exact == c.keras == 0
-    cast_I = round_node(c.args[0], fmt) if not isinstance(I, int) else float(I)
-    if fmt.name == "float64" and not special and not c.matches(c.keras):
+def _round_half_even(p: Any, trunc: bool) -> int | None:
+    if not isinstance(p, Fraction):
+        return None
+    if trunc:
+        return math.trunc(p)
+    return round(p)
+
+
+def _wrap32(n: int) -> int:
+    w = n & 0xFFFFFFFF
+    return w - 2**32 if w >= 2**31 else w
+
+
+@dataclass
+class _Candidate:
+    cause: str
+    detail: str
+    inputs: _Inputs | None = None  # recomputed in both orders
+    work: Format | None = None
+    orders: tuple[str, ...] = ("keras", "exact")
+    direct: list[float] = field(default_factory=list)  # values computed by hand
+
+
+def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Iterator[_Candidate]:
+    """Every single mistake applicable to ``x`` (see :data:`CAUSES`)."""
+    I, D, r, s, st = x.I, x.D, x.r, x.s, x.staircase
+
+    def with_(**kw: Any) -> _Inputs:
+        d: dict[str, Any] = {"I": I, "D": D, "r": r, "s": s, "staircase": st}
+        d.update(kw)
+        return _Inputs(**d)
+
+    if st:
+        yield _Candidate("staircase-ignored", "", with_(staircase=False))
+    if D != 1:
+        yield _Candidate("decay-steps-ignored", "", with_(D=1))
+    if isinstance(s, int) or math.isfinite(s):
+        for d in (1, -1):
+            t = s + d
+            if not isinstance(t, int) or _INT64[0] <= t <= _INT64[1]:
+                yield _Candidate("step-shifted", f"step {d:+d}", with_(s=t))
+    if fmt.name == "float64":
+        yield _Candidate("step-through-float32", "", with_(s=_through_f32(s, False)))
         for ftz in (False, True):
-            through = tuple(_through_float32(a, ftz) if i in (1, 2) else a
-                            for i, a in enumerate(c.args))
-            if c.matches_variant(_keras_variant, through, c.staircase, fmt):
-                causes.append("decay_rate and decay_steps converted through float32 first" +
-                              (" (float32 subnormals flushed to zero)" if ftz else ""))
-                break
-    if observed in (float(I), cast_I) and observed != 0 and not special and (
-            not c.matches(c.keras)) and not causes:
-        causes.append("initial_learning_rate returned unchanged (case short-circuited"
-                      + (", negative step clamped)" if c.inputs[3] < 0 else ")"))
-    narrow = _narrower_format(observed, (c.exact, c.keras), fmt)
-    if narrow is not None:
-        causes.append(f"result has {narrow} precision: the dtype {fmt.name} was not honoured")
-    if causes:
-        return causes
-    if isinstance(I, int) and float(observed).is_integer() and not c.matches(c.exact):
-        causes.append("integer arithmetic (an integer initial_learning_rate kept as an int)")
-    if profile == "exact" and c.matches(c.keras):
-        causes.append("keras order: " + c.casts())
-    if profile == "keras" and c.matches(c.exact):
-        causes.append("no input casts: the exact order, not the keras order")
-    wrapped = _wrap_int32(c.inputs[3])
-    if wrapped is not None:
-        args = (*c.args[:3], to_exact(wrapped))
-        if c.matches_variant(_keras_variant, args, c.staircase, fmt):
-            causes.append(f"step wrapped to int32 ({wrapped})")
+            tag = " (float32 subnormals flushed)" if ftz else ""
+            r32, D32 = _through_f32(r, ftz), _through_f32(D, ftz)
+            if _key(r32) != _key(float(r)):  # the rate must change for the cause to apply
+                yield _Candidate("rate-through-float32", "decay_rate" + tag, with_(r=r32))
+                yield _Candidate("rate-through-float32", "decay_rate and decay_steps" + tag,
+                                 with_(r=r32, D=D32))
+            if _key(D32) != _key(float(D)):
+                yield _Candidate("decay-steps-through-float32", tag.strip(), with_(D=D32))
     for name in ("float64", "float32", "float16", "bfloat16"):
         other = get_format(name)
-        if other == fmt or c.matches(c.keras) or c.matches(c.exact) or special or causes:
+        if other == fmt or name == "float16" and fmt.name == "bfloat16" or (
+                name == "bfloat16" and fmt.name == "float16"):
             continue
-        if observed == 0 and (other.precision < fmt.precision and other.name != "float32"
-                              or _subnormal(c.exact, fmt) or _subnormal(c.keras, fmt)):
-            continue  # a flushed subnormal, or no evidence for one narrow format
-        if c.matches_variant(_keras_variant, c.args, c.staircase, fmt, work=other):
-            wider = other.precision > fmt.precision
-            causes.append(f"computed in {name}, then rounded to {fmt.name}" if wider else
-                          f"computed in {name}: the dtype {fmt.name} was not honoured")
-            break
-    if not special and not c.matches(c.keras) and c.matches_variant(
-            _keras_variant, c.args, c.staircase, fmt, reciprocal=True):
-        causes.append("division done as multiplication by a rounded reciprocal")
-    if observed == 0 and (_subnormal(c.exact, fmt) or _subnormal(c.keras, fmt)):
-        causes.append("subnormal result flushed to zero")
-    ref = c.keras if profile == "keras" else c.exact
-    if math.isnan(observed) != math.isnan(ref) or math.isinf(observed) != math.isinf(ref) or (
-            math.isinf(observed) and observed != ref):
-        causes.append("special value handled differently from the C99 pow / IEEE rules")
-    elif observed == 0 and ref == 0:
-        causes.append("wrong sign of zero")
-    elif not causes and math.isfinite(observed) and math.isfinite(c.keras) and (
-            not c.matches(c.keras) and (observed < 0) == (c.keras < 0)
-            and observed != 0 and c.keras != 0):
-        d = int(ulps_between(c.keras, observed, fmt))
-        if d <= 8:
-            causes.append(f"pow not correctly rounded (libm error: {d} ulp from the keras order)")
-        else:
-            causes.append(f"inaccurate pow ({d} ulp from the keras order with the same casts)")
-    return causes
+        narrower = other.precision < fmt.precision
+        yield _Candidate("computed-in-narrower-format" if narrower else
+                         "computed-in-wider-format", f"computed in {name}", x, work=other)
+    if isinstance(D, float) and math.isfinite(D) and not D.is_integer():
+        if abs(D) >= 1:
+            yield _Candidate("decay-steps-truncated", "truncated", with_(D=math.trunc(D)))
+        else:  # truncated to 0: s / 0 is an infinity (NaN for s = 0), then pow
+            p0 = math.nan if (isinstance(s, float) and math.isnan(s)) or s == 0 else (
+                math.inf if s > 0 else -math.inf)
+            yield _Candidate("decay-steps-truncated", "truncated to 0",
+                             _Inputs(I, 1, r, p0, st))
+    if isinstance(D, int) and not -2**31 <= D < 2**31 and _wrap32(D) > 0:
+        yield _Candidate("decay-steps-truncated", "wrapped to int32", with_(D=_wrap32(D)))
+    if isinstance(s, int) and not -2**31 <= s < 2**31:
+        yield _Candidate("step-wrapped-int32", f"step {_wrap32(s)}", with_(s=_wrap32(s)))
+    if (isinstance(s, int) and s < 0) or (isinstance(s, float) and s < 0):
+        yield _Candidate("negative-step-clamped", "", with_(s=0))
+    if r == 0:
+        yield _Candidate("zero-rate-constant", "", with_(r=1.0))
+    for name, v in (("initial_learning_rate", I), ("decay_rate", r), ("step", s)):
+        if isinstance(v, float) and v == 0 and math.copysign(1.0, v) < 0:
+            kw = {"I": 0.0} if name == "initial_learning_rate" else (
+                {"r": 0.0} if name == "decay_rate" else {"s": 0.0})
+            yield _Candidate("negative-zero-lost", name, with_(**kw))
+    # Exponent mistakes: the exponent recomputed, then pow with D = 1.
+    for order in ("keras", "exact"):
+        p = _exponent(x, fmt, order)
+        if st:
+            for trunc, cause in ((False, "floor-as-round"), (True, "floor-as-trunc")):
+                q = _round_half_even(p, trunc)
+                if q is not None and _INT64[0] <= q <= _INT64[1]:
+                    yield _Candidate(cause, "", _Inputs(I, 1, r, q, False), orders=(order,))
+        if order == "keras":
+            pr = _exponent(x, fmt, "keras", reciprocal=True)
+            if st and isinstance(pr, Fraction):
+                pr = Fraction(math.floor(pr))
+            step = _as_step(pr)
+            if step is not None:
+                yield _Candidate("reciprocal-division", "", _Inputs(I, 1, r, step, False),
+                                 orders=("keras",))
+        # chained product: the rate multiplied in n times.
+        n = p
+        if isinstance(n, Fraction) and st:
+            n = Fraction(math.floor(n))
+        if isinstance(n, Fraction) and n.denominator == 1 and 0 <= n <= CHAIN_MAX:
+            yield _Candidate("chained-product", f"{int(n)} products",
+                             direct=_chained(I, r, int(n), fmt))
+    # integer arithmetic: an integer initial rate keeps the computation integral.
+    if isinstance(I, int):
+        p = _exponent(x, fmt, "exact")
+        if isinstance(p, Fraction):
+            if st:
+                p = Fraction(math.floor(p))
+            try:
+                v = float(I * math.trunc(r) ** float(p))
+                yield _Candidate("integer-arithmetic", "", direct=[_to(float(math.trunc(v)),
+                                                                       fmt)])
+            except (ArithmeticError, ValueError, OverflowError):
+                pass
+    # pow(NaN, 0) / pow(1, NaN) = NaN
+    rc = _cast(r, fmt)
+    pk = _exponent(x, fmt, "keras")
+    if isinstance(pk, Fraction) and st:
+        pk = Fraction(math.floor(pk))
+    p_nan = isinstance(pk, float) and math.isnan(pk)
+    if (math.isnan(rc) and pk == 0) or (rc == 1 and p_nan):
+        yield _Candidate("pow-nan-propagates", "", direct=[math.nan])
+    # a subnormal result flushed to zero
+    for v in base_values.values():
+        if v != 0 and math.isfinite(v) and abs(v) < fmt.min_normal:
+            yield _Candidate("subnormal-flushed", "", direct=[math.copysign(0.0, v)])
 
 
-def classify(causes: list[str]) -> str:
-    """The short class of a failure (its first recognised cause)."""
-    if not causes:
-        return "unexplained"
-    first = causes[0]
-    for prefix in ("raised", "keras order", "pow not correctly rounded", "inaccurate pow",
-                   "step wrapped to int32"):
-        if first.startswith(prefix):
-            return prefix
-    return first
+def _chained(I: Num, r: Num, n: int, fmt: Format) -> list[float]:
+    """``I * r * r * ... * r`` (n products), each product rounded in the
+    format.  (A float64 chain rounded once to a narrower format is mostly
+    indistinguishable from the exact order, so it is not a candidate.)"""
+    out = []
+    for work in (fmt,):
+        Ic, rc = _cast(I, work), _cast(r, work)
+        arr = np.full(n + 1, rc, dtype=work.dtype)
+        arr[0] = Ic
+        with np.errstate(all="ignore"):
+            y = float(np.multiply.accumulate(arr)[-1].astype(np.float64))
+        out.append(_to(y, fmt))
+    return out
+
+
+def diagnose(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str,
+             observed: float) -> Diagnosis:
+    """The cause of a failing output (see the module docstring)."""
+    if not math.isnan(observed) and not is_representable(observed, fmt):
+        return fact("output-not-in-format", f"got {observed!r}, not a {fmt.name} value")
+    x = _Inputs(decode_number(group["initialLearningRate"]), decode_number(group["decaySteps"]),
+                decode_number(group["decayRate"]), decode_number(test["step"]),
+                group["staircase"] is True)
+    expected = {o: decode_result(test[o], fmt, o) for o in ("exact", "keras")}
+    other = "keras" if profile == "exact" else "exact"
+    found: dict[tuple[str, ...], list[str]] = {}
+
+    def record(ids: tuple[str, ...], detail: str) -> None:
+        found.setdefault(ids, []).append(detail)
+
+    def try_values(values: Iterator[tuple[float, bool]], ids: tuple[str, ...],
+                   detail: str) -> None:
+        for v, pow_off in values:
+            if same_bits(v, observed, fmt):
+                record(ids + ((POW_CAUSE,) if pow_off else ()), detail)
+
+    # The other order, and each order with pow one ulp off.
+    try_values(_values(x, fmt, other, fmt), (ORDER_CAUSE[other],), "")
+    try_values(((v, True) for v, off in _values(x, fmt, profile, fmt) if off), (), "")
+    for cand in _candidates(x, fmt, expected):
+        for v in cand.direct:
+            if same_bits(v, observed, fmt):
+                record((cand.cause,), cand.detail)
+        if cand.inputs is None:
+            continue
+        for order in cand.orders:
+            prefix = () if order == profile else (ORDER_CAUSE[order],)
+            try_values(_values(cand.inputs, cand.work or fmt, order, fmt),
+                       prefix + (cand.cause,), cand.detail)
+    found.pop((), None)
+    if not found:
+        d = ulps_between(expected[profile], observed, fmt)
+        k = ulps_between(expected["keras"], observed, fmt)
+        return Diagnosis("unexplained", details=[
+            f"{_fmt(d)} ulp from the expected value, {_fmt(k)} from the keras order"])
+    best = min(len(set(k)) for k in found)
+    simplest = sorted({tuple(_ordered(k)) for k in found if len(set(k)) == best})
+    details = sorted({d for k in found if len(set(k)) == best for d in found[k] if d})
+    if len(simplest) == 1:
+        return Diagnosis("proven", list(simplest[0]), details=details)
+    return Diagnosis("ambiguous", alternatives=[list(a) for a in simplest])
+
+
+_ORDER = {c: i for i, c in enumerate([*CAUSES, *FACTS])}
+
+
+def _ordered(ids: tuple[str, ...]) -> list[str]:
+    """Ids without repeats, the order first, pow last (vocabulary order)."""
+    return sorted(set(ids), key=lambda c: (c == POW_CAUSE, _ORDER.get(c, len(_ORDER))))
+
+
+def _fmt(x: float) -> str:
+    return "inf" if math.isinf(x) else f"{x:g}"

@@ -5,13 +5,14 @@ worker subprocess (one per implementation, the JSON-lines protocol of
 :mod:`expdecay.conformance.adapters.protocol`), compares every output with the expected
 bits of the chosen profile and prints, per file, the passed / failed /
 not-applicable counts, the largest ulp error and the worst case; then one
-table over all implementations.  Each failure is explained where the runner
-can recognise its cause (:func:`diagnose`): the value an implementation
-returns is compared with the values that known mistakes would produce
-(a cast of the step, of decay_rate or of decay_steps; division by a rounded
-reciprocal; arithmetic in another format; subnormals flushed to zero;
-integer arithmetic; a pow that is not correctly rounded; missing
-validation).
+table over all implementations.  Each failure gets a proven cause, or is
+marked ambiguous or unexplained (:func:`diagnose`): a cause is reported only
+when recomputing the schedule with that mistake reproduces the observed
+bits and no other equally simple explanation does.  An implementation that
+cannot start is ``unavailable`` (nothing run, nothing passed); a test that
+got no answer (the worker crashed or hung) is ``not run``, never passed;
+every group with a failure is re-run in a fresh process state, and a
+failure that passes there is reported as depending on process state.
 
 Pass rules (``spec/conformance.md``): under profile ``p`` a ``valid`` test
 passes when the output is a value of the group's format at most
@@ -45,7 +46,7 @@ from .adapters import (
     label,
 )
 from .adapters.base import Outcome
-from .diagnosis import classify, diagnose, same_bits, ulps_between
+from .diagnosis import CAUSES, FACTS, Diagnosis, classify, diagnose, fact, same_bits, ulps_between
 from .vectors import (
     decode_number,
     decode_result,
@@ -66,6 +67,10 @@ __all__ = [
     "same_bits",
     "diagnose",
     "classify",
+    "CAUSES",
+    "FACTS",
+    "rerun_failing",
+    "failing_groups",
 ]
 
 PROFILES = ("exact", "keras")
@@ -81,37 +86,45 @@ class TestResult:
     """The verdict on one test."""
 
     tc_id: int
-    status: str  # "pass", "fail", "na"
+    status: str  # "pass", "fail", "na", "notrun" (no answer: the worker crashed)
     ulps: float | None = None  # |distance| to the expected value, None if undefined
     observed: str | None = None  # hex of the output, or None
     expected: str | None = None
-    detail: str = ""  # error message or reason not applicable
-    classes: list[str] = field(default_factory=list)
+    detail: str = ""  # error message or reason not applicable / not run
+    diagnosis: Diagnosis | None = None
     within_tolerance: bool = False  # passed but not bit-identical
+
+    @property
+    def classes(self) -> list[str]:
+        """The English causes (compatibility: empty when not diagnosed)."""
+        return self.diagnosis.text if self.diagnosis is not None else []
 
 
 def judge(test: dict[str, Any], fmt: Format, profile: str, value: float | None,
-          error: str | None, na: str | None) -> TestResult:
-    """The verdict of ``profile`` on one output (``value``), error or n/a."""
+          error: str | None, na: str | None, crashed: str | None = None) -> TestResult:
+    """The verdict of ``profile`` on one output (``value``), error, n/a, or
+    a step that got no answer (``crashed``: never a pass)."""
     tc = int(test["tcId"])
     result = test["result"]
     if na is not None:
         return TestResult(tc, "na", detail=na)
+    if crashed is not None:
+        return TestResult(tc, "notrun", detail=crashed)
     if result == "invalid":
         if error is not None:
             return TestResult(tc, "pass", detail=error)
-        obs = to_hex(value) if value is not None else None
+        obs = _hex(value) if value is not None else None
         return TestResult(tc, "fail", observed=obs, expected="an error",
-                          classes=["missing validation: an invalid configuration was accepted"])
+                          diagnosis=fact("missing-validation"))
     expected = decode_result(test[profile], fmt, f"tcId {tc}")
     exp_hex = to_hex(expected)
     if error is not None:
         if result == "acceptable":
             return TestResult(tc, "pass", expected=exp_hex, detail=error)
         return TestResult(tc, "fail", expected=exp_hex, detail=error,
-                          classes=[f"raised: {error[:120]}"])
+                          diagnosis=fact("raised", error[:120]))
     assert value is not None
-    obs = to_hex(value) if not math.isnan(value) else "nan"
+    obs = _hex(value)
     if same_bits(expected, value, fmt):
         return TestResult(tc, "pass", ulps=0.0, observed=obs, expected=exp_hex)
     tol = int(test["tolerance"][profile])
@@ -122,6 +135,10 @@ def judge(test: dict[str, Any], fmt: Format, profile: str, value: float | None,
         return TestResult(tc, "pass", ulps=d, observed=obs, expected=exp_hex,
                           within_tolerance=True)
     return TestResult(tc, "fail", ulps=d, observed=obs, expected=exp_hex)
+
+
+def _hex(value: float) -> str:
+    return to_hex(value) if not math.isnan(value) else "nan"
 
 
 # ---------------------------------------------------------------------------
@@ -137,18 +154,27 @@ class FileSummary:
     passed: int = 0
     failed: int = 0
     na: int = 0
+    not_run: int = 0
+    process_state: int = 0
     within_tolerance: int = 0
     max_ulps: float = 0.0
     worst: dict[str, Any] | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)
+    not_run_tests: list[dict[str, Any]] = field(default_factory=list)
+    state_tests: list[dict[str, Any]] = field(default_factory=list)
     classes: Counter[str] = field(default_factory=Counter)
+    cause_ids: Counter[str] = field(default_factory=Counter)
 
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "passed": self.passed, "failed": self.failed,
-                "notApplicable": self.na, "withinTolerance": self.within_tolerance,
+                "notApplicable": self.na, "notRun": self.not_run,
+                "dependsOnProcessState": self.process_state,
+                "withinTolerance": self.within_tolerance,
                 "maxUlpError": _json_float(self.max_ulps), "worst": self.worst,
                 "failureClasses": dict(sorted(self.classes.items())),
-                "failures": self.failures}
+                "causeIds": dict(sorted(self.cause_ids.items())),
+                "failures": self.failures, "notRunTests": self.not_run_tests,
+                "processState": self.state_tests}
 
 
 def _json_float(x: float) -> float | str:
@@ -159,7 +185,7 @@ def group_params(group: dict[str, Any]) -> Params:
     I = decode_number(group["initialLearningRate"])
     D = decode_number(group["decaySteps"])
     r = decode_number(group["decayRate"])
-    return Params(I, D, r, bool(group["staircase"]), group["dtype"])
+    return Params(I, D, r, group["staircase"], group["dtype"])
 
 
 def case_inputs(group: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
@@ -173,55 +199,107 @@ def case_inputs(group: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
             "step": show(test["step"])}
 
 
-def evaluate_file(adapter: Adapter, doc: dict[str, Any]) -> dict[int, tuple[Any, Any, Any]]:
-    """``tcId -> (value, error, na)`` for every test of a document."""
-    out: dict[int, tuple[Any, Any, Any]] = {}
-    for group in doc["testGroups"]:
+#: ``tcId -> (value, error, not applicable, not run)``: one file's outputs.
+Outputs = dict[int, tuple[Any, Any, Any, Any]]
+
+
+def evaluate_file(adapter: Adapter, doc: dict[str, Any],
+                  groups: set[int] | None = None) -> Outputs:
+    """``tcId -> (value, error, na, crashed)`` for every test of a document
+    (or of the groups numbered ``groups``, 0-based)."""
+    out: Outputs = {}
+    for number, group in enumerate(doc["testGroups"]):
         tests = group["tests"]
-        if not tests:
+        if not tests or (groups is not None and number not in groups):
             continue
         params = group_params(group)
         why = adapter.applicable(params)
         if why is not None:
             for t in tests:
-                out[t["tcId"]] = (None, None, why)
+                out[t["tcId"]] = (None, None, why, None)
             continue
         steps = [decode_number(t["step"]) for t in tests]
         try:
             res: Outcome = adapter.evaluate_outcome(params, steps)
-        except Exception as e:  # noqa: BLE001 - the implementation's failure
+        except Exception as e:  # noqa: BLE001 - no answer: the tests were not run
             res = Outcome(values=np.full(len(tests), math.nan),
-                          errors=dict.fromkeys(range(len(tests)), f"{type(e).__name__}: {e}"))
+                          crashed=dict.fromkeys(range(len(tests)), f"{type(e).__name__}: {e}"))
         for i, t in enumerate(tests):
             out[t["tcId"]] = (float(res.values[i]), res.errors.get(i),
-                              res.not_applicable.get(i))
+                              res.not_applicable.get(i), res.crashed.get(i))
     return out
 
 
-def summarise(name: str, doc: dict[str, Any], outputs: dict[int, tuple[Any, Any, Any]],
-              profile: str, explain: bool = True) -> FileSummary:
-    """Judge every test of a document under ``profile``."""
+def _verdict(test: dict[str, Any], fmt: Format, profile: str,
+             output: tuple[Any, Any, Any, Any]) -> TestResult:
+    value, error, na, crashed = output
+    plain = error is None and na is None and crashed is None
+    return judge(test, fmt, profile, value if plain else None, error, na, crashed)
+
+
+def failing_groups(doc: dict[str, Any], outputs: Outputs,
+                   profiles: tuple[str, ...]) -> set[int]:
+    """Numbers (0-based) of the groups with a failing test under a profile."""
+    out = set()
+    for number, group in enumerate(doc["testGroups"]):
+        fmt = get_format(group["dtype"])
+        for t in group["tests"]:
+            o = outputs.get(t["tcId"])
+            if o is not None and any(_verdict(t, fmt, p, o).status == "fail" for p in profiles):
+                out.add(number)
+                break
+    return out
+
+
+def summarise(name: str, doc: dict[str, Any], outputs: Outputs,
+              profile: str, explain: bool = True, fresh: Outputs | None = None
+              ) -> FileSummary:
+    """Judge every test of a document under ``profile``.  A failure whose
+    test passes when re-run in a fresh process (``fresh``, the outputs of
+    the re-run) is counted as depending on process state, with the
+    evidence, not as a failure."""
     summary = FileSummary(name)
     for group, test in iter_tests(doc):
         fmt = get_format(group["dtype"])
-        value, error, na = outputs.get(test["tcId"], (None, "no output", None))
-        v = judge(test, fmt, profile, value if error is None and na is None else None,
-                  error, na)
+        output = outputs.get(test["tcId"], (None, None, None, "no output"))
+        v = _verdict(test, fmt, profile, output)
         if v.status == "na":
             summary.na += 1
+            continue
+        if v.status == "notrun":
+            summary.not_run += 1
+            summary.not_run_tests.append({"tcId": v.tc_id, "inputs": case_inputs(group, test),
+                                          "reason": v.detail[:300]})
             continue
         if v.status == "pass":
             summary.passed += 1
             summary.within_tolerance += v.within_tolerance
+        elif fresh is not None and test["tcId"] in fresh and _verdict(
+                test, fmt, profile, fresh[test["tcId"]]).status == "pass":
+            again = fresh[test["tcId"]]
+            summary.process_state += 1
+            summary.state_tests.append({
+                "tcId": v.tc_id, "inputs": case_inputs(group, test), "flags": test["flags"],
+                "expected": v.expected, "observed": v.observed or v.detail[:120] or None,
+                "freshObserved": _hex(again[0]) if again[1] is None else None,
+                "freshError": again[1],
+                "evidence": "fails after the tests before it in the same process; passes "
+                            "when its group is re-run in a fresh process"})
+            continue
         else:
             summary.failed += 1
-            if not v.classes and value is not None and error is None and explain:
-                v.classes = diagnose(test, group, fmt, profile, value)
-            summary.classes[classify(v.classes)] += 1
+            value = output[0]
+            if v.diagnosis is None and value is not None and explain:
+                v.diagnosis = diagnose(test, group, fmt, profile, value)
+            if v.diagnosis is None:
+                v.diagnosis = Diagnosis("unexplained")
+            summary.classes[v.diagnosis.label] += 1
+            for cid in v.diagnosis.ids:
+                summary.cause_ids[cid] += 1
             entry = {"tcId": v.tc_id, "inputs": case_inputs(group, test),
                      "flags": test["flags"], "expected": v.expected, "observed": v.observed,
                      "ulps": _json_float(v.ulps) if v.ulps is not None else None,
-                     "causes": v.classes or ["unexplained"]}
+                     **v.diagnosis.to_json()}
             if v.detail:
                 entry["error"] = v.detail[:300]
             summary.failures.append(entry)
@@ -234,7 +312,12 @@ def summarise(name: str, doc: dict[str, Any], outputs: dict[int, tuple[Any, Any,
 
 @dataclass
 class ImplementationReport:
-    """Everything measured for one implementation under one profile."""
+    """Everything measured for one implementation under one profile.
+
+    ``unavailable`` is set (with ``error``) when the implementation could
+    not be started or did not answer the hello: then nothing was run and
+    nothing passed.
+    """
 
     name: str
     version: str
@@ -243,6 +326,8 @@ class ImplementationReport:
     files: list[FileSummary]
     seconds: float
     error: str | None = None
+    unavailable: bool = False
+    rerun_seconds: float = 0.0
 
     @property
     def passed(self) -> int:
@@ -257,6 +342,14 @@ class ImplementationReport:
         return sum(f.na for f in self.files)
 
     @property
+    def not_run(self) -> int:
+        return sum(f.not_run for f in self.files)
+
+    @property
+    def process_state(self) -> int:
+        return sum(f.process_state for f in self.files)
+
+    @property
     def classes(self) -> Counter[str]:
         c: Counter[str] = Counter()
         for f in self.files:
@@ -264,24 +357,47 @@ class ImplementationReport:
         return c
 
     @property
+    def cause_ids(self) -> Counter[str]:
+        c: Counter[str] = Counter()
+        for f in self.files:
+            c.update(f.cause_ids)
+        return c
+
+    @property
+    def status(self) -> str:
+        """``unavailable``, ``conforms`` or ``fails`` (a failure or a test not run)."""
+        if self.unavailable:
+            return "unavailable"
+        return "conforms" if self.failed == 0 and self.not_run == 0 else "fails"
+
+    @property
     def ok(self) -> bool:
-        return self.error is None and self.failed == 0
+        return self.status == "conforms"
 
     def to_json(self) -> dict[str, Any]:
         return {"implementation": self.name, "version": self.version, "profile": self.profile,
-                "vectorised": self.vectorised, "passed": self.passed, "failed": self.failed,
-                "notApplicable": self.na, "seconds": round(self.seconds, 2),
+                "status": self.status, "vectorised": self.vectorised, "passed": self.passed,
+                "failed": self.failed, "notApplicable": self.na, "notRun": self.not_run,
+                "dependsOnProcessState": self.process_state,
+                "seconds": round(self.seconds, 2), "rerunSeconds": round(self.rerun_seconds, 2),
                 "error": self.error, "failureClasses": dict(self.classes.most_common()),
+                "causeIds": dict(self.cause_ids.most_common()),
                 "files": [f.to_json() for f in self.files]}
 
 
 def check_implementation(name: str, options: dict[str, Any], docs: dict[str, dict[str, Any]],
                          profiles: tuple[str, ...], timeout: float = 60.0,
-                         progress: Callable[[str], object] | None = None
-                         ) -> list[ImplementationReport]:
+                         progress: Callable[[str], object] | None = None,
+                         rerun: bool = True) -> list[ImplementationReport]:
     """Run one implementation on the documents; one report per profile.
     ``progress``, if given, is called with one line of text per step (the
-    command line prints them on stderr)."""
+    command line prints them on stderr).
+
+    An implementation that cannot start (or does not answer the hello) is
+    reported ``unavailable``, with nothing run.  With ``rerun``, every group
+    with a failing test is evaluated again in a fresh process state
+    (:func:`get_adapter` with ``fresh=True``), and the failures that pass
+    there are reported as depending on process state."""
     reports = []
     orders = profiles if name == "expdecay" else (None,)
     for order in orders:
@@ -289,20 +405,29 @@ def check_implementation(name: str, options: dict[str, Any], docs: dict[str, dic
         if order is not None:
             opts["order"] = order
         shown = label(name, options) if order in (None, "exact") else f"{name}[order=keras]"
+        mine = profiles if order is None else (order,)
         t0 = time.monotonic()
         if progress:
             progress(f"checking {shown} ...")
         try:
             adapter = get_adapter(name, isolated=True, timeout=timeout, **opts)
+            broken = getattr(adapter, "broken", None)  # a start-up failure
         except ImplementationLookupError:
             raise  # a bad argument, not a property of the implementation
         except Exception as e:  # noqa: BLE001 - reported as the implementation's error
-            for p in profiles if order is None else (order,):
+            broken = f"{type(e).__name__}: {e}"
+            adapter = None
+        if broken is not None or adapter is None:
+            if adapter is not None:
+                close = getattr(adapter, "close", None)
+                if close:
+                    close()
+            for p in mine:
                 reports.append(ImplementationReport(shown, "unavailable", p, False, [],
-                                                    time.monotonic() - t0, str(e)[:300]))
+                                                    time.monotonic() - t0, str(broken)[:300],
+                                                    unavailable=True))
             continue
-        broken = getattr(adapter, "broken", None)  # a start-up failure
-        outputs = {}
+        outputs: dict[str, Outputs] = {}
         try:
             for i, (fname, doc) in enumerate(docs.items(), 1):
                 if progress:
@@ -315,25 +440,60 @@ def check_implementation(name: str, options: dict[str, Any], docs: dict[str, dic
         version = getattr(adapter, "version", "unknown")
         vectorised = bool(getattr(adapter, "vectorised", False))
         elapsed = time.monotonic() - t0
-        for p in profiles if order is None else (order,):
-            files = [summarise(fname, docs[fname], outputs[fname], p) for fname in docs]
+        t1 = time.monotonic()
+        fresh = rerun_failing(name, opts, docs, outputs, mine, timeout, progress, shown) \
+            if rerun else {}
+        rerun_seconds = time.monotonic() - t1
+        for p in mine:
+            files = [summarise(fname, docs[fname], outputs[fname], p,
+                               fresh=fresh.get(fname)) for fname in docs]
             reports.append(ImplementationReport(shown, version, p, vectorised, files, elapsed,
-                                                broken))
+                                                getattr(adapter, "broken", None),
+                                                rerun_seconds=rerun_seconds))
     return reports
+
+
+def rerun_failing(name: str, options: dict[str, Any], docs: dict[str, dict[str, Any]],
+                  outputs: dict[str, Outputs], profiles: tuple[str, ...], timeout: float,
+                  progress: Callable[[str], object] | None = None, shown: str = ""
+                  ) -> dict[str, Outputs]:
+    """The outputs of every group with a failing test, each group evaluated
+    in a fresh process state (empty when nothing failed, or when no fresh
+    worker could be started)."""
+    todo = {f: g for f in docs if (g := failing_groups(docs[f], outputs[f], profiles))}
+    if not todo:
+        return {}
+    if progress:
+        progress(f"  {shown}: re-running {sum(map(len, todo.values()))} failing groups, "
+                 "each in a fresh process")
+    try:
+        adapter = get_adapter(name, timeout=timeout, fresh=True, **options)
+    except Exception:  # noqa: BLE001 - no re-run: the first verdicts stand
+        return {}
+    try:
+        if getattr(adapter, "broken", None):
+            return {}
+        return {f: evaluate_file(adapter, docs[f], groups) for f, groups in todo.items()}
+    finally:
+        close = getattr(adapter, "close", None)
+        if close:
+            close()
 
 
 def markdown_table(reports: list[ImplementationReport]) -> str:
     """The conformance table as Markdown: one row per implementation and
-    profile, with every recognised failure class and its count."""
-    lines = ["| implementation | version | steps | profile | passed | failed | n/a | "
-             "failure classes (count) |", "|---|---|---|---|---:|---:|---:|---|"]
+    profile, with every failure class (cause ids, ``spec/conformance.md``
+    §7) and its count."""
+    lines = ["| implementation | version | steps | profile | passed | failed | not run | "
+             "process state | n/a | failure classes (count) |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
     for r in reports:
         classes = "; ".join(f"{k} ({v})" for k, v in r.classes.most_common()) or "-"
-        if r.error and not r.files:
-            classes = f"error: {r.error}"
+        if r.unavailable:
+            classes = f"unavailable: {r.error}"
         steps = "array" if r.vectorised else "scalar"
         lines.append(f"| {r.name} | {r.version} | {steps} | {r.profile} | {r.passed} | "
-                     f"{r.failed} | {r.na} | {classes} |")
+                     f"{r.failed} | {r.not_run} | {r.process_state} | {r.na} | {classes} |")
     return "\n".join(lines) + "\n"
 
 

@@ -119,6 +119,38 @@ NOTES: dict[str, tuple[str, str, str]] = {
                      "The exact-order value is very close to a rounding midpoint "
                      "(found by search).",
                      "An implementation that is not correctly rounded picks the other float."),
+    "InvalidStaircase": ("InvalidConfiguration",
+                         "staircase is not a bool (the string \"False\", an integer, null), "
+                         "passed to the implementation as given.",
+                         "Missing validation: a truthy string such as \"False\" silently "
+                         "selects the staircase schedule."),
+    "ReciprocalDivision": ("CastOfInput",
+                           "Staircase with a small decay_steps D whose rounded reciprocal "
+                           "1/D is below 1/D: s * (1/D) falls just below the integer s / D "
+                           "for these steps (all below 2**24).",
+                           "s / D computed as a multiplication by a rounded reciprocal "
+                           "floors one period early."),
+    "LongHorizon": ("Functionality",
+                    "Many decay periods (up to 10**5), with a rate that is not a power of two, "
+                    "or a result that underflows.",
+                    "A chained product (the rate multiplied in once per period) drifts by "
+                    "tens of ulps, or stays on a subnormal instead of reaching zero."),
+    "NonIntegerDecaySteps": ("EdgeCase", "decay_steps is not an integer (2.5, 1000.5, 0.75).",
+                             "decay_steps truncated or converted to an integer."),
+    "NegativeStaircase": ("EdgeCase",
+                          "Staircase with negative steps, the exponent between two integers.",
+                          "floor replaced by truncation toward zero (or by rounding)."),
+    "DoubleRounding": ("RoundingBoundary",
+                       "The exact value is a midpoint of the format (r = m**3, p = 1/3); a "
+                       "float64 pipeline lands a few float64 ulps below it.",
+                       "Computing in float64 and rounding to the format at the end picks "
+                       "the other neighbour of the midpoint."),
+    "DtypePath": ("CastOfInput",
+                  "A float64 schedule whose steps reach far (beyond 2**24 and 2**31), for the "
+                  "variants that give the dtype in other ways (a numpy float64 scalar, "
+                  "floatx float64, the step counter's dtype).",
+                  "The dtype is not honoured on that path: float32 arithmetic shows as "
+                  "errors of about 2**29 ulps, or a misfloor."),
     "HardRoundingPow": ("RoundingBoundary",
                         "pow in the keras order is very close to a rounding midpoint.",
                         "A libm pow that is faithful but not correctly rounded."),
@@ -229,7 +261,7 @@ class Group:
     """Shared parameters and the cases of a test group."""
 
     dtype: str
-    staircase: bool
+    staircase: bool | int | str | None  # not a bool: an invalid test
     initial_learning_rate: int | float
     decay_steps: int | float
     decay_rate: int | float
@@ -401,9 +433,20 @@ def theme_special_values() -> list[Group]:
     return groups
 
 
+#: Non-bool staircase values of the ``invalid`` theme (passed as given).
+INVALID_STAIRCASES: tuple[str | int | None, ...] = ("False", "True", 0, 1, None)
+
+
 def theme_invalid() -> list[Group]:
-    """Configurations that must be rejected: decay_steps <= 0 or not finite."""
+    """Configurations that must be rejected: decay_steps <= 0 or not finite,
+    or a staircase that is not a bool."""
     groups = []
+    for dtype in ("float32", "float64"):
+        for st in INVALID_STAIRCASES:
+            g = Group(dtype, st, 0.1, 1000, 0.96, flags=("InvalidStaircase",),
+                      comment=f"staircase {st!r}, not a bool")
+            g.add(500, "step 500").add(1500, "step 1500")
+            groups.append(g)
     for dtype in ("float32", "float64"):
         for D in (0, -1, -1000, 0.0, -0.0, -0.5, math.inf, -math.inf, math.nan):
             g = Group(dtype, False, 0.1, D, 0.96, flags=("InvalidDecaySteps",),
@@ -414,6 +457,84 @@ def theme_invalid() -> list[Group]:
                       comment=f"decay_steps {D!r}, staircase")
             g.add(1000, "step 1000")
             groups.append(g)
+    return groups
+
+
+def _reciprocal_misfloors(fmt: Format, D: int, limit: int, keep: int) -> list[int]:
+    """The first ``keep`` multiples ``k*D < limit`` of ``D`` whose quotient
+    computed as ``fl(fl(k*D) * fl(1/D))`` in ``fmt`` is below ``k``, and the
+    largest one (exact rational arithmetic on the format's roundings)."""
+    inv = round_rational(Fraction(1, D), fmt)
+    out: list[int] = []
+    last = None
+    for k in range(1, limit // D):
+        s = round_rational(Fraction(k * D), fmt)
+        if round_rational(Fraction(s) * Fraction(inv), fmt) < k:
+            if len(out) < keep:
+                out.append(k * D)
+            last = k * D
+            if len(out) >= keep and k > 1000:
+                break
+    for k in range(limit // D - 1, 0, -1):
+        s = round_rational(Fraction(k * D), fmt)
+        if round_rational(Fraction(s) * Fraction(inv), fmt) < k:
+            last = k * D
+            break
+    if last is not None and last not in out:
+        out.append(last)
+    return out
+
+
+def theme_defect_classes() -> list[Group]:
+    """Cases that single out the defect classes measured on frameworks:
+    division by a rounded reciprocal (below 2**24), chained products over
+    long horizons, non-integer decay_steps, staircase with negative steps,
+    and float64 schedules for the dtype paths."""
+    groups = []
+    f32, f64 = get_format("float32"), get_format("float64")
+    for fmt, Ds, limit in ((f32, (41, 61, 97, 109), 2**24), (f64, (49, 103), 10**7)):
+        for D in Ds:
+            g = Group(fmt.name, True, 0.1, D, 0.99999, flags=("ReciprocalDivision",),
+                      comment=f"s * (1/D) below the integer s / D, D={D}")
+            for s in _reciprocal_misfloors(fmt, D, limit, 3):
+                g.add(s, f"{s} = {s // D} * D")
+            g.add(D - 1, "one step before the first period")
+            groups.append(g)
+    for r in (0.9999, 0.99999, 0.97):
+        g = Group("float64", False, 0.1, 1, r, flags=("LongHorizon",),
+                  comment=f"rate {r!r} per step, long horizon")
+        for s in (1000, 10**4, 10**5):
+            g.add(s, f"{s} periods")
+        groups.append(g)
+    g = Group("float64", True, 0.1, 10, 0.9999, flags=("LongHorizon",),
+              comment="staircase, rate 0.9999 per 10 steps, long horizon")
+    g.add(10**5, "10**4 periods").add(10**5 + 9, "10**4 periods and 9 steps")
+    groups.append(g)
+    g = Group("float64", False, 1e-300, 1, 0.75, flags=("LongHorizon",),
+              comment="down to the subnormals and below: the result reaches 0")
+    for s in (200, 1000, 5000):
+        g.add(s, f"{s} periods")
+    groups.append(g)
+    for dtype in ("float32", "float64"):
+        for Df in (2.5, 1000.5, 0.75):
+            groups += _both(dtype, 0.1, Df, 0.5, f"decay_steps {Df!r}", ("NonIntegerDecaySteps",),
+                            [(1, "step 1"), (2, "step 2"), (3, "step 3"), (7, "step 7"),
+                             (2001, "step 2001"), (10**5, "step 10**5")])
+        g = Group(dtype, True, 0.1, 1000, 0.5, flags=("NegativeStaircase",),
+                  comment="staircase, negative steps")
+        for s in (-1, -500, -999, -1000, -1001, -1500, -2500):
+            g.add(s, f"step {s}")
+        groups.append(g)
+    steps = [(0, "step 0"), (1, "step 1"), (999, "step 999"), (1000, "one period"),
+             (123456, "123456"), (16777999, "beyond 2**24"), (2**31 + 1, "beyond 2**31")]
+    groups += _both("float64", 0.1, 1000, 0.96, "float64 dtype paths", ("DtypePath",), steps)
+    for dtype, m in (("float16", 1025.5), ("bfloat16", 129.5)):
+        groups.append(Group(dtype, False, 1.0, 3, m ** 3, flags=("DoubleRounding",),
+                            comment=f"r = {m}**3: the exact value {m} is a midpoint")
+                      .add(1, "p = 1/3"))
+    groups += _both("float64", 0.1, 2**24 + 1, 0.5, "float64, decay_steps 2**24+1 (not a "
+                    "float32 value)", ("DtypePath",),
+                    [(2**24 + 1, "one period"), (2**30, "2**30"), (10**9, "10**9")])
     return groups
 
 
@@ -496,6 +617,10 @@ THEMES: dict[str, tuple[Callable[[], list[Group]], str]] = {
     "ranges": (theme_ranges, "Each format's range: subnormals, overflow, underflow, limits."),
     "special_values": (theme_special_values, "NaN, infinities, zeros, negative rates and steps."),
     "invalid": (theme_invalid, "Invalid configurations, to be rejected."),
+    "defect_classes": (theme_defect_classes,
+                       "Cases singling out known defect classes: division by a rounded "
+                       "reciprocal, chained products, non-integer decay_steps, staircase "
+                       "with negative steps, float64 dtype paths."),
     "hard_rounding": (theme_hard_rounding, "Results closest to a rounding midpoint."),
 }
 
@@ -512,6 +637,11 @@ def _exact_args(g: Group, step: int | float) -> tuple[Any, Any, Any, Any]:
 
 def valid_decay_steps(D: int | float) -> bool:
     return isinstance(D, int) and D > 0 or isinstance(D, float) and math.isfinite(D) and D > 0
+
+
+def valid_config(D: int | float, staircase: Any) -> bool:
+    """A configuration that must be accepted: valid decay_steps, bool staircase."""
+    return valid_decay_steps(D) and isinstance(staircase, bool)
 
 
 def automatic_flags(g: Group, step: int | float, fmt: Format,
@@ -596,7 +726,7 @@ def _expected_values(g: Group) -> list[tuple[float, float]]:
         steps = np.array([g.cases[i].step for i in idx], dtype=dtype)
         exact, keras = (
             fast_evaluate(g.initial_learning_rate, g.decay_steps, g.decay_rate, steps,
-                          staircase=g.staircase, dtype=g.dtype, order=order)
+                          staircase=bool(g.staircase), dtype=g.dtype, order=order)
             .astype(np.float64).tolist()
             for order in ("exact", "keras"))
         for i, e, k in zip(idx, exact, keras, strict=True):
@@ -618,7 +748,7 @@ def make_tests(g: Group, tc_ids: Sequence[int]) -> list[dict[str, Any]]:
         raise ValueError(f"tc_ids must have one id per case; got {len(tc_ids)} for "
                          f"{len(g.cases)} cases")
     fmt = get_format(g.dtype)
-    valid = valid_decay_steps(g.decay_steps)
+    valid = valid_config(g.decay_steps, g.staircase)
     values = _expected_values(g) if valid else []
     tests = []
     for n, (case, tc_id) in enumerate(zip(g.cases, tc_ids, strict=True)):
@@ -631,7 +761,7 @@ def make_tests(g: Group, tc_ids: Sequence[int]) -> list[dict[str, Any]]:
             continue
         exact, keras = values[n]
         args = _exact_args(g, case.step)
-        exact_value = value(*args, staircase=g.staircase, digits=40)
+        exact_value = value(*args, staircase=bool(g.staircase), digits=40)
         for f in automatic_flags(g, case.step, fmt, exact, keras, exact_value):
             if f not in flags:
                 flags.append(f)
@@ -854,8 +984,8 @@ def _number_key(x: int | float) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(encode_number(x).items()))
 
 
-def _case_key(dtype: str, staircase: bool, I: int | float, D: int | float, r: int | float,
-              s: int | float) -> tuple[Any, ...]:
+def _case_key(dtype: str, staircase: bool | int | str | None, I: int | float, D: int | float,
+              r: int | float, s: int | float) -> tuple[Any, ...]:
     return (dtype, staircase, *(_number_key(x) for x in (I, D, r, s)))
 
 
@@ -873,12 +1003,15 @@ def _theme_index(theme: str) -> dict[tuple[Any, ...], frozenset[tuple[str, ...]]
 
 
 def _check_declared(theme: str, key: tuple[Any, ...], declared: list[str], valid: bool,
-                    where: str) -> list[str]:
+                    where: str, staircase_ok: bool = True) -> list[str]:
     """The declared flags of a test against what its theme declares."""
     out = []
     if ("InvalidDecaySteps" in declared) == valid:
         out.append(f"{where}: decay_steps is {'valid' if valid else 'invalid'} but the "
                    f"InvalidDecaySteps flag is {'present' if valid else 'missing'}")
+    if ("InvalidStaircase" in declared) == staircase_ok:
+        out.append(f"{where}: staircase is {'a bool' if staircase_ok else 'not a bool'} but "
+                   f"the InvalidStaircase flag is {'present' if staircase_ok else 'missing'}")
     allowed: frozenset[tuple[str, ...]]
     if theme == SEARCH_THEME:
         allowed = frozenset(SEARCH_FLAGS)
@@ -1029,7 +1162,9 @@ def _lint_group(g: dict[str, Any], number: int, first: int, selected: set[int], 
         if encode_number(x) != g[name]:
             problems.append(f"{where_g}: {name} {_short(g[name])} but expdecay writes "
                             f"{_short(encode_number(x))}")
-    valid = valid_decay_steps(D)
+    valid_d = valid_decay_steps(D)
+    staircase_ok = isinstance(g["staircase"], bool)
+    valid = valid_d and staircase_ok
     fmt = get_format(g["dtype"])
     cases: list[Case] = []
     picked: list[dict[str, Any]] = []
@@ -1041,8 +1176,10 @@ def _lint_group(g: dict[str, Any], number: int, first: int, selected: set[int], 
         try:
             s = decode_number(t["step"], f"{where}: step")
             if (t["result"] == "invalid") == valid:
-                problems.append(f"{where}: result {t['result']!r} but decay_steps is "
-                                f"{'valid' if valid else 'invalid'}")
+                why = ("decay_steps is valid and staircase a bool" if valid else
+                       "decay_steps is invalid" if not valid_d else
+                       f"staircase {_short(g['staircase'])} is not a bool")
+                problems.append(f"{where}: result {t['result']!r} but {why}")
                 continue
             if valid:
                 decode_result(t["exact"], fmt, f"{where}: exact")
@@ -1052,7 +1189,7 @@ def _lint_group(g: dict[str, Any], number: int, first: int, selected: set[int], 
             continue
         declared = [f for f in t["flags"] if f not in DERIVED_FLAGS]
         key = _case_key(g["dtype"], g["staircase"], I, D, r, s)
-        problems += _check_declared(theme, key, declared, valid, where)
+        problems += _check_declared(theme, key, declared, valid_d, where, staircase_ok)
         if first + j in selected:
             cases.append(Case(s, t["comment"], tuple(declared)))
             picked.append(t)

@@ -38,6 +38,7 @@ tests), raises ``AssertionError`` like a failure.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -297,8 +298,11 @@ def evaluate_document(adapter: Adapter, name: str, doc: dict[str, Any],
     checked = 0
     for _group, test in iter_tests(doc):
         tc = int(test["tcId"])
-        _value, error, na = outputs.get(tc, (None, "no output", None))
-        if tc in failures:
+        _value, error, na, crashed = outputs.get(tc, (None, None, None, "no output"))
+        if crashed is not None and na is None:  # no answer: never a pass
+            verdicts[tc] = Verdict("fail", f"{name}::tc{tc} was not run (no answer from the "
+                                           f"implementation: {crashed})")
+        elif tc in failures:
             verdicts[tc] = Verdict("fail", describe_failure(f"{name}::tc{tc}", failures[tc],
                                                             profile))
         elif na is not None:
@@ -307,6 +311,13 @@ def evaluate_document(adapter: Adapter, name: str, doc: dict[str, Any],
             verdicts[tc] = Verdict("pass")
             checked += error is None
     return FileResult(name, summary, verdicts, checked)
+
+
+def _staircase_cell(x: Any) -> str:
+    """``yes``/``no`` for a bool, else the value as given (an invalid test)."""
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    return json.dumps(x)
 
 
 def _ulps(x: Any) -> str:
@@ -318,7 +329,9 @@ def _ulps(x: Any) -> str:
 
 
 def _causes(entry: Mapping[str, Any]) -> str:
-    return "; ".join(entry.get("causes") or ["unexplained"])
+    text = "; ".join(entry.get("causes") or ["unexplained"])
+    ids = entry.get("causeIds")
+    return f"[{'+'.join(ids)}] {text}" if ids else text
 
 
 def describe_failure(test_id: str, entry: Mapping[str, Any], profile: str) -> str:
@@ -352,7 +365,7 @@ def failure_table(failures: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     rows = [list(_COLUMNS)]
     for test_id, e in failures:
         i = e["inputs"]
-        rows.append([test_id, i["dtype"], "yes" if i["staircase"] else "no",
+        rows.append([test_id, i["dtype"], _staircase_cell(i["staircase"]),
                      i["initial_learning_rate"], i["decay_steps"], i["decay_rate"], i["step"],
                      str(e["expected"]), "error" if e["observed"] is None else str(e["observed"]),
                      _ulps(e.get("ulps")), _causes(e)])

@@ -45,7 +45,7 @@ from .base import (
     Outcome,
     Params,
 )
-from .protocol import PROTOCOL, SubprocessAdapter, close_all_workers
+from .protocol import PROTOCOL, FreshProcessAdapter, SubprocessAdapter, close_all_workers
 
 __all__ = [
     "Params",
@@ -55,7 +55,9 @@ __all__ = [
     "ImplementationLookupError",
     "Outcome",
     "SubprocessAdapter",
+    "FreshProcessAdapter",
     "PROTOCOL",
+    "missing_configurations",
     "get_adapter",
     "check_loadable",
     "check_options",
@@ -108,6 +110,23 @@ def default_configurations() -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def missing_configurations() -> list[tuple[str, str]]:
+    """What ``expdecay check`` looks for by default and does not find:
+    ``(label, reason)`` for each built-in implementation or Keras backend
+    whose packages are not installed."""
+    out: list[tuple[str, str]] = []
+    for name, (_, _, needs) in IMPLEMENTATIONS.items():
+        missing = [m for m in needs if not _installed(m)]
+        if missing:
+            out.append((name, f"not installed ({', '.join(missing)} missing)"))
+        elif name == "keras":
+            for b, m in _KERAS_BACKEND_MODULE.items():
+                if not _installed(m):
+                    out.append((label("keras", {"backend": b}), f"backend not installed ({m} "
+                                                                 "missing)"))
+    return out
+
+
 def make_inprocess(name: str, **options: Any) -> Adapter:
     """The adapter ``name`` in this process (no isolation)."""
     if name.startswith("python:"):
@@ -135,12 +154,15 @@ def worker_env() -> dict[str, str]:
 
 
 def get_adapter(name: str, *, isolated: bool | None = None, timeout: float = 60.0,
-                **options: Any) -> Adapter:
+                fresh: bool = False, **options: Any) -> Adapter:
     """The adapter called ``name`` with ``options`` (see the module docstring).
 
     ``isolated`` (default: True except for ``expdecay`` and ``python:``) runs
     it in a worker subprocess speaking the JSON-lines protocol; a ``python:``
-    target is then imported only in that worker.
+    target is then imported only in that worker.  ``fresh`` (implies
+    ``isolated``) evaluates every request in a fresh process state: a child
+    forked from a worker that has evaluated nothing, or for ``cmd:`` a new
+    process per request.
     """
     if not isinstance(name, str):
         raise TypeError(f"implementation name must be a str; got {name!r}")
@@ -151,7 +173,11 @@ def get_adapter(name: str, *, isolated: bool | None = None, timeout: float = 60.
             raise ImplementationLookupError(f"cmd: must name a program; got {name!r}")
         if options:
             raise ValueError(f"cmd: implementations take no options; got {options!r}")
+        if fresh:
+            return FreshProcessAdapter(argv, timeout=timeout, label=name)
         return SubprocessAdapter(argv, timeout=timeout, label=name)
+    if fresh:
+        isolated = True
     if isolated is None:
         isolated = not (name == "expdecay" or name.startswith("python:"))
     if not isolated:
@@ -161,7 +187,7 @@ def get_adapter(name: str, *, isolated: bool | None = None, timeout: float = 60.
     env = worker_env()
     if name == "keras" and options.get("backend"):
         env["KERAS_BACKEND"] = str(options["backend"])
-    spec = json.dumps({"name": name, "options": options})
+    spec = json.dumps({"name": name, "options": options, **({"fresh": True} if fresh else {})})
     return SubprocessAdapter([sys.executable, "-m", "expdecay.conformance.adapters.worker", spec],
                              env=env, timeout=timeout, label=label(name, options),
                              lookup_errors=True)

@@ -57,6 +57,11 @@ class ImplementationLookupError(ValueError):
     """
 
 
+#: Types a staircase value may have in :class:`Params` (bool, or, for an
+#: ``invalid`` test, a string, an integer or None, passed on as given).
+STAIRCASE_TYPES = (bool, int, str, type(None))
+
+
 @dataclass(frozen=True)
 class Params:
     """The schedule's configuration, as a test group of the vectors gives it.
@@ -64,18 +69,25 @@ class Params:
     Numbers are Python ints/floats or exact strings (decimal integers,
     decimal or hex-float literals, ``"nan"``, ``"inf"``, ``"-inf"``);
     ``dtype`` names a format (``float16``, ``bfloat16``, ``float32``,
-    ``float64``).
+    ``float64``).  ``staircase`` is normally a bool; the ``invalid`` tests of
+    the vectors also carry other JSON scalars (the string ``"False"``, an
+    integer, ``None``), which are passed to the implementation as given so
+    that it can be seen to refuse them.
     """
 
     initial_learning_rate: int | float | str
     decay_steps: int | float | str
     decay_rate: int | float | str
-    staircase: bool = False
+    staircase: bool | int | str | None = False
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.staircase, bool):
-            raise TypeError(f"staircase must be a bool; got {self.staircase!r}")
+        if not isinstance(self.staircase, STAIRCASE_TYPES) or isinstance(
+                self.staircase, float):
+            raise TypeError("staircase must be a bool (or, for an invalid test, a str, int "
+                            f"or None); got {type(self.staircase).__name__}")
+        if isinstance(self.staircase, str) and len(self.staircase) > 100:
+            raise ValueError("staircase: a string of at most 100 characters")
         get_format(self.dtype)
         for name in ("initial_learning_rate", "decay_steps", "decay_rate"):
             v = getattr(self, name)
@@ -162,14 +174,17 @@ class Outcome:
     """Per-step results of one evaluation.
 
     ``values`` holds the outputs as float64 (NaN where the step failed or is
-    not applicable); ``errors`` and ``not_applicable`` map a step's index to a
-    message.  ``exact`` optionally carries outputs that are not float64 values
-    (never for the built-in adapters).
+    not applicable); ``errors``, ``not_applicable`` and ``crashed`` map a
+    step's index to a message.  ``errors`` are errors the implementation
+    reported (an exception, an ``{"error": ...}`` answer); ``crashed`` are
+    steps that got no answer at all (the worker crashed, hung, broke the
+    protocol or could not start): those tests were not run.
     """
 
     values: np.ndarray
     errors: dict[int, str] = field(default_factory=dict)
     not_applicable: dict[int, str] = field(default_factory=dict)
+    crashed: dict[int, str] = field(default_factory=dict)
 
 
 class Adapter:
@@ -183,6 +198,15 @@ class Adapter:
     version: str = "unknown"
     #: True when one call evaluates a whole array of steps.
     vectorised: bool = False
+    #: Why the implementation cannot be used (a start-up failure), or None.
+    broken: str | None = None
+
+    def close(self) -> None:
+        """Release what the adapter holds (a worker process); idempotent."""
+
+    def prepare(self) -> None:
+        """Import whatever the implementation imports lazily, evaluating
+        nothing (called before a fresh worker forks its children)."""
 
     def applicable(self, params: Params) -> str | None:
         """``None`` when the case can be expressed, else the reason why not."""
@@ -205,6 +229,9 @@ class Adapter:
         if out.errors:
             i, why = next(iter(out.errors.items()))
             raise AdapterError(f"{self.name}: step #{i} failed: {why}")
+        if out.crashed:
+            i, why = next(iter(out.crashed.items()))
+            raise AdapterError(f"{self.name}: step #{i} not run: {why}")
         return out.values
 
     def evaluate_outcome(self, params: Params, steps: Any) -> Outcome:

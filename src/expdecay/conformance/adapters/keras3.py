@@ -11,6 +11,12 @@ the other formats pass a 0-d numpy array of that dtype (the value rounded to
 it, as Keras's own cast would).  Steps are given the way
 an optimizer gives them: an int64 array (or float64 for non-integral steps),
 or, with ``step_mode="scalar"``, one Python number per call.
+
+Two options take the dtype paths users take: ``initial="numpy_scalar"``
+gives a non-float32 initial rate as a numpy scalar (``np.float64(0.1)``)
+rather than a 0-d array, and ``floatx="float64"`` calls
+``keras.config.set_floatx("float64")`` first, so that a float64 case passes
+a Python float.
 """
 
 from __future__ import annotations
@@ -27,11 +33,22 @@ BACKENDS = ("numpy", "jax", "torch", "tensorflow")
 STEP_MODES = ("array", "scalar")
 
 
-def initial_value(params: Params, x: int | float) -> Any:
-    """``initial_learning_rate`` carrying the case's dtype by Keras's rule."""
-    if params.dtype == "float32" or isinstance(x, int):
+#: How a non-floatx initial rate is given: a 0-d numpy array, or a numpy scalar.
+INITIAL_KINDS = ("array", "numpy_scalar")
+FLOATX = ("float32", "float64")
+
+
+def initial_value(params: Params, x: int | float, kind: str = "array",
+                  floatx: str = "float32") -> Any:
+    """``initial_learning_rate`` carrying the case's dtype by Keras's rule:
+    a Python number when the dtype is floatx, else a value of the dtype (a
+    0-d array, or with ``kind="numpy_scalar"`` a numpy scalar such as
+    ``np.float64(0.1)``)."""
+    if params.dtype == floatx or isinstance(x, int):
         return x
     fmt = get_format(params.dtype)
+    if kind == "numpy_scalar":
+        return to_numpy(float(x), fmt)
     return np.asarray(to_numpy(float(x), fmt), dtype=fmt.dtype)
 
 
@@ -57,11 +74,19 @@ def to_numpy_values(x: Any) -> np.ndarray:
 class KerasAdapter(Adapter):
     """Keras 3's ExponentialDecay on the backend of the current process."""
 
-    def __init__(self, backend: str | None = None, step_mode: str = "array") -> None:
+    def __init__(self, backend: str | None = None, step_mode: str = "array",
+                 initial: str = "array", floatx: str = "float32") -> None:
         if backend is not None and backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
         if step_mode not in STEP_MODES:
             raise ValueError(f"step_mode must be 'array' or 'scalar'; got {step_mode!r}")
+        if initial not in INITIAL_KINDS:
+            raise ValueError(f"initial must be one of {', '.join(INITIAL_KINDS)}; "
+                             f"got {initial!r}")
+        if floatx not in FLOATX:
+            raise ValueError(f"floatx must be 'float32' or 'float64'; got {floatx!r}")
+        self.initial = initial
+        self.floatx = floatx
         if backend is not None:
             current = os.environ.get("KERAS_BACKEND")
             if current not in (None, backend) or (current is None and "keras" in _modules()):
@@ -72,18 +97,23 @@ class KerasAdapter(Adapter):
         import keras
 
         self.keras = keras
+        if floatx != "float32":
+            keras.config.set_floatx(floatx)
         self.backend = keras.backend.backend()
         if backend is not None and self.backend != backend:
             raise AdapterError(f"keras runs on {self.backend!r}, not {backend!r}")
         self.step_mode = step_mode
         self.vectorised = step_mode == "array"
-        self.name = f"keras[{self.backend}]" + ("" if self.vectorised else "[scalar]")
+        self.name = f"keras[{self.backend}]" + ("" if self.vectorised else "[scalar]") + (
+            "" if initial == "array" else f"[{initial}]") + (
+            "" if floatx == "float32" else f"[floatx={floatx}]")
         self.version = f"keras {keras.__version__}, {self.backend} {_backend_version(self.backend)}"
 
     def make(self, params: Params) -> Any:
         I, D, r = params.as_python()
         return self.keras.optimizers.schedules.ExponentialDecay(
-            initial_value(params, I), D, r, staircase=params.staircase)
+            initial_value(params, I, self.initial, self.floatx), D, r,
+            staircase=params.staircase)
 
     def _evaluate(self, params: Params, steps: list[int | float]) -> np.ndarray:
         sched = self.make(params)

@@ -289,8 +289,15 @@ def answer(adapter: Adapter, request: Any) -> dict[str, Any]:
     return {"id": rid, "results": results}
 
 
-def serve(adapter: Adapter, inp: IO[str], out: IO[str]) -> None:
-    """Answer requests from ``inp`` until end of input."""
+def serve(adapter: Adapter, inp: IO[str], out: IO[str], *, fresh: bool = False) -> None:
+    """Answer requests from ``inp`` until end of input.
+
+    With ``fresh``, every ``evaluate`` request is answered by a child forked
+    from this process, which has imported the implementation but evaluated
+    nothing: each request then sees the process state of a fresh start
+    (no cache filled by an earlier request), which is how the runner tells
+    a failure of the function from one that depends on process state.
+    """
     out.write(json.dumps(hello(adapter)) + "\n")
     out.flush()
     for line in inp:
@@ -301,9 +308,44 @@ def serve(adapter: Adapter, inp: IO[str], out: IO[str]) -> None:
         except (ValueError, RecursionError) as e:
             response: dict[str, Any] = {"id": None, "error": f"bad JSON: {str(e)[:200]}"}
         else:
+            if fresh and isinstance(request, dict) and request.get("op", "evaluate") == "evaluate":
+                text = _answer_in_child(adapter, request)
+                if text is None:  # the child died without answering
+                    os._exit(70)
+                out.write(text)
+                out.flush()
+                continue
             response = answer(adapter, request)
         out.write(json.dumps(response) + "\n")
         out.flush()
+
+
+def _answer_in_child(adapter: Adapter, request: dict[str, Any]) -> str | None:
+    """The response line to ``request``, computed in a forked child."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        status = 0
+        try:
+            os.close(read_end)
+            data = (json.dumps(answer(adapter, request)) + "\n").encode()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_end, view):]
+        except BaseException:  # noqa: BLE001 - the parent sees no answer
+            status = 70
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    chunks = []
+    with os.fdopen(read_end, "rb") as f:
+        while chunk := f.read(1 << 16):
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    data = b"".join(chunks)
+    if status != 0 or not data.endswith(b"\n"):
+        return None
+    return data.decode()
 
 
 # ---------------------------------------------------------------------------
@@ -694,8 +736,8 @@ class SubprocessAdapter(Adapter):
             self.consecutive_failures += 1
             if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES and not self.broken:
                 self.broken = f"gave up after {self.consecutive_failures} failures in a row: {e}"
-            for i in idx:
-                result.errors[i] = str(e)
+            for i in idx:  # no answer: the test was not run (never an error reported)
+                result.crashed[i] = str(e)
             return
         self.consecutive_failures = 0
         _store(got, idx, result)
@@ -720,8 +762,8 @@ def _store(got: dict[str, Any], idx: list[int], result: Outcome) -> None:
         return
     items = got.get("results")
     if not isinstance(items, list) or len(items) != len(idx):
-        for i in idx:
-            result.errors[i] = "protocol: results missing or of the wrong length"
+        for i in idx:  # no usable answer: not run (never an error that could pass)
+            result.crashed[i] = "protocol: results missing or of the wrong length"
         return
     for i, item in zip(idx, items, strict=True):
         if isinstance(item, dict) and "na" in item:
@@ -731,5 +773,33 @@ def _store(got: dict[str, Any], idx: list[int], result: Outcome) -> None:
         else:
             try:
                 result.values[i] = decode_value(item)
-            except ValueError as e:
-                result.errors[i] = f"protocol: {e}"
+            except ValueError as e:  # not an answer: not run
+                result.crashed[i] = f"protocol: {e}"
+
+
+class FreshProcessAdapter(Adapter):
+    """A ``cmd:`` implementation with a new process for every request (the
+    fresh re-run of a failing group): nothing carries over between requests."""
+
+    def __init__(self, argv: Sequence[str], *, timeout: float = 60.0,
+                 label: str | None = None) -> None:
+        self.argv = list(argv)
+        self.timeout = check_timeout(timeout, "timeout")
+        self.label = label
+        self.name = label or " ".join(self.argv)
+        self.broken: str | None = None
+
+    def evaluate_outcome(self, params: Params, steps: Any) -> Outcome:
+        one = SubprocessAdapter(self.argv, timeout=self.timeout, label=self.label)
+        try:
+            if one.broken:
+                values = [step_value(s) for s in np.asarray(steps, dtype=object).ravel()]
+                return Outcome(np.full(len(values), np.nan),
+                               crashed=dict.fromkeys(range(len(values)), one.broken))
+            self.version = one.version
+            return one.evaluate_outcome(params, steps)
+        finally:
+            one.close()
+
+    def close(self) -> None:
+        pass

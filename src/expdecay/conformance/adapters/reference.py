@@ -39,7 +39,8 @@ class ReferenceAdapter(Adapter):
     def _evaluate(self, params: Params, steps: list[int | float]) -> np.ndarray:
         fmt = get_format(params.dtype)
         I, D, r = params.initial_learning_rate, params.decay_steps, params.decay_rate
-        sched = ExponentialDecay(I, D, r, params.staircase, dtype=fmt.name)
+        staircase: Any = params.staircase  # as given: a non-bool must be refused
+        sched = ExponentialDecay(I, D, r, staircase, dtype=fmt.name)
         call: Any = sched.exact if self.order == "exact" else sched
         out = np.empty(len(steps))
         ints, floats = _split_steps(steps)

@@ -49,7 +49,16 @@ class TorchAdapter(Adapter):
         self.name = "torch" + ("" if form == "closed" else "[chainable]")
         self.version = f"torch {torch.__version__}"
 
+    def prepare(self) -> None:
+        """Import what the first scheduler imports lazily (torch.optim pulls in
+        torch._dynamo, about 3 s), without evaluating anything: the fresh
+        re-run forks a child per group from a worker that has done this."""
+        import torch._dynamo  # noqa: F401
+        import torch.optim.lr_scheduler  # noqa: F401
+
     def applicable(self, params: Params) -> str | None:
+        if not isinstance(params.staircase, bool):
+            return "torch schedulers have no staircase argument to pass a non-bool to"
         I, D, r = params.as_python()
         if not isinstance(D, int) and not (isinstance(D, float) and math.isfinite(D)
                                            and D.is_integer()):

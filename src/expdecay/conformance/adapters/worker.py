@@ -8,6 +8,10 @@ The protocol's stdout is a duplicate of the original standard output; file
 descriptor 1 is pointed at standard error before any framework is imported,
 so that nothing a framework prints can corrupt the protocol.
 
+With ``"fresh": true`` in SPEC, every evaluation runs in a child forked
+from the worker before it evaluated anything (see
+:func:`expdecay.conformance.adapters.protocol.serve`).
+
 When the implementation cannot be made, the first line is
 ``{"protocol": "none", "error": "why"}``, with ``"kind": "lookup"`` when the
 name does not resolve (an unknown name, a ``python:`` module that cannot be
@@ -40,14 +44,21 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"worker start-up failed: {type(e).__name__}: {e}", file=sys.stderr)
         failure: dict[str, str] = {"protocol": "none", "error": str(e)[:300]}
-        if isinstance(e, ImplementationLookupError):
+        if isinstance(e, (ImplementationLookupError, TypeError, ValueError)) and not isinstance(
+                e, ImportError):  # a bad name or a bad option: the caller's error
             # The runner turns this into a usage error (see SubprocessAdapter).
             failure["kind"] = "lookup"
         proto.write(json.dumps(failure) + "\n")
         return 3
     from .protocol import serve
 
-    serve(adapter, sys.stdin, proto)
+    fresh = bool(spec.get("fresh", False))
+    if fresh:
+        try:
+            adapter.prepare()
+        except Exception as e:  # noqa: BLE001 - only slower children
+            print(f"worker: prepare failed: {type(e).__name__}: {e}", file=sys.stderr)
+    serve(adapter, sys.stdin, proto, fresh=fresh)
     return 0
 
 
