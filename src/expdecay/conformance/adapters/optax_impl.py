@@ -32,7 +32,7 @@ class OptaxAdapter(Adapter):
         self.count_dtype = count_dtype
         import jax
 
-        jax.config.update("jax_enable_x64", bool(x64))
+        jax.config.update("jax_enable_x64", bool(x64))  # type: ignore[no-untyped-call]
         import optax
 
         self.jax = jax
