@@ -43,7 +43,7 @@ def test_exhaustive_evaluates_every_step(monkeypatch: pytest.MonkeyPatch,
     assert json.loads(out)["sweep"]["vs_exact"]["count"] == n
     # Not a terminal: progress comes as whole lines, no carriage return.
     assert "\r" not in err
-    assert f"analyze: {n}/{n} steps (100%)" in err
+    assert f"analyze: {n:,}/{n:,} steps (100%)" in err
 
 
 def test_exhaustive_excludes_max_points() -> None:
