@@ -241,8 +241,8 @@ def schedules(
     (valid inputs with IEEE 754 special-value rules; an implementation that
     only supports ordinary learning rates leaves them out).
 
-    >>> from hypothesis import find
-    >>> s = find(schedules(), lambda s: True)
+    >>> from hypothesis import find, settings
+    >>> s = find(schedules(), lambda s: True, settings=settings(database=None))
     >>> s.initial_learning_rate, s.decay_steps, s.decay_rate, s.staircase, s.dtype
     (0.10000000149011612, 1000, 0.9599999785423279, False, 'float32')
     """
@@ -299,8 +299,9 @@ def invalid_schedules(dtypes: Any = None) -> st.SearchStrategy[InvalidSchedule]:
     non-numbers; a bad ``name`` or ``dtype``.  Each carries the exception type
     expdecay raises for it and the argument its message names.
 
-    >>> from hypothesis import find
-    >>> bad = find(invalid_schedules(), lambda b: True)
+    >>> from hypothesis import find, settings
+    >>> bad = find(invalid_schedules(), lambda b: True,
+    ...            settings=settings(database=None))
     >>> bad.argument, bad.exception.__name__, bad.kwargs["decay_steps"]
     ('decay_steps', 'ValueError', 0)
     """
@@ -461,9 +462,10 @@ def steps(
     (see the module docstring), and plain random steps.  Draw several with
     ``st.lists(steps(s))``.
 
-    >>> from hypothesis import find
+    >>> from hypothesis import find, settings
     >>> s = Schedule(0.1, 1000, 0.96, True, "float32")
-    >>> find(steps(s), lambda step: step > 2**24 and step % 1000 == 999)
+    >>> find(steps(s), lambda step: step > 2**24 and step % 1000 == 999,
+    ...      settings=settings(database=None))  # no example database: the same answer everywhere
     16777999
     """
     if not isinstance(schedule, Schedule):
