@@ -20,7 +20,10 @@ Usage::
     python benchmarks/bench_kernels.py --quick    # n = 10**6, best of 2
 
 The machine's other load shows in the ratios: run it on a quiet machine, or
-several times and report the range.
+several times and report the range.  ``EXPDECAY_BLOCK_KERNELS=0`` measures
+the per-element kernels instead of the block kernels (float32 and float64
+with int64 steps), for a before/after comparison; run with
+``NUMBA_NUM_THREADS=1`` for one thread.
 """
 
 from __future__ import annotations

@@ -39,9 +39,11 @@ the kernels use:
   double-double), relative error below ``2**-71``; the test uses
   ``B = 2**-69``: decided when ``|Re| + B R < ulp(R) / 2`` and not (``R`` a
   power of two and ``Re < 0``); subnormal results are undecided unless below
-  half the smallest subnormal.  The numpy path's power tables (integer
-  exponents of large arrays) are not used by the kernels: the double-double
-  exponential is fast enough compiled.
+  half the smallest subnormal.  The test leaves about 2e-5 of the elements
+  undecided; for arrays large enough to have the numpy path's power tables
+  (bound ``2**-96``, integer exponents of one sign below ``2**36``),
+  :func:`expdecay.fast.run_kernel` passes those elements through them
+  before the oracle, which then sees almost none.
 * keras order: ``sf = rnd(s)`` (exact integer rounding of int64 steps, exact
   rounding of float steps), ``p = rnd(RN(sf / Df))`` (innocuous double
   rounding for precisions up to 24 bits; float64 divides once), floored when
@@ -62,8 +64,9 @@ exponent and significand manipulations are integer operations on the bits
 ``fastmath``: numba then emits LLVM floating-point instructions without the
 ``contract`` (or any other fast-math) flag, and LLVM never fuses a multiply
 and an add into an FMA without it, so the evaluation order written here is
-the one executed, on every CPU.  ``tests/test_kernels.py`` checks the
-generated machine code for FMA instructions, and ``tests/test_fast_reproducible.py``
+the one executed, on every CPU.  ``tests/test_kernels.py`` and
+``tests/test_kernels_block.py`` check the generated machine code for FMA
+instructions, and ``tests/test_fast_reproducible.py``
 compares the output bytes of kernels compiled for the host CPU and for a
 generic x86-64 (``NUMBA_CPU_NAME=generic``: SSE2 only).  Whatever the CPU, the
 rounding test only accepts a value when every real number within the proven
@@ -79,6 +82,32 @@ in ``__pycache__`` beside this file, or, when that directory is not writable
 (5 to 12 s per step dtype and format family on a 2-core AMD EPYC, measured by
 ``benchmarks/bench_kernels.py``); later processes load the cached code (2 to
 4 s there, numba's import included).
+
+Block kernels (float32 and float64, int64 steps)
+------------------------------------------------
+:func:`f32_block_kernel` and :func:`f64_block_kernel` compute the same
+approximations with the same operations in the same order, and the same
+rounding tests, as :func:`small_kernel` and :func:`f64_kernel`, for blocks
+of :data:`BLOCK` elements at a time, as loops without branches or
+conditional stores so that LLVM vectorises them (packed ``+ - *`` and
+conversions are the same IEEE operations as the scalar ones; the table
+lookups are a loop of their own).  The differences, none of which changes a
+value or weakens a test:
+
+* ``float(s)`` is formed from the bits of ``1.5 * 2**52 + s`` and ``int(n)``
+  as the low bits of ``1024 t + 1.5 * 2**52`` (both exact for ``|s|,
+  |1024 t| < 2**51``); steps of ``2**51`` or more are left to the
+  per-element pass;
+* the float32 test uses ``err = rint(3 |t| + 18) >= int(3 |t| + 17)`` units
+  (a stricter test) and handles normal results only (shift 29 of the
+  53-bit significand); subnormal results, ``|t| > 2200`` and exponents the
+  float64 quotient does not decide (exact staircase) go to the per-element
+  pass, which is :func:`small_kernel` / :func:`f64_kernel` on that element;
+* float64 always multiplies by ``I``'s mantissa ``ih + il``: with
+  ``ih = 1``, ``il = 0`` (keras order, or ``I`` a power of two) Dekker's
+  product is exact with a zero error term,
+  so ``r`` and ``|re|`` are the values the skipped product gives; ``2**k``
+  of the final scaling comes from its bits instead of a table (same value).
 
 A schedule per element
 ----------------------
@@ -104,7 +133,8 @@ from numba.extending import intrinsic, overload
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-__all__ = ["small_kernel", "small_broadcast_kernel", "f64_kernel", "pow2_table"]
+__all__ = ["small_kernel", "small_broadcast_kernel", "f64_kernel", "pow2_table",
+           "f32_block_kernel", "f64_block_kernel"]
 
 _U = 2.0**-53
 _B64 = 2.0**-69
@@ -661,4 +691,286 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
             if count == undecided.shape[0]:
                 return i + 1, count
         i += 1
+    return n, count
+
+
+# ---------------------------------------------------------------------------
+# Block kernels: float32 and float64, int64 steps
+# ---------------------------------------------------------------------------
+
+#: Elements per block of the block kernels (the scratch arrays stay in L1).
+BLOCK = 1024
+_RINT_BITS = 0x4338000000000000  # the bits of _RINT
+_TWO52_BITS = 0x4330000000000000  # the bits of 2.0**52
+_TWO52 = 2.0**52
+_LIM51 = 1 << 51
+
+
+@_inline
+def _i2f(s: int) -> float:
+    """``float(s)`` for ``|s| < 2**51``, by the bits of ``1.5 * 2**52 + s``
+    (exact; integer operations only, so the loop vectorises on AVX2)."""
+    r: float = _from_bits(s + _RINT_BITS) - _RINT
+    return r
+
+
+@_inline
+def _pow2i(k: int) -> float:
+    """``2.0**k`` for ``-1022 <= k <= 1023`` from its bits."""
+    r: float = _from_bits((k + 1023) << 52)
+    return r
+
+
+@_inline
+def _block_exponents(steps: np.ndarray, b0: int, m: int, abuf: np.ndarray, okb: np.ndarray,
+                     keras: bool, staircase: bool, prec: int, d_fmt: float,
+                     d_float: float) -> None:
+    """The exponent operand ``a`` of ``steps[b0:b0+m]`` into ``abuf`` and
+    whether it is decided into ``okb`` (branch-free loops; an element that
+    is not decided here is redone by the per-element kernel)."""
+    if keras and prec == 24:
+        df = np.float32(d_fmt)
+        for k in range(m):
+            s = steps[b0 + k]
+            inr = (s < _LIM51) & (s > -_LIM51)
+            x = _i2f(s if inr else 0)
+            p = float(np.float32(x) / df)
+            if staircase:
+                p = float(np.floor(p))
+            okb[k] = inr & (p - p == 0.0)
+            abuf[k] = p if p - p == 0.0 else 0.0
+    elif keras:  # float64
+        for k in range(m):
+            s = steps[b0 + k]
+            inr = (s < _LIM51) & (s > -_LIM51)
+            x = _i2f(s if inr else 0)
+            p = x / d_fmt
+            if staircase:
+                p = float(np.floor(p))
+            okb[k] = inr & (p - p == 0.0)
+            abuf[k] = p if p - p == 0.0 else 0.0
+    elif staircase:
+        dgood = (d_float > 0.0) & (d_float < np.inf)
+        dd = d_float if dgood else 1.0
+        for k in range(m):
+            s = steps[b0 + k]
+            inr = (s < _LIM51) & (s > -_LIM51)
+            x = _i2f(s if inr else 0)
+            q = x / dd
+            fl = float(np.floor(q))
+            margin = 4.0 * _U * abs(q)
+            good = (q - fl > margin) & (fl + 1.0 - q > margin) & (abs(q) < 4503599627370496.0)
+            okb[k] = inr & good & dgood
+            abuf[k] = fl
+    else:
+        for k in range(m):
+            s = steps[b0 + k]
+            inr = (s < _LIM51) & (s > -_LIM51)
+            okb[k] = inr
+            abuf[k] = _i2f(s if inr else 0)
+
+
+@_jit
+def f32_block_kernel(steps: np.ndarray, out: np.ndarray, out_f: np.ndarray, start: int,
+                     undecided: np.ndarray, keras: bool, staircase: bool, c0: float,
+                     scale_h: float, scale_e: int, negative: bool, log2_i: float,
+                     i_fmt: float, d_fmt: float, d_num: int, d_den: int, d_float: float,
+                     tab: np.ndarray, ln2: float, pow2: np.ndarray) -> tuple[int, int]:
+    """:func:`small_kernel` for float32 and int64 steps, by blocks of
+    :data:`BLOCK` elements: branch-free loops compute the exponent, the
+    approximation of :func:`_small_pow2` (same operations, same bound) and
+    the rounding test for the whole block, writing the result bits (``out``,
+    uint32) or values (``out_f``, the same memory as float32); a scalar pass
+    then redoes the elements not decided there with :func:`small_kernel`
+    (exact staircase floors, out-of-range exponents) and records those that
+    stay undecided.  Same return convention as :func:`small_kernel`."""
+    prec, emin, emax, bias = 24, -126, 127, 127
+    n = steps.shape[0]
+    abuf = np.empty(BLOCK)
+    pbuf = np.empty(BLOCK)
+    nbuf = np.empty(BLOCK, np.int64)
+    ebuf = np.empty(BLOCK, np.int64)
+    okb = np.empty(BLOCK, np.bool_)
+    one = np.empty(1, np.int64)
+    sh = 1.0 if keras else scale_h
+    se = 0 if keras else scale_e
+    sign = (1 << 31) if (negative and not keras) else 0
+    inf_bits = (2 * bias + 1) << (prec - 1)
+    lim = pow2[emax + 1 + _POW2_OFFSET]
+    count = 0
+    b0 = start
+    while b0 < n:
+        m = min(BLOCK, n - b0)
+        _block_exponents(steps, b0, m, abuf, okb, keras, staircase, prec, d_fmt, d_float)
+        # Three loops: the table lookup (a gather) alone in the middle one,
+        # so the two others vectorise.
+        for k in range(m):
+            t0 = abuf[k] * c0
+            inr = abs(t0) <= _T_LIMIT
+            t = t0 if inr else 0.0
+            y = t * 1024.0 + _RINT
+            ni = _bits(y) - _RINT_BITS
+            nn = y - _RINT
+            x = (t - nn * (1.0 / 1024)) * ln2
+            pbuf[k] = 1.0 + x * (1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24))))
+            nbuf[k] = ni
+            abuf[k] = t
+            okb[k] = okb[k] & inr
+        for k in range(m):
+            pbuf[k] = (tab[nbuf[k] & 1023] * pbuf[k]) * sh
+        for k in range(m):
+            t = abuf[k]
+            v = pbuf[k]
+            ni = nbuf[k]
+            # err >= int(3 |t| + 17), the bound of _small_pow2 (rint of +18).
+            err = _bits((3.0 * abs(t) + 18.0) + _RINT) - _RINT_BITS
+            b = _bits(v)
+            M = (b & _FRAC) | _IMPLICIT
+            ex = ((b >> 52) - 1075) + (ni >> 10) + se
+            # A normal float32 result: qexp = ex + 29, shift 29 (constant
+            # shifts vectorise); subnormal results go to the per-element pass.
+            normal = ex + 52 >= emin
+            qexp = ex + 29
+            q = M >> 29
+            rem = M & 0x1FFFFFFF
+            half = 0x10000000
+            dist = rem - half
+            dist = -dist if dist < 0 else dist
+            dec = (dist > err) & (4 * err < half) & normal
+            up = (rem > half) | ((rem == half) & ((q & 1) == 1))
+            nbuf[k] = q + (1 if up else 0)
+            ebuf[k] = qexp
+            okb[k] = okb[k] & dec
+        # The stores: one loop per order (a store under a condition would
+        # keep the loop scalar).
+        if keras:
+            for k in range(m):
+                q = nbuf[k]
+                qexp = ebuf[k]
+                qc = min(qexp, 1000)
+                w = (_from_bits(q | _TWO52_BITS) - _TWO52) * _pow2i(qc)
+                w = np.inf if (qexp > emax) | (w >= lim) else w
+                out_f[b0 + k] = np.float32(w * i_fmt)
+        else:
+            for k in range(m):
+                bits = (((ebuf[k] + (prec - 1 + bias)) << (prec - 1)) + nbuf[k]
+                        - (1 << (prec - 1)))
+                out[b0 + k] = min(bits, inf_bits) | sign
+        for k in range(m):
+            if not okb[k]:
+                i = b0 + k
+                _, c = small_kernel(steps[i:i + 1], out[i:i + 1], 0, one, prec, emin, emax,
+                                    bias, keras, staircase, c0, scale_h, scale_e, negative,
+                                    log2_i, i_fmt, d_fmt, d_num, d_den, d_float, tab, ln2,
+                                    pow2)
+                if c:
+                    undecided[count] = i
+                    count += 1
+                    if count == undecided.shape[0]:
+                        return i + 1, count
+        b0 += m
+    return n, count
+
+
+@_jit
+def f64_block_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.ndarray,
+                     keras: bool, staircase: bool, ch: float, cl: float, ih: float,
+                     il: float, ei: int, negative: bool, log2_i: float, i_fmt: float,
+                     d_fmt: float, d_num: int, d_den: int, d_float: float,
+                     hi_t: np.ndarray, lo_t: np.ndarray, hh_t: np.ndarray, hl_t: np.ndarray,
+                     l2h: float, l2l: float, pow2: np.ndarray) -> tuple[int, int]:
+    """:func:`f64_kernel` for int64 steps by blocks, as
+    :func:`f32_block_kernel`: the operations of :func:`_f64_value` written
+    branch-free (the product by ``ih + il`` is always done: with ``ih = 1``,
+    ``il = 0`` it changes neither ``r`` nor ``|re|``; ``2**k`` from its
+    bits instead of a table), then a scalar pass through :func:`f64_kernel`
+    for the elements not decided."""
+    n = steps.shape[0]
+    abuf = np.empty(BLOCK)
+    okb = np.empty(BLOCK, np.bool_)
+    one = np.empty(1, np.int64)
+    xbuf = np.empty(BLOCK)
+    lbuf = np.empty(BLOCK)
+    nbuf = np.empty(BLOCK, np.int64)
+    g1 = np.empty(BLOCK)
+    g2 = np.empty(BLOCK)
+    g3 = np.empty(BLOCK)
+    g4 = np.empty(BLOCK)
+    jh = 1.0 if keras else ih
+    jl = 0.0 if keras else il
+    je = 0 if keras else ei
+    ihh, ihl = _split(jh)
+    chh, chl = _split(ch)
+    l2hh, l2hl = _split(l2h)
+    post = i_fmt if keras else (-1.0 if negative else 1.0)
+    count = 0
+    b0 = start
+    while b0 < n:
+        m = min(BLOCK, n - b0)
+        _block_exponents(steps, b0, m, abuf, okb, keras, staircase, 53, d_fmt, d_float)
+        for k in range(m):
+            a0 = abuf[k]
+            inr = (abs(a0 * ch) <= _T_LIMIT) & (abs(a0) < _TWO53)
+            a = a0 if inr else 0.0
+            th, te = _two_prod(a, chh, chl, ch)
+            tl = te + a * cl
+            y0 = th * 1024.0 + _RINT
+            ni = _bits(y0) - _RINT_BITS
+            nn = y0 - _RINT
+            xp = th - nn * (1.0 / 1024)
+            xh, xe = _two_prod(xp, l2hh, l2hl, l2h)
+            xl = xe + (xp * l2l + tl * l2h)
+            y = xh + xl
+            qq = (y * y) * (0.5 + y * (1.0 / 6 + y * (1.0 / 24 + y * (1.0 / 120))))
+            xbuf[k] = xh
+            lbuf[k] = xl + qq
+            nbuf[k] = ni
+            okb[k] = okb[k] & inr
+        # The table lookups (gathers) alone, so the two other loops vectorise.
+        for k in range(m):
+            j = nbuf[k] & 1023
+            g1[k] = hi_t[j]
+            g2[k] = lo_t[j]
+            g3[k] = hh_t[j]
+            g4[k] = hl_t[j]
+        for k in range(m):
+            xh = xbuf[k]
+            lo = lbuf[k]
+            ni = nbuf[k]
+            th_j = g1[k]
+            tl_j = g2[k]
+            p1, e1 = _two_prod(xh, g3[k], g4[k], th_j)
+            s = th_j + p1
+            s1 = p1 - (s - th_j)
+            low = (((tl_j + th_j * lo) + e1) + s1) + tl_j * xh
+            p2, e2 = _two_prod(s, ihh, ihl, jh)
+            low = e2 + (s * jl + (low * jh + low * jl))
+            s = p2
+            r = s + low
+            re = low - (r - s)
+            e = (ni >> 10) + je
+            pwb = _bits(r) & _EXPMASK
+            pw = _from_bits(pwb)
+            dec = (abs(re) + _B64 * r < pw * _U) & ((r != pw) | (re >= 0))
+            sub = e < -1018
+            er = ((pwb >> 52) - 1023) + e
+            kk = min(max(e, -1100), 1100)
+            k1 = kk >> 1
+            val = (r * _pow2i(k1)) * _pow2i(kk - k1)
+            val = 0.0 if sub else val
+            dec = (er <= -1076) if sub else dec
+            okb[k] = okb[k] & dec
+            out[b0 + k] = val * post
+        for k in range(m):
+            if not okb[k]:
+                i = b0 + k
+                _, c = f64_kernel(steps[i:i + 1], out[i:i + 1], 0, one, keras, staircase, ch,
+                                  cl, ih, il, ei, negative, log2_i, i_fmt, d_fmt, d_num,
+                                  d_den, d_float, hi_t, lo_t, hh_t, hl_t, l2h, l2l, pow2)
+                if c:
+                    undecided[count] = i
+                    count += 1
+                    if count == undecided.shape[0]:
+                        return i + 1, count
+        b0 += m
     return n, count
