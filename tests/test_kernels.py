@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from arb_oracle import arb_evaluate
 from expdecay import fast
 from expdecay.floats import Format, get_format, to_bits
+from kernel_asm import fresh_asm
 
 FORMATS = ("float16", "bfloat16", "float32", "float64")
 
@@ -340,24 +341,17 @@ def test_no_fma_in_kernels() -> None:
     mod = fast.kernels()
     if mod is None:
         pytest.skip("numba is not importable")
-    steps = np.arange(5000, dtype=np.int64)
-    for name in FORMATS:
-        for order in ("exact", "keras"):
-            fast.evaluate(0.1, 1000, 0.96, steps, dtype=name, order=order)
-    import numba
-
-    # Cached code cannot be inspected: compile the same functions afresh with
-    # the kernels' options, for the signatures the calls above used.
-    parts: list[str] = []
-    for kernel in (mod.small_kernel, mod.f64_kernel):
-        assert kernel.signatures
-        fresh = numba.njit(nogil=True, fastmath=False, error_model="numpy")(kernel.py_func)
-        for sig in kernel.signatures:
-            fresh.compile(sig)
-            parts.append(fresh.inspect_asm(sig))
-    asm = "\n".join(parts)
+    # int32 steps too: float32/float64 with int64 steps take the block kernels,
+    # so without them f64_kernel would only be compiled if another test ran first.
+    for steps in (np.arange(5000, dtype=np.int64), np.arange(5000, dtype=np.int32)):
+        for name in FORMATS:
+            for order in ("exact", "keras"):
+                fast.evaluate(0.1, 1000, 0.96, steps, dtype=name, order=order)
+    asm = fresh_asm((mod.small_kernel, mod.f64_kernel))
     assert "mulsd" in asm or "vmulsd" in asm  # the inspection sees real code
     # The control: the same inspection finds FMA where contraction is allowed.
+    import numba
+
     def axpy(a: float, b: float, c: float) -> float:
         return a * b + c
 

@@ -12,6 +12,7 @@ import pytest
 
 from arb_oracle import arb_evaluate
 from expdecay import fast
+from kernel_asm import fresh_asm
 
 numba = pytest.importorskip("numba")
 
@@ -57,14 +58,7 @@ def test_block_kernels_machine_code() -> None:
     for name in ("float32", "float64"):
         for order in ("exact", "keras"):
             fast.evaluate(0.1, 1000, 0.96, steps, dtype=name, order=order)
-    parts: list[str] = []
-    for kernel in (mod.f32_block_kernel, mod.f64_block_kernel):
-        assert kernel.signatures
-        fresh = numba.njit(nogil=True, fastmath=False, error_model="numpy")(kernel.py_func)
-        for sig in kernel.signatures:
-            fresh.compile(sig)
-            parts.append(fresh.inspect_asm(sig))
-    asm = "\n".join(parts)
+    asm = fresh_asm((mod.f32_block_kernel, mod.f64_block_kernel))
     assert "mulsd" in asm or "vmulsd" in asm or "mulpd" in asm
     assert not re.search(r"\bvf(n)?m(add|sub)\d+", asm)
     from llvmlite import binding  # type: ignore[import-untyped]
