@@ -6,7 +6,10 @@ mpf inputs: fast, but not correctly rounded.  The oracle is
 a Ziv loop, exact cases by rationals).  Also reported: how many evaluations
 needed a second Ziv iteration and the largest working precision reached.
 
-    python benchmarks/bench_oracle.py [--n 3000] [--json]
+    python benchmarks/bench_oracle.py [--n 3000] [--rounds 3] [--json]
+
+Each configuration alternates baseline and oracle runs and compares the best
+of each, so load from other processes weighs on both sides of the ratio.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import math
 import random
 import time
+from typing import Any
 
 import mpmath
 
@@ -43,10 +47,11 @@ def _cases(
     return out
 
 
-def _plain(cases: list[tuple[float, int, float, int]]) -> float:
-    mp_cases = [
-        (mpmath.mpf(I), mpmath.mpf(D), mpmath.mpf(r), mpmath.mpf(s)) for I, D, r, s in cases
-    ]
+def _mp_cases(cases: list[tuple[float, int, float, int]]) -> list[tuple[Any, ...]]:
+    return [(mpmath.mpf(I), mpmath.mpf(D), mpmath.mpf(r), mpmath.mpf(s)) for I, D, r, s in cases]
+
+
+def _plain(mp_cases: list[tuple[Any, ...]]) -> float:
     with mpmath.workdps(50):
         t = time.perf_counter()
         for I, D, r, s in mp_cases:
@@ -64,13 +69,14 @@ def _oracle(cases, fmt: str, order: str, staircase: bool) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=3000, help="cases per configuration")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternating baseline/oracle rounds per configuration (best of each)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     rows = []
     for mode in ("random schedules", "one schedule"):
         cases = _cases(args.n, one_schedule=mode == "one schedule")
-        base = min(_plain(cases) for _ in range(3))
-        rows += _measure(cases, base, mode)
+        rows += _measure(cases, mode, args.rounds)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -86,13 +92,20 @@ def main() -> None:
         )
 
 
-def _measure(cases, base: float, mode: str) -> list[dict]:
+def _measure(cases, mode: str, rounds: int) -> list[dict]:
+    """Each configuration alternates baseline and oracle runs, ``rounds``
+    times, and compares the best of each: on a shared machine the load then
+    weighs on both sides of the ratio alike."""
+    mp_cases = _mp_cases(cases)
     rows = []
     for fmt in FORMATS:
         for order in oracle.ORDERS:
             for staircase in (False, True):
                 oracle.STATS.__init__()
-                t = min(_oracle(cases, fmt, order, staircase) for _ in range(2))
+                base, t = math.inf, math.inf
+                for _ in range(rounds):
+                    base = min(base, _plain(mp_cases))
+                    t = min(t, _oracle(cases, fmt, order, staircase))
                 rows.append(
                     {
                         "mode": mode,

@@ -30,6 +30,7 @@ __all__ = [
     "Format",
     "get_format",
     "round_rational",
+    "round_ratio",
     "round_dyadic",
     "to_bits",
     "from_bits",
@@ -161,7 +162,12 @@ def round_rational(q: Fraction | int, fmt: Format, scale: int = 0) -> float:
     signed zero (``q == 0`` gives ``+0.0``).  ``scale`` may be huge: the power
     of two is never materialised when the result is out of range.
     """
-    num, den = q.numerator, q.denominator  # an int has these too
+    return round_ratio(q.numerator, q.denominator, fmt, scale)  # an int has these too
+
+
+def round_ratio(num: int, den: int, fmt: Format, scale: int = 0) -> float:
+    """:func:`round_rational` of ``num / den`` (integers, ``den > 0``, not
+    necessarily in lowest terms), without forming a Fraction."""
     if num == 0:
         return 0.0
     negative = num < 0

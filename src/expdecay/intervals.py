@@ -66,6 +66,9 @@ __all__ = [
     "ln_interval",
     "exp_fixed",
     "exp_interval",
+    "exp_interval_parts",
+    "ln_ratio_fixed",
+    "ln_ratio_cached",
     "power_interval",
     "log2_interval",
     "mpf_to_fraction",
@@ -119,7 +122,11 @@ def ln_fixed(q: Fraction, F: int) -> tuple[int, int]:
     """
     if q <= 0:
         raise ValueError(f"ln_fixed needs q > 0; got {q}")
-    a, b = q.numerator, q.denominator
+    return ln_ratio_fixed(q.numerator, q.denominator, F)
+
+
+def ln_ratio_fixed(a: int, b: int, F: int) -> tuple[int, int]:
+    """:func:`ln_fixed` of ``a / b`` for integers ``a, b > 0`` (no Fraction)."""
     if a == b:
         return 0, 0
     k = a.bit_length() - b.bit_length()  # 2**(k-1) < a/b < 2**(k+1)
@@ -134,6 +141,10 @@ def ln_fixed(q: Fraction, F: int) -> tuple[int, int]:
         l2lo, l2hi = ln2_fixed(F)
         lo, hi = (lo + k * l2lo, hi + k * l2hi) if k > 0 else (lo + k * l2hi, hi + k * l2lo)
     return lo, hi
+
+
+#: Cached :func:`ln_ratio_fixed`: a schedule's rate is used at many steps.
+ln_ratio_cached = functools.lru_cache(maxsize=1024)(ln_ratio_fixed)
 
 
 @functools.lru_cache(maxsize=512)
@@ -172,14 +183,49 @@ def exp_fixed(T: int, G: int) -> tuple[int, int]:
     return S, 2 * k + 1
 
 
-def _exp_reduced(T: int, G: int) -> tuple[int, int]:
-    """An enclosure of ``2**G exp(T 2**-G)`` for ``|T 2**-G| <= 0.36``."""
+def _exp_series(T: int, G: int) -> tuple[int, int]:
+    """An enclosure of ``2**G exp(T 2**-G)`` for ``|T 2**-G| <= 0.36``, from the
+    series alone."""
     if T >= 0:
         S, E = exp_fixed(T, G)
         return S, S + E
     S, E = exp_fixed(-T, G)
     one = 1 << (2 * G)
     return one // (S + E), _ceil_div(one, S)
+
+
+#: The exponential's table step: ``t = j 2**-_K + t'`` with ``|t'| < 2**-_K``.
+_K = 8
+
+
+@functools.lru_cache(maxsize=8192)
+def _exp_table(j: int, G: int) -> tuple[int, int]:
+    """An enclosure of ``2**G exp(j 2**-_K)`` (``|j| 2**-_K <= 0.36``)."""
+    return _exp_series(j << (G - _K), G)
+
+
+def _exp_reduced(T: int, G: int) -> tuple[int, int]:
+    """An enclosure of ``2**G exp(T 2**-G)`` for ``|T 2**-G| <= 0.36``.
+
+    ``t`` is cut as ``j 2**-_K + t'`` with ``j`` truncated toward zero, so
+    ``|j 2**-_K| <= |t| <= 0.36`` and ``|t'| < 2**-_K``; ``exp(j 2**-_K)``
+    comes from a cached enclosure (taken at a multiple of 16 bits so that
+    nearby precisions share it, then rounded outward to ``G`` bits) and
+    ``exp(t')`` from the short series.  Both enclosures are of positive
+    numbers, so the product of the lower ends, floored, and of the upper
+    ends, ceiled, enclose the product."""
+    shift = G - _K
+    if shift < 8:
+        return _exp_series(T, G)
+    j = T >> shift if T >= 0 else -((-T) >> shift)
+    if j == 0:
+        return _exp_series(T, G)
+    Gt = -(-G // 16) * 16
+    a_lo, a_hi = _exp_table(j, Gt)
+    if Gt > G:
+        a_lo, a_hi = a_lo >> (Gt - G), -((-a_hi) >> (Gt - G))
+    b_lo, b_hi = _exp_series(T - (j << shift), G)
+    return (a_lo * b_lo) >> G, -((-(a_hi * b_hi)) >> G)
 
 
 def _reduce(X: int, F: int, n: int, upper: bool) -> tuple[int, int]:
@@ -205,20 +251,22 @@ def _fits(T: int, H: int) -> bool:
     return (abs(T) << 64) <= (_T_MAX_64 << H)
 
 
-def _exp_bound(X: int, F: int, upper: bool) -> Any:
-    """An mpf bounding ``exp(X 2**-F)`` from above (``upper``) or below."""
+def _exp_bound(X: int, F: int, upper: bool) -> tuple[int, int]:
+    """``(m, e)`` with ``m 2**e`` bounding ``exp(X 2**-F)`` from above
+    (``upper``) or below."""
     n = _nearest_n(X, F)
     T, H = _reduce(X, F, n, upper)
     while not _fits(T, H):  # only if ln 2 was too coarse to pick n; move n by one
         n += 1 if T > 0 else -1
         T, H = _reduce(X, F, n, upper)
     lo, hi = _exp_reduced(T, H)
-    return from_man_exp(hi if upper else lo, n - H)
+    return (hi if upper else lo), n - H
 
 
-def exp_interval(X_lo: int, X_hi: int, F: int) -> tuple[Any, Any]:
-    """mpf bounds ``(a, b)`` with ``a <= exp(x) <= b`` for every ``x`` in
-    ``[X_lo 2**-F, X_hi 2**-F]``.  The ends are exact dyadics (no rounding)."""
+def exp_interval_parts(X_lo: int, X_hi: int, F: int) -> tuple[int, int, int, int]:
+    """Integers ``(a, ea, b, eb)`` with ``a 2**ea <= exp(x) <= b 2**eb`` for
+    every ``x`` in ``[X_lo 2**-F, X_hi 2**-F]`` (:func:`exp_interval` without
+    the mpf wrapping)."""
     if X_lo > X_hi:
         raise ValueError("exp_interval needs X_lo <= X_hi")
     n = _nearest_n(X_hi, F)
@@ -226,11 +274,20 @@ def exp_interval(X_lo: int, X_hi: int, F: int) -> tuple[Any, Any]:
     T_lo, _ = _reduce(X_lo, F, n, False)
     D = T_hi - T_lo  # d = D 2**-H >= 0
     if not (_fits(T_hi, H) and D.bit_length() < H - 8):
-        return _exp_bound(X_lo, F, False), _exp_bound(X_hi, F, True)
+        a, ea = _exp_bound(X_lo, F, False)
+        b, eb = _exp_bound(X_hi, F, True)
+        return a, ea, b, eb
     lo, hi = _exp_reduced(T_hi, H)
     # exp(t_lo) >= exp(t_hi) (1 - d) >= lo 2**-H (1 - d), d in [0, 2**-8).
     lo = (lo * ((1 << H) - D)) >> H
-    return from_man_exp(lo, n - H), from_man_exp(hi, n - H)
+    return lo, n - H, hi, n - H
+
+
+def exp_interval(X_lo: int, X_hi: int, F: int) -> tuple[Any, Any]:
+    """mpf bounds ``(a, b)`` with ``a <= exp(x) <= b`` for every ``x`` in
+    ``[X_lo 2**-F, X_hi 2**-F]``.  The ends are exact dyadics (no rounding)."""
+    a, ea, b, eb = exp_interval_parts(X_lo, X_hi, F)
+    return from_man_exp(a, ea), from_man_exp(b, eb)
 
 
 def fraction_interval(q: Fraction, prec: int) -> tuple[Any, Any]:

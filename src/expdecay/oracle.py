@@ -46,7 +46,7 @@ from mpmath.libmp import (
 )
 
 from . import formula
-from .floats import Format, round_dyadic, round_rational, to_numpy
+from .floats import Format, round_dyadic, round_ratio, round_rational, to_numpy
 from .inputs import (
     Exact,
     from_float,
@@ -56,7 +56,13 @@ from .inputs import (
     to_exact,
     validated_inputs,
 )
-from .intervals import log2_interval, mpf_to_fraction, power_interval
+from .intervals import (
+    exp_interval_parts,
+    ln_ratio_cached,
+    log2_interval,
+    mpf_to_fraction,
+    power_interval,
+)
 
 __all__ = [
     "evaluate",
@@ -447,6 +453,208 @@ def round_power(p: Power, fmt: Format, max_prec: int = DEFAULT_MAX_PREC) -> floa
 
 
 # ---------------------------------------------------------------------------
+# The integer path: dyadic inputs, no Fraction on the way
+# ---------------------------------------------------------------------------
+#
+# Inputs that are Python floats or ints (or dyadic Fractions, as the
+# vectorised path passes them) are finite dyadic rationals ``num / den`` with
+# ``den`` a power of two.  For those, the same evaluation as above is done on
+# plain integers: the exponent ``s / D`` as a reduced pair, the boundary test
+# of :func:`_may_be_boundary` on odd parts, the enclosure of
+# :func:`power_interval` as integer mantissas with shared exponents (the
+# coefficient is dyadic, so multiplying by it is exact), and
+# :func:`~expdecay.floats.round_dyadic` on both ends.  Anything else (a zero,
+# an infinity, NaN, a negative rate, a non-dyadic input, an exponent whose
+# ``|p ln r|`` exceeds 2**16, a Ziv loop that reaches ``max_prec``) returns
+# None, and the caller takes the general path, which decides it as before.
+
+#: Guard bits of the first Ziv iteration beyond the format's precision.
+_GUARD = 24
+
+
+def _is_pow2(n: int) -> bool:
+    return n & (n - 1) == 0
+
+
+def _odd_split(num: int, den: int) -> tuple[int, int]:
+    """``(A, i)`` with ``num / den = A 2**i``, ``A`` odd, for ``num > 0`` and
+    ``den`` a power of two."""
+    t = (num & -num).bit_length() - 1
+    return num >> t, t - den.bit_length() + 1
+
+
+def _power_parts(
+    negative: bool, cm: int, ce: int, rn: int, rd: int, m: int, n: int, fmt: Format,
+    max_prec: int,
+) -> float | None:
+    """Round ``(-1)**negative cm 2**ce (rn/rd)**(m/n)`` to ``fmt``.
+
+    ``cm > 0``; ``rn / rd`` dyadic, positive, not 1; ``m != 0``, ``n >= 1``
+    coprime.  None when the general path must decide."""
+    STATS.calls += 1
+    A, i = _odd_split(rn, rd)
+    # Exact cases (spec §10): base ** exponent is rational only if the odd part
+    # is a perfect n-th power and n divides the power of two's exponent.
+    root: int | None = A
+    if n > 1:
+        root = None if i % n else _exact_root(A, n)
+    if root is not None:
+        i //= n
+        if root == 1:  # a power of two: the value is dyadic
+            STATS.exact += 1
+            return round_dyadic(negative, cm, ce + i * m, fmt)
+        width = root.bit_length() - 1
+        if m > 0 and m * width < fmt.precision + 1:
+            STATS.exact += 1
+            return round_dyadic(negative, cm * root**m, ce + i * m, fmt)
+        if m < 0 and -m * width < cm.bit_length():
+            STATS.exact += 1
+            return round_ratio(-cm if negative else cm, root**-m, fmt, ce + i * m)
+        # Otherwise the odd part of the value is not an integer below
+        # 2**(precision+1): not a float nor a midpoint, so the loop ends.
+    # |p ln r| in bits, as amplification_bits(): beyond 2**16 the general path
+    # first settles overflow and underflow from log2 of the value.
+    if rd <= 2 * rn and rn <= 2 * rd:
+        ln_bits = abs(rn - rd).bit_length() - rd.bit_length() + 1
+    else:
+        ln_bits = abs(rn.bit_length() - rd.bit_length()).bit_length()
+    extra = max(0, abs(m).bit_length() - n.bit_length() + 1)
+    if extra + ln_bits > 16:
+        return None
+    prec = min(max_prec, fmt.precision + _GUARD)
+    while True:
+        # power_interval(): y = (m/n) ln r enclosed at F bits, exp of it.
+        F = prec + 8
+        FL = -(-(F + extra) // 32) * 32
+        Llo, Lhi = ln_ratio_cached(rn, rd, FL)
+        lo, hi = (m * Llo, m * Lhi) if m > 0 else (m * Lhi, m * Llo)
+        scale = n << (FL - F)
+        a, ea, b, eb = exp_interval_parts(lo // scale, -((-hi) // scale), F)
+        # The magnitude's ends, rounded outward to prec bits as mpi_mul does
+        # in power_interval (so max_prec caps the same enclosure width).
+        a *= cm
+        b *= cm
+        k = a.bit_length() - prec
+        if k > 0:
+            a, ea = a >> k, ea + k
+        k = b.bit_length() - prec
+        if k > 0:
+            b, eb = -((-b) >> k), eb + k
+        x = round_dyadic(negative, a, ce + ea, fmt)
+        if x == round_dyadic(negative, b, ce + eb, fmt):
+            STATS.max_prec = max(STATS.max_prec, prec)
+            return x
+        STATS.retries += 1
+        if prec >= max_prec:
+            return None  # the general path raises PrecisionError
+        prec = min(max_prec, 2 * prec)
+
+
+def _parts_exact(
+    I: tuple[int, int], D: tuple[int, int], r: tuple[int, int], s: tuple[int, int],
+    staircase: bool, fmt: Format, max_prec: int,
+) -> float | None:
+    """The ``exact`` order on nonzero finite dyadic ``(num, den)`` pairs, ``D``
+    and ``r`` positive."""
+    (In, Id), (Dn, Dd), (rn, rd), (sn, sd) = I, D, r, s
+    negative = In < 0
+    cm, ce = _odd_split(abs(In), Id)
+    pn, pd = sn * Dd, sd * Dn
+    if staircase:
+        pn, pd = pn // pd, 1
+    else:
+        g = math.gcd(pn, pd)
+        pn, pd = pn // g, pd // g
+    if pn == 0 or rn == rd:  # r ** 0 = 1 ** p = 1
+        return round_dyadic(negative, cm, ce, fmt)
+    return _power_parts(negative, cm, ce, rn, rd, pn, pd, fmt, max_prec)
+
+
+def _rounded(pair: tuple[int, int], fmt: Format) -> float:
+    """The dyadic ``num / den`` rounded to ``fmt`` (possibly a zero or an
+    infinity)."""
+    num, den = pair
+    return round_dyadic(num < 0, abs(num), 1 - den.bit_length(), fmt)
+
+
+def _parts_keras(
+    I: tuple[int, int], D: tuple[int, int], r: tuple[int, int], s: tuple[int, int],
+    staircase: bool, fmt: Format, max_prec: int,
+) -> float | None:
+    """The ``keras`` order (spec §7) on nonzero finite dyadic pairs, ``D``
+    and ``r`` positive: every input and every operation rounded to ``fmt``.
+
+    The special values that the casts can produce in narrow formats follow
+    the rules of :class:`ExactOps`: ``D`` rounding to infinity makes ``s / D``
+    a zero and the power 1; ``s`` (or ``s / D``) rounding to infinity makes
+    the power ``0`` or ``inf``; a power of 1 leaves ``I``."""
+    If = _rounded(I, fmt)
+    rf = _rounded(r, fmt)
+    Df = _rounded(D, fmt)
+    sf = _rounded(s, fmt)
+    if If == 0.0 or math.isinf(If) or rf == 0.0 or math.isinf(rf) or Df == 0.0 or sf == 0.0:
+        return None
+    if rf == 1.0:  # 1 ** q = 1 for every q, NaN included
+        return If
+    if math.isinf(Df):
+        return math.nan if math.isinf(sf) else If  # inf / inf; s / inf = +-0
+    if math.isinf(sf):
+        q = sf
+    else:
+        sn, sd = sf.as_integer_ratio()
+        dn, dd = Df.as_integer_ratio()
+        q = round_ratio(sn * dd, sd * dn, fmt)  # s / D
+    if staircase:
+        q = float(math.floor(q)) if not math.isinf(q) else q
+    if q == 0.0:  # r ** +-0 = 1
+        return If
+    if math.isinf(q):
+        w = math.inf if (rf > 1.0) != (q < 0.0) else 0.0
+    else:
+        qn, qd = q.as_integer_ratio()
+        rn, rd = rf.as_integer_ratio()
+        got = _power_parts(False, 1, 0, rn, rd, qn, qd, fmt, max_prec)
+        if got is None:
+            return None
+        w = got
+    if w == 0.0 or math.isinf(w):  # I * 0 and I * inf keep the sign of I
+        return math.copysign(w, If)
+    In, Id = If.as_integer_ratio()
+    wn, wd = w.as_integer_ratio()
+    return round_dyadic(In < 0, abs(In) * wn, 2 - Id.bit_length() - wd.bit_length(), fmt)
+
+
+def _plain_pair(x: Any) -> tuple[int, int] | None:
+    """``x`` as a dyadic ``(num, den)`` when it is a finite nonzero Python
+    float or int (not a bool) or a dyadic Fraction; else None."""
+    t = type(x)
+    if t is float:
+        if x == 0.0 or x - x != 0.0:  # zero, infinity or NaN
+            return None
+        pair: tuple[int, int] = x.as_integer_ratio()
+        return pair
+    if t is int:
+        return (x, 1) if x else None
+    if t is Fraction:
+        d = x.denominator
+        return (x.numerator, d) if x and _is_pow2(d) else None
+    return None
+
+
+def _evaluate_parts(
+    I: Any, D: Any, r: Any, s: Any, staircase: bool, fmt: Format, order: str, max_prec: int,
+) -> float | None:
+    """The integer path, or None when an input is not a plain dyadic number
+    in its domain (the general path then validates and decides)."""
+    Ip, Dp, rp, sp = _plain_pair(I), _plain_pair(D), _plain_pair(r), _plain_pair(s)
+    if Ip is None or Dp is None or rp is None or sp is None or Dp[0] < 0 or rp[0] < 0:
+        return None
+    if order == "exact":
+        return _parts_exact(Ip, Dp, rp, sp, staircase, fmt, max_prec)
+    return _parts_keras(Ip, Dp, rp, sp, staircase, fmt, max_prec)
+
+
+# ---------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------
 
@@ -498,6 +706,12 @@ def evaluate(
     fmt = resolve_dtype(initial_learning_rate, dtype)
     _check_order(order)
     max_prec = check_max_prec(max_prec)
+    if staircase is True or staircase is False:
+        got = _evaluate_parts(
+            initial_learning_rate, decay_steps, decay_rate, step, staircase, fmt, order, max_prec
+        )
+        if got is not None:
+            return to_numpy(got, fmt)
     args = validated_inputs(initial_learning_rate, decay_steps, decay_rate, step, staircase)
     return to_numpy(evaluate_exact(args, bool(staircase), fmt, order, max_prec), fmt)
 
@@ -510,6 +724,9 @@ def evaluate_exact(
     max_prec: int = DEFAULT_MAX_PREC,
 ) -> float:
     """:func:`evaluate` on already-converted exact inputs; returns a Python float."""
+    got = _evaluate_parts(*args, staircase, fmt, order, max_prec)
+    if got is not None:
+        return got
     compiled = formula.COMPILED[staircase]
     if order == "exact":
         node = compiled(_EXACT_OPS, *args)
