@@ -194,12 +194,13 @@ def round_dyadic(negative: bool, man: int, exp: int, fmt: Format) -> float:
     """
     if man == 0:
         return -0.0 if negative else 0.0
+    precision, emin, emax = fmt.precision, fmt.emin, fmt.emax
     e = man.bit_length() - 1 + exp
-    if e > fmt.emax + 1:
+    if e > emax + 1:
         return -math.inf if negative else math.inf
-    if e < fmt.quantum_min - 1:
+    if e < emin - precision:  # below half the smallest subnormal
         return -0.0 if negative else 0.0
-    qexp = max(e, fmt.emin) - fmt.precision + 1
+    qexp = (e if e > emin else emin) - precision + 1
     shift = qexp - exp
     if shift <= 0:
         mant = man << -shift
@@ -209,7 +210,13 @@ def round_dyadic(negative: bool, man: int, exp: int, fmt: Format) -> float:
         half = 1 << (shift - 1)
         if rem > half or (rem == half and mant & 1):
             mant += 1
-    return _finish(negative, mant, qexp, fmt)
+    # As _finish(): mant < 2**(precision+1) after a carry.
+    if mant == 0:
+        return -0.0 if negative else 0.0
+    if mant.bit_length() + qexp > emax + 1:
+        return -math.inf if negative else math.inf
+    value = math.ldexp(mant, qexp)
+    return -value if negative else value
 
 
 def is_representable(x: float, fmt: Format) -> bool:

@@ -38,7 +38,10 @@ the parts are added with their signs.
 0``; the kept terms are low by less than ``1.57 (K - 1)`` together, and the tail
 ``sum_(k>=K) tau_k <= tau_K / (1 - 0.36) < 2.46``.  Hence ``S <= 2**G exp(t) <
 S + 2K + 1``.  A negative ``t`` uses ``exp(t) = 1 / exp(-t)`` with outward
-integer division.
+integer division.  Before the series, :func:`_exp_reduced` splits ``t = j
+2**-8 + t'`` (``j`` truncated toward zero, so ``|j 2**-8| <= |t|``): a cached
+enclosure of ``exp(j 2**-8)`` times the series of ``exp(t')``, ``|t'| <
+2**-8``, which needs a third of the terms.
 
 Argument reduction (:func:`exp_interval`).  ``x = n ln 2 + t`` with ``n`` the
 integer nearest ``x / ln 2`` (any ``n`` is *correct*; a good one keeps ``|t|``
@@ -178,7 +181,7 @@ def exp_fixed(T: int, G: int) -> tuple[int, int]:
     k = 0
     while s:
         k += 1
-        s = s * T // (k << G)
+        s = (s * T >> G) // k  # = floor(s T / (k 2**G)): nested floors of positives
         S += s
     return S, 2 * k + 1
 
@@ -270,10 +273,14 @@ def exp_interval_parts(X_lo: int, X_hi: int, F: int) -> tuple[int, int, int, int
     if X_lo > X_hi:
         raise ValueError("exp_interval needs X_lo <= X_hi")
     n = _nearest_n(X_hi, F)
-    T_hi, H = _reduce(X_hi, F, n, True)
-    T_lo, _ = _reduce(X_lo, F, n, False)
+    # _reduce() of both ends with the same n and H.
+    H = F + max(n.bit_length(), 1) + 4
+    l2lo, l2hi = ln2_fixed(H)
+    up, down = (l2lo, l2hi) if n >= 0 else (l2hi, l2lo)
+    T_hi = (X_hi << (H - F)) - n * up
+    T_lo = (X_lo << (H - F)) - n * down
     D = T_hi - T_lo  # d = D 2**-H >= 0
-    if not (_fits(T_hi, H) and D.bit_length() < H - 8):
+    if not ((abs(T_hi) << 64) <= (_T_MAX_64 << H) and D.bit_length() < H - 8):
         a, ea = _exp_bound(X_lo, F, False)
         b, eb = _exp_bound(X_hi, F, True)
         return a, ea, b, eb

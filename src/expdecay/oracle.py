@@ -577,6 +577,24 @@ def _rounded(pair: tuple[int, int], fmt: Format) -> float:
     return round_dyadic(num < 0, abs(num), 1 - den.bit_length(), fmt)
 
 
+#: The keras order's casts of ``(I, D, r)``, per format: a schedule is
+#: evaluated at many steps.  Cleared when it grows past 4096 entries.
+_CASTS: dict[tuple[str, tuple[int, int], tuple[int, int], tuple[int, int]],
+             tuple[float, float, float]] = {}
+
+
+def _casts(
+    I: tuple[int, int], D: tuple[int, int], r: tuple[int, int], fmt: Format,  # noqa: N803
+) -> tuple[float, float, float]:
+    key = (fmt.name, I, D, r)
+    got = _CASTS.get(key)
+    if got is None:
+        if len(_CASTS) >= 4096:
+            _CASTS.clear()
+        got = _CASTS[key] = (_rounded(I, fmt), _rounded(D, fmt), _rounded(r, fmt))
+    return got
+
+
 def _parts_keras(
     I: tuple[int, int], D: tuple[int, int], r: tuple[int, int], s: tuple[int, int],
     staircase: bool, fmt: Format, max_prec: int,
@@ -588,9 +606,7 @@ def _parts_keras(
     the rules of :class:`ExactOps`: ``D`` rounding to infinity makes ``s / D``
     a zero and the power 1; ``s`` (or ``s / D``) rounding to infinity makes
     the power ``0`` or ``inf``; a power of 1 leaves ``I``."""
-    If = _rounded(I, fmt)
-    rf = _rounded(r, fmt)
-    Df = _rounded(D, fmt)
+    If, Df, rf = _casts(I, D, r, fmt)
     sf = _rounded(s, fmt)
     if If == 0.0 or math.isinf(If) or rf == 0.0 or math.isinf(rf) or Df == 0.0 or sf == 0.0:
         return None

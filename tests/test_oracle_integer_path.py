@@ -1,0 +1,228 @@
+"""The oracle's integer path (plain floats and ints, dyadic Fractions) against
+the independent Arb oracle, in the regions where that path decides by itself:
+rates within 1000 ulps of 1, exact powers (rates that are powers of two,
+perfect powers with fractional exponents, integer exponents), midpoints
+reached exactly, negative exponents whose result is exact, and the special
+values that the keras order's casts produce in narrow formats.
+
+Expected values come from ``tests/arb_oracle.py`` (python-flint balls, no
+expdecay import) or from exact rationals rounded by that module.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from fractions import Fraction
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from arb_oracle import FORMATS as ARB_FORMATS
+from arb_oracle import arb_evaluate, round_fraction
+from bits import same
+from expdecay import oracle
+
+FMT_NAMES = ["float16", "bfloat16", "float32", "float64"]
+ORDERS = ["exact", "keras"]
+COMBOS = [(f, o, st_) for f in FMT_NAMES for o in ORDERS for st_ in (False, True)]
+IDS = [f"{f}-{o}-{'stair' if s else 'smooth'}" for f, o, s in COMBOS]
+
+
+def _check(I, D, r, s, staircase, fmt, order):  # noqa: N803
+    want = arb_evaluate(Fraction(I), Fraction(D), Fraction(r), Fraction(s), staircase, fmt, order)
+    got = float(oracle.evaluate(I, D, r, s, staircase=staircase, dtype=fmt, order=order))
+    assert same(got, want), (I, D, r, s, staircase, fmt, order, got, want)
+
+
+def _typical(rng: random.Random) -> tuple[float, int, float, int]:
+    """The benchmark's inputs: I in [1e-4, 1], D in [10, 1e5], r in [0.5, 0.999]."""
+    r = rng.uniform(0.5, 0.999)
+    D = rng.randint(10, 100000)
+    return 10 ** rng.uniform(-4, 0), D, r, rng.randint(0, int(20 / -math.log(r) * D))
+
+
+@pytest.mark.parametrize("fmt,order,staircase", COMBOS, ids=IDS)
+def test_typical_float_inputs(fmt, order, staircase):
+    rng = random.Random(f"typical-{fmt}-{order}-{staircase}")
+    for _ in range(40):
+        _check(*_typical(rng), staircase, fmt, order)
+
+
+def _ulps_from_one(k: int) -> float:
+    """The float64 ``k`` ulps above 1 (``k > 0``) or ``-k`` ulps below it."""
+    return 1.0 + k * 2.0**-52 if k > 0 else 1.0 + k * 2.0**-53
+
+
+@pytest.mark.parametrize("fmt,order,staircase", COMBOS, ids=IDS)
+def test_rates_within_1000_ulps_of_one(fmt, order, staircase):
+    rng = random.Random(f"near-one-{fmt}-{order}-{staircase}")
+    ks = [1, -1, 2, -2, 999, -1000, 1000] + [rng.choice([-1, 1]) * rng.randint(1, 1000)
+                                              for _ in range(20)]
+    for k in ks:
+        r = _ulps_from_one(k)
+        D = rng.choice([1, 3, 10, 1000, 100000])
+        s = rng.choice([1, 7, 10**6, 2**40 + 1, -12345, rng.randint(1, 10**12)])
+        _check(rng.choice([1.0, 0.1, 3.5e-3]), D, r, s, staircase, fmt, order)
+
+
+@given(
+    k=st.integers(-1000, 1000).filter(bool),
+    D=st.integers(1, 10**6),
+    s=st.integers(-(10**15), 10**15),
+    I=st.floats(1e-6, 10.0),
+    combo=st.sampled_from(COMBOS),
+)
+@example(k=1, D=1, s=2**53, I=1.0, combo=("float64", "exact", False))
+@example(k=-1, D=3, s=10**15, I=0.1, combo=("float64", "keras", False))
+@settings(max_examples=150, deadline=None)
+def test_near_one_property(k, D, s, I, combo):  # noqa: N803
+    fmt, order, staircase = combo
+    _check(I, D, _ulps_from_one(k), s, staircase, fmt, order)
+
+
+@pytest.mark.parametrize("fmt,order,staircase", COMBOS, ids=IDS)
+def test_powers_of_two_rates(fmt, order, staircase):
+    # r = 2**i: the value is a power of two times I whenever the exponent
+    # times i is an integer, else an irrational power of two.
+    for r in (0.5, 0.25, 2.0, 0.125, 1024.0, 2.0**-20):
+        for D, s in ((1, 3), (2, 1), (2, 3), (3, 2), (4, 7), (5, -3), (10, 10**6), (7, 10**9)):
+            for I in (1.0, 0.1, 3.0):
+                _check(I, D, r, s, staircase, fmt, order)
+
+
+def test_powers_of_two_by_hand():
+    # 0.25 ** (1/2) = 0.5 exactly; 0.5 ** 10 = 2**-10; 2 ** -3 = 1/8.
+    for fmt in FMT_NAMES:
+        for order in ORDERS:
+            assert float(oracle.evaluate(1.0, 2, 0.25, 1, dtype=fmt, order=order)) == 0.5
+            assert float(oracle.evaluate(3.0, 1, 0.5, 10, dtype=fmt, order=order)) == 3 * 2.0**-10
+            assert float(oracle.evaluate(1.0, 1, 2.0, -3, dtype=fmt, order=order)) == 0.125
+
+
+@pytest.mark.parametrize("fmt", FMT_NAMES)
+@pytest.mark.parametrize("order", ORDERS)
+def test_perfect_powers_with_fractional_exponents(fmt, order):
+    # 9/16 ** (1/2) = 3/4, 9/16 ** (3/2) = 27/64, 0.0625 ** (1/4) = 1/2,
+    # 81/256 ** (1/4) = 3/4: rational powers, rounded once (exact order).
+    for r, D, s in ((0.5625, 2, 1), (0.5625, 2, 3), (0.0625, 4, 1), (0.31640625, 4, 3),
+                    (0.5625, 2, -1), (0.5625, 2, -3)):
+        for I in (1.0, 0.1, 0.3, 1 / 3):
+            for staircase in (False, True):
+                _check(I, D, r, s, staircase, fmt, order)
+    want = round_fraction(Fraction(1, 10) * Fraction(27, 64), ARB_FORMATS[fmt])
+    if order == "exact":
+        got = float(oracle.evaluate(Fraction(1, 10), 2, 0.5625, 3, dtype=fmt, order="exact"))
+        assert got == want
+
+
+def _midpoint_odd_parts(precision: int, factor: int, count: int) -> list[int]:
+    """Odd ``U`` such that ``factor * U`` is odd with ``precision + 1`` bits:
+    ``factor * U * 2**e`` is then a midpoint between two values of the format."""
+    lo = -(-(1 << precision) // factor)
+    out = []
+    u = lo | 1
+    while len(out) < count and factor * u < 1 << (precision + 1):
+        out.append(u)
+        u += 2
+    return out
+
+
+@pytest.mark.parametrize("fmt", FMT_NAMES)
+def test_exact_midpoints_tie_to_even(fmt):
+    """``I r**m`` exactly a midpoint, with ``r = 3/4``: positive ``m`` gives
+    ``9 U 2**e``; ``m = -2`` gives ``16/9 * 9 U 2**e``.  The expected value is
+    the exact rational rounded by the Arb module's own rounding."""
+    f = ARB_FORMATS[fmt]
+    for U in _midpoint_odd_parts(f.prec, 9, 6):
+        I = math.ldexp(U, -f.prec - 3)  # noqa: N806
+        want = round_fraction(Fraction(I) * Fraction(9, 16), f)
+        for staircase in (False, True):
+            got = oracle.evaluate(I, 1, 0.75, 2, staircase=staircase, dtype=fmt, order="exact")
+            assert float(got) == want, (U, staircase)
+            got = oracle.evaluate(I, 3, 0.75, 6, staircase=staircase, dtype=fmt, order="exact")
+            assert float(got) == want, (U, staircase)
+        I9 = math.ldexp(9 * U, -f.prec - 3)  # noqa: N806
+        want = round_fraction(Fraction(I9) * Fraction(16, 9), f)
+        if fmt == "float64" or Fraction(I9) == Fraction(round_fraction(Fraction(I9), f)):
+            got = oracle.evaluate(I9, 1, 0.75, -2, dtype=fmt, order="exact")
+            assert float(got) == want, U
+        for order in ORDERS:
+            _check(I, 1, 0.75, 2, False, fmt, order)
+            _check(I9, 1, 0.75, -2, True, fmt, order)
+
+
+@pytest.mark.parametrize("fmt", FMT_NAMES)
+@pytest.mark.parametrize("staircase", [False, True])
+def test_integer_exponents_exact_results(fmt, staircase):
+    # r = 0.75 ** m for m up to the size where 3**m exceeds the format:
+    # exact below, Ziv above; both against Arb.
+    for m in range(1, 40):
+        for I in (1.0, 0.1, 5.0):
+            for order in ORDERS:
+                _check(I, 10, 0.75, 10 * m + 3, staircase, fmt, order)
+
+
+@pytest.mark.parametrize("staircase", [False, True])
+def test_keras_casts_to_special_values(staircase):
+    """float16: D and s beyond 65504 round to inf in the keras order."""
+    for I, D, r, s in [
+        (0.1, 100000, 0.96, 7),  # D -> inf: s / inf = 0, r**0 = 1, I
+        (0.1, 10, 0.96, 10**6),  # s -> inf: r**inf = 0
+        (0.1, 10, 1.5, 10**6),  # r > 1: r**inf = inf
+        (0.1, 10, 0.96, -(10**6)),  # r**-inf = inf
+        (-0.1, 10, 0.96, 10**6),  # -I * 0 = -0
+        (-0.1, 10, 1.5, 10**6),  # -I * inf = -inf
+        (0.1, 100000, 0.96, 10**6),  # inf / inf = NaN
+        (0.1, 100000, 1.0 + 2.0**-30, 10**6),  # r rounds to 1: 1**NaN = 1
+        (0.1, 1.0e-9, 0.96, 1),  # D rounds to 0: the general path
+        (0.1, 2.0**-20, 0.96, 60000),  # s / D overflows to inf
+        (1e-9, 10, 0.96, 1),  # I rounds to 0
+        (0.1, 3, 0.5, 1),
+    ]:
+        for order in ORDERS:
+            _check(I, D, r, s, staircase, "float16", order)
+
+
+def test_integer_path_takes_plain_inputs_only():
+    """numpy scalars, strings, Decimals, zeros, infinities and negative rates
+    go to the general path and agree with Arb."""
+    import numpy as np
+
+    for I, D, r, s in [
+        (np.float32(0.1), 1000, 0.96, 500),
+        ("0.1", "1000", "0.96", "12345"),
+        (0.0, 10, 0.5, 3),
+        (-0.0, 10, 0.5, 3),
+        (0.1, 10, -0.5, 20),
+        (0.1, 10, 0.0, 3),
+        (0.1, 10, 0.5, 0),
+        (0.1, 10, 0.5, -0.0),
+        (math.inf, 10, 0.5, 3),
+        (0.1, 10, math.inf, 3),
+        (0.1, 10, 0.5, math.inf),
+        (0.1, 10, 1.0, 10**30),
+    ]:
+        for fmt, order, staircase in COMBOS:
+            want = arb_evaluate(I if isinstance(I, (str, float, int)) else Fraction(float(I)),
+                                D, r, s, staircase, fmt, order)
+            got = float(oracle.evaluate(I, D, r, s, staircase=staircase, dtype=fmt, order=order))
+            assert same(got, want), (I, D, r, s, fmt, order, staircase, got, want)
+
+
+def test_huge_amplification_goes_to_the_general_path():
+    # |p ln r| ~ 2**40: decided from log2 of the value (underflow), not by exp.
+    for fmt in FMT_NAMES:
+        got = oracle.evaluate(1.0, 1, 0.5 + 2.0**-10, 2**40, dtype=fmt)
+        assert float(got) == 0.0
+        got = oracle.evaluate(1.0, 1, 2.0 - 2.0**-10, 2**40, dtype=fmt)
+        assert float(got) == math.inf
+
+
+def test_precision_cap_in_integer_path():
+    # The same undecided case as test_oracle's cap test, on float inputs.
+    with pytest.raises(oracle.PrecisionError, match="cap"):
+        oracle.evaluate(0.1, 1000, 0.96, 229, dtype="float64", max_prec=64)
+    want = arb_evaluate(Fraction(0.1), 1000, Fraction(0.96), 229, False, "float64", "exact")
+    assert float(oracle.evaluate(0.1, 1000, 0.96, 229, dtype="float64")) == want
