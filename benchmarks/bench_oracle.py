@@ -36,7 +36,7 @@ def _cases(
     steps up to 20 e-folds of decay; with ``one_schedule`` the first schedule
     at ``n`` steps (how vector generation and sweeps use the oracle)."""
     rng = random.Random(seed)
-    out = []
+    out: list[tuple[float, int, float, int]] = []
     for _ in range(n):
         if one_schedule and out:
             I, D, r, _ = out[0]
@@ -61,7 +61,9 @@ def _plain(mp_cases: list[tuple[Any, ...]]) -> float:
         return time.process_time() - t
 
 
-def _oracle(cases, fmt: str, order: str, staircase: bool) -> float:
+def _oracle(
+    cases: list[tuple[float, int, float, int]], fmt: str, order: str, staircase: bool
+) -> float:
     t = time.process_time()
     for I, D, r, s in cases:
         oracle.evaluate(I, D, r, s, staircase=staircase, dtype=fmt, order=order)
@@ -94,7 +96,9 @@ def main() -> None:
         )
 
 
-def _measure(cases, mode: str, rounds: int) -> list[dict]:
+def _measure(
+    cases: list[tuple[float, int, float, int]], mode: str, rounds: int
+) -> list[dict[str, Any]]:
     """Each configuration alternates baseline and oracle runs, ``rounds``
     times, and compares the best of each: on a shared machine the load then
     weighs on both sides of the ratio alike."""
@@ -103,7 +107,7 @@ def _measure(cases, mode: str, rounds: int) -> list[dict]:
     for fmt in FORMATS:
         for order in oracle.ORDERS:
             for staircase in (False, True):
-                oracle.STATS.__init__()
+                oracle.STATS = oracle.ZivStats()
                 base, t = math.inf, math.inf
                 for _ in range(rounds):
                     base = min(base, _plain(mp_cases))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import random
 from fractions import Fraction
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
@@ -30,7 +31,7 @@ COMBOS = [(f, o, st_) for f in FMT_NAMES for o in ORDERS for st_ in (False, True
 IDS = [f"{f}-{o}-{'stair' if s else 'smooth'}" for f, o, s in COMBOS]
 
 
-def _check(I, D, r, s, staircase, fmt, order):  # noqa: N803
+def _check(I: Any, D: Any, r: Any, s: Any, staircase: bool, fmt: str, order: str) -> None:  # noqa: N803
     want = arb_evaluate(Fraction(I), Fraction(D), Fraction(r), Fraction(s), staircase, fmt, order)
     got = float(oracle.evaluate(I, D, r, s, staircase=staircase, dtype=fmt, order=order))
     assert same(got, want), (I, D, r, s, staircase, fmt, order, got, want)
@@ -44,7 +45,7 @@ def _typical(rng: random.Random) -> tuple[float, int, float, int]:
 
 
 @pytest.mark.parametrize("fmt,order,staircase", COMBOS, ids=IDS)
-def test_typical_float_inputs(fmt, order, staircase):
+def test_typical_float_inputs(fmt: str, order: str, staircase: bool) -> None:
     rng = random.Random(f"typical-{fmt}-{order}-{staircase}")
     for _ in range(40):
         _check(*_typical(rng), staircase, fmt, order)
@@ -56,7 +57,7 @@ def _ulps_from_one(k: int) -> float:
 
 
 @pytest.mark.parametrize("fmt,order,staircase", COMBOS, ids=IDS)
-def test_rates_within_1000_ulps_of_one(fmt, order, staircase):
+def test_rates_within_1000_ulps_of_one(fmt: str, order: str, staircase: bool) -> None:
     rng = random.Random(f"near-one-{fmt}-{order}-{staircase}")
     ks = [1, -1, 2, -2, 999, -1000, 1000] + [rng.choice([-1, 1]) * rng.randint(1, 1000)
                                               for _ in range(20)]
@@ -77,13 +78,15 @@ def test_rates_within_1000_ulps_of_one(fmt, order, staircase):
 @example(k=1, D=1, s=2**53, I=1.0, combo=("float64", "exact", False))
 @example(k=-1, D=3, s=10**15, I=0.1, combo=("float64", "keras", False))
 @settings(max_examples=150, deadline=None)
-def test_near_one_property(k, D, s, I, combo):  # noqa: N803
+def test_near_one_property(
+    k: int, D: int, s: int, I: float, combo: tuple[str, str, bool]  # noqa: N803
+) -> None:
     fmt, order, staircase = combo
     _check(I, D, _ulps_from_one(k), s, staircase, fmt, order)
 
 
 @pytest.mark.parametrize("fmt,order,staircase", COMBOS, ids=IDS)
-def test_powers_of_two_rates(fmt, order, staircase):
+def test_powers_of_two_rates(fmt: str, order: str, staircase: bool) -> None:
     # r = 2**i: the value is a power of two times I whenever the exponent
     # times i is an integer, else an irrational power of two.
     for r in (0.5, 0.25, 2.0, 0.125, 1024.0, 2.0**-20):
@@ -92,7 +95,7 @@ def test_powers_of_two_rates(fmt, order, staircase):
                 _check(I, D, r, s, staircase, fmt, order)
 
 
-def test_powers_of_two_by_hand():
+def test_powers_of_two_by_hand() -> None:
     # 0.25 ** (1/2) = 0.5 exactly; 0.5 ** 10 = 2**-10; 2 ** -3 = 1/8.
     for fmt in FMT_NAMES:
         for order in ORDERS:
@@ -103,7 +106,7 @@ def test_powers_of_two_by_hand():
 
 @pytest.mark.parametrize("fmt", FMT_NAMES)
 @pytest.mark.parametrize("order", ORDERS)
-def test_perfect_powers_with_fractional_exponents(fmt, order):
+def test_perfect_powers_with_fractional_exponents(fmt: str, order: str) -> None:
     # 9/16 ** (1/2) = 3/4, 9/16 ** (3/2) = 27/64, 0.0625 ** (1/4) = 1/2,
     # 81/256 ** (1/4) = 3/4: rational powers, rounded once (exact order).
     for r, D, s in ((0.5625, 2, 1), (0.5625, 2, 3), (0.0625, 4, 1), (0.31640625, 4, 3),
@@ -121,7 +124,7 @@ def _midpoint_odd_parts(precision: int, factor: int, count: int) -> list[int]:
     """Odd ``U`` such that ``factor * U`` is odd with ``precision + 1`` bits:
     ``factor * U * 2**e`` is then a midpoint between two values of the format."""
     lo = -(-(1 << precision) // factor)
-    out = []
+    out: list[int] = []
     u = lo | 1
     while len(out) < count and factor * u < 1 << (precision + 1):
         out.append(u)
@@ -130,7 +133,7 @@ def _midpoint_odd_parts(precision: int, factor: int, count: int) -> list[int]:
 
 
 @pytest.mark.parametrize("fmt", FMT_NAMES)
-def test_exact_midpoints_tie_to_even(fmt):
+def test_exact_midpoints_tie_to_even(fmt: str) -> None:
     """``I r**m`` exactly a midpoint, with ``r = 3/4``: positive ``m`` gives
     ``9 U 2**e``; ``m = -2`` gives ``16/9 * 9 U 2**e``.  The expected value is
     the exact rational rounded by the Arb module's own rounding."""
@@ -155,7 +158,7 @@ def test_exact_midpoints_tie_to_even(fmt):
 
 @pytest.mark.parametrize("fmt", FMT_NAMES)
 @pytest.mark.parametrize("staircase", [False, True])
-def test_integer_exponents_exact_results(fmt, staircase):
+def test_integer_exponents_exact_results(fmt: str, staircase: bool) -> None:
     # r = 0.75 ** m for m up to the size where 3**m exceeds the format:
     # exact below, Ziv above; both against Arb.
     for m in range(1, 40):
@@ -165,7 +168,7 @@ def test_integer_exponents_exact_results(fmt, staircase):
 
 
 @pytest.mark.parametrize("staircase", [False, True])
-def test_keras_casts_to_special_values(staircase):
+def test_keras_casts_to_special_values(staircase: bool) -> None:
     """float16: D and s beyond 65504 round to inf in the keras order."""
     for I, D, r, s in [
         (0.1, 100000, 0.96, 7),  # D -> inf: s / inf = 0, r**0 = 1, I
@@ -185,12 +188,12 @@ def test_keras_casts_to_special_values(staircase):
             _check(I, D, r, s, staircase, "float16", order)
 
 
-def test_integer_path_takes_plain_inputs_only():
+def test_integer_path_takes_plain_inputs_only() -> None:
     """numpy scalars, strings, Decimals, zeros, infinities and negative rates
     go to the general path and agree with Arb."""
     import numpy as np
 
-    for I, D, r, s in [
+    cases: list[tuple[Any, Any, Any, Any]] = [
         (np.float32(0.1), 1000, 0.96, 500),
         ("0.1", "1000", "0.96", "12345"),
         (0.0, 10, 0.5, 3),
@@ -203,7 +206,8 @@ def test_integer_path_takes_plain_inputs_only():
         (0.1, 10, math.inf, 3),
         (0.1, 10, 0.5, math.inf),
         (0.1, 10, 1.0, 10**30),
-    ]:
+    ]
+    for I, D, r, s in cases:  # noqa: N806
         for fmt, order, staircase in COMBOS:
             want = arb_evaluate(I if isinstance(I, (str, float, int)) else Fraction(float(I)),
                                 D, r, s, staircase, fmt, order)
@@ -211,7 +215,7 @@ def test_integer_path_takes_plain_inputs_only():
             assert same(got, want), (I, D, r, s, fmt, order, staircase, got, want)
 
 
-def test_huge_amplification_goes_to_the_general_path():
+def test_huge_amplification_goes_to_the_general_path() -> None:
     # |p ln r| ~ 2**40: decided from log2 of the value (underflow), not by exp.
     for fmt in FMT_NAMES:
         got = oracle.evaluate(1.0, 1, 0.5 + 2.0**-10, 2**40, dtype=fmt)
@@ -220,9 +224,48 @@ def test_huge_amplification_goes_to_the_general_path():
         assert float(got) == math.inf
 
 
-def test_precision_cap_in_integer_path():
+def test_precision_cap_in_integer_path() -> None:
     # The same undecided case as test_oracle's cap test, on float inputs.
     with pytest.raises(oracle.PrecisionError, match="cap"):
         oracle.evaluate(0.1, 1000, 0.96, 229, dtype="float64", max_prec=64)
     want = arb_evaluate(Fraction(0.1), 1000, Fraction(0.96), 229, False, "float64", "exact")
     assert float(oracle.evaluate(0.1, 1000, 0.96, 229, dtype="float64")) == want
+
+
+def _near_midpoint_near_one(fmt: str, count: int) -> list[tuple[Fraction, int, float, int]]:
+    """Exact-order cases with a rate within 1000 ulps of 1 (float64) whose
+    value ``I r**(s/D)`` lies within ``2**-k`` (relative, ``k`` in [70, 400])
+    of a midpoint of ``fmt``: ``I`` is a dyadic approximation of ``M / W``,
+    ``W = r**(s/D)`` taken from Arb at ``k + 64`` bits."""
+    import flint
+    from flint import arb, fmpq
+
+    f = ARB_FORMATS[fmt]
+    rng = random.Random(f"near-one-mid-{fmt}")
+    out = []
+    for _ in range(count):
+        r = _ulps_from_one(rng.choice([-1, 1]) * rng.randint(1, 1000))
+        D = rng.randint(1, 1000)
+        s = rng.randint(1, 10**9)
+        k = rng.randint(70, 400)
+        e = rng.randint(-30, 5)
+        m = rng.randint(1 << (f.prec - 1), (1 << f.prec) - 2)
+        M = Fraction(2 * m + 1) * Fraction(2) ** (e - f.prec)
+        rq, pq = Fraction(r), Fraction(s, D)
+        with flint.ctx.workprec(k + 64):
+            W = (arb(fmpq(pq.numerator, pq.denominator))
+                 * arb(fmpq(rq.numerator, rq.denominator)).log()).exp()
+            man, exp = (arb(fmpq(M.numerator, M.denominator)) / W).mid().man_exp()
+        I = Fraction(int(man)) * Fraction(2) ** int(exp)  # noqa: N806
+        out.append((-I if rng.random() < 0.3 else I, D, r, s))
+    return out
+
+
+@pytest.mark.parametrize("fmt", FMT_NAMES)
+def test_near_midpoints_with_rates_near_one(fmt: str) -> None:
+    before = oracle.STATS.retries
+    for I, D, r, s in _near_midpoint_near_one(fmt, 25):  # noqa: N806
+        want = arb_evaluate(I, D, Fraction(r), s, False, fmt, "exact")
+        got = float(oracle.evaluate(I, D, r, s, dtype=fmt, order="exact"))
+        assert same(got, want), (I, D, r, s, got, want)
+    assert oracle.STATS.retries > before  # the cases were hard: the Ziv loop went on

@@ -577,21 +577,32 @@ def _rounded(pair: tuple[int, int], fmt: Format) -> float:
     return round_dyadic(num < 0, abs(num), 1 - den.bit_length(), fmt)
 
 
-#: The keras order's casts of ``(I, D, r)``, per format: a schedule is
-#: evaluated at many steps.  Cleared when it grows past 4096 entries.
-_CASTS: dict[tuple[str, tuple[int, int], tuple[int, int], tuple[int, int]],
-             tuple[float, float, float]] = {}
+#: The keras order's casts of ``(I, D, r)`` per format, with their pairs: a
+#: schedule is evaluated at many steps.  Cleared past 4096 entries.
+_CASTS: dict[tuple[str, tuple[int, int], tuple[int, int], tuple[int, int]], tuple[Any, ...]] = {}
 
 
 def _casts(
     I: tuple[int, int], D: tuple[int, int], r: tuple[int, int], fmt: Format,  # noqa: N803
-) -> tuple[float, float, float]:
+) -> tuple[Any, ...]:
+    """``(If, Df, rf, regular, negative, cm, ce, rn, rd, dn, dd)``: the casts,
+    whether all three are finite and nonzero with ``rf != 1`` (the common
+    case), and the integers the power and the product need."""
     key = (fmt.name, I, D, r)
     got = _CASTS.get(key)
     if got is None:
         if len(_CASTS) >= 4096:
             _CASTS.clear()
-        got = _CASTS[key] = (_rounded(I, fmt), _rounded(D, fmt), _rounded(r, fmt))
+        If, Df, rf = _rounded(I, fmt), _rounded(D, fmt), _rounded(r, fmt)
+        regular = all(x != 0.0 and not math.isinf(x) for x in (If, Df, rf)) and rf != 1.0
+        if regular:
+            In, Id = If.as_integer_ratio()
+            cm, ce = _odd_split(abs(In), Id)
+            got = (If, Df, rf, True, In < 0, cm, ce, *rf.as_integer_ratio(),
+                   *Df.as_integer_ratio())
+        else:
+            got = (If, Df, rf, False)
+        _CASTS[key] = got
     return got
 
 
@@ -606,8 +617,37 @@ def _parts_keras(
     the rules of :class:`ExactOps`: ``D`` rounding to infinity makes ``s / D``
     a zero and the power 1; ``s`` (or ``s / D``) rounding to infinity makes
     the power ``0`` or ``inf``; a power of 1 leaves ``I``."""
-    If, Df, rf = _casts(I, D, r, fmt)
-    sf = _rounded(s, fmt)
+    c = _casts(I, D, r, fmt)
+    sn, sd = s
+    sf = round_dyadic(sn < 0, abs(sn), 1 - sd.bit_length(), fmt)
+    if c[3] and sf - sf == 0.0:  # the common case: all four casts regular
+        _, _, _, _, negative, cm, ce, rn, rd, dn, dd = c
+        sn, sd = sf.as_integer_ratio()
+        q = round_ratio(sn * dd, sd * dn, fmt)  # s / D
+        if q == 0.0 or q - q != 0.0:
+            return _keras_special(c[0], c[1], c[2], sf, staircase, fmt, max_prec)
+        if staircase:
+            qn, qd = math.floor(q), 1
+            if qn == 0:  # r ** 0 = 1
+                return c[0]  # type: ignore[no-any-return]
+        else:
+            qn, qd = q.as_integer_ratio()
+        w = _power_parts(False, 1, 0, rn, rd, qn, qd, fmt, max_prec)
+        if w is None:
+            return None
+        if w == 0.0 or w - w != 0.0:
+            return _keras_special(c[0], c[1], c[2], sf, staircase, fmt, max_prec)
+        wn, wd = w.as_integer_ratio()
+        return round_dyadic(negative, cm * wn, ce + 1 - wd.bit_length(), fmt)
+    return _keras_special(c[0], c[1], c[2], sf, staircase, fmt, max_prec)
+
+
+def _keras_special(
+    If: float, Df: float, rf: float, sf: float, staircase: bool, fmt: Format,  # noqa: N803
+    max_prec: int,
+) -> float | None:
+    """:func:`_parts_keras` when a cast, ``s / D`` or the power is a zero or
+    an infinity, or ``rf`` is 1 (None: the general path decides)."""
     if If == 0.0 or math.isinf(If) or rf == 0.0 or math.isinf(rf) or Df == 0.0 or sf == 0.0:
         return None
     if rf == 1.0:  # 1 ** q = 1 for every q, NaN included
