@@ -22,6 +22,14 @@ How a value is obtained (see ``spec/exponential_decay.md`` §10):
    mpmath's correctly rounded arithmetic; precision grown until both ends
    round alike) terminates.
 
+Inputs that are all dyadic (Python floats and ints, dyadic Fractions) take
+the same steps on plain integers (:func:`_evaluate_parts`): no Fraction is
+formed, the boundary test runs on odd parts, the enclosure is a pair of
+integer mantissas with their exponents, and the keras order's casts of a
+schedule are cached.  Whatever that path does not settle by itself (zeros,
+infinities, NaN, negative rates, ``|p ln r| > 2**16``, the precision cap)
+goes through the steps above.
+
 No global mpmath state is read or changed: the routines of
 ``mpmath.libmp`` take the precision as an argument.
 """
