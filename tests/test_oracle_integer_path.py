@@ -269,3 +269,20 @@ def test_near_midpoints_with_rates_near_one(fmt: str) -> None:
         got = float(oracle.evaluate(I, D, r, s, dtype=fmt, order="exact"))
         assert same(got, want), (I, D, r, s, got, want)
     assert oracle.STATS.retries > before  # the cases were hard: the Ziv loop went on
+
+
+@pytest.mark.parametrize("fmt", FMT_NAMES)
+def test_keras_steps_that_round_to_zero_or_are_not_integers(fmt: str) -> None:
+    # A float step below the format's smallest subnormal rounds to +-0 in the
+    # keras order (s / D = 0, the power 1, the result I); other float steps
+    # are rounded before the division.
+    for s in (1e-300, -1e-300, 2.0**-30, 0.75, 12345.678, 2.0**60 + 2.0**8, 3 * 2.0**70):
+        for staircase in (False, True):
+            for order in ORDERS:
+                _check(0.1, 7, 0.96, s, staircase, fmt, order)
+    # D the smallest subnormal, s a quarter of it: s rounds to 0 (keras gives
+    # I) while the exact s / D is 1/4.
+    qmin = {"float16": -24, "bfloat16": -133, "float32": -149, "float64": -1074}[fmt]
+    for staircase in (False, True):
+        for order in ORDERS:
+            _check(0.1, Fraction(2) ** qmin, 0.5, Fraction(2) ** (qmin - 2), staircase, fmt, order)

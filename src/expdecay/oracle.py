@@ -491,6 +491,19 @@ def _odd_split(num: int, den: int) -> tuple[int, int]:
     return num >> t, t - den.bit_length() + 1
 
 
+@functools.lru_cache(maxsize=1024)
+def _rate_parts(rn: int, rd: int) -> tuple[int, int, int]:
+    """``(A, i, ln_bits)``: ``rn / rd = A 2**i`` with ``A`` odd, and about
+    ``log2 |ln(rn / rd)|`` as in :func:`amplification_bits` (a schedule's rate
+    is used at many steps)."""
+    A, i = _odd_split(rn, rd)
+    if rd <= 2 * rn and rn <= 2 * rd:
+        ln_bits = abs(rn - rd).bit_length() - rd.bit_length() + 1
+    else:
+        ln_bits = abs(rn.bit_length() - rd.bit_length()).bit_length()
+    return A, i, ln_bits
+
+
 def _power_parts(
     negative: bool, cm: int, ce: int, rn: int, rd: int, m: int, n: int, fmt: Format,
     max_prec: int,
@@ -500,7 +513,7 @@ def _power_parts(
     ``cm > 0``; ``rn / rd`` dyadic, positive, not 1; ``m != 0``, ``n >= 1``
     coprime.  None when the general path must decide."""
     STATS.calls += 1
-    A, i = _odd_split(rn, rd)
+    A, i, ln_bits = _rate_parts(rn, rd)
     # Exact cases (spec §10): base ** exponent is rational only if the odd part
     # is a perfect n-th power and n divides the power of two's exponent.
     root: int | None = A
@@ -522,10 +535,6 @@ def _power_parts(
         # 2**(precision+1): not a float nor a midpoint, so the loop ends.
     # |p ln r| in bits, as amplification_bits(): beyond 2**16 the general path
     # first settles overflow and underflow from log2 of the value.
-    if rd <= 2 * rn and rn <= 2 * rd:
-        ln_bits = abs(rn - rd).bit_length() - rd.bit_length() + 1
-    else:
-        ln_bits = abs(rn.bit_length() - rd.bit_length()).bit_length()
     extra = max(0, abs(m).bit_length() - n.bit_length() + 1)
     if extra + ln_bits > 16:
         return None
@@ -627,10 +636,14 @@ def _parts_keras(
     the power ``0`` or ``inf``; a power of 1 leaves ``I``."""
     c = _casts(I, D, r, fmt)
     sn, sd = s
-    sf = round_dyadic(sn < 0, abs(sn), 1 - sd.bit_length(), fmt)
-    if c[3] and sf - sf == 0.0:  # the common case: all four casts regular
+    if sd == 1 and abs(sn) >> fmt.precision == 0:  # an integer step the format holds
+        sf = float(sn)
+    else:
+        sf = round_dyadic(sn < 0, abs(sn), 1 - sd.bit_length(), fmt)
+        if sf - sf == 0.0 and sf != 0.0:
+            sn, sd = sf.as_integer_ratio()
+    if c[3] and sf - sf == 0.0 and sf != 0.0:  # the common case: all casts regular
         _, _, _, _, negative, cm, ce, rn, rd, dn, dd = c
-        sn, sd = sf.as_integer_ratio()
         q = round_ratio(sn * dd, sd * dn, fmt)  # s / D
         if q == 0.0 or q - q != 0.0:
             return _keras_special(c[0], c[1], c[2], sf, staircase, fmt, max_prec)
