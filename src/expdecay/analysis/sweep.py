@@ -618,7 +618,7 @@ def _run_task(
 
 #: Larger ``|error|`` values the kernel writes out per reference before the
 #: chunk stops for them to be counted (the dense histogram takes the others).
-_BIG = 1 << 18
+_BIG = 1 << 16
 
 #: Undecided steps collected per chunk before the kernel stops for them.
 _PENDING = 1 << 16
