@@ -210,6 +210,22 @@ def _block_mode(sbuf: np.ndarray, m: int, keras: bool, staircase: bool, c0: floa
 
 
 @_jit
+def _exponent(s: int, keras: bool, prec: int, emin: int, emax: int, d_fmt: float,
+              d_num: int, d_den: int, pow2: np.ndarray) -> tuple[bool, int]:
+    """The staircase exponent of step ``s`` (see :func:`_runs`), and whether
+    it could be formed here."""
+    if keras:
+        p = _keras_p(s, True, prec, emin, emax, True, d_fmt, pow2)
+        if not abs(p) < 2.0**62:  # NaN too
+            return False, 0
+        return True, int(p)
+    lim = (1 << 62) // max(d_den, 1)
+    if d_num <= 0 or not (s < lim and s > -lim):
+        return False, 0
+    return True, (s * d_den) // d_num
+
+
+@_jit
 def _runs(st: np.ndarray, m: int, keras: bool, prec: int, emin: int, emax: int,
           d_fmt: float, d_num: int, d_den: int, pow2: np.ndarray, keys: np.ndarray,
           reps: np.ndarray) -> int:
@@ -218,26 +234,49 @@ def _runs(st: np.ndarray, m: int, keras: bool, prec: int, emin: int, emax: int,
     exact ``floor(s / D)`` by integer division (``D = d_num / d_den``); a
     staircase value depends on the step only through it, in the kernels too
     (their rounding test included, keras order), so one element per run
-    stands for the run.  Writes each element's exponent into ``keys`` and
-    each run's first step into ``reps``; returns the number of runs, or 0
-    when an exponent cannot be formed here (then every element is evaluated)."""
-    lim = (1 << 62) // max(d_den, 1)
-    for k in range(m):
-        s = st[k]
-        if keras:
-            p = _keras_p(s, True, prec, emin, emax, True, d_fmt, pow2)
-            if not abs(p) < 2.0**62:  # NaN too
-                return 0
-            keys[k] = np.int64(p)
-        else:
-            if d_num <= 0 or not (s < lim and s > -lim):
-                return 0
-            keys[k] = (s * d_den) // d_num
+    stands for the run.  Both exponents are nondecreasing in the step, so
+    for ascending steps a run is found by galloping from its first element
+    (its end is where the exponent first differs).  Writes each element's
+    exponent into ``keys`` and each run's first step into ``reps``; returns
+    the number of runs, or 0 when the steps are not ascending or an
+    exponent cannot be formed here (then every element is evaluated)."""
+    for k in range(1, m):
+        if st[k] < st[k - 1]:
+            return 0
     nr = 0
-    for k in range(m):
-        if k == 0 or keys[k] != keys[k - 1]:
-            reps[nr] = st[k]
-            nr += 1
+    pos = 0
+    while pos < m:
+        ok, kp = _exponent(st[pos], keras, prec, emin, emax, d_fmt, d_num, d_den, pow2)
+        if not ok:
+            return 0
+        # last: the last index known in the run; beyond: an index known past it (or m)
+        last = pos
+        beyond = m
+        step = 1
+        while last + step < m:
+            ok, kq = _exponent(st[last + step], keras, prec, emin, emax, d_fmt, d_num, d_den,
+                               pow2)
+            if not ok:
+                return 0
+            if kq != kp:
+                beyond = last + step
+                break
+            last += step
+            step *= 2
+        while beyond - last > 1:
+            mid = (last + beyond) // 2
+            ok, kq = _exponent(st[mid], keras, prec, emin, emax, d_fmt, d_num, d_den, pow2)
+            if not ok:
+                return 0
+            if kq == kp:
+                last = mid
+            else:
+                beyond = mid
+        for k in range(pos, beyond):
+            keys[k] = kp
+        reps[nr] = st[pos]
+        nr += 1
+        pos = beyond
     return nr
 
 
