@@ -1,11 +1,17 @@
 """Throughput of the precision analysis, as ratios to baselines of the same run.
 
 * Sweep: steps per second of an exhaustive float32 sweep (exact order, keras
-  order, exact order on rounded inputs, statistics), over a slice at the top
-  of the int32 range, on one process and on every core; the baseline is plain
-  numpy computing the keras pipeline with ``np.power`` (not correctly rounded)
-  on the same steps.  The time of the whole ``[0, 2**31)`` is extrapolated, or
-  measured with ``--full``.
+  order, exact order on rounded inputs, statistics) over slices of the int32
+  range where the values are normal, subnormal and zero, for a staircase and
+  a continuous schedule: the fused route (one compiled pass per chunk) on one
+  and on every core, and the unfused route (``expdecay.fast.evaluate`` and
+  numpy reductions) on one core.  The baseline is plain numpy computing the
+  keras pipeline with ``np.power`` (not correctly rounded) on the same steps.
+  Wall and CPU time are both reported (the CPU time of the process, all
+  threads), since a shared machine stretches wall time.
+* First call: the seconds the first fused chunk of a fresh process takes
+  (numba compiling the kernel, or loading it from its cache).
+* ``--full``: all of ``[0, 2**31)`` on every core, staircase and continuous.
 * Misfloors: the exact enumeration over ``[0, 2**25)`` and ``[0, 2**31)``
   against a brute-force numpy scan of the same range.
 
@@ -21,19 +27,24 @@ import time
 
 import numpy as np
 
+from expdecay.analysis import sweep as sweep_module
 from expdecay.analysis.misfloor import misfloors
-from expdecay.analysis.sweep import Schedule, StepSet, have_fast_path, parse_steps, sweep
+from expdecay.analysis.sweep import Schedule, StepSet, fused_available, parse_steps, sweep
 
-SCHEDULE = Schedule("0.1", 1000, "0.9999", True, "float32")
+SCHEDULES = {"staircase": Schedule("0.1", 1000, "0.9999", True, "float32"),
+             "continuous": Schedule("0.1", 1000, "0.9999", False, "float32")}
+
+#: Slices starting here: normal values, subnormal values, zeros (0.1 * 0.9999**(s/1000)).
+REGIONS = {"normal": 2**24, "subnormal": 900_000_000, "zero": 2**31}
 
 
-def baseline_numpy(steps: StepSet) -> float:
+def baseline_numpy(steps: StepSet, staircase: bool) -> float:
     """Seconds for plain numpy: the float32 keras pipeline with np.power."""
     t0 = time.perf_counter()
     I, D, r = np.float32(0.1), np.float32(1000), np.float32(0.9999)
     for c in steps.chunks(1 << 20):
-        s = c.array().astype(np.float32)
-        np.multiply(I, np.power(r, np.floor(s / D)))
+        s = c.array().astype(np.float32) / D
+        np.multiply(I, np.power(r, np.floor(s) if staircase else s))
     return time.perf_counter() - t0
 
 
@@ -48,35 +59,53 @@ def brute_misfloors(stop: int) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
-def timed_sweep(steps: StepSet, workers: int, bound: bool) -> float:
-    t0 = time.perf_counter()
-    sweep(SCHEDULE, steps, workers=workers, pow_ulps=1 if bound else None)
-    return time.perf_counter() - t0
+def timed_sweep(sch: Schedule, steps: StepSet, workers: int, fused: bool) -> dict[str, float]:
+    """Wall and CPU seconds of one sweep without the bound."""
+    os.environ["EXPDECAY_FUSED_SWEEP"] = "1" if fused else "0"
+    sweep_module._SETUPS.clear()
+    try:
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = sweep(sch, steps, workers=workers, pow_ulps=None)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        del os.environ["EXPDECAY_FUSED_SWEEP"]
+        sweep_module._SETUPS.clear()
+    assert res.evaluator == ("fused" if fused else "fast"), res.evaluator
+    return {"wall_s": wall, "cpu_s": cpu}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--slice", default="2**22", help="steps timed (default 2**22)")
+    ap.add_argument("--slice", default="2**22", help="steps timed per region (default 2**22)")
     ap.add_argument("--full", action="store_true", help="also sweep all of [0, 2**31)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    if not have_fast_path():
-        raise SystemExit("expdecay.fast is required for the sweep benchmark")
+    if not fused_available(SCHEDULES["staircase"]):
+        raise SystemExit("the fused sweep needs numba (the compiled kernels)")
     n = parse_steps(f"0:{args.slice}").stop
-    steps = StepSet(2**31 - n, 2**31)
     cores = os.cpu_count() or 1
     out: dict[str, object] = {"cores": cores, "slice_steps": n}
-    base = baseline_numpy(steps)
-    out["numpy_baseline_steps_per_s"] = n / base
-    for label, workers, bound in (("1 process, no bound", 1, False),
-                                  (f"{cores} processes, no bound", cores, False),
-                                  (f"{cores} processes, with bound", cores, True)):
-        t = timed_sweep(steps, workers, bound)
-        out[label] = {"steps_per_s": n / t, "ratio_to_numpy": base / t,
-                      "extrapolated_2**31_s": t * 2**31 / n}
+    t0 = time.perf_counter()
+    sweep(SCHEDULES["staircase"], StepSet(0, 1), workers=1, pow_ulps=None)
+    out["first_call_s"] = time.perf_counter() - t0
+    for name, sch in SCHEDULES.items():
+        for region, lo in REGIONS.items():
+            lo = min(lo, 2**31 - n)
+            steps = StepSet(lo, lo + n)
+            base = baseline_numpy(steps, sch.staircase)
+            row: dict[str, object] = {"numpy_baseline_steps_per_s": n / base}
+            for label, workers, fused in (("fused, 1 thread", 1, True),
+                                          (f"fused, {cores} threads", cores, True),
+                                          ("unfused, 1 process", 1, False)):
+                t = timed_sweep(sch, steps, workers, fused)
+                row[label] = {**t, "steps_per_cpu_s": n / t["cpu_s"],
+                              "ratio_to_numpy": base / t["wall_s"]}
+            out[f"{name} {region} [{lo}, {lo + n})"] = row
     if args.full:
-        t = timed_sweep(StepSet(0, 2**31), cores, False)
-        out["full_2**31"] = {"seconds": t, "steps_per_s": 2**31 / t}
+        for name, sch in SCHEDULES.items():
+            t = timed_sweep(sch, StepSet(0, 2**31), cores, True)
+            out[f"full 2**31 {name}"] = {**t, "steps_per_s": 2**31 / t["wall_s"],
+                                         "steps_per_cpu_s": 2**31 / t["cpu_s"]}
     for stop in (2**25, 2**31):
         t0 = time.perf_counter()
         r = misfloors(1000, 0, stop, "float32")

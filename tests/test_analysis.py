@@ -575,3 +575,169 @@ def test_sweep_worker_count_is_capped_and_validated():
         analysis_sweep._worker_count(0, 4)
     with pytest.raises(TypeError, match="workers must be an int; got float 2.5"):
         analysis_sweep._worker_count(2.5, 4)
+
+
+# ---------------------------------------------------------------------------
+# The fused sweep (one compiled pass per chunk) against the unfused route and
+# against the oracle
+# ---------------------------------------------------------------------------
+
+from expdecay.analysis import sweep as sweep_module  # noqa: E402
+
+
+def _same(a, b) -> None:
+    """Every reduction of two sweep results is identical."""
+    for name in ("vs_exact", "vs_keras", "vs_rounded"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x.count, x.nan_mismatch, x.total_abs) == (y.count, y.nan_mismatch, y.total_abs), name
+        assert x.hist == y.hist, name
+        assert x.worst == y.worst, name
+    for name in ("edges", "err_min", "err_max", "bound_max", "arith_min", "arith_max"):
+        assert np.array_equal(getattr(a.envelope, name), getattr(b.envelope, name)), name
+    assert a.to_json()["vs_exact"] == b.to_json()["vs_exact"]
+
+
+@pytest.fixture
+def unfused(monkeypatch):
+    """A function running the sweep on the unfused route (fast.evaluate and
+    numpy reductions), the reference the fused route must equal."""
+
+    def run(sch, steps, **kw):
+        monkeypatch.setenv("EXPDECAY_FUSED_SWEEP", "0")
+        sweep_module._SETUPS.clear()
+        try:
+            res = sweep(sch, steps, workers=1, pow_ulps=None, **kw)
+        finally:
+            monkeypatch.delenv("EXPDECAY_FUSED_SWEEP")
+            sweep_module._SETUPS.clear()
+        assert res.evaluator == "fast"
+        return res
+
+    return run
+
+
+def _fused(sch, steps, **kw):
+    res = sweep(sch, steps, pow_ulps=None, **kw)
+    assert res.evaluator == "fused"
+    return res
+
+
+# (schedule, first step, steps): 2**20-step windows where the regimes change.
+FUSED_CASES = [
+    # float32 steps become even at 2**24: the early misfloors
+    (("0.1", 1000, "0.9999", True, "float32"), 2**24 - 2**19, 2**20),
+    (("0.1", 1000, "0.9999", False, "float32"), 2**24 - 2**19, 2**20),
+    # values become subnormal (about 8.50e8) and round to zero (about 1.0167e9)
+    (("0.1", 1000, "0.9999", True, "float32"), 850_300_000 - 2**19, 2**20),
+    (("0.1", 1000, "0.9999", True, "float32"), 1_016_700_000 - 2**19, 2**20),
+    (("0.1", 1000, "0.9999", False, "float32"), 1_016_700_000 - 2**19, 2**20),
+    # the top of the int32 range: every value is zero
+    (("0.1", 1000, "0.9999", True, "float32"), 2**31 - 2**20, 2**20),
+    # misfloors of a whole factor 2: |error| 2**22 and more (beyond the dense histogram)
+    (("0.1", 10**6, "0.5", True, "float32"), 17_000_000 - 2**17, 2**18),
+    # negative I, r > 1, overflow to -inf; a non-integer D
+    (("-0.1", 3, "1.0001", False, "float32"), 2_700_000 - 2**17, 2**18),
+    (("-0.1", "2.5", "0.999", True, "float32"), 2**24 - 2**16, 2**17),
+    (("0.3", "0.3", "0.9999", True, "float32"), 2**24 - 2**16, 2**17),
+    # 16-bit formats: every output of these schedules
+    (("0.1", 10, "0.96", False, "float16"), 0, 2**20),
+    (("0.1", 7, "0.96", True, "bfloat16"), 0, 2**20),
+    (("0.1", 1000, "0.99", True, "bfloat16"), 0, 2**20),
+    (("-1", 3, "0.5", False, "float16"), 60_000, 2**16),
+]
+
+
+@pytest.mark.parametrize("case", FUSED_CASES, ids=lambda c: f"{c[0]}@{c[1]}")
+def test_fused_sweep_equals_unfused(case, unfused):
+    args, lo, n = case
+    sch = Schedule(*args)
+    steps = StepSet(lo, lo + n)
+    _same(_fused(sch, steps, workers=1), unfused(sch, steps))
+
+
+def test_fused_sweep_other_step_sets(unfused):
+    sch = Schedule("0.1", 1000, "0.9999", True, "float32")
+    for steps in (StepSet(0, 2**31, 2**31 // 2**17 + 1),  # a stride over the whole range
+                  StepSet(0, 2**31).sample(2**16),  # log-spaced explicit points
+                  StepSet(-5000, 5000)):  # negative steps
+        _same(_fused(sch, steps, workers=1, chunk=5000), unfused(sch, steps))
+
+
+def test_fused_sweep_oracle_fixups(unfused, monkeypatch):
+    # Continuous float32: the kernels leave a few steps of this window
+    # undecided (keras near 19.6e6, exact near 20.58e6); the fused route
+    # sends them to the oracle and folds them into the same reductions.
+    sch = Schedule("0.1", 1000, "0.9999", False, "float32")
+    steps = StepSet(19_595_264, 20_578_304 + 2**16)
+    seen = []
+    real = sweep_module.evaluate_order
+
+    def counting(*a, **kw):
+        seen.append(len(a[3]))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sweep_module, "evaluate_order", counting)
+    fused = _fused(sch, steps, workers=1)
+    assert sum(seen) >= 3  # the fix-up path ran (three orders per pending step)
+    monkeypatch.setattr(sweep_module, "evaluate_order", real)
+    _same(fused, unfused(sch, steps))
+
+
+def test_fused_sweep_threads_and_chunks_agree():
+    sch = Schedule("0.1", 1000, "0.9999", True, "float32")
+    steps = StepSet(850_300_000 - 2**19, 850_300_000 + 2**19)
+    one = _fused(sch, steps, workers=1)
+    _same(one, _fused(sch, steps, workers=2, chunk=40_009))
+    _same(one, _fused(sch, steps, workers=2, chunk=4099))
+    # per-exponent reuse switched off: every step evaluated, same result
+    os.environ["EXPDECAY_SWEEP_REUSE"] = "0"
+    try:
+        _same(one, _fused(sch, steps, workers=2))
+    finally:
+        del os.environ["EXPDECAY_SWEEP_REUSE"]
+
+
+def _oracle_three(sch: Schedule, s: int) -> tuple[float, float, float]:
+    fmt = sch.format
+    If, rf = sch.rounded()
+    kw = dict(staircase=sch.staircase, dtype=fmt.name)
+    I, D, r = sch.initial_learning_rate, sch.decay_steps, sch.decay_rate
+    return (float(oracle.evaluate(I, D, r, s, order="exact", **kw)),
+            float(oracle.evaluate(I, D, r, s, order="keras", **kw)),
+            float(oracle.evaluate(If, D, rf, s, order="exact", **kw)))
+
+
+@pytest.mark.parametrize("staircase", [False, True])
+def test_fused_sweep_matches_oracle_over_int32(staircase):
+    """A stride through every regime of [0, 2**31) (normal, subnormal, zero),
+    every reduction rebuilt here from oracle values and ulp distances."""
+    sch = Schedule("0.1", 1000, "0.9999", staircase, "float32")
+    steps = StepSet(16_777_000, 2**31, 5_336_113)  # 400 steps, 1/4 of them odd above 2**24
+    res = _fused(sch, steps, workers=1, chunk=97, top=5)
+    fmt = sch.format
+    errs: list[list[int]] = [[], []]
+    for s in steps.array().tolist():
+        e, k, q = _oracle_three(sch, s)
+        errs[0].append(ulp_distance(e, k, fmt))  # keras - exact, in ulps
+        errs[1].append(ulp_distance(q, k, fmt))
+    pts = steps.array().tolist()
+    for stats, err in ((res.vs_exact, errs[0]), (res.vs_rounded, errs[1])):
+        hist: dict[int, int] = {}
+        for x in err:
+            hist[abs(x)] = hist.get(abs(x), 0) + 1
+        assert stats.hist == hist
+        assert stats.count == len(err) and stats.nan_mismatch == 0
+        assert stats.total_abs == sum(abs(x) for x in err)
+        order = sorted((i for i in range(len(err)) if err[i]), key=lambda i: (-abs(err[i]), i))
+        assert stats.worst == [(err[i], pts[i]) for i in order[:5]]
+    assert res.vs_keras.hist == {0: len(pts)}
+    assert any(x == 0 for x in errs[0]) and any(x != 0 for x in errs[0])
+
+
+def test_fused_route_applies():
+    sch = Schedule("0.1", 1000, "0.9999", True, "float32")
+    assert sweep_module.fused_available(sch)
+    assert not sweep_module.fused_available(sch, pow_ulps=1)  # the bound: unfused
+    assert not sweep_module.fused_available(sch, "keras")
+    assert not sweep_module.fused_available(Schedule("0.1", 1000, "0.9999", True, "float64"))
+    assert not sweep_module.fused_available(Schedule("0", 1000, "0.9999", True, "float32"))

@@ -85,3 +85,45 @@ def test_without_numba_same_bits() -> None:
     assert outs[0][0] == str(fast.kernels() is not None) and outs[1][0] == "False"
     assert len(outs[0]) == 17 and outs[0][1:] == outs[1][1:]
     assert np.unique(outs[0][1:]).size == 16
+
+
+def test_exhaustive_float32_takes_the_fused_route() -> None:
+    # 2**21 steps across 2**24, without the bound: the fused route, with
+    # progress lines (not a terminal) and the same numbers as the unfused one.
+    argv = ["analyze", "--initial-learning-rate", "0.1", "--decay-steps", "1000",
+            "--decay-rate", "0.9999", "--staircase", "--dtype", "float32",
+            "--steps", f"{2**24 - 2**20}:{2**24 + 2**20}", "--no-bound", "--exhaustive",
+            "--json"]
+    fused = _cli(*argv)
+    assert fused.returncode == 0, fused.stderr
+    assert f"analyze: {2**21:,}/{2**21:,} steps (100%)" in fused.stderr
+    got = json.loads(fused.stdout)["sweep"]
+    assert got["evaluator"] == "fused" and got["vs_exact"]["count"] == 2**21
+    plain = _cli(*argv, env=dict(os.environ, EXPDECAY_FUSED_SWEEP="0"))
+    assert plain.returncode == 0, plain.stderr
+    want = json.loads(plain.stdout)["sweep"]
+    assert want["evaluator"] == "fast"
+    for key in ("vs_exact", "vs_keras", "vs_exact_on_rounded_inputs"):
+        assert got[key] == want[key], key
+
+
+@pytest.mark.slow
+def test_exhaustive_all_int32_steps_float32() -> None:
+    """All 2**31 int32 steps of a float32 schedule through the CLI (slow tier):
+    every step counted, and the numbers equal to the same range swept as 16
+    separate pieces of 2**27 steps (on one thread) and merged here."""
+    argv = ["analyze", "--initial-learning-rate", "0.1", "--decay-steps", "1000",
+            "--decay-rate", "0.9999", "--staircase", "--dtype", "float32",
+            "--steps", "0:2**31", "--no-bound", "--exhaustive", "--json"]
+    done = _cli(*argv)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)["sweep"]
+    assert got["evaluator"] == "fused" and got["vs_exact"]["count"] == 2**31
+    sch = sweep_module.Schedule("0.1", 1000, "0.9999", True, "float32")
+    parts = [sweep_module.sweep(sch, sweep_module.StepSet(a, a + 2**27), workers=1,
+                                pow_ulps=None) for a in range(0, 2**31, 2**27)]
+    for key, name in (("vs_exact", "vs_exact"), ("vs_exact_on_rounded_inputs", "vs_rounded")):
+        merged = sweep_module.ErrorStats()
+        for p in parts:
+            merged.merge(getattr(p, name), 10)
+        assert got[key] == merged.to_json(), key

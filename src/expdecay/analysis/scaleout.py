@@ -26,7 +26,7 @@ import hashlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -66,12 +66,15 @@ def _client(scheduler: str) -> Any:
 
 
 def map_ordered(fn: Callable[[T], R], items: Iterable[T], *, scheduler: str | None = None,
-                workers: int | None = None, window: int | None = None) -> Iterator[R]:
+                workers: int | None = None, window: int | None = None,
+                threads: bool = False) -> Iterator[R]:
     """``fn(item)`` for every item, yielded in the items' order.
 
     ``scheduler``: a Dask scheduler address (or a ``distributed.Client``);
     otherwise ``workers`` local processes (default: every usable core; one
-    runs in this process).  At most ``window`` items are in flight (default:
+    runs in this process), or threads with ``threads=True`` (for a ``fn``
+    that spends its time in compiled code releasing the GIL, such as the
+    fused sweep kernel).  At most ``window`` items are in flight (default:
     four per worker), so memory stays bounded however many items there are.
     """
     if scheduler is None:
@@ -81,7 +84,9 @@ def map_ordered(fn: Callable[[T], R], items: Iterable[T], *, scheduler: str | No
         if n == 1:
             yield from map(fn, items)
             return
-        with ProcessPoolExecutor(max_workers=n) as pool:
+        pool: Executor = (ThreadPoolExecutor(max_workers=n) if threads
+                          else ProcessPoolExecutor(max_workers=n))
+        with pool:
             yield from _windowed(lambda x: pool.submit(fn, x), items, window or 4 * n,
                                  lambda f: f.result())
         return

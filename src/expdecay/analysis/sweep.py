@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -27,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import fast as _fast
 from ..fast import evaluate as fast_evaluate
 from ..floats import Format, get_format, round_rational
-from ..inputs import to_exact
+from ..inputs import check_decay_steps, to_exact
 
 __all__ = [
     "StepSet",
@@ -45,6 +47,9 @@ __all__ = [
 
 #: Chunk length of a sweep (steps per task).
 CHUNK = 1 << 20
+
+#: Chunk length of the fused route (:func:`fused_available`).
+FUSED_CHUNK = 1 << 22
 
 
 #: Longest step set the fast path sweeps in full; a longer one is cut to
@@ -607,6 +612,184 @@ def _run_task(
     return stats[0], stats[1], stats[2], env, bmax, viol, why
 
 
+# ---------------------------------------------------------------------------
+# The fused route: one compiled pass per chunk
+# ---------------------------------------------------------------------------
+
+#: Larger ``|error|`` values the kernel writes out per reference before the
+#: chunk stops for them to be counted (the dense histogram takes the others).
+_BIG = 1 << 16
+
+#: Undecided steps collected per chunk before the kernel stops for them.
+_PENDING = 1 << 16
+
+
+@dataclass(frozen=True)
+class _FusedSetup:
+    """The kernel parameters of the three orders (exact, keras, exact on the
+    rounded inputs) of one schedule."""
+
+    kernel: Callable[..., Any]
+    keras: np.ndarray  # bool per order
+    fp: np.ndarray  # float64 (3, 6)
+    ip: np.ndarray  # int64 (3, 4)
+    fmt: np.ndarray  # int64: precision, emin, emax, bias
+    tab: np.ndarray
+    ln2: float
+    pow2: np.ndarray
+
+
+_SETUPS: dict[Schedule, _FusedSetup | None] = {}
+_SETUPS_LOCK = threading.Lock()
+
+
+def _fused_setup(sch: Schedule) -> _FusedSetup | None:
+    """The fused route's parameters for ``sch``, or None when it does not
+    apply: not a 16- or 32-bit format, no compiled kernels (numba missing or
+    ``EXPDECAY_KERNELS=0``), ``EXPDECAY_FUSED_SWEEP=0``, or a schedule one of
+    whose orders is not a regular plan of :mod:`expdecay.fast` (special
+    parameters, a constant schedule)."""
+    try:
+        hash(sch)
+    except TypeError:  # an unhashable input: not cached
+        return _make_setup(sch)
+    with _SETUPS_LOCK:
+        if sch in _SETUPS:
+            return _SETUPS[sch]
+        got = _make_setup(sch)
+        _SETUPS[sch] = got
+        return got
+
+
+def _make_setup(sch: Schedule) -> _FusedSetup | None:
+    fmt = sch.format
+    if fmt.width not in (16, 32) or os.environ.get("EXPDECAY_FUSED_SWEEP", "1") == "0":
+        return None
+    if _fast.kernels() is None:
+        return None
+    try:
+        from . import _sweep_kernels
+    except (ImportError, AttributeError):  # no numba, or kernels it cannot find
+        return None
+    D = check_decay_steps(sch.decay_steps)
+    I = to_exact(sch.initial_learning_rate, "initial_learning_rate")
+    r = to_exact(sch.decay_rate, "decay_rate")
+    If, rf = sch.rounded()
+    Iq, rq = to_exact(If, "initial_learning_rate"), to_exact(rf, "decay_rate")
+    plans = [_fast._plan(a, D, b, fmt, order, sch.staircase, False)
+             for a, b, order in ((I, r, "exact"), (I, r, "keras"), (Iq, rq, "exact"))]
+    if any(p.kind != "regular" for p in plans):
+        return None
+    fp = np.empty((3, 6))
+    ip = np.empty((3, 4), np.int64)
+    for o, p in enumerate(plans):
+        # The arguments fast.run_kernel passes the kernels, in their order.
+        num, den = p.d_int if p.d_int is not None else (0, 1)
+        d_float = float(p.args[1]) if p.args[1] < 2**1000 else math.inf
+        h, _, e = p.scale
+        fp[o] = (p.c[0], h, p.log2_i, p.i_fmt, p.d_fmt, d_float)
+        ip[o] = (e, int(p.negative), num, den)
+    hi, _, _, _, pow2 = _fast._kernel_tables()
+    l2h, _ = _fast._ln2_dd()
+    kernel = _sweep_kernels.fused32 if fmt.width == 32 else _sweep_kernels.fused16
+    return _FusedSetup(kernel, np.array([False, True, False]), fp, ip,
+                       np.array([fmt.precision, fmt.emin, fmt.emax, 1 - fmt.emin], np.int64),
+                       hi, l2h, pow2)
+
+
+def fused_available(schedule: Schedule, implementation: str = "expdecay",
+                    options: dict[str, Any] | None = None, pow_ulps: float | None = None
+                    ) -> bool:
+    """Whether :func:`sweep` takes the fused route: expdecay's own keras order,
+    no error bound (``pow_ulps=None``), a float16, bfloat16 or float32
+    schedule whose three orders are regular plans, and the compiled kernels
+    available.  Otherwise the unfused route (:func:`expdecay.fast.evaluate`
+    and numpy reductions) measures the same thing."""
+    options = options or {}
+    own = implementation == "expdecay" and options.get("order", "keras") == "keras"
+    return own and pow_ulps is None and _fused_setup(schedule) is not None
+
+
+def _run_fused(task: _Task) -> tuple[ErrorStats, ErrorStats, ErrorStats, Envelope, float,
+                                     int, str | None]:
+    """:func:`_run_task` for expdecay's keras order without the bound, by the
+    fused kernel of :mod:`expdecay.analysis._sweep_kernels`; the same result."""
+    sch, steps, top = task.schedule, task.steps, task.top
+    setup = _fused_setup(sch)
+    if setup is None:  # a worker where the kernels cannot load: the unfused route
+        return _run_task(task)
+    n = len(steps)
+    explicit = steps.points is not None or steps.stride >= 1 << 62
+    arr = steps.array() if explicit else np.empty(0, np.int64)
+    env = task.envelope.copy()
+    nb = env.err_min.size
+    cnt, nanm, tot = np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(2, np.int64)
+    hist = np.zeros((2, _sweep_hist()), np.int64)
+    big, nbig = np.empty((2, _BIG), np.int64), np.zeros(2, np.int64)
+    wa, we, ws = (np.zeros((2, top), np.int64) for _ in range(3))
+    wn = np.zeros(2, np.int64)
+    emin, emax = np.full((2, nb), np.inf), np.full((2, nb), -np.inf)
+    pend = np.empty(_PENDING, np.int64)
+    stats = [ErrorStats(), ErrorStats()]
+    pending: list[np.ndarray] = []
+    pos = 0
+    while pos < n:
+        args: tuple[Any, ...] = (arr, explicit, steps.start, steps.stride, n, pos, setup.keras,
+                                 sch.staircase, sch.staircase and _reuse(), setup.fp, setup.ip)
+        if setup.kernel.__name__ == "fused16":
+            args += (setup.fmt,)
+        pos, npend = setup.kernel(*args, setup.tab, setup.ln2, setup.pow2, env.edges, cnt,
+                                  nanm, tot, hist, big, nbig, wa, we, ws, wn, emin, emax,
+                                  pend, 0)
+        for j in range(2):
+            if nbig[j]:
+                vals, counts = np.unique(big[j, :nbig[j]], return_counts=True)
+                h = stats[j].hist
+                for v, c in zip(vals.tolist(), counts.tolist(), strict=True):
+                    h[v] = h.get(v, 0) + c
+                nbig[j] = 0
+        if npend:
+            pending.append(pend[:npend].copy())
+    for j, st in enumerate(stats):
+        st.count, st.nan_mismatch, st.total_abs = int(cnt[j]), int(nanm[j]), int(tot[j])
+        for v in np.flatnonzero(hist[j]).tolist():
+            st.hist[v] = st.hist.get(v, 0) + int(hist[j, v])
+        st.worst = [(int(we[j, i]), int(ws[j, i])) for i in range(int(wn[j]))]
+    decided = int(cnt[0] + nanm[0])
+    vs_k = ErrorStats(count=decided, hist={0: decided} if decided else {})
+    env.err_min[:], env.err_max[:] = emin[0], emax[0]
+    env.arith_min[:], env.arith_max[:] = emin[1], emax[1]
+    if pending:
+        # Steps one of the kernels left undecided: the oracle, then the same
+        # reductions (each is exact and independent of the folding order).
+        s = np.concatenate(pending)
+        kw: dict[str, Any] = {"staircase": sch.staircase, "dtype": sch.dtype}
+        I, D, r = sch.initial_learning_rate, sch.decay_steps, sch.decay_rate
+        If, rf = sch.rounded()
+        keras = evaluate_order(I, D, r, s, order="keras", **kw)
+        errs = []
+        for st, ref in ((stats[0], evaluate_order(I, D, r, s, order="exact", **kw)),
+                        (vs_k, keras),
+                        (stats[1], evaluate_order(If, D, rf, s, order="exact", **kw))):
+            err, valid = _errors(keras, ref, sch.format)
+            st.add(err, s, valid, top)
+            errs.append(err)
+        env.add(s, errs[0], errs[2], None)
+    return stats[0], vs_k, stats[1], env, -math.inf, 0, None
+
+
+def _reuse() -> bool:
+    """Staircase: one evaluation per run of equal exponent (default), or
+    every step (``EXPDECAY_SWEEP_REUSE=0``, for measurement)."""
+    return os.environ.get("EXPDECAY_SWEEP_REUSE", "1") != "0"
+
+
+def _sweep_hist() -> int:
+    from ._sweep_kernels import HIST
+
+    return HIST
+
+
 def _worker_count(workers: Any, tasks: int) -> int:
     """Processes to start: ``workers`` (default: the usable cores), never more
     than the usable cores or the tasks; ``workers`` must be an int >= 1."""
@@ -634,7 +817,7 @@ def sweep(
     top: int = 10,
     pow_ulps: float | None = 1,
     progress: Callable[[int, int, float], None] | None = None,
-    chunk: int = CHUNK,
+    chunk: int | None = None,
     extra: tuple[int, ...] = (),
     max_points: int | None = None,
     scheduler: str | None = None,
@@ -649,9 +832,17 @@ def sweep(
     stay bounded whatever the range).  ``pow_ulps=None`` skips the error bound.
 
     ``scheduler`` (a Dask scheduler address) runs the chunks on that cluster;
-    otherwise they run in a pool of local processes.  Chunks are fixed by
-    ``chunk`` alone and merged in chunk order (every reduction is exact), so
+    otherwise they run on ``workers`` local processes (threads on the fused
+    route, whose compiled kernel releases the GIL).  Chunks are fixed by
+    ``chunk`` alone (default :data:`CHUNK`, or :data:`FUSED_CHUNK` on the
+    fused route) and merged in chunk order (every reduction is exact), so
     the result is the same, bit for bit, however the work is spread.
+
+    The fused route (:func:`fused_available`: expdecay's keras order, no
+    bound, float16/bfloat16/float32) evaluates the three orders and reduces
+    them in one compiled pass per chunk; the unfused route evaluates with
+    :func:`expdecay.fast.evaluate` and reduces with numpy.  Both give the
+    same result.
     """
     options = dict(options or {})
     notes: list[str] = []
@@ -671,50 +862,77 @@ def sweep(
                      "(misfloors are still enumerated over the whole range)")
         steps = steps.sample(samples if samples is not None else max_points, extra)
     env0 = Envelope.empty(steps, bins)
+    fused = not external and pow_ulps is None and _fused_setup(schedule) is not None
+    if chunk is None:
+        chunk = FUSED_CHUNK if fused else CHUNK
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be an int >= 1; got {chunk!r}")
     tasks = [_Task(schedule, c, implementation, tuple(sorted(options.items())), env0, top,
                    pow_ulps) for c in steps.chunks(chunk)]
     result = SweepResult(schedule, adapter_label(implementation, options), steps,
                          ErrorStats(), ErrorStats(), ErrorStats(), env0.copy(),
-                         evaluator="fast", pow_ulps=pow_ulps,
+                         evaluator="fused" if fused else "fast", pow_ulps=pow_ulps,
                          notes=notes)
     t0 = time.perf_counter()
     done = 0
     bmax = -math.inf
     nworkers = _worker_count(workers, len(tasks))
-    use_pool = not external and nworkers > 1 and len(tasks) > 1
+    run = _run_fused if fused else _run_task
+    outs: Iterator[Any]
     if scheduler is not None:
         from .scaleout import map_ordered
 
-        for task, out in zip(tasks, map_ordered(_run_task, tasks, scheduler=scheduler),
-                             strict=True):
-            bmax = _absorb(result, out, top, bmax)
-            done += len(task.steps)
-            if progress:
-                progress(done, len(steps), time.perf_counter() - t0)
-    elif use_pool:
+        outs = map_ordered(run, tasks, scheduler=scheduler)
+    elif fused:
+        # The compiled kernel releases the GIL: threads share the plans and
+        # the compiled code (loaded once, here, before they start).
+        _warm_fused(schedule)
+        from .scaleout import map_ordered
+
+        outs = map_ordered(run, tasks, workers=nworkers, threads=True)
+    elif not external and nworkers > 1 and len(tasks) > 1:
         # Warm the fast path's tables and plans before forking, so that the
         # workers inherit them instead of each building its own.
         # The compiled kernels are loaded too (an array large enough for them).
         _run_task(_Task(schedule, StepSet(steps.lo, steps.lo + 4096), implementation,
                         tuple(sorted(options.items())), Envelope.empty(steps, bins), top,
                         pow_ulps))
-        with ProcessPoolExecutor(max_workers=nworkers) as pool:
-            outs: Iterator[Any] = pool.map(_run_task, tasks)
-            for task, out in zip(tasks, outs, strict=True):
-                bmax = _absorb(result, out, top, bmax)
-                done += len(task.steps)
-                if progress:
-                    progress(done, len(steps), time.perf_counter() - t0)
+        pool = ProcessPoolExecutor(max_workers=nworkers)
+        outs = _closing(pool, pool.map(_run_task, tasks))
     else:
-        for task in tasks:
-            bmax = _absorb(result, _run_task(task), top, bmax)
-            done += len(task.steps)
-            if progress:
-                progress(done, len(steps), time.perf_counter() - t0)
+        outs = map(_run_task, tasks)
+    for task, out in zip(tasks, outs, strict=True):
+        bmax = _absorb(result, out, top, bmax)
+        done += len(task.steps)
+        if progress:
+            progress(done, len(steps), time.perf_counter() - t0)
     result.seconds = time.perf_counter() - t0
     result.bound_available = bmax > -math.inf
     result.bound_max = bmax if result.bound_available else None
     return result
+
+
+def _closing(pool: ProcessPoolExecutor, outs: Iterator[Any]) -> Iterator[Any]:
+    """``outs``, then the pool shut down (also when the caller stops early)."""
+    with pool:
+        yield from outs
+
+
+#: Seconds the first fused call of this process took per kernel (compiling
+#: the kernel, or loading it from numba's cache), by format width.
+first_call_seconds: dict[int, float] = {}
+
+
+def _warm_fused(schedule: Schedule) -> None:
+    """One tiny fused chunk, so that the kernel is compiled (or loaded from
+    numba's cache) once, before worker threads start."""
+    width = schedule.format.width
+    if width in first_call_seconds:
+        return
+    t0 = time.perf_counter()
+    one = StepSet(0, 1)
+    _run_fused(_Task(schedule, one, "expdecay", (), Envelope.empty(one, 1), 1, None))
+    first_call_seconds[width] = time.perf_counter() - t0
 
 
 def _absorb(result: SweepResult, out: tuple[Any, ...], top: int, bmax: float) -> float:
