@@ -17,8 +17,8 @@ shape: XLA compiles once).
 words ``WORDS*j .. WORDS*j + WORDS - 1`` of the PCG64 stream seeded with
 ``S`` (``numpy.random.PCG64(S).random_raw``), by integer operations (shifts,
 masks, multiplications) and float64 operations that IEEE 754 defines
-exactly (``+ - * /`` correctly rounded, ``nextafter``, ``floor``, assembling
-a float from its bits): no ``log``, ``pow`` or other libm function, no
+exactly (``+ - * /`` correctly rounded, ``nextafter``, ``floor``, ``ldexp``,
+assembling a float from its bits): no ``log``, ``pow`` or other libm function, no
 floating-point sampler of numpy.  The cases are therefore the same on every
 machine, and the first ``M`` cases of a longer campaign are the ``M`` cases
 of the shorter one.  They depend on the seed, ``N`` and the list of dtypes.
@@ -337,12 +337,12 @@ def draw(seed: int, first: int, count: int, dtypes: Sequence[str] = DTYPES) -> B
         c = _bit_length(a)
         E = np.clip(_range(R[m, 12], -20, 5), emin[m], emax[m])  # exponent of the result
         j = E - (b_prod - 1) + c * k
-        Im = t.astype(np.float64) * np.exp2(j.astype(np.float64))  # exact: powers of two
+        Im = np.ldexp(t.astype(np.float64), j)  # exact (t has at most 52 bits)
         nudge = _below(R[m, 13], 4)  # 0, 1: exact midpoint; 2: one ulp up; 3: down
         Im = np.where(nudge == 2, np.nextafter(Im, np.inf), Im)
         Im = np.where(nudge == 3, np.nextafter(Im, -np.inf), Im)
         I[m] = Im
-        r[m] = a.astype(np.float64) * np.exp2(-c.astype(np.float64))
+        r[m] = np.ldexp(a.astype(np.float64), -c)
         Dm = D[m].astype(np.int64)
         within = _below(SA[m], 1 << 20) % Dm[:, None]
         st = _bit(R[m, 2], 0)
