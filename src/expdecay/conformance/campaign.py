@@ -89,7 +89,7 @@ STEPS_PER_SCHEDULE = 16
 #: 64-bit words of the PCG64 stream consumed per schedule.
 WORDS = 64
 #: Schedules drawn, evaluated and judged together.
-BLOCK = 512
+BLOCK = 4096
 #: Formats drawn from by default.
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 #: Most failures turned into vector tests (recorded, diagnosed, written) by default.
@@ -473,8 +473,9 @@ def _judge(block: Block, outcome: list[Outcome], values: np.ndarray, want: np.nd
         near = ~same & np.isfinite(v) & np.isfinite(w) & ~((v == 0) & (w == 0)) & (dist <= 2)
         st = np.where(same, 0, 1).astype(np.int8)
         if profile == "keras" and near.any():
+            where = np.argwhere(sel)
             for j in np.flatnonzero(near):
-                i, k = np.argwhere(sel)[j]
+                i, k = where[j]
                 p = block.params(int(i))
                 g = Group(p.dtype, p.staircase, _num(p.initial_learning_rate),
                           _num(p.decay_steps), _num(p.decay_rate))
