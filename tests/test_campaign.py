@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -66,13 +65,13 @@ def _python(code: str, env: dict[str, str] | None = None) -> str:
 
 def _dispatch_targets() -> list[str]:
     try:
-        from numpy._core._multiarray_umath import (  # type: ignore[attr-defined]
+        from numpy._core._multiarray_umath import (  # type: ignore[import-not-found,unused-ignore]
             __cpu_baseline__,
             __cpu_dispatch__,
             __cpu_features__,
         )
     except ImportError:  # numpy < 2
-        from numpy.core._multiarray_umath import (  # type: ignore[attr-defined,no-redef]
+        from numpy.core._multiarray_umath import (  # type: ignore[attr-defined,no-redef,unused-ignore]
             __cpu_baseline__,
             __cpu_dispatch__,
             __cpu_features__,
