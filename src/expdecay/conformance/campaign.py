@@ -51,7 +51,7 @@ from .. import __version__
 from ..fast import evaluate as fast_evaluate
 from ..fileio import atomic_write
 from ..floats import Format, get_format
-from .adapters import Adapter, Params, get_adapter, label
+from .adapters import Adapter, ImplementationLookupError, Params, get_adapter, label
 from .adapters.base import Outcome
 from .runner import PROFILES, FileSummary, ImplementationReport, summarise
 from .vectors import (
@@ -796,7 +796,16 @@ def check_random(name: str, options: dict[str, Any], cases: int, seed: int,
             opts["order"] = order
         shown = label(name, options) if order in (None, "exact") else f"{name}[order=keras]"
         mine = profiles if order is None else (order,)
-        adapter = get_adapter(name, isolated=True, timeout=timeout, **opts)
+        try:
+            adapter = get_adapter(name, isolated=True, timeout=timeout, **opts)
+        except ImplementationLookupError:
+            raise  # a bad argument, not a property of the implementation
+        except Exception as e:  # noqa: BLE001 - reported as the implementation's error
+            camp = Campaign(shown, "unavailable", seed, cases, mine, dtypes or DTYPES,
+                            broken=f"{type(e).__name__}: {e}"[:300])
+            camps.append(camp)
+            reports += camp.reports()
+            continue
         try:
             chosen = dtypes or _applicable_dtypes(adapter, DTYPES)
             if progress:
