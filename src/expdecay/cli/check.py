@@ -145,6 +145,17 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds allowed for each request to an implementation "
                    f"(default %(default)g, at most {MAX_TIMEOUT:g}); its start-up, up to "
                    f"its hello line, is allowed {STARTUP_FACTOR:g} times as long")
+    r = p.add_argument_group("random campaign (spec/conformance.md section 8)")
+    r.add_argument("--random", type=int, metavar="N", help="check N random cases drawn from "
+                   "the hard regions and the whole domain instead of the vectors")
+    r.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
+    r.add_argument("--dtype", action="append", metavar="DTYPE", help="formats --random draws "
+                   "from (repeatable or comma-separated; default: those the implementation "
+                   "expresses)")
+    r.add_argument("--write-failures", metavar="FILE.json",
+                   help="write the failing cases of --random as a vector file")
+    r.add_argument("--max-failures", type=int, default=200, metavar="N",
+                   help="failures of --random recorded, diagnosed and written (default 200)")
 
 
 
@@ -196,6 +207,8 @@ def run_check(args: argparse.Namespace) -> int:
     if not 0 < args.timeout <= MAX_TIMEOUT:
         raise ValueError(f"--timeout must be > 0 and at most {MAX_TIMEOUT:g}; got {args.timeout}")
     profiles = PROFILES if args.profile == "both" else (args.profile,)
+    if args.random is not None or args.write_failures or args.dtype:
+        return _run_random(args, profiles)
     configs = configurations(args)
     docs: dict[str, dict[str, Any]] = {}
     bad_files = 0
@@ -229,3 +242,41 @@ def run_check(args: argparse.Namespace) -> int:
         return 3
     ok = bad_files == 0 and all(r.ok for r in reports)
     return 0 if ok else 1
+
+
+def _run_random(args: argparse.Namespace, profiles: tuple[str, ...]) -> int:
+    """``--random N``: a campaign per implementation (spec/conformance.md §8)."""
+    from ..conformance import campaign
+
+    if args.random is None:
+        raise ValueError("--write-failures and --dtype need --random N")
+    if not 1 <= args.random <= 10**9:
+        raise ValueError(f"--random must be between 1 and 10**9; got {args.random}")
+    if not 0 <= args.seed < 2**128:
+        raise ValueError(f"--seed must be >= 0 and below 2**128; got {args.seed}")
+    if args.max_failures < 0:
+        raise ValueError(f"--max-failures must be >= 0; got {args.max_failures}")
+    if args.vectors:
+        raise ValueError("--random checks random cases, not --vectors; give one of them")
+    if args.write_failures and len(args.impl or []) != 1:
+        raise ValueError("--write-failures needs exactly one --impl")
+    dtypes = campaign.parse_dtypes(args.dtype)
+    reports: list[ImplementationReport] = []
+    for name, opts in configurations(args):
+        reps, _ = campaign.check_random(name, opts, args.random, args.seed, profiles, dtypes,
+                                        timeout=args.timeout, max_failures=args.max_failures,
+                                        write=args.write_failures, progress=to_stderr)
+        for r in reps:
+            print_report(r)
+        reports += reps
+    print_table(reports)
+    if args.report:
+        doc = {"profiles": list(profiles), "random": {"cases": args.random, "seed": args.seed},
+               "causeVocabulary": {**runner.CAUSES, **runner.FACTS},
+               "implementations": [r.to_json() for r in reports]}
+        atomic_write(Path(args.report), json.dumps(doc, indent=1) + "\n")
+    if args.markdown:
+        atomic_write(Path(args.markdown), markdown_table(reports))
+    if any(r.unavailable for r in reports):
+        return 3
+    return 0 if all(r.ok for r in reports) else 1

@@ -44,6 +44,8 @@ __all__ = [
     "DERIVED_FLAGS",
     "ANALYSIS_NOTES",
     "SEARCH_THEME",
+    "CAMPAIGN_THEME",
+    "keras_tolerance",
     "generate",
     "make_tests",
     "write_vectors",
@@ -180,10 +182,26 @@ ANALYSIS_NOTES: dict[str, tuple[str, str, str]] = {
         "(found by a directed search).",
         "An implementation failing it carries the same precision defect.",
     ),
+    "RandomCampaign": (
+        "Functionality",
+        "A case drawn by a random differential campaign (expdecay check --random) on which "
+        "the checked implementation failed; the comment gives the seed, the case number and "
+        "the region it was drawn from.",
+        "The implementation fails a case that a seeded random campaign found.",
+    ),
 }
+
+#: Theme of the vector files written by ``expdecay check --random --write-failures``.
+CAMPAIGN_THEME = "random_campaign"
 
 #: The declared flags of a test of a search file: one per finding.
 SEARCH_FLAGS: tuple[tuple[str, ...], ...] = (("SearchWorstCase",), ("HardRounding",))
+
+#: The declared flags each theme written outside :data:`THEMES` allows.
+OTHER_THEMES: dict[str, tuple[tuple[str, ...], ...]] = {
+    SEARCH_THEME: SEARCH_FLAGS,
+    CAMPAIGN_THEME: (("RandomCampaign",),),
+}
 
 
 # ---------------------------------------------------------------------------
@@ -701,6 +719,13 @@ def _pow_exact(g: Group, step: int | float, fmt: Format) -> bool:
     return math.isfinite(rounded) and rounded != 0 and Fraction(rounded) == exact
 
 
+def keras_tolerance(g: Group, step: int | float) -> int:
+    """The ``keras`` tolerance (ulps) of the test of ``g`` at ``step``, as
+    :func:`make_tests` writes it: 0 when pow in the keras order is exact, else
+    :data:`KERAS_POW_TOLERANCE` (valid configurations only)."""
+    return 0 if _pow_exact(g, step, get_format(g.dtype)) else KERAS_POW_TOLERANCE
+
+
 def declared_flags(g: Group, case: Case) -> list[str]:
     """The flags a theme gives a test (its group's, then the case's own), in
     the order they are written; the derived flags follow them."""
@@ -1013,8 +1038,8 @@ def _check_declared(theme: str, key: tuple[Any, ...], declared: list[str], valid
         out.append(f"{where}: staircase is {'a bool' if staircase_ok else 'not a bool'} but "
                    f"the InvalidStaircase flag is {'present' if staircase_ok else 'missing'}")
     allowed: frozenset[tuple[str, ...]]
-    if theme == SEARCH_THEME:
-        allowed = frozenset(SEARCH_FLAGS)
+    if theme in OTHER_THEMES:
+        allowed = frozenset(OTHER_THEMES[theme])
     elif theme in THEMES:
         found = _theme_index(theme).get(key)
         if found is None:
@@ -1135,9 +1160,10 @@ def lint(doc: dict[str, Any], p: Path, sample: int | None = None) -> list[str]:
     if doc["numberOfTests"] != len(ids):
         problems.append(f"numberOfTests is {doc['numberOfTests']} but there are {len(ids)} tests")
     theme = doc["theme"]
-    if theme not in THEMES and theme != SEARCH_THEME:
+    if theme not in THEMES and theme not in OTHER_THEMES:
         problems.append(f"theme {theme!r} is not one expdecay writes "
-                        f"({', '.join([*THEMES, SEARCH_THEME])}), so its flags cannot be checked")
+                        f"({', '.join([*THEMES, *OTHER_THEMES])}), so its flags cannot be "
+                        "checked")
     problems += _lint_notes(doc)
     selected = set(_selection(len(tests), sample))
     first = 0

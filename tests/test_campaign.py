@@ -1,0 +1,293 @@
+"""Random differential campaigns (``expdecay check --random``, spec/conformance.md §8).
+
+* The cases are a function of the seed alone: a digest of the first 2048
+  schedules of seed 20261128, computed once when the distributions were
+  written, pins them; the same digest comes out with numpy's SIMD dispatch
+  reduced to the baseline (a different code path for every vectorised
+  operation), and any schedule can be drawn alone.
+* The regions draw what spec/conformance.md §8 says, checked with exact
+  rationals.
+* A correct implementation passes; a mutant with a known defect fails, its
+  failures are written as a vector file that validates and that, re-run with
+  ``--vectors``, gives the same failures.
+* The two defect classes of issue 13 are found in the real peers (optax's
+  reciprocal division, tf.keras's float32 decay rate in float64 schedules).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from expdecay.conformance import campaign
+from expdecay.conformance.adapters import get_adapter
+from expdecay.conformance.campaign import REGIONS, STEPS_PER_SCHEDULE, draw, run_campaign
+from expdecay.conformance.vectors import validate_file
+from expdecay.floats import get_format
+
+ROOT = Path(__file__).resolve().parent.parent
+MUTANT_DIR = Path(__file__).resolve().parent / "mutants"
+
+#: sha256 of the first 2048 schedules of seed 20261128 (all four formats),
+#: computed once with the distributions of spec/conformance.md §8.  It changes
+#: only when the distributions change, and then the spec's version must too.
+DIGEST = "d15eebce96348335bb9f81ab29e60e0da7b56173c4b10d596364ef5bdb72d733"
+
+DIGEST_CODE = r"""
+import hashlib, sys
+import numpy as np
+from expdecay.conformance.campaign import draw
+b = draw(20261128, 0, 2048)
+h = hashlib.sha256()
+for a in (b.dtype, b.staircase, b.I, b.D, b.D_int, b.r, b.steps, b.fsteps, b.float_steps,
+          b.region):
+    a = np.ascontiguousarray(a)
+    h.update(a.astype(a.dtype.newbyteorder("<")).tobytes())
+print(h.hexdigest())
+"""
+
+
+def _python(code: str, env: dict[str, str] | None = None) -> str:
+    full = dict(os.environ)
+    full["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *sys.path])
+    full.update(env or {})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=full, timeout=300, check=True)
+    return out.stdout.strip()
+
+
+def _dispatch_targets() -> list[str]:
+    try:
+        from numpy._core._multiarray_umath import (  # type: ignore[import-not-found,unused-ignore]
+            __cpu_baseline__,
+            __cpu_dispatch__,
+            __cpu_features__,
+        )
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import (  # type: ignore[attr-defined,no-redef,unused-ignore]
+            __cpu_baseline__,
+            __cpu_dispatch__,
+            __cpu_features__,
+        )
+    return [t for t in __cpu_dispatch__ if __cpu_features__.get(t) and t not in __cpu_baseline__]
+
+
+def test_same_cases_on_every_machine() -> None:
+    assert _python(DIGEST_CODE) == DIGEST
+    targets = _dispatch_targets()
+    if targets:  # numpy's SIMD paths off: every vectorised operation runs other code
+        assert _python(DIGEST_CODE, {"NPY_DISABLE_CPU_FEATURES": " ".join(targets)}) == DIGEST
+
+
+def test_other_seed_other_cases_and_random_access() -> None:
+    a, b = draw(1, 0, 200), draw(2, 0, 200)
+    assert not np.array_equal(a.steps, b.steps)
+    part = draw(1, 37, 100)  # schedules 37..136 drawn alone
+    for name in ("dtype", "staircase", "I", "D", "r", "steps", "region"):
+        assert np.array_equal(getattr(a, name)[37:137], getattr(part, name), equal_nan=True)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="seed"):
+        draw(-1, 0, 1)
+    with pytest.raises(ValueError, match="float8"):
+        draw(0, 0, 1, ("float8",))
+    a = get_adapter("expdecay", isolated=False)
+    with pytest.raises(ValueError, match="cases"):
+        run_campaign(a, 0)
+    with pytest.raises(ValueError, match="profile"):
+        run_campaign(a, 10, profiles=("fast",))
+
+
+def _region(block: campaign.Block, name: str) -> np.ndarray:
+    return np.flatnonzero(block.region == [r[0] for r in REGIONS].index(name))
+
+
+BLOCK = draw(5, 0, 4096)
+
+
+def test_region_shares_follow_the_weights() -> None:
+    counts = np.bincount(BLOCK.region, minlength=len(REGIONS))
+    for (name, weight, _), c in zip(REGIONS, counts, strict=True):
+        assert abs(c / len(BLOCK) - weight / 64) < 0.03, name
+
+
+def test_boundary_steps_are_next_to_multiples() -> None:
+    idx = _region(BLOCK, "boundary")
+    assert BLOCK.D_int[idx].all()
+    D = BLOCK.D[idx].astype(np.int64)[:, None]
+    s = BLOCK.steps[idx]
+    assert (((s + 1) % D <= 2) | (s == 0)).all()
+    assert BLOCK.staircase[idx].mean() > 0.6
+    below = (s < 2**24).mean()
+    assert below > 0.7  # float32 staircase below 2**24: where reciprocal division misfloors
+
+
+def test_large_steps_are_near_the_anchors() -> None:
+    idx = _region(BLOCK, "large")
+    s = BLOCK.steps[idx]
+    anchors = [2**24, 2**31, 2**53, 2**63 - 1 - 2**12]
+    near = np.zeros(s.shape, dtype=bool)
+    for a in anchors:
+        near |= np.abs(s - a) <= 2**12
+    assert near.all()
+
+
+def test_rates_near_one_or_tiny() -> None:
+    idx = _region(BLOCK, "rate")
+    r = BLOCK.r[idx]
+    assert ((np.abs(r - 1) <= 2.0**-7) | (r <= 2.0**-9)).all()
+
+
+def _midpoint(v: Fraction, fmt_name: str) -> bool:
+    """Is the positive rational ``v`` exactly halfway between two values of the format?"""
+    fmt = get_format(fmt_name)
+    e = v.numerator.bit_length() - v.denominator.bit_length()
+    if Fraction(2) ** e > v:
+        e -= 1
+    q = v / Fraction(2) ** (max(e, fmt.emin) - fmt.precision + 1)
+    return q.denominator == 2
+
+
+def test_midpoint_region_hits_midpoints() -> None:
+    idx = _region(BLOCK, "midpoint")
+    hits = 0
+    for i in idx:
+        D = int(BLOCK.D[i])
+        k = int(BLOCK.steps[i, 0]) // D  # the integer exponent
+        v = Fraction(float(BLOCK.I[i])) * Fraction(float(BLOCK.r[i])) ** k
+        hits += _midpoint(v, BLOCK.dtypes[int(BLOCK.dtype[i])])
+    assert hits / len(idx) > 0.35  # half are exact midpoints, less the failed constructions
+
+
+def test_range_region_reaches_the_thresholds() -> None:
+    from expdecay.fast import evaluate
+
+    idx = _region(BLOCK, "range")
+    near = 0
+    for i in idx[:200]:
+        fmt = get_format(BLOCK.dtypes[int(BLOCK.dtype[i])])
+        y = np.abs(evaluate(float(BLOCK.I[i]), float(BLOCK.D[i]), float(BLOCK.r[i]),
+                            BLOCK.steps[i], dtype=fmt.name, order="exact").astype(float))
+        near += int(((y < 4 * fmt.min_normal) | (y > fmt.max_finite / 4)).sum())
+    assert near / (min(len(idx), 200) * STEPS_PER_SCHEDULE) > 0.6
+
+
+def test_nonint_decay_steps() -> None:
+    idx = _region(BLOCK, "nonint")
+    assert not BLOCK.D_int[idx].any()
+    assert (np.floor(BLOCK.D[idx]) != BLOCK.D[idx]).all()
+
+
+def test_the_reference_passes_its_own_campaign() -> None:
+    for order in ("exact", "keras"):
+        a = get_adapter("expdecay", isolated=False, order=order)
+        camp = run_campaign(a, 3000, 11, profiles=(order,))
+        c = camp.counts[order]
+        assert c["fail"] == 0 and c["notrun"] == 0 and c["pass"] + c["na"] == 3000, c
+        assert sum(camp.regions.values()) >= 3000
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(MUTANT_DIR), *sys.path])
+    return subprocess.run([sys.executable, "-m", "expdecay", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=600)
+
+
+def test_failures_round_trip(tmp_path: Path) -> None:
+    """A mutant dividing by a rounded reciprocal: the campaign finds it, the
+    failures validate as a vector file, and re-running the file gives the same
+    failures, with the same cause."""
+    impl = "python:expdecay_mutants:reciprocal_division"
+    out = tmp_path / "failures.json"
+    rep1 = tmp_path / "random.json"
+    r = _cli("check", "--impl", impl, "--random", "1500", "--seed", "3", "--dtype", "float32",
+             "--profile", "keras", "--max-failures", "100000", "--write-failures", str(out),
+             "--report", str(rep1), cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    first = json.loads(rep1.read_text())["implementations"][0]
+    assert first["failed"] > 0
+    assert "reciprocal-division" in first["causeIds"]
+    assert validate_file(out) == []
+    doc = json.loads(out.read_text())
+    assert doc["numberOfTests"] == first["failed"]  # every failure written
+    rep2 = tmp_path / "again.json"
+    r = _cli("check", "--impl", impl, "--vectors", str(out), "--profile", "keras",
+             "--report", str(rep2), cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    again = json.loads(rep2.read_text())["implementations"][0]
+    assert again["failed"] == first["failed"] and again["passed"] == 0
+    assert again["causeIds"] == first["causeIds"]
+    assert "validate" not in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--random", "0"], "--random must be"),
+    (["--random", "10", "--seed", "-1"], "--seed must be"),
+    (["--random", "10", "--dtype", "float8"], "--dtype must be"),
+    (["--write-failures", "x.json"], "need --random"),
+    (["--random", "10", "--vectors", "x.json"], "not --vectors"),
+    (["--random", "ten"], "invalid int"),
+])
+def test_cli_bad_input(tmp_path: Path, args: list[str], message: str) -> None:
+    r = _cli("check", "--impl", "expdecay", *args, cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr
+
+
+def _installed(*modules: str) -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+def _proven(camp: campaign.Campaign, profile: str) -> dict[str, int]:
+    return dict(camp.reports()[list(camp.profiles).index(profile)].cause_ids)
+
+
+@pytest.mark.peers
+@pytest.mark.skipif(not _installed("optax", "jax"), reason="optax not installed")
+def test_optax_reciprocal_division_is_found() -> None:
+    """Seed 0 proves the misfloor at case 138 (float32 staircase, below 2**24)."""
+    a = get_adapter("optax", isolated=True)
+    try:
+        camp = run_campaign(a, 400, 0, profiles=("keras",), dtypes=("float32",),
+                            max_failures=400)
+    finally:
+        a.close()
+    assert _proven(camp, "keras").get("reciprocal-division", 0) >= 1
+
+
+@pytest.mark.peers
+@pytest.mark.skipif(not _installed("tf_keras", "tensorflow"), reason="tf_keras not installed")
+def test_tf_keras_float32_rate_is_found() -> None:
+    a = get_adapter("tf-keras", isolated=True)
+    try:
+        camp = run_campaign(a, 64, 0, profiles=("keras",), dtypes=("float64",),
+                            max_failures=64)
+    finally:
+        a.close()
+    assert _proven(camp, "keras").get("rate-through-float32", 0) >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.peers
+@pytest.mark.skipif(not _installed("optax", "jax"), reason="optax not installed")
+def test_optax_full_campaign(tmp_path: Path) -> None:
+    """10**5 cases through the command line, all four formats asked for."""
+    rep = tmp_path / "r.json"
+    r = _cli("check", "--impl", "optax", "--random", "100000", "--seed", "0", "--profile",
+             "keras", "--report", str(rep), cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    got = json.loads(rep.read_text())["implementations"][0]
+    assert got["causeIds"].get("reciprocal-division", 0) >= 1
+    assert "random: 100000/100000 cases (100%)" in r.stderr  # progress shown
