@@ -608,8 +608,7 @@ def _check_unit(name: str, options: dict[str, Any], order: str | None,
         progress(f"checking {shown} ...")
     try:
         adapter = get_adapter(name, isolated=True, timeout=timeout, zygote=rerun,
-                              **({"cache_dir": cache_dir} if cache_dir and not name.startswith(
-                                  "cmd:") else {}), **opts)
+                              cache_dir=cache_dir, **opts)
         broken = getattr(adapter, "broken", None)  # a start-up failure
     except ImplementationLookupError:
         raise  # a bad argument, not a property of the implementation
@@ -643,9 +642,11 @@ def _check_unit(name: str, options: dict[str, Any], order: str | None,
                              "process")
                 if isinstance(adapter, SubprocessAdapter) and "fresh-batch" in adapter.ops:
                     fresh = evaluate_docs(adapter, docs, todo, fresh=True, stop=stop)
-                else:
+                missing = {f: {n for n in g if not _has_outputs(fresh.get(f), docs[f], n)}
+                           for f, g in todo.items()}
+                if any(missing.values()):  # no zygote, or it failed: fresh workers
                     adapter.close()
-                    fresh = rerun_failing(name, opts, docs, outputs, mine, timeout)
+                    fresh.update(_rerun_in_fresh_workers(name, opts, docs, missing, timeout))
             phases["rerun"] = (t2, time.monotonic())
     finally:  # on Ctrl-C too: no worker is left running
         t3 = time.monotonic()
@@ -666,6 +667,29 @@ def _check_unit(name: str, options: dict[str, Any], order: str | None,
     if progress:
         progress(f"  {shown}: done in {time.monotonic() - t0:.1f} s")
     return reports
+
+
+def _has_outputs(outputs: Outputs | None, doc: dict[str, Any], number: int) -> bool:
+    return outputs is not None and all(
+        t["tcId"] in outputs for t in doc["testGroups"][number]["tests"])
+
+
+def _rerun_in_fresh_workers(name: str, options: dict[str, Any],
+                            docs: dict[str, dict[str, Any]], todo: dict[str, set[int]],
+                            timeout: float) -> dict[str, Outputs]:
+    """The groups ``todo`` evaluated by a fresh worker (:func:`get_adapter`
+    with ``fresh=True``: a child per request, or a new process for ``cmd:``)."""
+    todo = {f: g for f, g in todo.items() if g}
+    try:
+        adapter = get_adapter(name, timeout=timeout, fresh=True, **options)
+    except Exception:  # noqa: BLE001 - no re-run: the first verdicts stand
+        return {}
+    try:
+        if getattr(adapter, "broken", None):
+            return {}
+        return {f: evaluate_file(adapter, docs[f], groups) for f, groups in todo.items()}
+    finally:
+        adapter.close()
 
 
 def rerun_failing(name: str, options: dict[str, Any], docs: dict[str, dict[str, Any]],

@@ -360,7 +360,7 @@ def fresh_answers(adapter: Adapter, groups: list[Any], timeout: float,
                 pid, i, _, buf = running.pop(fd)
                 sel.unregister(fd)
                 os.close(fd)
-                _, status = os.waitpid(pid, 0)
+                status = _reap(pid)
                 data = b"".join(buf)
                 try:
                     got = json.loads(data.decode()) if status == 0 and data.endswith(b"\n") \
@@ -379,10 +379,20 @@ def fresh_answers(adapter: Adapter, groups: list[Any], timeout: float,
                         os.kill(pid, signal.SIGKILL)
                     except ProcessLookupError:
                         pass
-                    os.waitpid(pid, 0)
+                    _reap(pid)
                     results[i] = {"crashed": f"timeout: no answer within {timeout:g} s in a "
                                              "fresh process"}
     return [r if r is not None else {"crashed": "no answer"} for r in results]
+
+
+def _reap(pid: int) -> int:
+    """Wait for a child; its exit status (0 when it was reaped by someone
+    else: SIGCHLD ignored, say; its answer then decides)."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return 0
+    return status
 
 
 class Zygote:
@@ -421,6 +431,24 @@ class Zygote:
         self.pid = pid
         self._req = os.fdopen(req_w, "wb")
         self._resp = os.fdopen(resp_r, "rb")
+
+    def close(self, wait: float = CLOSE_GRACE) -> None:
+        """End of input for the zygote; wait up to ``wait`` seconds for it
+        to exit (then it is left to the process group's end)."""
+        try:
+            self._req.close()
+            self._resp.close()
+        except OSError:
+            pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid:
+                return
+            time.sleep(0.01)
 
     def run(self, groups: list[Any], timeout: float) -> list[dict[str, Any]] | None:
         """The zygote's answers to ``groups`` (None if it is gone)."""
@@ -496,6 +524,8 @@ def serve(adapter: Adapter, inp: IO[str], out: IO[str], *, fresh: bool = False,
             response = answer(adapter, request)
         out.write(json.dumps(response) + "\n")
         out.flush()
+    if zygote is not None:
+        zygote.close()
 
 
 def _answer_in_child(adapter: Adapter, request: dict[str, Any]) -> str | None:
