@@ -530,9 +530,10 @@ def check_implementation(name: str, options: dict[str, Any], docs: dict[str, dic
 
 
 def usable_jobs() -> int:
-    """Implementations checked at once by default: their workers mostly
-    wait (start-up reads files, the runner judges), so more than the cores."""
-    return max(2, min(16, 4 * (os.cpu_count() or 1)))
+    """Implementations checked at once by default: 16 (8 per core below two
+    cores), so that the default run starts every worker at once and one
+    implementation's start-up overlaps another's evaluation or re-run."""
+    return max(2, min(16, 8 * (os.cpu_count() or 1)))
 
 
 def check_implementations(configs: list[tuple[str, dict[str, Any]]],
@@ -562,8 +563,8 @@ def check_implementations(configs: list[tuple[str, dict[str, Any]]],
     cache = tempfile.TemporaryDirectory(prefix="expdecay-check-", ignore_cleanup_errors=True)
     try:
         futures += [pool.submit(_check_unit, name, options, order, docs, profiles, timeout,
-                                progress, rerun, stop, cache.name)
-                    for name, options, order in flat]
+                                progress, rerun, stop, os.path.join(cache.name, str(k)))
+                    for k, (name, options, order) in enumerate(flat)]
         k = 0
         for us in units:
             reports: list[ImplementationReport] = []
@@ -648,22 +649,31 @@ def _check_unit(name: str, options: dict[str, Any], order: str | None,
                     adapter.close()
                     fresh.update(_rerun_in_fresh_workers(name, opts, docs, missing, timeout))
             phases["rerun"] = (t2, time.monotonic())
-    finally:  # on Ctrl-C too: no worker is left running
-        t3 = time.monotonic()
+    except BaseException:  # on Ctrl-C too: no worker is left running
         adapter.close()
-        phases["shutdown"] = (t3, time.monotonic())
+        raise
+    # The worker ends (its input closed, its exit awaited) while the
+    # outputs are judged.
+    t3 = time.monotonic()
+    closing = threading.Thread(target=adapter.close, name=f"expdecay-close-{shown}")
+    closing.start()
     elapsed = t2 - t0
     rerun_seconds = phases["rerun"][1] - phases["rerun"][0] if "rerun" in phases else 0.0
     t4 = time.monotonic()
     reports = []
-    with _DIAG_LOCK:
-        for p in mine:
-            files = [summarise(fname, docs[fname], outputs[fname], p,
-                               fresh=fresh.get(fname)) for fname in docs]
-            reports.append(ImplementationReport(shown, version, p, vectorised, files, elapsed,
-                                                broken_after, rerun_seconds=rerun_seconds,
-                                                phases=phases))
-    phases["diagnosis"] = (t4, time.monotonic())
+    try:
+        with _DIAG_LOCK:
+            for p in mine:
+                files = [summarise(fname, docs[fname], outputs[fname], p,
+                                   fresh=fresh.get(fname)) for fname in docs]
+                reports.append(ImplementationReport(shown, version, p, vectorised, files,
+                                                    elapsed, broken_after,
+                                                    rerun_seconds=rerun_seconds,
+                                                    phases=phases))
+        phases["diagnosis"] = (t4, time.monotonic())
+    finally:
+        closing.join()
+        phases["shutdown"] = (t3, time.monotonic())
     if progress:
         progress(f"  {shown}: done in {time.monotonic() - t0:.1f} s")
     return reports

@@ -81,15 +81,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _jax_cache_settings(directory: str) -> dict[str, str]:
     """Environment that points JAX's persistent compilation cache at
-    ``directory`` for every compilation (the runner gives all the workers of
-    one run the same directory, so that a fresh child loads what its worker
+    ``directory`` for every compilation (the runner gives each worker a
+    directory of its own, so that a fresh child loads what its worker
     compiled for the same shapes instead of compiling it again; a loaded
-    executable is the one the compiler produced)."""
+    executable is the one the compiler produced).  No size limit: with one,
+    JAX locks the directory and scans it at every write, which costs more
+    than the compilations it saves."""
     return {"JAX_COMPILATION_CACHE_DIR": directory,
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-            # a size limit turns on the cache's file lock: workers share it
-            "JAX_COMPILATION_CACHE_MAX_SIZE": str(1 << 30)}
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
 #: Modules a framework imports at its first evaluation (measured): imported
