@@ -445,8 +445,9 @@ def test_keyboard_interrupt_anywhere_ends_live_workers(
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         started.append(get_adapter(cmd, timeout=30))
         raise KeyboardInterrupt
+        yield  # a generator, like the function it replaces
 
-    monkeypatch.setattr(conformance, "check_implementation", interrupted)
+    monkeypatch.setattr(conformance, "check_implementations", interrupted)
     assert main(["check", "--impl", cmd, "--vectors", str(EXAMPLES)]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "expdecay: interrupted"
     assert started and started[0].broken is None

@@ -222,10 +222,9 @@ def run_check(args: argparse.Namespace) -> int:
         print("expdecay check: no usable vector file", file=sys.stderr)
         return 1
     reports: list[ImplementationReport] = []
-    for name, opts in configs:
-        reps = runner.check_implementation(name, opts, docs, profiles, args.timeout,
-                                           progress=to_stderr, rerun=not args.no_rerun)
-        for r in reps:
+    for reps in runner.check_implementations(configs, docs, profiles, args.timeout,
+                                             progress=to_stderr, rerun=not args.no_rerun):
+        for r in reps:  # in the order of configs; the checks run in parallel
             print_report(r)
         reports += reps
     missing = missing_configurations() if not args.impl else None

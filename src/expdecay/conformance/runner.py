@@ -25,11 +25,15 @@ passes either way.
 from __future__ import annotations
 
 import math
+import os
 import shlex
 import shutil
+import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +50,7 @@ from .adapters import (
     label,
 )
 from .adapters.base import Outcome
+from .adapters.protocol import CHUNK, SubprocessAdapter, close_all_workers
 from .diagnosis import CAUSES, FACTS, Diagnosis, classify, diagnose, fact, same_bits, ulps_between
 from .vectors import (
     decode_number,
@@ -71,6 +76,8 @@ __all__ = [
     "FACTS",
     "rerun_failing",
     "failing_groups",
+    "check_implementations",
+    "evaluate_docs",
 ]
 
 PROFILES = ("exact", "keras")
@@ -230,6 +237,95 @@ def evaluate_file(adapter: Adapter, doc: dict[str, Any],
     return out
 
 
+def _record(out: Outputs, tests: list[dict[str, Any]], res: Outcome) -> None:
+    for i, t in enumerate(tests):
+        na = res.not_applicable.get(i)
+        value = None if na is not None and len(res.not_applicable) == len(tests) \
+            else float(res.values[i])
+        out[t["tcId"]] = (value, res.errors.get(i), na, res.crashed.get(i))
+
+
+def _evaluate_group(adapter: Adapter, group: dict[str, Any]) -> Outcome:
+    """One group the way :func:`evaluate_file` evaluates it (no batch)."""
+    tests = group["tests"]
+    params = group_params(group)
+    why = adapter.applicable(params)
+    if why is not None:
+        return Outcome(np.full(len(tests), math.nan),
+                       not_applicable=dict.fromkeys(range(len(tests)), why))
+    try:
+        return adapter.evaluate_outcome(params, [decode_number(t["step"]) for t in tests])
+    except Exception as e:  # noqa: BLE001 - no answer: the tests were not run
+        return Outcome(values=np.full(len(tests), math.nan),
+                       crashed=dict.fromkeys(range(len(tests)), f"{type(e).__name__}: {e}"))
+
+
+def _check_stop(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise _Cancelled("stopped")
+
+
+#: Groups per batch request (at most), besides the :data:`CHUNK` steps.
+BATCH_GROUPS = 512
+
+
+def _batches(items: list[tuple[str, dict[str, Any]]]
+             ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Consecutive groups, at most :data:`CHUNK` steps and
+    :data:`BATCH_GROUPS` groups per batch (a larger group alone)."""
+    batch: list[tuple[str, dict[str, Any]]] = []
+    steps = 0
+    for item in items:
+        n = len(item[1]["tests"])
+        if batch and (steps + n > CHUNK or len(batch) >= BATCH_GROUPS):
+            yield batch
+            batch, steps = [], 0
+        batch.append(item)
+        steps += n
+    if batch:
+        yield batch
+
+
+def evaluate_docs(adapter: Adapter, docs: dict[str, dict[str, Any]],
+                  only: dict[str, set[int]] | None = None, *, fresh: bool = False,
+                  stop: threading.Event | None = None) -> dict[str, Outputs]:
+    """``file -> tcId -> (value, error, na, crashed)`` for every test of the
+    documents (or of the groups ``only[file]``, 0-based), in document order.
+
+    An implementation that announces the ``batch`` op gets many groups per
+    request, applicability answered in the same round trip; a batch that
+    fails is evaluated again group by group (:func:`evaluate_file`'s way).
+    With ``fresh`` (``fresh-batch`` op required; nothing is evaluated
+    otherwise), each group is evaluated in a fresh process state."""
+    outputs: dict[str, Outputs] = {f: {} for f in docs}
+    items = [(fname, group) for fname, doc in docs.items()
+             for number, group in enumerate(doc["testGroups"])
+             if group["tests"] and (only is None or number in only.get(fname, ()))]
+    batching = isinstance(adapter, SubprocessAdapter) and (
+        "fresh-batch" if fresh else "batch") in adapter.ops
+    if not batching:
+        if fresh:
+            return {}
+        for fname, group in items:
+            _check_stop(stop)
+            _record(outputs[fname], group["tests"], _evaluate_group(adapter, group))
+        return outputs
+    assert isinstance(adapter, SubprocessAdapter)
+    for batch in _batches(items):
+        _check_stop(stop)
+        got = adapter.evaluate_batch(
+            [(group_params(g), [decode_number(t["step"]) for t in g["tests"]])
+             for _, g in batch], fresh=fresh)
+        if got is None and fresh:
+            continue  # no fresh state: the first verdicts stand
+        for k, (fname, group) in enumerate(batch):
+            if got is None:
+                _check_stop(stop)
+            res = got[k] if got is not None else _evaluate_group(adapter, group)
+            _record(outputs[fname], group["tests"], res)
+    return {f: o for f, o in outputs.items() if o} if fresh else outputs
+
+
 def _verdict(test: dict[str, Any], fmt: Format, profile: str,
              output: tuple[Any, Any, Any, Any]) -> TestResult:
     value, error, na, crashed = output
@@ -290,7 +386,7 @@ def summarise(name: str, doc: dict[str, Any], outputs: Outputs,
             summary.failed += 1
             value = output[0]
             if v.diagnosis is None and value is not None and explain:
-                v.diagnosis = diagnose(test, group, fmt, profile, value)
+                v.diagnosis = _diagnose(test, group, fmt, profile, value)
             if v.diagnosis is None:
                 v.diagnosis = Diagnosis("unexplained")
             summary.classes[v.diagnosis.label] += 1
@@ -308,6 +404,28 @@ def summarise(name: str, doc: dict[str, Any], outputs: Outputs,
             summary.worst = summary.failures[-1]
         summary.max_ulps = max(summary.max_ulps, u)
     return summary
+
+
+#: Diagnoses already made in this process: the same output of the same test
+#: (several implementations often agree) is diagnosed once.  Keyed by the
+#: test object's identity, which the entry keeps alive; :data:`_DIAG_LOCK`
+#: also serialises the diagnoses of parallel checks.
+_DIAG_CACHE: dict[tuple[int, int, str, bytes], tuple[dict[str, Any], Diagnosis]] = {}
+_DIAG_LOCK = threading.RLock()
+_DIAG_CACHE_MAX = 200_000
+
+
+def _diagnose(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str,
+              value: float) -> Diagnosis:
+    key = (id(test), id(group), profile, np.float64(value).tobytes())
+    hit = _DIAG_CACHE.get(key)
+    if hit is not None and hit[0] is test:
+        return hit[1]
+    d = diagnose(test, group, fmt, profile, value)
+    if len(_DIAG_CACHE) >= _DIAG_CACHE_MAX:
+        _DIAG_CACHE.clear()
+    _DIAG_CACHE[key] = (test, d)
+    return d
 
 
 @dataclass
@@ -328,6 +446,8 @@ class ImplementationReport:
     error: str | None = None
     unavailable: bool = False
     rerun_seconds: float = 0.0
+    #: ``phase -> (start, end)`` in ``time.monotonic()`` seconds (see :data:`PHASES`).
+    phases: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def passed(self) -> int:
@@ -385,6 +505,10 @@ class ImplementationReport:
                 "files": [f.to_json() for f in self.files]}
 
 
+#: Phases of a check timed by :attr:`ImplementationReport.phases`.
+PHASES = ("startup", "evaluation", "rerun", "shutdown", "diagnosis")
+
+
 def check_implementation(name: str, options: dict[str, Any], docs: dict[str, dict[str, Any]],
                          profiles: tuple[str, ...], timeout: float = 60.0,
                          progress: Callable[[str], object] | None = None,
@@ -395,62 +519,187 @@ def check_implementation(name: str, options: dict[str, Any], docs: dict[str, dic
 
     An implementation that cannot start (or does not answer the hello) is
     reported ``unavailable``, with nothing run.  With ``rerun``, every group
-    with a failing test is evaluated again in a fresh process state
-    (:func:`get_adapter` with ``fresh=True``), and the failures that pass
-    there are reported as depending on process state."""
-    reports = []
-    orders = profiles if name == "expdecay" else (None,)
-    for order in orders:
-        opts = dict(options)
-        if order is not None:
-            opts["order"] = order
-        shown = label(name, options) if order in (None, "exact") else f"{name}[order=keras]"
-        mine = profiles if order is None else (order,)
-        t0 = time.monotonic()
-        if progress:
-            progress(f"checking {shown} ...")
-        try:
-            adapter = get_adapter(name, isolated=True, timeout=timeout, **opts)
-            broken = getattr(adapter, "broken", None)  # a start-up failure
-        except ImplementationLookupError:
-            raise  # a bad argument, not a property of the implementation
-        except Exception as e:  # noqa: BLE001 - reported as the implementation's error
-            broken = f"{type(e).__name__}: {e}"
-            adapter = None
-        if broken is not None or adapter is None:
-            if adapter is not None:
-                close = getattr(adapter, "close", None)
-                if close:
-                    close()
-            for p in mine:
-                reports.append(ImplementationReport(shown, "unavailable", p, False, [],
-                                                    time.monotonic() - t0, str(broken)[:300],
-                                                    unavailable=True))
-            continue
-        outputs: dict[str, Outputs] = {}
-        try:
-            for i, (fname, doc) in enumerate(docs.items(), 1):
-                if progress:
-                    progress(f"  {shown}: {fname} ({i}/{len(docs)})")
-                outputs[fname] = evaluate_file(adapter, doc)
-        finally:  # on Ctrl-C too: no worker is left running
-            close = getattr(adapter, "close", None)
-            if close:
-                close()
+    with a failing test is evaluated again in a fresh process state (a
+    child forked from the worker before it evaluated anything, one per
+    group; :func:`rerun_failing` for an implementation that cannot do
+    that), and the failures that pass there are reported as depending on
+    process state."""
+    [reports] = check_implementations([(name, options)], docs, profiles, timeout,
+                                      progress=progress, rerun=rerun)
+    return reports
+
+
+def usable_jobs() -> int:
+    """Implementations checked at once by default: 16 (8 per core below two
+    cores), so that the default run starts every worker at once and one
+    implementation's start-up overlaps another's evaluation or re-run."""
+    return max(2, min(16, 8 * (os.cpu_count() or 1)))
+
+
+def check_implementations(configs: list[tuple[str, dict[str, Any]]],
+                          docs: dict[str, dict[str, Any]], profiles: tuple[str, ...],
+                          timeout: float = 60.0,
+                          progress: Callable[[str], object] | None = None,
+                          rerun: bool = True, jobs: int | None = None
+                          ) -> Iterator[list[ImplementationReport]]:
+    """:func:`check_implementation` for every ``(name, options)``, checked
+    in parallel (``jobs`` at once; default :func:`usable_jobs`): every
+    worker starts at once, so that start-ups overlap one another and the
+    evaluations.  Yields the reports of each configuration in the order
+    given, each as soon as it and those before it are done.  Verdicts do
+    not depend on the parallelism: each implementation has its own worker,
+    which evaluates the groups in document order."""
+    units: list[list[tuple[str, dict[str, Any], str | None]]] = []
+    for name, options in configs:
+        orders = profiles if name == "expdecay" else (None,)
+        units.append([(name, options, order) for order in orders])
+    flat = [u for us in units for u in us]
+    if not flat:
+        return
+    pool = ThreadPoolExecutor(max_workers=max(1, min(jobs or usable_jobs(), len(flat))),
+                              thread_name_prefix="expdecay-check")
+    stop = threading.Event()
+    futures: list[Future[list[ImplementationReport]]] = []
+    cache = tempfile.TemporaryDirectory(prefix="expdecay-check-", ignore_cleanup_errors=True)
+    try:
+        futures += [pool.submit(_check_unit, name, options, order, docs, profiles, timeout,
+                                progress, rerun, stop, os.path.join(cache.name, str(k)))
+                    for k, (name, options, order) in enumerate(flat)]
+        k = 0
+        for us in units:
+            reports: list[ImplementationReport] = []
+            for _ in us:
+                reports += futures[k].result()
+                k += 1
+            yield reports
+    except BaseException:  # Ctrl-C, a bad argument, or the caller stopped early
+        stop.set()
+        raise
+    finally:
+        for f in futures:
+            f.cancel()
+        if stop.is_set():  # end the workers until every check has given up
+            deadline = time.monotonic() + 30.0
+            while any(not f.done() for f in futures) and time.monotonic() < deadline:
+                close_all_workers()
+                time.sleep(0.05)
+        pool.shutdown(wait=not stop.is_set())
+        cache.cleanup()
+
+
+class _Cancelled(Exception):
+    """Another check failed or the run was interrupted: stop this one."""
+
+
+def _check_unit(name: str, options: dict[str, Any], order: str | None,
+                docs: dict[str, dict[str, Any]], profiles: tuple[str, ...], timeout: float,
+                progress: Callable[[str], object] | None, rerun: bool,
+                stop: threading.Event | None = None, cache_dir: str | None = None
+                ) -> list[ImplementationReport]:
+    """One implementation (in one order for ``expdecay``) on the documents
+    (:class:`_Cancelled` once ``stop`` is set)."""
+    opts = dict(options)
+    if order is not None:
+        opts["order"] = order
+    shown = label(name, options) if order in (None, "exact") else f"{name}[order=keras]"
+    mine = profiles if order is None else (order,)
+    phases: dict[str, tuple[float, float]] = {}
+    t0 = time.monotonic()
+    if progress:
+        progress(f"checking {shown} ...")
+    try:
+        adapter = get_adapter(name, isolated=True, timeout=timeout, zygote=rerun,
+                              cache_dir=cache_dir, **opts)
+        broken = getattr(adapter, "broken", None)  # a start-up failure
+    except ImplementationLookupError:
+        raise  # a bad argument, not a property of the implementation
+    except Exception as e:  # noqa: BLE001 - reported as the implementation's error
+        broken = f"{type(e).__name__}: {e}"
+        adapter = None
+    t1 = time.monotonic()
+    phases["startup"] = (t0, t1)
+    if broken is not None or adapter is None:
+        if adapter is not None:
+            adapter.close()
+        return [ImplementationReport(shown, "unavailable", p, False, [], time.monotonic() - t0,
+                                     str(broken)[:300], unavailable=True, phases=phases)
+                for p in mine]
+    if progress:
+        progress(f"  {shown}: started in {t1 - t0:.1f} s; evaluating {len(docs)} files")
+    fresh: dict[str, Outputs] = {}
+    try:
+        outputs = evaluate_docs(adapter, docs, stop=stop)
+        t2 = time.monotonic()
+        phases["evaluation"] = (t1, t2)
         version = getattr(adapter, "version", "unknown")
         vectorised = bool(getattr(adapter, "vectorised", False))
-        elapsed = time.monotonic() - t0
-        t1 = time.monotonic()
-        fresh = rerun_failing(name, opts, docs, outputs, mine, timeout, progress, shown) \
-            if rerun else {}
-        rerun_seconds = time.monotonic() - t1
-        for p in mine:
-            files = [summarise(fname, docs[fname], outputs[fname], p,
-                               fresh=fresh.get(fname)) for fname in docs]
-            reports.append(ImplementationReport(shown, version, p, vectorised, files, elapsed,
-                                                getattr(adapter, "broken", None),
-                                                rerun_seconds=rerun_seconds))
+        broken_after = getattr(adapter, "broken", None)
+        if rerun:
+            todo = {f: g for f in docs if (g := failing_groups(docs[f], outputs[f], mine))}
+            if todo:
+                if progress:
+                    progress(f"  {shown}: evaluated in {t2 - t1:.1f} s; re-running "
+                             f"{sum(map(len, todo.values()))} failing groups, each in a fresh "
+                             "process")
+                if isinstance(adapter, SubprocessAdapter) and "fresh-batch" in adapter.ops:
+                    fresh = evaluate_docs(adapter, docs, todo, fresh=True, stop=stop)
+                missing = {f: {n for n in g if not _has_outputs(fresh.get(f), docs[f], n)}
+                           for f, g in todo.items()}
+                if any(missing.values()):  # no zygote, or it failed: fresh workers
+                    adapter.close()
+                    fresh.update(_rerun_in_fresh_workers(name, opts, docs, missing, timeout))
+            phases["rerun"] = (t2, time.monotonic())
+    except BaseException:  # on Ctrl-C too: no worker is left running
+        adapter.close()
+        raise
+    # The worker ends (its input closed, its exit awaited) while the
+    # outputs are judged.
+    t3 = time.monotonic()
+    closing = threading.Thread(target=adapter.close, name=f"expdecay-close-{shown}")
+    closing.start()
+    elapsed = t2 - t0
+    rerun_seconds = phases["rerun"][1] - phases["rerun"][0] if "rerun" in phases else 0.0
+    t4 = time.monotonic()
+    reports = []
+    try:
+        with _DIAG_LOCK:
+            for p in mine:
+                files = [summarise(fname, docs[fname], outputs[fname], p,
+                                   fresh=fresh.get(fname)) for fname in docs]
+                reports.append(ImplementationReport(shown, version, p, vectorised, files,
+                                                    elapsed, broken_after,
+                                                    rerun_seconds=rerun_seconds,
+                                                    phases=phases))
+        phases["diagnosis"] = (t4, time.monotonic())
+    finally:
+        closing.join()
+        phases["shutdown"] = (t3, time.monotonic())
+    if progress:
+        progress(f"  {shown}: done in {time.monotonic() - t0:.1f} s")
     return reports
+
+
+def _has_outputs(outputs: Outputs | None, doc: dict[str, Any], number: int) -> bool:
+    return outputs is not None and all(
+        t["tcId"] in outputs for t in doc["testGroups"][number]["tests"])
+
+
+def _rerun_in_fresh_workers(name: str, options: dict[str, Any],
+                            docs: dict[str, dict[str, Any]], todo: dict[str, set[int]],
+                            timeout: float) -> dict[str, Outputs]:
+    """The groups ``todo`` evaluated by a fresh worker (:func:`get_adapter`
+    with ``fresh=True``: a child per request, or a new process for ``cmd:``)."""
+    todo = {f: g for f, g in todo.items() if g}
+    try:
+        adapter = get_adapter(name, timeout=timeout, fresh=True, **options)
+    except Exception:  # noqa: BLE001 - no re-run: the first verdicts stand
+        return {}
+    try:
+        if getattr(adapter, "broken", None):
+            return {}
+        return {f: evaluate_file(adapter, docs[f], groups) for f, groups in todo.items()}
+    finally:
+        adapter.close()
 
 
 def rerun_failing(name: str, options: dict[str, Any], docs: dict[str, dict[str, Any]],

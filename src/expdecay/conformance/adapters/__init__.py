@@ -154,7 +154,8 @@ def worker_env() -> dict[str, str]:
 
 
 def get_adapter(name: str, *, isolated: bool | None = None, timeout: float = 60.0,
-                fresh: bool = False, **options: Any) -> Adapter:
+                fresh: bool = False, zygote: bool = False, cache_dir: str | None = None,
+                **options: Any) -> Adapter:
     """The adapter called ``name`` with ``options`` (see the module docstring).
 
     ``isolated`` (default: True except for ``expdecay`` and ``python:``) runs
@@ -162,7 +163,10 @@ def get_adapter(name: str, *, isolated: bool | None = None, timeout: float = 60.
     target is then imported only in that worker.  ``fresh`` (implies
     ``isolated``) evaluates every request in a fresh process state: a child
     forked from a worker that has evaluated nothing, or for ``cmd:`` a new
-    process per request.
+    process per request.  ``zygote`` (built-in workers) keeps a fork of the
+    worker's state before it evaluated anything, for fresh re-runs through
+    :meth:`SubprocessAdapter.evaluate_batch`; ``cache_dir`` is a directory
+    for the compilation caches of frameworks that keep one on disk (JAX).
     """
     if not isinstance(name, str):
         raise TypeError(f"implementation name must be a str; got {name!r}")
@@ -187,7 +191,9 @@ def get_adapter(name: str, *, isolated: bool | None = None, timeout: float = 60.
     env = worker_env()
     if name == "keras" and options.get("backend"):
         env["KERAS_BACKEND"] = str(options["backend"])
-    spec = json.dumps({"name": name, "options": options, **({"fresh": True} if fresh else {})})
+    spec = json.dumps({"name": name, "options": options, **({"fresh": True} if fresh else {}),
+                       **({"zygote": True} if zygote and not fresh else {}),
+                       **({"cache": cache_dir} if cache_dir else {})})
     return SubprocessAdapter([sys.executable, "-m", "expdecay.conformance.adapters.worker", spec],
                              env=env, timeout=timeout, label=label(name, options),
                              lookup_errors=True)

@@ -250,13 +250,16 @@ def _text(obj: Any) -> str:
 # ---------------------------------------------------------------------------
 
 
-def hello(adapter: Adapter) -> dict[str, Any]:
+def hello(adapter: Adapter, *, fresh_batch: bool = False) -> dict[str, Any]:
+    """The hello line: ``ops`` lists ``batch`` (several groups per request,
+    see :func:`answer_batch`), and ``fresh-batch`` when the worker can
+    evaluate each group of a batch in a fresh process state."""
     return {
         "protocol": PROTOCOL,
         "name": adapter.name,
         "version": adapter.version,
         "vectorised": bool(getattr(adapter, "vectorised", False)),
-        "ops": ["evaluate", "applicable"],
+        "ops": ["evaluate", "applicable", "batch", *(["fresh-batch"] if fresh_batch else [])],
     }
 
 
@@ -289,16 +292,211 @@ def answer(adapter: Adapter, request: Any) -> dict[str, Any]:
     return {"id": rid, "results": results}
 
 
-def serve(adapter: Adapter, inp: IO[str], out: IO[str], *, fresh: bool = False) -> None:
+def answer_batch(adapter: Adapter, request: dict[str, Any]) -> dict[str, Any]:
+    """The response to a ``batch`` request (never raises): ``{"id": ...,
+    "groups": [...]}`` with, per group ``{"params": ..., "steps": [...]}``
+    of the request and in its order, what :func:`answer` gives for it
+    without the id (``{"results": [...]}`` or ``{"error": ...}``).  A group
+    the implementation cannot express answers ``{"na": why}`` for each step,
+    so that applicability needs no round trip of its own."""
+    rid = request.get("id")
+    groups = request.get("groups")
+    if not isinstance(groups, list):
+        return {"id": rid, "error": "groups must be a list"}
+    out = []
+    for g in groups:
+        one = answer(adapter, g)
+        one.pop("id", None)
+        out.append(one)
+    return {"id": rid, "groups": out}
+
+
+#: Fresh children run at once by :func:`fresh_answers` (at most).
+FRESH_PARALLEL = max(1, min(4, os.cpu_count() or 1))
+
+
+def fresh_answers(adapter: Adapter, groups: list[Any], timeout: float,
+                  parallel: int = FRESH_PARALLEL) -> list[dict[str, Any]]:
+    """Each group of a batch answered by a child of its own, forked from this
+    process (which must have evaluated nothing): every group then sees the
+    process state of a fresh start.  Up to ``parallel`` children run at
+    once; a child that does not answer within ``timeout`` seconds is killed,
+    and a group without an answer gets ``{"crashed": why}``."""
+    results: list[dict[str, Any] | None] = [None] * len(groups)
+    running: dict[int, tuple[int, int, float, list[bytes]]] = {}  # fd -> (pid, i, deadline, buf)
+    todo = list(range(len(groups)))[::-1]
+    with selectors.DefaultSelector() as sel:
+        while todo or running:
+            while todo and len(running) < max(1, parallel):
+                i = todo.pop()
+                read_end, write_end = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - runs in the child
+                    status = 0
+                    try:
+                        os.close(read_end)
+                        g = groups[i]
+                        one = answer(adapter, g) if isinstance(g, dict) else {
+                            "error": "a group must be a JSON object"}
+                        one.pop("id", None)
+                        view = memoryview((json.dumps(one) + "\n").encode())
+                        while view:
+                            view = view[os.write(write_end, view):]
+                    except BaseException:  # noqa: BLE001 - the parent sees no answer
+                        status = 70
+                    finally:
+                        os._exit(status)
+                os.close(write_end)
+                sel.register(read_end, selectors.EVENT_READ)
+                running[read_end] = (pid, i, time.monotonic() + timeout, [])
+            now = time.monotonic()
+            wait = max(0.0, min(d for _, _, d, _ in running.values()) - now)
+            for key, _ in sel.select(min(wait, POLL_INTERVAL)):
+                fd = int(key.fd)
+                chunk = os.read(fd, 1 << 16)
+                if chunk:
+                    running[fd][3].append(chunk)
+                    continue
+                pid, i, _, buf = running.pop(fd)
+                sel.unregister(fd)
+                os.close(fd)
+                status = _reap(pid)
+                data = b"".join(buf)
+                try:
+                    got = json.loads(data.decode()) if status == 0 and data.endswith(b"\n") \
+                        else None
+                except ValueError:
+                    got = None
+                results[i] = got if isinstance(got, dict) else {
+                    "crashed": f"the fresh process exited (status {status}) without answering"}
+            now = time.monotonic()
+            for fd, (pid, i, deadline, _) in list(running.items()):
+                if now >= deadline:
+                    running.pop(fd)
+                    sel.unregister(fd)
+                    os.close(fd)
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    _reap(pid)
+                    results[i] = {"crashed": f"timeout: no answer within {timeout:g} s in a "
+                                             "fresh process"}
+    return [r if r is not None else {"crashed": "no answer"} for r in results]
+
+
+def _reap(pid: int) -> int:
+    """Wait for a child; its exit status (0 when it was reaped by someone
+    else: SIGCHLD ignored, say; its answer then decides)."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return 0
+    return status
+
+
+class Zygote:
+    """A child forked from a worker before it evaluates anything: it keeps
+    that fresh process state and answers fresh batches (:func:`fresh_answers`)
+    for the worker, once the worker itself has evaluated.  It reads requests
+    from a pipe and ends at end of input (or with the worker's process
+    group)."""
+
+    def __init__(self, adapter: Adapter, close: Sequence[int] = ()) -> None:
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the zygote
+            status = 0
+            try:
+                os.close(req_w)
+                os.close(resp_r)
+                for fd in close:  # the protocol's pipes belong to the worker alone
+                    os.close(fd)
+                devnull = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(devnull, 0)
+                os.close(devnull)
+                with os.fdopen(req_r, "rb") as inp, os.fdopen(resp_w, "wb") as out:
+                    for line in inp:
+                        req = json.loads(line)
+                        got = fresh_answers(adapter, req["groups"], float(req["timeout"]))
+                        out.write((json.dumps(got) + "\n").encode())
+                        out.flush()
+            except BaseException:  # noqa: BLE001 - the worker sees the pipe close
+                status = 70
+            finally:
+                os._exit(status)
+        os.close(req_r)
+        os.close(resp_w)
+        self.pid = pid
+        self._req = os.fdopen(req_w, "wb")
+        self._resp = os.fdopen(resp_r, "rb")
+
+    def close(self, wait: float = CLOSE_GRACE) -> None:
+        """End of input for the zygote; wait up to ``wait`` seconds for it
+        to exit (then it is left to the process group's end)."""
+        try:
+            self._req.close()
+            self._resp.close()
+        except OSError:
+            pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid:
+                return
+            time.sleep(0.01)
+
+    def run(self, groups: list[Any], timeout: float) -> list[dict[str, Any]] | None:
+        """The zygote's answers to ``groups`` (None if it is gone)."""
+        try:
+            self._req.write((json.dumps({"groups": groups, "timeout": timeout}) + "\n").encode())
+            self._req.flush()
+            line = self._resp.readline()
+            got = json.loads(line) if line.endswith(b"\n") else None
+        except (OSError, ValueError):
+            return None
+        return got if isinstance(got, list) and len(got) == len(groups) else None
+
+
+def _fresh_batch(adapter: Adapter, request: dict[str, Any], zygote: Zygote | None,
+                 fresh: bool) -> dict[str, Any]:
+    """The response to a ``batch`` request with ``"fresh": true``."""
+    rid = request.get("id")
+    groups = request.get("groups")
+    if not isinstance(groups, list):
+        return {"id": rid, "error": "groups must be a list"}
+    timeout = request.get("timeout", 60.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
+            0 < timeout <= MAX_TIMEOUT):
+        return {"id": rid, "error": f"timeout must be a number of seconds; got {_brief(timeout)}"}
+    if fresh:  # this worker evaluates nothing itself: fork from it
+        return {"id": rid, "groups": fresh_answers(adapter, groups, float(timeout))}
+    if zygote is None:
+        return {"id": rid, "error": "this worker has no fresh process state to fork from"}
+    got = zygote.run(groups, float(timeout))
+    if got is None:
+        return {"id": rid, "error": "the fresh process state was lost (its process ended)"}
+    return {"id": rid, "groups": got}
+
+
+def serve(adapter: Adapter, inp: IO[str], out: IO[str], *, fresh: bool = False,
+          zygote: Zygote | None = None) -> None:
     """Answer requests from ``inp`` until end of input.
 
-    With ``fresh``, every ``evaluate`` request is answered by a child forked
-    from this process, which has imported the implementation but evaluated
-    nothing: each request then sees the process state of a fresh start
-    (no cache filled by an earlier request), which is how the runner tells
-    a failure of the function from one that depends on process state.
+    With ``fresh``, every ``evaluate`` request (and every group of a
+    ``batch``) is answered by a child forked from this process, which has
+    imported the implementation but evaluated nothing: each request then
+    sees the process state of a fresh start (no cache filled by an earlier
+    request), which is how the runner tells a failure of the function from
+    one that depends on process state.  A ``zygote`` (:class:`Zygote`, forked
+    before anything was evaluated) answers the ``batch`` requests marked
+    ``"fresh": true`` the same way, while this process answers the others.
     """
-    out.write(json.dumps(hello(adapter)) + "\n")
+    out.write(json.dumps(hello(adapter, fresh_batch=fresh or zygote is not None)) + "\n")
     out.flush()
     for line in inp:
         if not line.strip():
@@ -308,6 +506,14 @@ def serve(adapter: Adapter, inp: IO[str], out: IO[str], *, fresh: bool = False) 
         except (ValueError, RecursionError) as e:
             response: dict[str, Any] = {"id": None, "error": f"bad JSON: {str(e)[:200]}"}
         else:
+            if isinstance(request, dict) and request.get("op") == "batch":
+                if request.get("fresh") is True or fresh:
+                    response = _fresh_batch(adapter, request, zygote, fresh)
+                else:
+                    response = answer_batch(adapter, request)
+                out.write(json.dumps(response) + "\n")
+                out.flush()
+                continue
             if fresh and isinstance(request, dict) and request.get("op", "evaluate") == "evaluate":
                 text = _answer_in_child(adapter, request)
                 if text is None:  # the child died without answering
@@ -318,6 +524,8 @@ def serve(adapter: Adapter, inp: IO[str], out: IO[str], *, fresh: bool = False) 
             response = answer(adapter, request)
         out.write(json.dumps(response) + "\n")
         out.flush()
+    if zygote is not None:
+        zygote.close()
 
 
 def _answer_in_child(adapter: Adapter, request: dict[str, Any]) -> str | None:
@@ -741,6 +949,48 @@ class SubprocessAdapter(Adapter):
             return
         self.consecutive_failures = 0
         _store(got, idx, result)
+
+    def evaluate_batch(self, items: Sequence[tuple[Params, Any]], *, fresh: bool = False
+                       ) -> list[Outcome] | None:
+        """Several groups in one request: the outcome of each ``(params,
+        steps)``, in order, or None when the implementation does not
+        announce the ``batch`` op (``fresh-batch`` with ``fresh``), the
+        request failed (the worker is then ended; the caller evaluates the
+        groups one by one) or the answer is unusable.
+
+        With ``fresh``, each group is evaluated in a process state of its
+        own, forked from the state the implementation had before it
+        evaluated anything; the request may then take ``timeout`` seconds
+        per group, and a group whose fresh process gave no answer has every
+        step in ``crashed``."""
+        if self.broken or ("fresh-batch" if fresh else "batch") not in self.ops:
+            return None
+        values = [[step_value(s) for s in np.asarray(steps, dtype=object).ravel()]
+                  for _, steps in items]
+        groups = [{"params": p.to_json(), "steps": [encode_step(v) for v in vals]}
+                  for (p, _), vals in zip(items, values, strict=True)]
+        body: dict[str, Any] = {"op": "batch", "groups": groups}
+        limit = self.timeout
+        if fresh:
+            body.update(fresh=True, timeout=self.timeout)
+            limit = min(MAX_TIMEOUT, self.timeout * (len(items) + 1))
+        try:
+            got = self._call(body, limit)
+        except WorkerError:
+            return None
+        answers = got.get("groups")
+        if not isinstance(answers, list) or len(answers) != len(items):
+            return None
+        out = []
+        for vals, one in zip(values, answers, strict=True):
+            result = Outcome(np.full(len(vals), np.nan))
+            idx = list(range(len(vals)))
+            if isinstance(one, dict) and "crashed" in one:
+                result.crashed = dict.fromkeys(idx, _text(one["crashed"]))
+            else:
+                _store(one if isinstance(one, dict) else {}, idx, result)
+            out.append(result)
+        return out
 
     def close(self) -> None:
         if self._worker is not None:
