@@ -589,7 +589,8 @@ def _same(a, b) -> None:
     """Every reduction of two sweep results is identical."""
     for name in ("vs_exact", "vs_keras", "vs_rounded"):
         x, y = getattr(a, name), getattr(b, name)
-        assert (x.count, x.nan_mismatch, x.total_abs) == (y.count, y.nan_mismatch, y.total_abs), name
+        assert ((x.count, x.nan_mismatch, x.total_abs)
+                == (y.count, y.nan_mismatch, y.total_abs)), name
         assert x.hist == y.hist, name
         assert x.worst == y.worst, name
     for name in ("edges", "err_min", "err_max", "bound_max", "arith_min", "arith_max"):

@@ -15,7 +15,6 @@ the oracle) or from the programs' own fixed answers, never from the runner.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import shlex

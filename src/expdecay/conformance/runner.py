@@ -262,7 +262,7 @@ def _evaluate_group(adapter: Adapter, group: dict[str, Any]) -> Outcome:
 
 def _check_stop(stop: threading.Event | None) -> None:
     if stop is not None and stop.is_set():
-        raise _Cancelled("stopped")
+        raise _CancelledError("stopped")
 
 
 #: Groups per batch request (at most), besides the :data:`CHUNK` steps.
@@ -587,7 +587,7 @@ def check_implementations(configs: list[tuple[str, dict[str, Any]]],
         cache.cleanup()
 
 
-class _Cancelled(Exception):
+class _CancelledError(Exception):
     """Another check failed or the run was interrupted: stop this one."""
 
 
@@ -597,7 +597,7 @@ def _check_unit(name: str, options: dict[str, Any], order: str | None,
                 stop: threading.Event | None = None, cache_dir: str | None = None
                 ) -> list[ImplementationReport]:
     """One implementation (in one order for ``expdecay``) on the documents
-    (:class:`_Cancelled` once ``stop`` is set)."""
+    (:class:`_CancelledError` once ``stop`` is set)."""
     opts = dict(options)
     if order is not None:
         opts["order"] = order
