@@ -57,7 +57,7 @@ class JaxExampleLibrariesAdapter(Adapter):
 
     def _evaluate(self, params: Params, steps: list[int | float]) -> np.ndarray:
         I, D, r = params.as_python()
-        fn = self.optimizers.exponential_decay(I, D, r)
+        fn = self.optimizers.exponential_decay(I, D, r)  # type: ignore[no-untyped-call]
         if self.vectorised:
             return np.asarray(fn(self.jax.numpy.asarray(step_array(steps))),
                               dtype=np.float64).ravel()

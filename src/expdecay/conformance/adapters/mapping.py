@@ -42,6 +42,8 @@ def _iroot(n: int, k: int) -> int | None:
     """The integer ``a >= 0`` with ``a ** k == n`` (n >= 0), or None."""
     if n < 2:
         return n
+    if k >= n.bit_length():  # 2 ** k > n: no root >= 2 (and no huge powers below)
+        return None
     a = int(round(math.exp(math.log(n) / k)))
     for c in (a - 1, a, a + 1):
         if c >= 0 and c ** k == n:

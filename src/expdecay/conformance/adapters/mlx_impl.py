@@ -41,7 +41,7 @@ class MlxAdapter(Adapter):
         self.mx = mx
         self.optim = optim
         self.name = "mlx"
-        self.version = f"mlx {mx.__version__}"
+        self.version = f"mlx {getattr(mx, '__version__', '?')}"
 
     def applicable(self, params: Params) -> str | None:
         if not isinstance(params.staircase, bool):

@@ -36,6 +36,7 @@ does when it applies it to parameters of that dtype.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class PaddleAdapter(Adapter):
         self.lr = lr
         self.api = api
         self.name = "paddle" + ("" if api == "classes" else "[api=legacy]")
-        self.version = f"paddlepaddle {paddle.__version__}"
+        self.version = f"paddlepaddle {getattr(paddle, '__version__', '?')}"
 
     def applicable(self, params: Params) -> str | None:
         if self.api == "legacy":
@@ -78,10 +79,16 @@ class PaddleAdapter(Adapter):
     def _scheduler(self, params: Params) -> object:
         I, D, r = params.as_python()
         if self.api == "legacy":
-            return self.lr.exponential_decay(I, D, r, staircase=params.staircase)
+            staircase: Any = params.staircase  # as given: Paddle drops it anyway
+            return self.lr.exponential_decay(  # type: ignore[no-untyped-call]
+                I, D, r, staircase=staircase)
         if params.staircase:
-            return self.lr.StepDecay(I, step_size=integral_value(D), gamma=r)
-        return self.lr.ExponentialDecay(I, gamma=per_step_rate(r, D))
+            d = integral_value(D)
+            assert d is not None  # see applicable()
+            return self.lr.StepDecay(I, step_size=d, gamma=r)
+        g = per_step_rate(r, D)
+        assert g is not None
+        return self.lr.ExponentialDecay(I, gamma=g)
 
     def _evaluate(self, params: Params, steps: list[int | float]) -> np.ndarray:
         sched = self._scheduler(params)
