@@ -77,6 +77,10 @@ class TimmAdapter(Adapter):
         self.version = f"timm {metadata.version('timm')}, torch {torch.__version__}"
 
     def prepare(self) -> None:
+        """Import what the first optimizer imports lazily (torch.optim pulls in
+        torch._dynamo, seconds), evaluating nothing: the fresh re-run forks a
+        child per group from a worker that has done this."""
+        import torch._dynamo  # noqa: F401
         import torch.optim  # noqa: F401
 
     def applicable(self, params: Params) -> str | None:
