@@ -10,7 +10,7 @@ learning rate kept as a Python float.
   format, as an optimizer does when it applies the rate to parameters of that
   dtype (round to nearest even, overflow to inf).
 
->>> per_step_rate(0.25, 2), per_step_rate(0.96, 1000), per_step_rate(0x1p-30, 3)
+>>> per_step_rate(0.25, 2), per_step_rate(0.96, 1000), per_step_rate(2.0 ** -30, 3)
 (0.5, None, 0.0009765625)
 """
 
