@@ -128,7 +128,82 @@ elif kind == "torch":
         if c["dtype"] != "float64" and math.isfinite(lr):
             lr = float(np.asarray(lr, dtype=np.float64).astype(DT[c["dtype"]]))
         return lr
-else:
+elif kind == "tf-compat-v1":
+    import tensorflow as tf
+    def call(c):
+        I, D, r, s = (num(c[k]) for k in ("I", "D", "r", "s"))
+        step = s if opts.get("step_mode") == "scalar" else steps_of(c)
+        fn = tf.compat.v1.train.exponential_decay(initial(I, c["dtype"], "float32", "array"),
+                                                  step, D, r, staircase=c["staircase"])
+        return as_float(fn()) if opts.get("step_mode") == "scalar" else pick(fn(), c)
+elif kind == "jax-example-libraries":
+    import jax
+    jax.config.update("jax_enable_x64", bool(opts.get("x64")))
+    from jax.example_libraries import optimizers
+    def call(c):
+        I, D, r, s = (num(c[k]) for k in ("I", "D", "r", "s"))
+        fn = optimizers.exponential_decay(I, D, r)
+        if opts.get("step_mode") == "scalar":
+            return as_float(fn(s))
+        return pick(fn(jax.numpy.asarray(steps_of(c))), c)
+def per_step(r, D):
+    """r ** (1 / D) when it is exactly a float (checked with rationals)."""
+    from fractions import Fraction
+    if D == 1:
+        return r
+    g = r ** (1.0 / D)
+    for cand in (g, math.nextafter(g, 0), math.nextafter(g, 2)):
+        if Fraction(cand) ** int(D) == Fraction(r):
+            return cand
+    raise ValueError("no exact rate per step")
+def to_dtype(lr, dtype):
+    if dtype != "float64" and math.isfinite(lr):
+        lr = float(np.asarray(lr, dtype=np.float64).astype(DT[dtype]))
+    return lr
+if kind == "mlx":
+    import mlx.core as mx
+    import mlx.optimizers as optim
+    def call(c):
+        I, D, r, s = (num(c[k]) for k in ("I", "D", "r", "s"))
+        fn = (optim.step_decay(I, r, int(D)) if c["staircase"] else
+              optim.exponential_decay(I, per_step(r, D)))
+        out = fn(mx.array(np.array([num(x) for x in c["steps"]], dtype=np.uint64)))
+        return float(np.asarray(out, dtype=np.float64).ravel()[c["index"]])
+elif kind == "paddle":
+    import paddle
+    def call(c):
+        I, D, r, s = (num(c[k]) for k in ("I", "D", "r", "s"))
+        lr = paddle.optimizer.lr
+        if opts.get("api") == "legacy":
+            sched = lr.exponential_decay(I, D, r, staircase=c["staircase"])
+        elif c["staircase"]:
+            sched = lr.StepDecay(I, step_size=int(D), gamma=r)
+        else:
+            sched = lr.ExponentialDecay(I, gamma=per_step(r, D))
+        sched.step(s)
+        return to_dtype(float(sched.last_lr), c["dtype"])
+elif kind == "timm":
+    import importlib.util, sys as _sys, types, torch
+    folder = os.path.join(importlib.util.find_spec("timm").submodule_search_locations[0],
+                          "scheduler")
+    pkg = types.ModuleType("_replay_timm"); pkg.__path__ = [folder]
+    _sys.modules["_replay_timm"] = pkg
+    for name in ("scheduler", "step_lr"):
+        spec = importlib.util.spec_from_file_location(f"_replay_timm.{name}",
+                                                      os.path.join(folder, name + ".py"))
+        mod = importlib.util.module_from_spec(spec)
+        _sys.modules[f"_replay_timm.{name}"] = mod
+        spec.loader.exec_module(mod)
+    StepLRScheduler = _sys.modules["_replay_timm.step_lr"].StepLRScheduler
+    def call(c):
+        I, D, r, s = (num(c[k]) for k in ("I", "D", "r", "s"))
+        p = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.SGD([p], lr=float(I))
+        sched = StepLRScheduler(opt, decay_t=D, decay_rate=r)
+        sched.step(int(s))
+        return to_dtype(float(opt.param_groups[0]["lr"]), c["dtype"])
+elif kind not in ("keras", "tf-keras", "optax", "torch", "tf-compat-v1",
+                  "jax-example-libraries"):
     raise SystemExit(f"no replay for {kind}")
 
 for c in job["cases"]:
@@ -140,13 +215,15 @@ for c in job["cases"]:
     print(json.dumps(out), flush=True)
 '''
 
-NAME = re.compile(r"^([a-z-]+)(?:\[(.*)\])?$")
+NAME = re.compile(r"^([a-z0-9-]+)(?:\[(.*)\])?$")
+KINDS = ("keras", "tf-keras", "optax", "torch", "tf-compat-v1", "jax-example-libraries", "mlx",
+         "paddle", "timm")
 
 
 def parse_name(name: str) -> tuple[str, dict[str, Any]] | None:
     """``keras[backend=jax,step_mode=scalar]`` -> ("keras", {...})."""
     m = NAME.match(name)
-    if m is None or m.group(1) not in ("keras", "tf-keras", "optax", "torch"):
+    if m is None or m.group(1) not in KINDS:
         return None
     opts: dict[str, Any] = {}
     for part in filter(None, (m.group(2) or "").split(",")):

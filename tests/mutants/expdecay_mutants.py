@@ -111,6 +111,8 @@ def _one(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format, cfg: Conf
         I = _constant(I)
     if cfg.decay_steps_ignored:
         D = 1
+    if cfg.decay_steps_and_staircase_ignored:  # what a function keeping only the rate does
+        D, staircase = 1, False
     if cfg.decay_steps_truncated and isinstance(D, float) and not D.is_integer():
         D = math.trunc(D)
     if cfg.step_plus_one:
@@ -133,7 +135,10 @@ def _one(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format, cfg: Conf
         if staircase:
             p_exact = Fraction(math.floor(p_exact))
         return float(math.trunc(I * math.trunc(r) ** float(p_exact)))
-    if cfg.reciprocal_division:
+    if cfg.integer_floor_division and staircase and isinstance(s, int) and isinstance(
+            D, int) and D > 0:
+        p = _cast(s // D, work)  # the floor in integers, as s // D on int counts
+    elif cfg.reciprocal_division:
         p = _mul(sc, _div(1.0, Dc, work), work)
     else:
         p = _div(sc, Dc, work)
@@ -219,6 +224,14 @@ baseline = _make(Config())
 for _name, (_knob, _cause) in MUTANTS.items():
     globals()[_name] = _make(Config(**{_knob: True}))
 
+#: Two causes at once (``decay-steps-ignored`` and ``staircase-ignored``), as
+#: Paddle's legacy ``exponential_decay`` function: only a fractional step of a
+#: staircase group tells it from ``decay-steps-ignored`` alone.
+decay_steps_and_staircase_ignored = _make(Config(decay_steps_and_staircase_ignored=True))
+#: The staircase floor computed in integers (``s // D``), the rest in the
+#: keras order (MLX's ``step_decay``): mostly the bits of the exact order or a
+#: shifted step, so it needs its own cases (tests/test_adapters_more.py).
+integer_floor_division = _make(Config(integer_floor_division=True))
 #: Not a cause: a worker that dies on NaN steps (its tests must be "not run").
 crash = _make(Config(crash=True))
 #: Not a cause: a value-keyed constant cache (-0.0 after 0.0 gives +0.0), a

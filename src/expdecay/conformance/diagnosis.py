@@ -53,6 +53,8 @@ CAUSES: dict[str, str] = {
                                  "a faithful libm",
     "staircase-ignored": "staircase ignored: the exponent is not floored",
     "decay-steps-ignored": "decay_steps ignored (taken as 1)",
+    "integer-floor-division": "the staircase exponent floor(s / D) computed exactly (integer "
+                              "division), not from the rounded quotient of the keras order",
     "floor-as-round": "the staircase floor replaced by rounding to nearest",
     "floor-as-trunc": "the staircase floor replaced by truncation toward zero",
     "step-shifted": "the step shifted by one",
@@ -318,6 +320,7 @@ class _Candidate:
     work: Format | None = None
     orders: tuple[str, ...] = ("keras", "exact")
     direct: list[float] = field(default_factory=list)  # values computed by hand
+    also: tuple[str, ...] = ()  # further causes the same recomputation makes
 
 
 def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Iterator[_Candidate]:
@@ -331,8 +334,15 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
 
     if st:
         yield _Candidate("staircase-ignored", "", with_(staircase=False))
+        k = _exact_floor(s, D)
+        if k is not None:  # s // D in integers, then the keras order on that exponent
+            yield _Candidate("integer-floor-division", "", _Inputs(I, 1, r, k, False),
+                             orders=("keras",))
     if D != 1:
         yield _Candidate("decay-steps-ignored", "", with_(D=1))
+        if st:  # both dropped (a function that keeps only the rate): seen at fractional steps
+            yield _Candidate("decay-steps-ignored", "", with_(D=1, staircase=False),
+                             also=("staircase-ignored",))
     if isinstance(s, int) or math.isfinite(s):
         for d in (1, -1):
             t = s + d
@@ -427,6 +437,15 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
             yield _Candidate("subnormal-flushed", "", direct=[math.copysign(0.0, v)])
 
 
+def _exact_floor(s: Num, D: Num) -> int | None:
+    """``floor(s / D)`` of the exact values, when finite and within int64."""
+    if isinstance(s, float) and not math.isfinite(s) or isinstance(D, float) and not (
+            math.isfinite(D)) or D == 0:
+        return None
+    k = math.floor(Fraction(s) / Fraction(D))
+    return k if _INT64[0] <= k <= _INT64[1] else None
+
+
 def _chained(I: Num, r: Num, n: int, fmt: Format) -> list[float]:
     """``I * r * r * ... * r`` (n products), each product rounded in the
     format.  (A float64 chain rounded once to a narrower format is mostly
@@ -469,13 +488,13 @@ def diagnose(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: 
     for cand in _candidates(x, fmt, expected):
         for v in cand.direct:
             if same_bits(v, observed, fmt):
-                record((cand.cause,), cand.detail)
+                record((cand.cause, *cand.also), cand.detail)
         if cand.inputs is None:
             continue
         for order in cand.orders:
             prefix = () if order == profile else (ORDER_CAUSE[order],)
             try_values(_values(cand.inputs, cand.work or fmt, order, fmt),
-                       prefix + (cand.cause,), cand.detail)
+                       prefix + (cand.cause, *cand.also), cand.detail)
     found.pop((), None)
     if not found:
         d = ulps_between(expected[profile], observed, fmt)

@@ -14,6 +14,15 @@
 * ``tf-keras`` (``step_mode``): tf.keras on TensorFlow;
 * ``optax`` (``x64``, ``step_mode``): optax.exponential_decay on JAX;
 * ``torch`` (``form="closed"|"chainable"``): StepLR / ExponentialLR;
+* ``tf-compat-v1`` (``step_mode``): ``tf.compat.v1.train.exponential_decay``;
+* ``jax-example-libraries`` (``x64``, ``step_mode``):
+  ``jax.example_libraries.optimizers.exponential_decay`` (continuous only);
+* ``mlx``: ``mlx.optimizers.step_decay`` / ``exponential_decay`` (float32);
+* ``paddle`` (``api="classes"|"legacy"``): ``paddle.optimizer.lr.StepDecay`` /
+  ``ExponentialDecay``, or the legacy function ``exponential_decay``;
+* ``timm``: ``StepLRScheduler``, loaded without importing ``timm``;
+* ``mindspore`` (``form="cell"|"list"``): ``nn.ExponentialDecayLR`` /
+  ``nn.exponential_decay_lr`` (opt-in: not in the ``peers`` extra);
 * ``python:module:function``: any callable (see :mod:`.pycallable`);
 * ``cmd:COMMAND``: an external program speaking the JSON-lines protocol.
 
@@ -76,6 +85,12 @@ IMPLEMENTATIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "tf-keras": ("tfkeras", "TfKerasAdapter", ("tf_keras", "tensorflow")),
     "optax": ("optax_impl", "OptaxAdapter", ("optax", "jax")),
     "torch": ("torch_impl", "TorchAdapter", ("torch",)),
+    "tf-compat-v1": ("tf_compat_v1", "TfCompatV1Adapter", ("tensorflow",)),
+    "jax-example-libraries": ("jax_example_libraries", "JaxExampleLibrariesAdapter", ("jax",)),
+    "mlx": ("mlx_impl", "MlxAdapter", ("mlx",)),
+    "paddle": ("paddle_impl", "PaddleAdapter", ("paddle",)),
+    "timm": ("timm_impl", "TimmAdapter", ("timm", "torch")),
+    "mindspore": ("mindspore_impl", "MindSporeAdapter", ("mindspore",)),
 }
 
 _KERAS_BACKEND_MODULE = {"numpy": "numpy", "jax": "jax", "torch": "torch",
@@ -103,8 +118,12 @@ def default_configurations() -> list[tuple[str, dict[str, Any]]]:
         if name == "keras":
             out += [("keras", {"backend": b}) for b, m in _KERAS_BACKEND_MODULE.items()
                     if _installed(m)]
-        elif name == "optax":
-            out += [("optax", {"x64": False}), ("optax", {"x64": True})]
+        elif name in ("optax", "jax-example-libraries"):
+            out += [(name, {"x64": False}), (name, {"x64": True})]
+        elif name == "paddle":  # the legacy function shows an upstream bug
+            out += [("paddle", {}), ("paddle", {"api": "legacy"})]
+        elif name == "mindspore":
+            out += [("mindspore", {}), ("mindspore", {"form": "list"})]
         else:
             out.append((name, {}))
     return out
