@@ -116,7 +116,8 @@ def print_table(reports: list[ImplementationReport], out: Any = None,
 
 def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--impl", action="append", metavar="NAME",
-                   help="implementation: expdecay, keras, tf-keras, optax, torch, "
+                   help="implementation: expdecay, keras, tf-keras, tf-compat-v1, optax, "
+                   "jax-example-libraries, torch, timm, mlx, paddle, mindspore, "
                    "python:module:function or cmd:COMMAND (repeatable; default: every "
                    "installed implementation)")
     p.add_argument("--vectors", nargs="+", metavar="PATH",
@@ -128,7 +129,8 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--markdown", metavar="FILE.md", help="write the table as Markdown")
     p.add_argument("--backend", choices=["numpy", "jax", "torch", "tensorflow"],
                    help="Keras 3 backend (keras only)")
-    p.add_argument("--x64", action="store_true", help="enable JAX x64 (optax only)")
+    p.add_argument("--x64", action="store_true",
+                   help="enable JAX x64 (optax and jax-example-libraries)")
     p.add_argument("--step-mode", choices=["array", "scalar"],
                    help="one call per step array (default) or per step")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -159,6 +161,11 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
 
 
 
+#: implementations taking the x64 and step_mode options
+_X64 = ("optax", "jax-example-libraries")
+_STEP_MODE = ("keras", "tf-keras", "tf-compat-v1", "optax", "jax-example-libraries")
+
+
 def _options(args: argparse.Namespace, name: str) -> dict[str, Any]:
     opts: dict[str, Any] = parse_options(args.option)
     if args.backend:
@@ -166,12 +173,12 @@ def _options(args: argparse.Namespace, name: str) -> dict[str, Any]:
             raise ValueError(f"--backend applies to keras only; got --impl {name}")
         opts["backend"] = args.backend
     if args.x64:
-        if name != "optax":
-            raise ValueError(f"--x64 applies to optax only; got --impl {name}")
+        if name not in _X64:
+            raise ValueError(f"--x64 applies to {' and '.join(_X64)} only; got --impl {name}")
         opts["x64"] = True
     if args.step_mode:
-        if name not in ("keras", "tf-keras", "optax"):
-            raise ValueError(f"--step-mode applies to keras, tf-keras and optax; got {name}")
+        if name not in _STEP_MODE:
+            raise ValueError(f"--step-mode applies to {', '.join(_STEP_MODE)}; got {name}")
         opts["step_mode"] = args.step_mode
     return opts
 
@@ -188,7 +195,7 @@ def configurations(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]
     if args.all_variants:
         extra: list[tuple[str, dict[str, Any]]] = []
         for name, opts in configs:
-            if name in ("keras", "tf-keras", "optax"):
+            if name in _STEP_MODE:
                 extra.append((name, {**opts, "step_mode": "scalar"}))
             if name == "torch":
                 extra.append((name, {"form": "chainable"}))
