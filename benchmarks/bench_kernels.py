@@ -57,11 +57,11 @@ def best_time(fn: Callable[[], Any], repeat: int) -> float:
     return best
 
 
-def ratios(n: int, repeat: int) -> list[dict[str, Any]]:
+def ratios(n: int, repeat: int, formats: tuple[str, ...] = FORMATS) -> list[dict[str, Any]]:
     steps = np.linspace(0, 10**7, n).astype(np.int64)
     I, D, r = SCHEDULE
     rows = []
-    for fmt in FORMATS:
+    for fmt in formats:
         dt = get_format(fmt).dtype.type
         with np.errstate(over="ignore"):
             i, d, rr = dt(I), dt(D), dt(r)
@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="elements of the random-schedule run (default 20000)")
     parser.add_argument("--sweep-steps", type=int, default=1 << 25)
     parser.add_argument("--skip", default="", help="comma list of: ratios,random,compile,sweep")
+    parser.add_argument("--formats", default=",".join(FORMATS),
+                        help="comma list of the formats of the ratio table (default: all four)")
     args = parser.parse_args(argv)
     n = args.n or (10**6 if args.quick else 10**7)
     repeat = args.repeat or (2 if args.quick else 3)
@@ -154,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     if "ratios" not in skip:
         print(f"{'format':<9} {'order':<6} {'mode':<6} {'numpy s':>8} {'fast s':>8} "
               f"{'ratio':>6} {'fallback':>9}")
-        rows = ratios(n, repeat)
-        regular = [r for r in rows if (r["fmt"], r["order"]) != ("float16", "keras")]
+        rows = ratios(n, repeat, tuple(filter(None, args.formats.split(","))))
+        regular = [r for r in rows if (r["fmt"], r["order"]) != ("float16", "keras")] or rows
         print(f"ratio range {min(r['ratio'] for r in rows):.2f}-"
               f"{max(r['ratio'] for r in rows):.2f}; worst fallback (float16 keras excluded: "
               f"D = 100000 is inf in float16) {max(r['fallback'] for r in regular):.2e}")

@@ -83,9 +83,9 @@ in ``__pycache__`` beside this file, or, when that directory is not writable
 ``benchmarks/bench_kernels.py``); later processes load the cached code (2 to
 4 s there, numba's import included).
 
-Block kernels (float32 and float64, int64 steps)
-------------------------------------------------
-:func:`f32_block_kernel` and :func:`f64_block_kernel` compute the same
+Block kernels (bfloat16, float32 and float64, int64 steps)
+----------------------------------------------------------
+:func:`bf16_block_kernel`, :func:`f32_block_kernel` and :func:`f64_block_kernel` compute the same
 approximations with the same operations in the same order, and the same
 rounding tests, as :func:`small_kernel` and :func:`f64_kernel`, for blocks
 of :data:`BLOCK` elements at a time, as loops without branches or
@@ -103,6 +103,23 @@ value or weakens a test:
   53-bit significand); subnormal results, ``|t| > 2200`` and exponents the
   float64 quotient does not decide (exact staircase) go to the per-element
   pass, which is :func:`small_kernel` / :func:`f64_kernel` on that element;
+* bfloat16 (8-bit significand, float32's exponent range) follows the float32
+  kernel with the constant shift 45; its roundings to the format are done on
+  the float64 bits: for a normal float64 ``x``, adding ``2**44 - 1`` plus bit
+  45 of its bits and clearing the 45 low bits is round-to-nearest-even to 8
+  bits (a carry into the exponent is the right result).  The keras exponent
+  is ``rnd(RN(rnd(s) / Df))`` as in :func:`_keras_p` (``rnd(s)`` rounds the
+  exact float64 of ``|s| < 2**51``; ``RN`` then ``rnd`` is the correctly
+  rounded quotient since ``53 >= 2*8 + 2``) when the quotient is 0 or at
+  least ``2**-126`` and ``p`` below ``2**128``; other elements go to the
+  per-element pass.  The keras product ``If w`` (8 by 8 bits, within
+  float64's normal range: exact) is rounded on the bits when at least
+  ``2**-126`` and, below, to the subnormal grid by ``(v + 1.5 * 2**-81) -
+  1.5 * 2**-81`` (one IEEE addition rounds ``v`` to a multiple of
+  ``2**-133``, ties to even, since the sum stays in ``[2**-81, 2**-80)``; the
+  subtraction is exact); ``w`` of ``2**128`` or more is inf.  The rounding
+  test and its bound are those of :func:`_small_pow2` (``err <= 6618`` units
+  is always below a quarter of the half-ulp ``2**44``);
 * float64 always multiplies by ``I``'s mantissa ``ih + il``: with
   ``ih = 1``, ``il = 0`` (keras order, or ``I`` a power of two) Dekker's
   product is exact with a zero error term,
@@ -134,7 +151,8 @@ from numba.extending import intrinsic, overload
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = ["small_kernel", "small_broadcast_kernel", "f64_kernel", "pow2_table",
-           "f32_block_kernel", "f64_block_kernel"]
+           "f32_block_kernel", "f64_block_kernel", "bf16_block_kernel",
+           "f64_broadcast_kernel"]
 
 _U = 2.0**-53
 _B64 = 2.0**-69
@@ -739,6 +757,22 @@ def _block_exponents(steps: np.ndarray, b0: int, m: int, abuf: np.ndarray, okb: 
                 p = float(np.floor(p))
             okb[k] = inr & (p - p == 0.0)
             abuf[k] = p if p - p == 0.0 else 0.0
+    elif keras and prec == 8:  # bfloat16
+        df = d_fmt
+        for k in range(m):
+            s = steps[b0 + k]
+            inr = (s < _LIM51) & (s > -_LIM51)
+            sf = _rnd_bf16(_i2f(s if inr else 0))  # rnd(s): one rounding of an exact value
+            q = sf / df
+            p = _rnd_bf16(q)  # rnd(RN(sf / Df)): innocuous double rounding (53 >= 2*8 + 2)
+            aq = abs(q)
+            # The bit rounding is right for normal quotients only; subnormal
+            # ones and overflow are left to the per-element pass.
+            good = ((aq >= _TWO_M126) | (aq == 0.0)) & (abs(p) < _TWO_128)
+            if staircase:
+                p = float(np.floor(p))
+            okb[k] = inr & good
+            abuf[k] = p if good else 0.0
     elif keras:  # float64
         for k in range(m):
             s = steps[b0 + k]
@@ -851,6 +885,127 @@ def f32_block_kernel(steps: np.ndarray, out: np.ndarray, out_f: np.ndarray, star
                 w = (_from_bits(q | _TWO52_BITS) - _TWO52) * _pow2i(qc)
                 w = np.inf if (qexp > emax) | (w >= lim) else w
                 out_f[b0 + k] = np.float32(w * i_fmt)
+        else:
+            for k in range(m):
+                bits = (((ebuf[k] + (prec - 1 + bias)) << (prec - 1)) + nbuf[k]
+                        - (1 << (prec - 1)))
+                out[b0 + k] = min(bits, inf_bits) | sign
+        for k in range(m):
+            if not okb[k]:
+                i = b0 + k
+                _, c = small_kernel(steps[i:i + 1], out[i:i + 1], 0, one, prec, emin, emax,
+                                    bias, keras, staircase, c0, scale_h, scale_e, negative,
+                                    log2_i, i_fmt, d_fmt, d_num, d_den, d_float, tab, ln2,
+                                    pow2)
+                if c:
+                    undecided[count] = i
+                    count += 1
+                    if count == undecided.shape[0]:
+                        return i + 1, count
+        b0 += m
+    return n, count
+
+
+_BF16_LOW = (1 << 45) - 1  # the float64 significand bits below bfloat16's 8
+_BF16_HALF = 1 << 44
+_TWO_M126 = 2.0**-126
+_TWO_128 = 2.0**128
+_SUB_BF16 = 1.5 * 2.0**-81  # x + _SUB_BF16 - _SUB_BF16: x to a multiple of 2**-133
+_TWO_133 = 2.0**133
+
+
+@_inline
+def _rnd_bf16(x: float) -> float:
+    """``x`` (0 or a normal float64) rounded to 8 significant bits, nearest
+    even, on its bits (the exponent range is float64's: no overflow or
+    subnormal handling; inf stays inf)."""
+    b = _bits(x)
+    r: float = _from_bits((b + ((_BF16_HALF - 1) + ((b >> 45) & 1))) & ~_BF16_LOW)
+    return r
+
+
+@_jit
+def bf16_block_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.ndarray,
+                      keras: bool, staircase: bool, c0: float, scale_h: float, scale_e: int,
+                      negative: bool, log2_i: float, i_fmt: float, d_fmt: float, d_num: int,
+                      d_den: int, d_float: float, tab: np.ndarray, ln2: float,
+                      pow2: np.ndarray) -> tuple[int, int]:
+    """:func:`small_kernel` for bfloat16 and int64 steps, by blocks, as
+    :func:`f32_block_kernel` (``out``: uint16 bit patterns): the keras
+    exponent ``rnd(RN(rnd(s) / Df))`` and the final ``rnd(If w)`` are
+    roundings on the bits (normal values; the subnormal grid by adding and
+    subtracting ``1.5 * 2**-81``), the rounding test is the one of
+    :func:`_small_pow2` at the constant shift 45 (normal results); the rest
+    goes to :func:`small_kernel` one element at a time."""
+    prec, emin, emax, bias = 8, -126, 127, 127
+    n = steps.shape[0]
+    abuf = np.empty(BLOCK)
+    pbuf = np.empty(BLOCK)
+    nbuf = np.empty(BLOCK, np.int64)
+    ebuf = np.empty(BLOCK, np.int64)
+    okb = np.empty(BLOCK, np.bool_)
+    one = np.empty(1, np.int64)
+    sh = 1.0 if keras else scale_h
+    se = 0 if keras else scale_e
+    sign = (1 << 15) if ((i_fmt < 0) if keras else negative) else 0
+    inf_bits = (2 * bias + 1) << (prec - 1)
+    count = 0
+    b0 = start
+    while b0 < n:
+        m = min(BLOCK, n - b0)
+        _block_exponents(steps, b0, m, abuf, okb, keras, staircase, prec, d_fmt, d_float)
+        for k in range(m):
+            t0 = abuf[k] * c0
+            inr = abs(t0) <= _T_LIMIT
+            t = t0 if inr else 0.0
+            y = t * 1024.0 + _RINT
+            ni = _bits(y) - _RINT_BITS
+            nn = y - _RINT
+            x = (t - nn * (1.0 / 1024)) * ln2
+            pbuf[k] = 1.0 + x * (1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24))))
+            nbuf[k] = ni
+            abuf[k] = t
+            okb[k] = okb[k] & inr
+        for k in range(m):
+            pbuf[k] = (tab[nbuf[k] & 1023] * pbuf[k]) * sh
+        for k in range(m):
+            t = abuf[k]
+            v = pbuf[k]
+            ni = nbuf[k]
+            err = _bits((3.0 * abs(t) + 18.0) + _RINT) - _RINT_BITS
+            b = _bits(v)
+            M = (b & _FRAC) | _IMPLICIT
+            ex = ((b >> 52) - 1075) + (ni >> 10) + se
+            # A normal bfloat16 result: shift 45 of the 53-bit significand
+            # (4 err < 2**44 always holds, err <= 6618).
+            normal = ex + 52 >= emin
+            qexp = ex + 45
+            q = M >> 45
+            rem = M & _BF16_LOW
+            dist = rem - _BF16_HALF
+            dist = -dist if dist < 0 else dist
+            dec = (dist > err) & normal
+            up = (rem > _BF16_HALF) | ((rem == _BF16_HALF) & ((q & 1) == 1))
+            nbuf[k] = q + (1 if up else 0)
+            ebuf[k] = qexp
+            okb[k] = okb[k] & dec
+        if keras:
+            for k in range(m):
+                q = nbuf[k]
+                qexp = ebuf[k]
+                qc = min(max(qexp, -1000), 1000)
+                w = (_from_bits(q | _TWO52_BITS) - _TWO52) * _pow2i(qc)
+                w = np.inf if (qexp > emax) | (w >= _TWO_128) else w
+                # If w: exact in float64 (8 x 8 bits, within float64's range),
+                # then rounded to bfloat16: on the bits when normal, on the
+                # grid of 2**-133 when below 2**-126.
+                v = abs(w * i_fmt)
+                yn = _rnd_bf16(v)
+                ys = (v + _SUB_BF16) - _SUB_BF16
+                hn = (_bits(yn) >> 45) - ((1023 - 127) << 7)
+                hs = _bits(ys * _TWO_133 + _RINT) - _RINT_BITS
+                h = hn if v >= _TWO_M126 else hs
+                out[b0 + k] = min(h, inf_bits) | sign
         else:
             for k in range(m):
                 bits = (((ebuf[k] + (prec - 1 + bias)) << (prec - 1)) + nbuf[k]

@@ -1197,10 +1197,15 @@ def run_kernel(steps: np.ndarray, result: np.ndarray, plan: _Plan, fallback: _Fa
     stats = fallback.stats
     # int64 steps of float32/float64 go through the block kernels (the loops
     # vectorise); other step dtypes and formats through the per-element ones.
-    block = (steps.dtype == np.int64 and fmt.precision in (24, 53) and fmt.width in (32, 64)
+    block = (steps.dtype == np.int64 and fmt.name in ("bfloat16", "float32", "float64")
              and os.environ.get("EXPDECAY_BLOCK_KERNELS", "1") != "0")
     while pos < n:
-        if block and fmt.precision == 53:
+        if block and fmt.precision == 8:
+            nxt, count = mod.bf16_block_kernel(
+                steps, result.view(np.uint16), pos, buf, keras, plan.staircase, plan.c[0],
+                h, e, plan.negative, plan.log2_i, plan.i_fmt, plan.d_fmt, num, den, d_float,
+                hi, l2h, pow2)
+        elif block and fmt.precision == 53:
             nxt, count = mod.f64_block_kernel(
                 steps, result, pos, buf, keras, plan.staircase, plan.c[0], plan.c[1],
                 h, l_, e, plan.negative, plan.log2_i, plan.i_fmt, plan.d_fmt, num, den,
