@@ -1129,3 +1129,244 @@ def f64_block_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: 
                         return i + 1, count
         b0 += m
     return n, count
+
+
+# ---------------------------------------------------------------------------
+# A different schedule per element, float64
+# ---------------------------------------------------------------------------
+
+#: Phase 2's relative error bound (the accurate exponential, module docstring).
+_B64_ACCURATE = 2.0**-80
+#: Phase 2's bound for ``|t| < 2**-11``: ``|t| 2**-74 + 2**-102``.
+_B_SMALL_T = 2.0**-74
+_TWO_M900 = 2.0**-900
+_TWO_900 = 2.0**900
+_TINY = 2.0**-1074  # the smallest subnormal
+
+
+@_inline
+def _two_sum(a: float, b: float) -> tuple[float, float]:
+    """Knuth: ``a + b = s + e`` exactly."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+@_inline
+def _log2_dd(x: float, g1: np.ndarray, l1h: np.ndarray, l1l: np.ndarray, g2: np.ndarray,
+             l2h_t: np.ndarray, l2l_t: np.ndarray, ilh: float, ill: float, thh: float,
+             thl: float) -> tuple[float, float]:
+    """``log2(x)`` for a positive normal float64 ``x != 1`` as a double-double,
+    relative error below ``2**-94`` (module docstring, "float64 with a
+    schedule per element")."""
+    b = _bits(x)
+    k = (b >> 52) - 1023
+    m = _from_bits((b & _FRAC) | 0x3FF0000000000000)  # [1, 2)
+    j = (b >> 45) & 127
+    kk = k + (1 if j >= 64 else 0)
+    # z1 = m g1 - 1 exactly: Dekker's product, p - 1 exact (Sterbenz).
+    g = g1[j]
+    gh, gl = _split(g)
+    p, pe = _two_prod(m, gh, gl, g)
+    z1h, z1l = _two_sum(p - 1.0, pe)
+    # z2 = (1 + z1) g2 - 1 = (g2 - 1) + z1 g2.
+    j2 = int((z1h * 16384.0 + _RINT) - _RINT) + 128
+    h = g2[j2]
+    hh, hl = _split(h)
+    q, qe = _two_prod(z1h, hh, hl, h)
+    s, se = _two_sum(h - 1.0, q)
+    zh, zl = _two_sum(s, (se + qe) + z1l * h)
+    # ln(1 + z) = z - z**2/2 + z**3/3 + z**4 H(z), |z| < 2**-14.98.
+    zhh, zhl = _split(zh)
+    wh, we = _two_prod(zh, zhh, zhl, zh)
+    wl = we + 2.0 * zh * zl
+    whh, whl = _split(wh)
+    ch3, ce3 = _two_prod(zh, whh, whl, wh)
+    cl3 = ce3 + (zh * wl + zl * wh)  # z**3
+    chh, chl = _split(ch3)
+    th3, te3 = _two_prod(thh, chh, chl, ch3)
+    tl3 = te3 + (thh * cl3 + thl * ch3)  # z**3 / 3
+    hz = -0.25 + zh * (0.2 + zh * (-1.0 / 6 + zh * (1.0 / 7)))
+    e4 = (wh * wh) * hz
+    s1, e1 = _two_sum(zh, -0.5 * wh)
+    s2, e2 = _two_sum(s1, th3)
+    low = ((e1 + e2) + (zl - 0.5 * wl)) + (tl3 + e4)
+    # times 1/ln 2 (a double-double)
+    s2h, s2l = _split(s2)
+    ph, pe2 = _two_prod(ilh, s2h, s2l, s2)
+    pl = pe2 + (s2 * ill + low * ilh)
+    # kk + L1[j] + L2[j2] + P
+    a1, ae = _two_sum(float(kk), l1h[j])
+    a2, be = _two_sum(a1, l2h_t[j2])
+    a3, ce = _two_sum(a2, ph)
+    rl = ((ae + be) + ce) + ((l1l[j] + l2l_t[j2]) + pl)
+    return _two_sum(a3, rl)
+
+
+@_inline
+def _f64_value_accurate(a: float, ch: float, cl: float, ih: float, ei: int,
+                        hi_t: np.ndarray, lo_t: np.ndarray, hh_t: np.ndarray,
+                        hl_t: np.ndarray, l2h: float, l2l: float,
+                        pow2: np.ndarray) -> tuple[bool, float]:
+    """``ih 2**(ei + a c)`` decided for float64 with the accurate exponential
+    (bound :data:`_B64_ACCURATE`), subnormal results included; ``|a c| <=
+    2200``, ``ih`` a float64 in ``[1, 2)``."""
+    chh, chl = _split(ch)
+    th, te = _two_prod(a, chh, chl, ch)
+    tl = te + a * cl
+    n = (th * 1024.0 + _RINT) - _RINT
+    xp = th - n * (1.0 / 1024)  # exact
+    xh, xl = _two_sum(xp, tl)
+    l2hh, l2hl = _split(l2h)
+    X0, x0e = _two_prod(xh, l2hh, l2hl, l2h)
+    Xh, Xl = _two_sum(X0, x0e + (xh * l2l + xl * l2h))
+    # exp(X) = 1 + Y, Y = X + X**2/2 + X**3 P3(X)
+    Xhh, Xhl = _split(Xh)
+    s2h, s2e = _two_prod(Xh, Xhh, Xhl, Xh)
+    s2l = s2e + 2.0 * Xh * Xl
+    p3 = 1.0 / 6 + Xh * (1.0 / 24 + Xh * (1.0 / 120 + Xh * (1.0 / 720 + Xh * (1.0 / 5040))))
+    t3 = (s2h * Xh) * p3
+    yh, ye = _two_sum(Xh, 0.5 * s2h)
+    yl = ye + ((Xl + 0.5 * s2l) + t3)
+    ni = int(n)
+    j = ni & 1023
+    th_j = hi_t[j]
+    tl_j = lo_t[j]
+    p1, e1 = _two_prod(yh, hh_t[j], hl_t[j], th_j)
+    s = th_j + p1
+    s1 = p1 - (s - th_j)
+    low = ((((tl_j + th_j * yl) + e1) + s1) + tl_j * yh) + tl_j * yl
+    if ih != 1.0:
+        ihh, ihl = _split(ih)
+        p2, e2 = _two_prod(s, ihh, ihl, ih)
+        low = e2 + low * ih
+        s = p2
+    r = s + low
+    re = low - (r - s)
+    e = (ni >> 10) + ei
+    # |t| < 2**-11 (n = 0, T[0] = 1 exactly): every error is proportional
+    # to |t| but for the last additions (module docstring).
+    bnd = _B64_ACCURATE
+    if ni == 0:
+        bnd = min(bnd, abs(th) * _B_SMALL_T + 2.0**-102)
+    pwb = _bits(r) & _EXPMASK
+    pw = _from_bits(pwb)
+    er = ((pwb >> 52) - 1023) + e  # r 2**e is in [2**er, 2**(er + 1))
+    if er >= -1022:
+        # Below a power of two the grid is twice as fine: half the margin.
+        half = pw * _U if (r != pw or re >= 0) else pw * (0.5 * _U)
+        ok = abs(re) + bnd * r < half
+        return ok, _ldexp(r, e, pow2)
+    if er <= -1076:
+        return True, 0.0
+    # Subnormal: Y = (r + re) 2**(e + 1074) in units of the smallest
+    # subnormal (exact scalings, Y < 2**53); decided when Y's distance to the
+    # nearest half-integer exceeds its error.
+    sc = e + 1074
+    yv = _ldexp(r, sc, pow2)
+    yr = _ldexp(re, sc, pow2)
+    nn = (yv + _TWO52) - _TWO52  # rint, 0 <= yv < 2**52
+    d = (yv - nn) + yr
+    ok = abs(d) + bnd * 2.0 * yv + 2.0**-50 < 0.5
+    return ok, nn * _TINY
+
+
+@_jit
+def f64_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.ndarray,
+                         out: np.ndarray, start: int, undecided: np.ndarray, keras: bool,
+                         staircase: bool, hi_t: np.ndarray, lo_t: np.ndarray,
+                         hh_t: np.ndarray, hl_t: np.ndarray, l2h: float, l2l: float,
+                         pow2: np.ndarray, g1: np.ndarray, l1h: np.ndarray, l1l: np.ndarray,
+                         g2: np.ndarray, l2h_t: np.ndarray, l2l_t: np.ndarray, ilh: float,
+                         ill: float, thh: float, thl: float) -> tuple[int, int]:
+    """:func:`f64_kernel` with a schedule per element (``I``, ``D``, ``R``
+    float64, ``out`` float64): ``log2 r`` by :func:`_log2_dd`, the
+    exponential of :func:`_f64_value` (bound ``2**-69``) and, for what it
+    leaves, :func:`_f64_value_accurate` (bound ``2**-80``, subnormal results
+    too).  Elements with special parameters (zero, subnormal or non-finite
+    ``I``; ``r`` not a positive normal number or 1; ``D`` outside
+    ``[2**-900, 2**900]`` in the exact continuous order) and elements still
+    undecided are recorded for the caller.  Same return convention as
+    :func:`small_kernel`."""
+    n = steps.shape[0]
+    count = 0
+    i = start
+    while i < n:
+        s = steps[i]
+        x_i = I[i]
+        x_d = D[i]
+        x_r = R[i]
+        bi = _bits(x_i) & _ABS
+        br = _bits(x_r)
+        ok = (bi >= _IMPLICIT and bi < _EXPMASK and br >= _IMPLICIT and br < _EXPMASK
+              and x_r != 1.0 and x_d > 0.0 and x_d < np.inf)
+        a = 0.0
+        if ok:
+            if keras:
+                if _is_int(s):
+                    si = int(s)
+                    if si < (1 << 53) and si > -(1 << 53):
+                        sf = float(si)
+                    else:
+                        sf = _round_int(si, 53, -1022, 1023, pow2)
+                else:
+                    sf = float(s)
+                a = sf / x_d
+                if staircase:
+                    a = float(np.floor(a))
+                ok = a - a == 0.0
+            elif staircase:
+                d_num = 0
+                if x_d < 4611686018427387904.0 and x_d == np.floor(x_d):
+                    d_num = int(x_d)
+                ok, a = _floor_exact(s, _is_int(s), d_num, 1, x_d)
+                ok = ok and abs(a) < _TWO53
+            else:
+                if _is_int(s):
+                    si = int(s)
+                    ok = si < (1 << 53) and si > -(1 << 53)
+                a = float(s)
+                ok = ok and a - a == 0.0 and x_d >= _TWO_M900 and x_d <= _TWO_900
+        val = 0.0
+        if ok:
+            lh, ll = _log2_dd(x_r, g1, l1h, l1l, g2, l2h_t, l2l_t, ilh, ill, thh, thl)
+            if keras or staircase:
+                ch, cl = lh, ll
+            else:
+                # (lh + ll) / D: q1 = RN(lh / D), the remainder lh - q1 D
+                # from Dekker's exact product, one correction.
+                q1 = lh / x_d
+                dh, dl = _split(x_d)
+                pp, pe = _two_prod(q1, dh, dl, x_d)
+                q2 = (((lh - pp) - pe) + ll) / x_d
+                ch = q1 + q2
+                cl = q2 - (ch - q1)
+                ok = abs(ch) > _TWO_M900 and abs(ch) < _TWO_900
+        if ok:
+            t = a * ch
+            if not abs(t) <= _T_LIMIT:
+                val = np.inf if t > 0 else 0.0
+            else:
+                if keras:
+                    ih, ei = 1.0, 0
+                else:
+                    ei = (bi >> 52) - 1023
+                    ih = _from_bits((bi & _FRAC) | 0x3FF0000000000000)
+                ok, val = _f64_value(a, ch, cl, ih, 0.0, ei, hi_t, lo_t, hh_t, hl_t,
+                                     l2h, l2l, pow2)
+                if not ok:
+                    ok, val = _f64_value_accurate(a, ch, cl, ih, ei, hi_t, lo_t, hh_t,
+                                                  hl_t, l2h, l2l, pow2)
+        if ok:
+            if keras:
+                val = val * x_i
+            elif x_i < 0:
+                val = -val
+            out[i] = val
+        else:
+            undecided[count] = i
+            count += 1
+            if count == undecided.shape[0]:
+                return i + 1, count
+        i += 1
+    return n, count
