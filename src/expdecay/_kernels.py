@@ -1266,7 +1266,13 @@ def _f64_value_accurate(a: float, ch: float, cl: float, ih: float, ei: int,
     yv = _ldexp(r, sc, pow2)
     yr = _ldexp(re, sc, pow2)
     nn = (yv + _TWO52) - _TWO52  # rint, 0 <= yv < 2**52
-    d = (yv - nn) + yr
+    d = (yv - nn) + yr  # yv - nn is exact; |d| <= 1/2 + |yr|
+    if d > 0.5:  # yr moved Y past the half: the next integer (exact, Sterbenz)
+        nn += 1.0
+        d -= 1.0
+    elif d < -0.5:
+        nn -= 1.0
+        d += 1.0
     ok = abs(d) + bnd * 2.0 * yv + 2.0**-50 < 0.5
     return ok, nn * _TINY
 
