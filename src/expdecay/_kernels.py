@@ -668,13 +668,18 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
             x_d = _round_fmt(x_d, prec, emin, emax, pow2)
         bi = _bits(x_i) & _ABS
         br = _bits(x_r)
+        # keras order: Df may be inf (D beyond the format's range).
         ok = (bi >= _IMPLICIT and bi < _EXPMASK and br >= _IMPLICIT and br < _EXPMASK
-              and x_r != 1.0 and x_d > 0.0 and x_d < np.inf)
+              and x_r != 1.0 and x_d > 0.0 and (keras or x_d < np.inf))
         a = 0.0
+        nan = False
         if ok:
             if keras:
                 a = _keras_p(s, _is_int(s), prec, emin, emax, staircase, x_d, pow2)
-                ok = a - a == 0.0
+                # p = +-inf: rf**p is 0 or inf (t below); p = NaN (rnd(s) and
+                # Df both inf): rf**NaN = NaN for rf != 1, and so is If NaN.
+                nan = a != a
+                a = 0.0 if nan else a
             elif staircase:
                 ok, a = _floor_exact(s, _is_int(s), 0, 1, x_d)
             else:
@@ -694,7 +699,9 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
                 h = _from_bits((bi & _FRAC) | 0x3FF0000000000000)
                 ok, val = _small_pow2(t, h, e_i, tab, ln2, prec, emin, emax, pow2,
                                       KT_BROADCAST)
-        if ok:
+        if ok and nan:
+            out[i] = (((2 * bias + 1) << 1) | 1) << (prec - 2)  # the canonical NaN
+        elif ok:
             if keras:
                 if prec == 24:
                     val = float(np.float32(val * x_i))
