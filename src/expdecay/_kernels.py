@@ -133,7 +133,91 @@ A schedule per element
 (:func:`_log2`, relative error below ``8 u``); the error of ``t`` is then
 ``(8 + 3.0001) u |t|`` and the rounding test uses ``14 |t| + 17`` units
 (:data:`KT_BROADCAST`).  Elements with special parameters are left undecided
-and evaluated by the caller one schedule at a time.
+and evaluated by the caller one schedule at a time.  In the keras order
+``Df`` may be inf (``D`` beyond float16's range): ``p = rnd(s) / Df`` is
+then 0, and ``p`` of +-inf or NaN is decided exactly (``rf**p`` is 0 or inf
+by the sign of ``p log2 rf``; ``rf**NaN`` is NaN for ``rf != 1``, written as
+the canonical NaN).
+
+float64 with a schedule per element
+-----------------------------------
+:func:`f64_broadcast_kernel` takes ``I``, ``D``, ``r`` per element (float64,
+exact) and needs ``log2 r`` to double-double accuracy for each.
+
+``log2 r`` (:func:`_log2_dd`), ``r`` a positive normal float64, ``r != 1``.
+Write ``r = 2**k m``, ``m`` in ``[1, 2)``, ``j`` the top 7 bits of ``m``'s
+fraction.  Table ``g1[j] = RN(1/c_j)``, ``c_j = 1 + (j + 1/2)/128``, for
+``j < 64``; from ``j = 64`` on the mantissa is taken as ``m/2`` (``k + 1``)
+and ``g1[j] = RN(2/c_j)/2``; ``g1[0] = 1``, ``g1[127] = 1/2`` exactly, so
+that for ``r`` in ``[1 - 2**-8, 1 + 2**-7)`` no table logarithm enters.
+``z1 = m g1 - 1`` exactly (Dekker's product ``p + e``, ``p - 1`` exact by
+Sterbenz, a TwoSum), ``|z1| < 2**-7``.  Second table, ``i = rint(2**14
+z1h)`` in ``[-128, 128]``: ``g2 = RN(1 / (1 + i 2**-14))`` (``g2 = 1`` for
+``i = 0``), ``z2 = (g2 - 1) + z1 g2`` (``g2 - 1`` exact, Dekker's product of
+``z1h g2``, ``z1l g2`` and two additions rounded): ``|z2| < 2**-14.98`` and an
+error below ``3 u**2 |z1|`` (none when ``g2 = 1``).  ``ln(1 + z) = z - z**2/2
++ z**3/3 + z**4 H(z)``, ``H = -1/4 + z/5 - z**2/6 + z**3/7`` (truncation
+``|z|**8/8 < 2**-107 |z|``): ``z**2`` and ``z**3/3`` as double-doubles
+(relative errors below ``2**-102``), ``z**4 H`` in float64 at ``zh`` (about
+``6 u`` relatively on a term below ``2**-46.9 |z|``: ``2**-97.4 |z|``), the sum
+by two TwoSums and a float64 sum of the low parts (``2**-102 |z|``): within
+``2**-97 |z|``, and ``|ln(1 + z)| >= |z| (1 - 2**-15)``.  Times ``1/ln 2``
+(double-double, ``2**-106``) and the product's roundings: ``2**-103``.  Then
+``k + L1[j] + L2[i] + P`` with ``L = -log2(g)`` as double-doubles within
+``2**-105`` (:func:`expdecay.fast.log2_tables`, from the rigorous enclosures):
+three TwoSums and float64 sums of the low parts (``2**-101`` of the largest
+part).  The parts never cancel badly: whenever ``k + L1`` is not 0,
+``|log2 r| >= |k + L1| / 2`` (``|L2 + P| = |log2(1 + z1)|`` is at most
+0.0038 where ``|L1|`` is smallest, 0.0085 at ``j = 126``, and at most 0.0057
+against ``|L1| >= 0.0168`` at ``j = 1``; ``L1 = 0`` only with ``k`` not 0),
+and when ``k + L1 = 0``, ``|L2 + P| >= 0.46 |L2|`` (``|P| <= 2**-14.37 <
+2**-13.47 <= |L2|``).  Hence ``log2 r`` within ``2**-94`` relatively (the
+tests measure below ``2**-98``).
+
+``c = log2(r) / D`` (exact continuous order; ``D`` in ``[2**-900, 2**900]``
+and ``c`` in ``(2**-900, 2**900)``, else the element goes to the caller):
+``q1 = RN(ch / D)``, ``ch - q1 D`` from Dekker's product (``ch - P`` exact by
+Sterbenz), one correction ``q2``: ``c`` within ``2**-93.9`` in all.  The
+staircase and keras orders use ``c = log2 r`` (``log2 rf``: float64 inputs
+are their own keras casts).
+
+Phase 1 is :func:`_f64_value` (bound ``B = 2**-69``).  Its analysis assumed
+``c`` within ``2**-105``; with ``2**-93.9`` the error of ``t`` grows to
+``|t| 2**-93.8 <= 2**-82.7`` (``|t| <= 2200``), which adds ``2**-83.2`` to the
+relative error: the total stays below ``2**-71.4``, inside ``B``.
+
+Phase 2 (:func:`_f64_value_accurate`) takes the elements phase 1 leaves
+(about ``2e-5``) and the subnormal results.  ``t = th + tl`` as before,
+``n = rint(1024 th)``, ``x = (th - n/1024) + tl`` by a TwoSum (exact), ``X =
+x ln 2`` as a double-double (``|X| <= 2**-11.52``, relative error
+``2**-103``), ``exp(X) = 1 + Y``, ``Y = X + X**2/2 + X**3 P3(X)`` with ``P3``
+the Taylor coefficients ``1/6 .. 1/5040`` in float64 at ``Xh`` (truncation
+``2**-107.5``; ``X**2`` a double-double; ``X**3 P3`` within ``6 u`` of a term
+below ``2**-37.1``: ``2**-87.5``; the low-part sum ``2**-88.4``); times
+``T[j]`` (double-double; the low-part sum of magnitude ``2**-36`` and its six
+roundings ``2**-86.4``), times ``I``'s mantissa (exact float64; ``2**-104``),
+Fast2Sum into ``R + Re``.  With ``ln 2 |dt| <= 2**-83.2``: below ``2**-82``
+in all; the test uses ``2**-80``.  When ``n = 0`` (``|t| < 2**-11``, ``T[0]
+= 1`` exactly, ``X = t ln 2``) every error term but the last additions is
+proportional to ``|t|`` (``X**3 P3``: ``u |X|**3 <= 2**-76.5 |t|``; ``t``:
+``2**-94.3 |t|``): the bound ``|t| 2**-74 + 2**-102`` is used there, so that
+rates within a few ulps of 1 are decided.  The test:
+
+* normal results (``R 2**e >= 2**-1022``): decided when ``|Re| + B R <
+  ulp(R)/2``, with half that margin when ``R`` is a power of two and ``Re <
+  0`` (the grid below ``R`` is twice as fine);
+* subnormal results: ``Y = (R + Re) 2**(e + 1074)`` (exact scalings, ``Y <
+  2**52``) in units of the smallest subnormal; ``N = rint(R 2**(e+1074))``
+  by adding and subtracting ``2**52``, ``d = (R 2**(e+1074) - N) + Re
+  2**(e+1074)`` (the first difference exact, the sum within ``2**-54``),
+  ``N`` moved by one when ``|d| > 1/2``; decided (value ``N 2**-1074``, an
+  exact product) when ``|d| + 2 B Y + 2**-50 < 1/2``; below ``2**-1075`` the
+  result is 0 (the bound cannot reach ``2**-1075``, as in phase 1).
+
+Elements still undecided (exact midpoints, special parameters, steps of
+``2**53`` or more, staircase floors the float64 quotient cannot decide when
+``D`` is not an integer) go to the caller, which evaluates them one schedule
+at a time (the oracle for the undecided among those).
 """
 
 from __future__ import annotations
