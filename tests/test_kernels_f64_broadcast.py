@@ -65,7 +65,8 @@ def _near_one(rng: np.random.Generator, n: int) -> np.ndarray:
     """Rates within 1000 ulps of 1, on both sides."""
     k = rng.integers(1, 1001, n)
     below = rng.random(n) < 0.5
-    return np.where(below, 1.0 - k * 2.0**-53, 1.0 + k * 2.0**-52)
+    out: np.ndarray = np.where(below, 1.0 - k * 2.0**-53, 1.0 + k * 2.0**-52)
+    return out
 
 
 def _rates(rng: np.random.Generator) -> np.ndarray:
@@ -76,7 +77,8 @@ def _rates(rng: np.random.Generator) -> np.ndarray:
              np.array([2.0**-1022, 1.7976931348623157e308, 0.5, 2.0, 3.0, 1 - 2.0**-53,
                        1 + 2.0**-52])]
     x = np.concatenate(parts)
-    return x[(x > 0) & (x != 1) & np.isfinite(x)]
+    keep: np.ndarray = x[(x > 0) & (x != 1) & np.isfinite(x)]
+    return keep
 
 
 def test_log2_dd_within_bound() -> None:
@@ -189,18 +191,16 @@ def _hard_float64_inputs() -> tuple[np.ndarray, ...]:
         rows.append((float(rng.uniform(0.1, 1)), float(rng.integers(1, 10**9)),
                      float(rng.uniform(0.999, 0.99999)), int(rng.integers(2**40, 2**62))))
     for _ in range(300):  # results near and in the subnormal range
-        r = float(rng.uniform(0.5, 0.99))
+        rate = float(rng.uniform(0.5, 0.99))
         target = float(rng.uniform(-1080, -1015))  # log2 of the result
-        I = float(rng.uniform(0.5, 1.0))
-        D = float(rng.integers(1, 1000))
-        s = int(round(target / np.log2(r) * D))
-        rows.append((I, D, r, s))
+        d = float(rng.integers(1, 1000))
+        rows.append((float(rng.uniform(0.5, 1.0)), d, rate,
+                     int(round(target / np.log2(rate) * d))))
     for _ in range(300):  # results near overflow
-        r = float(rng.uniform(1.01, 1.5))
-        I = float(np.ldexp(rng.uniform(1, 2), 1000))
-        D = float(rng.integers(1, 1000))
-        s = int(round(float(rng.uniform(20, 26)) / np.log2(r) * D))
-        rows.append((I, D, r, s))
+        rate = float(rng.uniform(1.01, 1.5))
+        d = float(rng.integers(1, 1000))
+        rows.append((float(np.ldexp(rng.uniform(1, 2), 1000)), d, rate,
+                     int(round(float(rng.uniform(20, 26)) / np.log2(rate) * d))))
     for k in range(1, 101):  # exact results and exact midpoints
         rows.append((1 + 2.0**-52, 1.0, 3.0, k % 30))  # 3**k (1 + 2**-52): midpoints
         rows.append((0.1 * k, float(k), 0.5, 3 * k))  # 2**-3: exact

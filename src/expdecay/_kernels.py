@@ -137,7 +137,11 @@ and evaluated by the caller one schedule at a time.  In the keras order
 ``Df`` may be inf (``D`` beyond float16's range): ``p = rnd(s) / Df`` is
 then 0, and ``p`` of +-inf or NaN is decided exactly (``rf**p`` is 0 or inf
 by the sign of ``p log2 rf``; ``rf**NaN`` is NaN for ``rf != 1``, written as
-the canonical NaN).
+the canonical NaN).  A keras element the rounding test leaves with an
+integer ``p`` from 1 to ``62 / precision`` (7 for bfloat16, 5 for float16, 2
+for float32) is computed exactly instead (:func:`_exact_int_pow`): 8-bit
+rates raised to small integers are often exact midpoints, which no rounding
+test decides.
 
 float64 with a schedule per element
 -----------------------------------
@@ -725,6 +729,45 @@ def _log2(x: float) -> float:
     return float(k) + lm
 
 
+@_inline
+def _exact_int_pow(x: float, p: int, prec: int, emin: int, emax: int,
+                   pow2: np.ndarray) -> float:
+    """``x**p`` rounded to the format exactly, for ``x`` a positive value of
+    the format and ``1 <= p`` with ``p prec <= 62``: ``x = M 2**E`` with an
+    integer ``M < 2**prec``, ``M**p`` in int64, one rounding to nearest even
+    (subnormal and overflow included).  Exact results and exact midpoints,
+    which no rounding test decides, are common among these."""
+    b = _bits(x)
+    ex = (b >> 52) - 1023
+    M = ((b & _FRAC) | _IMPLICIT) >> (53 - prec)
+    F = (ex - (prec - 1)) * p
+    Mp = M
+    for _ in range(p - 1):
+        Mp *= M
+    bl = 0
+    while (Mp >> bl) != 0:
+        bl += 1
+    qexp = max(bl - 1 + F, emin) - (prec - 1)
+    shift = qexp - F
+    if shift <= 0:
+        q = Mp << 0
+        qexp = F
+    elif shift > bl:
+        return 0.0
+    else:
+        q = Mp >> shift
+        rem = Mp - (q << shift)
+        half = 1 << (shift - 1)
+        if rem > half or (rem == half and (q & 1) == 1):
+            q += 1
+    if qexp > emax:
+        return np.inf
+    val: float = float(q) * pow2[qexp + _POW2_OFFSET]
+    if val >= pow2[emax + 1 + _POW2_OFFSET]:
+        return np.inf
+    return val
+
+
 @_jit
 def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.ndarray,
                            out: np.ndarray, start: int, undecided: np.ndarray, prec: int,
@@ -733,8 +776,9 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
     """:func:`small_kernel` with a schedule per element: ``I``, ``D``, ``R``
     (float64, the exact inputs) and ``steps`` have one element each per
     output.  Elements with special parameters (zero, subnormal or non-finite
-    ``I``; ``r`` not a positive normal number or 1; keras casts that are 0 or
-    inf) are left undecided for the caller's general path.  ``log2 r`` comes
+    ``I``; ``r`` not a positive normal number; keras casts of ``I`` or ``r``
+    that are 0 or inf) are left undecided for the caller's general path;
+    ``r = 1`` (keras: ``rf = 1``) gives ``rnd(I)``.  ``log2 r`` comes
     from :func:`_log2` and the rounding test uses :data:`KT_BROADCAST`."""
     n = steps.shape[0]
     count = 0
@@ -754,7 +798,7 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
         br = _bits(x_r)
         # keras order: Df may be inf (D beyond the format's range).
         ok = (bi >= _IMPLICIT and bi < _EXPMASK and br >= _IMPLICIT and br < _EXPMASK
-              and x_r != 1.0 and x_d > 0.0 and (keras or x_d < np.inf))
+              and x_d > 0.0 and (keras or x_d < np.inf))
         a = 0.0
         nan = False
         if ok:
@@ -769,6 +813,8 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
             else:
                 a = float(s)
                 ok = a - a == 0.0
+            if x_r == 1.0:  # pow(1, y) = 1 for every y, NaN included: rnd(I)
+                ok, nan, a = True, False, 0.0
         if ok:
             lr = _log2(x_r)
             c = lr if keras or staircase else lr / x_d
@@ -778,6 +824,9 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
             elif keras:
                 ok, val = _small_pow2(t, 1.0, 0, tab, ln2, prec, emin, emax, pow2,
                                       KT_BROADCAST)
+                if not ok and a >= 1.0 and a * prec <= 62.0 and a == np.floor(a):
+                    # A small positive integer p: rf**p exactly.
+                    ok, val = True, _exact_int_pow(x_r, int(a), prec, emin, emax, pow2)
             else:
                 e_i = (bi >> 52) - 1023
                 h = _from_bits((bi & _FRAC) | 0x3FF0000000000000)
@@ -849,12 +898,11 @@ def _block_exponents(steps: np.ndarray, b0: int, m: int, abuf: np.ndarray, okb: 
             okb[k] = inr & (p - p == 0.0)
             abuf[k] = p if p - p == 0.0 else 0.0
     elif keras and prec == 8:  # bfloat16
-        df = d_fmt
         for k in range(m):
             s = steps[b0 + k]
             inr = (s < _LIM51) & (s > -_LIM51)
             sf = _rnd_bf16(_i2f(s if inr else 0))  # rnd(s): one rounding of an exact value
-            q = sf / df
+            q = sf / d_fmt
             p = _rnd_bf16(q)  # rnd(RN(sf / Df)): innocuous double rounding (53 >= 2*8 + 2)
             aq = abs(q)
             # The bit rounding is right for normal quotients only; subnormal
