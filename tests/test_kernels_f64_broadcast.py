@@ -298,3 +298,66 @@ def test_per_element_schedules_vs_arb(name: str, order: str, staircase: bool,
     for k, (i, d, rr, ss) in enumerate(rows):
         want = arb_evaluate(i, float(d), rr, ss, staircase, name, order)
         assert to_bits(want, fmt) == int(bits[k]), (i, d, rr, ss)
+
+
+@pytest.mark.parametrize("name", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("staircase", [False, True])
+def test_small_formats_keras_random_schedules(name: str, staircase: bool) -> None:
+    """Keras order, random schedules (the benchmark's workload): the
+    per-element kernel decides every element, including exact powers of
+    8-bit rates (midpoints), ``Df = inf`` and ``rf = 1`` in float16; the bits
+    equal one evaluation per schedule (which sends those to the oracle) and
+    a sample agrees with Arb."""
+    _kernels()
+    rng = np.random.default_rng(3)
+    n = 12000
+    I = rng.uniform(1e-4, 1.0, n)
+    D = rng.integers(1, 100000, n)
+    r = rng.uniform(0.5, 0.9999, n)
+    s = rng.integers(0, 10**7, n)
+    stats = fast.FastStats()
+    got = fast.evaluate(I, D, r, s, staircase=staircase, dtype=name, order="keras",
+                        stats=stats)
+    assert stats.oracle == 0
+    saved = fast.BROADCAST_KERNEL_MIN_SCHEDULES
+    fast.BROADCAST_KERNEL_MIN_SCHEDULES = 10**9  # one evaluation per schedule
+    try:
+        ref = fast.evaluate(I, D, r, s, staircase=staircase, dtype=name, order="keras")
+    finally:
+        fast.BROADCAST_KERNEL_MIN_SCHEDULES = saved
+    w = get_format(name).width // 8
+    assert np.array_equal(got.view(f"u{w}"), ref.view(f"u{w}"))
+    fmt = get_format(name)
+    for i in rng.choice(n, 60, replace=False).tolist():
+        want = arb_evaluate(float(I[i]), int(D[i]), float(r[i]), int(s[i]), staircase, name,
+                            "keras")
+        assert to_bits(want, fmt) == int(got.view(f"u{w}")[i]), (I[i], D[i], r[i], s[i])
+
+
+@pytest.mark.parametrize("name", ["float16", "bfloat16", "float32"])
+def test_exact_int_pow_vs_rationals(name: str) -> None:
+    """``_exact_int_pow`` against exact rationals rounded by the Arb
+    module's own rounding: every rate of the format in a few binades (and
+    the smallest and largest ones), every allowed integer exponent;
+    midpoints included (they are frequent for 8-bit rates)."""
+    from arb_oracle import round_fraction
+
+    mod = _kernels()
+    fmt = get_format(name)
+    pow2 = fast._kernel_tables()[4]
+    prec = fmt.precision
+    rng = np.random.default_rng(8)
+    width = fmt.width // 8
+    top = int(np.array([fmt.max_finite], fmt.dtype).view(f"u{width}")[0])
+    bits = np.concatenate([np.arange(1, 300), rng.integers(1, top + 1, 3000),
+                           np.arange(top - 300, top + 1)]).astype(f"u{width}")
+    rates = bits.view(fmt.dtype).astype(np.float64)
+    ties = 0
+    for x in rates.tolist():
+        for p in range(1, 62 // prec + 1):
+            got = mod._exact_int_pow(x, p, prec, fmt.emin, fmt.emax, pow2)
+            want = round_fraction(Fraction(x) ** p, name)
+            assert got == want, (x, p, got, want)
+            scaled = Fraction(x) ** p / Fraction(2) ** (fmt.emin - prec + 1)
+            ties += scaled.denominator == 2  # a midpoint of the subnormal grid
+    assert ties > 0 or name == "float32"
