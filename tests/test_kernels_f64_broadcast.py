@@ -361,3 +361,8 @@ def test_exact_int_pow_vs_rationals(name: str) -> None:
             scaled = Fraction(x) ** p / Fraction(2) ** (fmt.emin - prec + 1)
             ties += scaled.denominator == 2  # a midpoint of the subnormal grid
     assert ties > 0 or name == "float32"
+    for e in range(fmt.emin - prec + 1, fmt.emax + 1, 7):  # powers of two, large p
+        x = 2.0**e
+        for p in (1, 9, 134, 1000, 40000):
+            got = mod._exact_int_pow(x, p, prec, fmt.emin, fmt.emax, pow2)
+            assert got == round_fraction(Fraction(x) ** p, name), (x, p, got)

@@ -733,17 +733,22 @@ def _log2(x: float) -> float:
 def _exact_int_pow(x: float, p: int, prec: int, emin: int, emax: int,
                    pow2: np.ndarray) -> float:
     """``x**p`` rounded to the format exactly, for ``x`` a positive value of
-    the format and ``1 <= p`` with ``p prec <= 62``: ``x = M 2**E`` with an
+    the format and ``1 <= p`` with ``p prec <= 62`` (``p <= 2**20`` when ``x``
+    is a power of two, ``M = 1``): ``x = M 2**E`` with an
     integer ``M < 2**prec``, ``M**p`` in int64, one rounding to nearest even
     (subnormal and overflow included).  Exact results and exact midpoints,
     which no rounding test decides, are common among these."""
     b = _bits(x)
     ex = (b >> 52) - 1023
-    M = ((b & _FRAC) | _IMPLICIT) >> (53 - prec)
-    F = (ex - (prec - 1)) * p
-    Mp = M
-    for _ in range(p - 1):
-        Mp *= M
+    if (b & _FRAC) == 0:  # a power of two: any p up to 2**20
+        Mp = 1
+        F = ex * p
+    else:
+        M = ((b & _FRAC) | _IMPLICIT) >> (53 - prec)
+        F = (ex - (prec - 1)) * p
+        Mp = M
+        for _ in range(p - 1):
+            Mp *= M
     bl = 0
     while (Mp >> bl) != 0:
         bl += 1
@@ -824,7 +829,8 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
             elif keras:
                 ok, val = _small_pow2(t, 1.0, 0, tab, ln2, prec, emin, emax, pow2,
                                       KT_BROADCAST)
-                if not ok and a >= 1.0 and a * prec <= 62.0 and a == np.floor(a):
+                if not ok and a >= 1.0 and a == np.floor(a) and (
+                        a * prec <= 62.0 or ((_bits(x_r) & _FRAC) == 0 and a <= 1048576.0)):
                     # A small positive integer p: rf**p exactly.
                     ok, val = True, _exact_int_pow(x_r, int(a), prec, emin, emax, pow2)
             else:
