@@ -81,7 +81,9 @@ in ``__pycache__`` beside this file, or, when that directory is not writable
 ``NUMBA_CACHE_DIR`` when set.  The first call in a fresh install compiles
 (5 to 12 s per step dtype and format family on a 2-core AMD EPYC, measured by
 ``benchmarks/bench_kernels.py``); later processes load the cached code (2 to
-4 s there, numba's import included).
+4 s there, numba's import included).  Measured the same way for the later
+kernels: the bfloat16 block kernel 13.1 s (3.4 s cached), the float64
+per-element kernel 6.5 s (2.05 s cached).
 
 Block kernels (bfloat16, float32 and float64, int64 steps)
 ----------------------------------------------------------
