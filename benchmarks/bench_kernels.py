@@ -7,7 +7,9 @@ is 1.0 or less), one thread, best of ``repeat``.  Also reported:
 
 * the fraction of elements sent to the oracle (target 1e-6 or less);
 * random schedules: all four inputs drawn per element, elements per second
-  through the broadcasting path (target 2 million per second per core);
+  through the broadcasting path and the oracle fallback, for every format x
+  order x staircase mode (target 2 million per second per core, fallback
+  1e-6 or less);
 * first-call compile time in a fresh process with an empty cache, and the
   load time of the cached code in a second process;
 * the sweep rate of ``expdecay analyze`` (three correctly rounded evaluations
@@ -57,11 +59,11 @@ def best_time(fn: Callable[[], Any], repeat: int) -> float:
     return best
 
 
-def ratios(n: int, repeat: int) -> list[dict[str, Any]]:
+def ratios(n: int, repeat: int, formats: tuple[str, ...] = FORMATS) -> list[dict[str, Any]]:
     steps = np.linspace(0, 10**7, n).astype(np.int64)
     I, D, r = SCHEDULE
     rows = []
-    for fmt in FORMATS:
+    for fmt in formats:
         dt = get_format(fmt).dtype.type
         with np.errstate(over="ignore"):
             i, d, rr = dt(I), dt(D), dt(r)
@@ -93,17 +95,39 @@ def ratios(n: int, repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
-def random_schedules(n: int) -> float:
-    rng = np.random.default_rng(1)
+def random_workload(n: int, seed: int = 1) -> tuple[np.ndarray, ...]:
+    """All four inputs drawn per element: I in [1e-4, 1], D integer in
+    [1, 1e5), r in [0.5, 0.9999], int64 steps in [0, 1e7)."""
+    rng = np.random.default_rng(seed)
     I = rng.uniform(1e-4, 1.0, n)
     D = rng.integers(1, 100000, n)
     r = rng.uniform(0.5, 0.9999, n)
     s = rng.integers(0, 10**7, n)
-    k = min(n, 8192)  # load the compiled kernel first
-    fast.evaluate(I[:k], D[:k], r[:k], s[:k], dtype="float32", order="keras")
-    t = time.perf_counter()
-    fast.evaluate(I, D, r, s, dtype="float32", order="keras")
-    return n / (time.perf_counter() - t)
+    return I, D, r, s
+
+
+def random_schedules(n: int, formats: tuple[str, ...] = FORMATS
+                     ) -> list[tuple[str, str, bool, float, float]]:
+    """Elements per second through the broadcasting path (one call on ``n``
+    elements, after a warm-up call that loads the compiled kernel) and the
+    fraction of elements sent to the oracle, per format x order x staircase."""
+    I, D, r, s = random_workload(n)
+    k = min(n, 8192)
+    rows = []
+    for fmt in formats:
+        for order in ORDERS:
+            for staircase in (False, True):
+                fast.evaluate(I[:k], D[:k], r[:k], s[:k], dtype=fmt, order=order,
+                              staircase=staircase)
+                stats = fast.FastStats()
+                t = time.perf_counter()
+                fast.evaluate(I, D, r, s, dtype=fmt, order=order, staircase=staircase,
+                              stats=stats)
+                rate = n / (time.perf_counter() - t)
+                rows.append((fmt, order, staircase, rate, stats.oracle / max(stats.elements, 1)))
+                print(f"random schedules {fmt:<9} {order:<6} {'stair' if staircase else 'cont':<6}"
+                      f" {rate:13,.0f} elements/s  fallback {rows[-1][4]:.2e}", flush=True)
+    return rows
 
 
 FIRST_CALL = """
@@ -141,10 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="n = 10**6, best of 2")
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=None)
-    parser.add_argument("--random", type=int, default=20000,
-                        help="elements of the random-schedule run (default 20000)")
+    parser.add_argument("--random", type=int, default=2 * 10**6,
+                        help="elements of the random-schedule run (default 2 million)")
     parser.add_argument("--sweep-steps", type=int, default=1 << 25)
     parser.add_argument("--skip", default="", help="comma list of: ratios,random,compile,sweep")
+    parser.add_argument("--formats", default=",".join(FORMATS),
+                        help="comma list of the formats of the ratio table (default: all four)")
     args = parser.parse_args(argv)
     n = args.n or (10**6 if args.quick else 10**7)
     repeat = args.repeat or (2 if args.quick else 3)
@@ -154,13 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     if "ratios" not in skip:
         print(f"{'format':<9} {'order':<6} {'mode':<6} {'numpy s':>8} {'fast s':>8} "
               f"{'ratio':>6} {'fallback':>9}")
-        rows = ratios(n, repeat)
-        regular = [r for r in rows if (r["fmt"], r["order"]) != ("float16", "keras")]
+        rows = ratios(n, repeat, tuple(filter(None, args.formats.split(","))))
+        regular = [r for r in rows if (r["fmt"], r["order"]) != ("float16", "keras")] or rows
         print(f"ratio range {min(r['ratio'] for r in rows):.2f}-"
               f"{max(r['ratio'] for r in rows):.2f}; worst fallback (float16 keras excluded: "
               f"D = 100000 is inf in float16) {max(r['fallback'] for r in regular):.2e}")
     if "random" not in skip:
-        print(f"random schedules: {random_schedules(args.random):,.0f} elements/s (one core)")
+        rows_r = random_schedules(args.random, tuple(filter(None, args.formats.split(","))))
+        print(f"random schedules (one core): {min(r[3] for r in rows_r):,.0f}-"
+              f"{max(r[3] for r in rows_r):,.0f} elements/s; worst fallback "
+              f"{max(r[4] for r in rows_r):.2e}")
     if "compile" not in skip:
         for fmt in ("float32", "float64"):
             first, cached = compile_times(fmt)

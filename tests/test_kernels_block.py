@@ -1,4 +1,4 @@
-"""The block kernels (float32 and float64, int64 steps): bits against the Arb
+"""The block kernels (bfloat16, float32 and float64, int64 steps): bits against the Arb
 oracle of ``tests/arb_oracle.py`` and against the per-element kernels, and
 their machine code (no FMA; the arithmetic loops vectorised)."""
 
@@ -12,11 +12,16 @@ import pytest
 
 from arb_oracle import arb_evaluate
 from expdecay import fast
+from expdecay.floats import get_format
 from kernel_asm import fresh_asm
 
 numba = pytest.importorskip("numba")
 
 SCHEDULES = ((0.1, 100000, 0.96), (-3e-3, 7, 0.999), (1e30, 1000, 0.5), (2.5, 3, 1.5))
+#: bfloat16 near its limits: overflow of w in the keras order (found so),
+#: subnormal results and exponents, a subnormal I.
+BF16_SCHEDULES = ((1e-38, 5, 0.7), (-2.0**-130, 3, 1.01), (3e38, 1, 0.9), (1.0, 1e-30, 0.99),
+                  (7.0, 1e30, 1.3))
 
 
 def _steps() -> np.ndarray:
@@ -28,25 +33,26 @@ def _steps() -> np.ndarray:
     return np.concatenate(parts)
 
 
-@pytest.mark.parametrize("fmt", ["float32", "float64"])
 @pytest.mark.parametrize("order", ["exact", "keras"])
 @pytest.mark.parametrize("staircase", [False, True])
-@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("fmt,schedule", [(f, s) for f in ("bfloat16", "float32", "float64")
+                                          for s in SCHEDULES]
+                         + [("bfloat16", s) for s in BF16_SCHEDULES])
 def test_block_kernels_against_arb(fmt: str, order: str, staircase: bool,
-                                   schedule: tuple[float, int, float],
+                                   schedule: tuple[float, float, float],
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     steps = _steps()
     I, D, r = schedule
     got = fast.evaluate(I, D, r, steps, staircase=staircase, dtype=fmt, order=order)
     monkeypatch.setenv("EXPDECAY_BLOCK_KERNELS", "0")
     per_element = fast.evaluate(I, D, r, steps, staircase=staircase, dtype=fmt, order=order)
-    width = np.dtype(fmt).itemsize
+    width = get_format(fmt).width // 8
     gb, pb = got.view(f"u{width}"), per_element.view(f"u{width}")
     assert np.array_equal(gb, pb)
     rng = np.random.default_rng(len(steps))
     for i in rng.choice(len(steps), 60, replace=False):
         want = arb_evaluate(I, D, r, int(steps[i]), staircase, fmt, order)
-        w = np.array([want], dtype=fmt)
+        w = np.array([want], dtype=get_format(fmt).dtype)
         assert w.view(f"u{width}")[0] == gb[i], (i, int(steps[i]), want, got[i])
 
 
@@ -55,10 +61,10 @@ def test_block_kernels_machine_code() -> None:
     if mod is None:
         pytest.skip("numba is not importable")
     steps = np.arange(5000, dtype=np.int64)
-    for name in ("float32", "float64"):
+    for name in ("bfloat16", "float32", "float64"):
         for order in ("exact", "keras"):
             fast.evaluate(0.1, 1000, 0.96, steps, dtype=name, order=order)
-    asm = fresh_asm((mod.f32_block_kernel, mod.f64_block_kernel))
+    asm = fresh_asm((mod.bf16_block_kernel, mod.f32_block_kernel, mod.f64_block_kernel))
     assert "mulsd" in asm or "vmulsd" in asm or "mulpd" in asm
     assert not re.search(r"\bvf(n)?m(add|sub)\d+", asm)
     from llvmlite import binding  # type: ignore[import-untyped]

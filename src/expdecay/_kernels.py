@@ -81,11 +81,13 @@ in ``__pycache__`` beside this file, or, when that directory is not writable
 ``NUMBA_CACHE_DIR`` when set.  The first call in a fresh install compiles
 (5 to 12 s per step dtype and format family on a 2-core AMD EPYC, measured by
 ``benchmarks/bench_kernels.py``); later processes load the cached code (2 to
-4 s there, numba's import included).
+4 s there, numba's import included).  Measured the same way for the later
+kernels: the bfloat16 block kernel 13.1 s (3.4 s cached), the float64
+per-element kernel 6.5 s (2.05 s cached).
 
-Block kernels (float32 and float64, int64 steps)
-------------------------------------------------
-:func:`f32_block_kernel` and :func:`f64_block_kernel` compute the same
+Block kernels (bfloat16, float32 and float64, int64 steps)
+----------------------------------------------------------
+:func:`bf16_block_kernel`, :func:`f32_block_kernel` and :func:`f64_block_kernel` compute the same
 approximations with the same operations in the same order, and the same
 rounding tests, as :func:`small_kernel` and :func:`f64_kernel`, for blocks
 of :data:`BLOCK` elements at a time, as loops without branches or
@@ -103,6 +105,23 @@ value or weakens a test:
   53-bit significand); subnormal results, ``|t| > 2200`` and exponents the
   float64 quotient does not decide (exact staircase) go to the per-element
   pass, which is :func:`small_kernel` / :func:`f64_kernel` on that element;
+* bfloat16 (8-bit significand, float32's exponent range) follows the float32
+  kernel with the constant shift 45; its roundings to the format are done on
+  the float64 bits: for a normal float64 ``x``, adding ``2**44 - 1`` plus bit
+  45 of its bits and clearing the 45 low bits is round-to-nearest-even to 8
+  bits (a carry into the exponent is the right result).  The keras exponent
+  is ``rnd(RN(rnd(s) / Df))`` as in :func:`_keras_p` (``rnd(s)`` rounds the
+  exact float64 of ``|s| < 2**51``; ``RN`` then ``rnd`` is the correctly
+  rounded quotient since ``53 >= 2*8 + 2``) when the quotient is 0 or at
+  least ``2**-126`` and ``p`` below ``2**128``; other elements go to the
+  per-element pass.  The keras product ``If w`` (8 by 8 bits, within
+  float64's normal range: exact) is rounded on the bits when at least
+  ``2**-126`` and, below, to the subnormal grid by ``(v + 1.5 * 2**-81) -
+  1.5 * 2**-81`` (one IEEE addition rounds ``v`` to a multiple of
+  ``2**-133``, ties to even, since the sum stays in ``[2**-81, 2**-80)``; the
+  subtraction is exact); ``w`` of ``2**128`` or more is inf.  The rounding
+  test and its bound are those of :func:`_small_pow2` (``err <= 6618`` units
+  is always below a quarter of the half-ulp ``2**44``);
 * float64 always multiplies by ``I``'s mantissa ``ih + il``: with
   ``ih = 1``, ``il = 0`` (keras order, or ``I`` a power of two) Dekker's
   product is exact with a zero error term,
@@ -116,7 +135,95 @@ A schedule per element
 (:func:`_log2`, relative error below ``8 u``); the error of ``t`` is then
 ``(8 + 3.0001) u |t|`` and the rounding test uses ``14 |t| + 17`` units
 (:data:`KT_BROADCAST`).  Elements with special parameters are left undecided
-and evaluated by the caller one schedule at a time.
+and evaluated by the caller one schedule at a time.  In the keras order
+``Df`` may be inf (``D`` beyond float16's range): ``p = rnd(s) / Df`` is
+then 0, and ``p`` of +-inf or NaN is decided exactly (``rf**p`` is 0 or inf
+by the sign of ``p log2 rf``; ``rf**NaN`` is NaN for ``rf != 1``, written as
+the canonical NaN).  A keras element the rounding test leaves with an
+integer ``p`` from 1 to ``62 / precision`` (7 for bfloat16, 5 for float16, 2
+for float32) is computed exactly instead (:func:`_exact_int_pow`): 8-bit
+rates raised to small integers are often exact midpoints, which no rounding
+test decides.
+
+float64 with a schedule per element
+-----------------------------------
+:func:`f64_broadcast_kernel` takes ``I``, ``D``, ``r`` per element (float64,
+exact) and needs ``log2 r`` to double-double accuracy for each.
+
+``log2 r`` (:func:`_log2_dd`), ``r`` a positive normal float64, ``r != 1``.
+Write ``r = 2**k m``, ``m`` in ``[1, 2)``, ``j`` the top 7 bits of ``m``'s
+fraction.  Table ``g1[j] = RN(1/c_j)``, ``c_j = 1 + (j + 1/2)/128``, for
+``j < 64``; from ``j = 64`` on the mantissa is taken as ``m/2`` (``k + 1``)
+and ``g1[j] = RN(2/c_j)/2``; ``g1[0] = 1``, ``g1[127] = 1/2`` exactly, so
+that for ``r`` in ``[1 - 2**-8, 1 + 2**-7)`` no table logarithm enters.
+``z1 = m g1 - 1`` exactly (Dekker's product ``p + e``, ``p - 1`` exact by
+Sterbenz, a TwoSum), ``|z1| < 2**-7``.  Second table, ``i = rint(2**14
+z1h)`` in ``[-128, 128]``: ``g2 = RN(1 / (1 + i 2**-14))`` (``g2 = 1`` for
+``i = 0``), ``z2 = (g2 - 1) + z1 g2`` (``g2 - 1`` exact, Dekker's product of
+``z1h g2``, ``z1l g2`` and two additions rounded): ``|z2| < 2**-14.98`` and an
+error below ``3 u**2 |z1|`` (none when ``g2 = 1``).  ``ln(1 + z) = z - z**2/2
++ z**3/3 + z**4 H(z)``, ``H = -1/4 + z/5 - z**2/6 + z**3/7`` (truncation
+``|z|**8/8 < 2**-107 |z|``): ``z**2`` and ``z**3/3`` as double-doubles
+(relative errors below ``2**-102``), ``z**4 H`` in float64 at ``zh`` (about
+``6 u`` relatively on a term below ``2**-46.9 |z|``: ``2**-97.4 |z|``), the sum
+by two TwoSums and a float64 sum of the low parts (``2**-102 |z|``): within
+``2**-97 |z|``, and ``|ln(1 + z)| >= |z| (1 - 2**-15)``.  Times ``1/ln 2``
+(double-double, ``2**-106``) and the product's roundings: ``2**-103``.  Then
+``k + L1[j] + L2[i] + P`` with ``L = -log2(g)`` as double-doubles within
+``2**-105`` (:func:`expdecay.fast.log2_tables`, from the rigorous enclosures):
+three TwoSums and float64 sums of the low parts (``2**-101`` of the largest
+part).  The parts never cancel badly: whenever ``k + L1`` is not 0,
+``|log2 r| >= |k + L1| / 2`` (``|L2 + P| = |log2(1 + z1)|`` is at most
+0.0038 where ``|L1|`` is smallest, 0.0085 at ``j = 126``, and at most 0.0057
+against ``|L1| >= 0.0168`` at ``j = 1``; ``L1 = 0`` only with ``k`` not 0),
+and when ``k + L1 = 0``, ``|L2 + P| >= 0.46 |L2|`` (``|P| <= 2**-14.37 <
+2**-13.47 <= |L2|``).  Hence ``log2 r`` within ``2**-94`` relatively (the
+tests measure below ``2**-98``).
+
+``c = log2(r) / D`` (exact continuous order; ``D`` in ``[2**-900, 2**900]``
+and ``c`` in ``(2**-900, 2**900)``, else the element goes to the caller):
+``q1 = RN(ch / D)``, ``ch - q1 D`` from Dekker's product (``ch - P`` exact by
+Sterbenz), one correction ``q2``: ``c`` within ``2**-93.9`` in all.  The
+staircase and keras orders use ``c = log2 r`` (``log2 rf``: float64 inputs
+are their own keras casts).
+
+Phase 1 is :func:`_f64_value` (bound ``B = 2**-69``).  Its analysis assumed
+``c`` within ``2**-105``; with ``2**-93.9`` the error of ``t`` grows to
+``|t| 2**-93.8 <= 2**-82.7`` (``|t| <= 2200``), which adds ``2**-83.2`` to the
+relative error: the total stays below ``2**-71.4``, inside ``B``.
+
+Phase 2 (:func:`_f64_value_accurate`) takes the elements phase 1 leaves
+(about ``2e-5``) and the subnormal results.  ``t = th + tl`` as before,
+``n = rint(1024 th)``, ``x = (th - n/1024) + tl`` by a TwoSum (exact), ``X =
+x ln 2`` as a double-double (``|X| <= 2**-11.52``, relative error
+``2**-103``), ``exp(X) = 1 + Y``, ``Y = X + X**2/2 + X**3 P3(X)`` with ``P3``
+the Taylor coefficients ``1/6 .. 1/5040`` in float64 at ``Xh`` (truncation
+``2**-107.5``; ``X**2`` a double-double; ``X**3 P3`` within ``6 u`` of a term
+below ``2**-37.1``: ``2**-87.5``; the low-part sum ``2**-88.4``); times
+``T[j]`` (double-double; the low-part sum of magnitude ``2**-36`` and its six
+roundings ``2**-86.4``), times ``I``'s mantissa (exact float64; ``2**-104``),
+Fast2Sum into ``R + Re``.  With ``ln 2 |dt| <= 2**-83.2``: below ``2**-82``
+in all; the test uses ``2**-80``.  When ``n = 0`` (``|t| < 2**-11``, ``T[0]
+= 1`` exactly, ``X = t ln 2``) every error term but the last additions is
+proportional to ``|t|`` (``X**3 P3``: ``u |X|**3 <= 2**-76.5 |t|``; ``t``:
+``2**-94.3 |t|``): the bound ``|t| 2**-74 + 2**-102`` is used there, so that
+rates within a few ulps of 1 are decided.  The test:
+
+* normal results (``R 2**e >= 2**-1022``): decided when ``|Re| + B R <
+  ulp(R)/2``, with half that margin when ``R`` is a power of two and ``Re <
+  0`` (the grid below ``R`` is twice as fine);
+* subnormal results: ``Y = (R + Re) 2**(e + 1074)`` (exact scalings, ``Y <
+  2**52``) in units of the smallest subnormal; ``N = rint(R 2**(e+1074))``
+  by adding and subtracting ``2**52``, ``d = (R 2**(e+1074) - N) + Re
+  2**(e+1074)`` (the first difference exact, the sum within ``2**-54``),
+  ``N`` moved by one when ``|d| > 1/2``; decided (value ``N 2**-1074``, an
+  exact product) when ``|d| + 2 B Y + 2**-50 < 1/2``; below ``2**-1075`` the
+  result is 0 (the bound cannot reach ``2**-1075``, as in phase 1).
+
+Elements still undecided (exact midpoints, special parameters, steps of
+``2**53`` or more, staircase floors the float64 quotient cannot decide when
+``D`` is not an integer) go to the caller, which evaluates them one schedule
+at a time (the oracle for the undecided among those).
 """
 
 from __future__ import annotations
@@ -134,7 +241,8 @@ from numba.extending import intrinsic, overload
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = ["small_kernel", "small_broadcast_kernel", "f64_kernel", "pow2_table",
-           "f32_block_kernel", "f64_block_kernel"]
+           "f32_block_kernel", "f64_block_kernel", "bf16_block_kernel",
+           "f64_broadcast_kernel"]
 
 _U = 2.0**-53
 _B64 = 2.0**-69
@@ -623,6 +731,50 @@ def _log2(x: float) -> float:
     return float(k) + lm
 
 
+@_inline
+def _exact_int_pow(x: float, p: int, prec: int, emin: int, emax: int,
+                   pow2: np.ndarray) -> float:
+    """``x**p`` rounded to the format exactly, for ``x`` a positive value of
+    the format and ``1 <= p`` with ``p prec <= 62`` (``p <= 2**20`` when ``x``
+    is a power of two, ``M = 1``): ``x = M 2**E`` with an
+    integer ``M < 2**prec``, ``M**p`` in int64, one rounding to nearest even
+    (subnormal and overflow included).  Exact results and exact midpoints,
+    which no rounding test decides, are common among these."""
+    b = _bits(x)
+    ex = (b >> 52) - 1023
+    if (b & _FRAC) == 0:  # a power of two: any p up to 2**20
+        Mp = 1
+        F = ex * p
+    else:
+        M = ((b & _FRAC) | _IMPLICIT) >> (53 - prec)
+        F = (ex - (prec - 1)) * p
+        Mp = M
+        for _ in range(p - 1):
+            Mp *= M
+    bl = 0
+    while (Mp >> bl) != 0:
+        bl += 1
+    qexp = max(bl - 1 + F, emin) - (prec - 1)
+    shift = qexp - F
+    if shift <= 0:
+        q = Mp << 0
+        qexp = F
+    elif shift > bl:
+        return 0.0
+    else:
+        q = Mp >> shift
+        rem = Mp - (q << shift)
+        half = 1 << (shift - 1)
+        if rem > half or (rem == half and (q & 1) == 1):
+            q += 1
+    if qexp > emax:
+        return np.inf
+    val: float = float(q) * pow2[qexp + _POW2_OFFSET]
+    if val >= pow2[emax + 1 + _POW2_OFFSET]:
+        return np.inf
+    return val
+
+
 @_jit
 def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.ndarray,
                            out: np.ndarray, start: int, undecided: np.ndarray, prec: int,
@@ -631,8 +783,9 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
     """:func:`small_kernel` with a schedule per element: ``I``, ``D``, ``R``
     (float64, the exact inputs) and ``steps`` have one element each per
     output.  Elements with special parameters (zero, subnormal or non-finite
-    ``I``; ``r`` not a positive normal number or 1; keras casts that are 0 or
-    inf) are left undecided for the caller's general path.  ``log2 r`` comes
+    ``I``; ``r`` not a positive normal number; keras casts of ``I`` or ``r``
+    that are 0 or inf) are left undecided for the caller's general path;
+    ``r = 1`` (keras: ``rf = 1``) gives ``rnd(I)``.  ``log2 r`` comes
     from :func:`_log2` and the rounding test uses :data:`KT_BROADCAST`."""
     n = steps.shape[0]
     count = 0
@@ -650,18 +803,25 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
             x_d = _round_fmt(x_d, prec, emin, emax, pow2)
         bi = _bits(x_i) & _ABS
         br = _bits(x_r)
+        # keras order: Df may be inf (D beyond the format's range).
         ok = (bi >= _IMPLICIT and bi < _EXPMASK and br >= _IMPLICIT and br < _EXPMASK
-              and x_r != 1.0 and x_d > 0.0 and x_d < np.inf)
+              and x_d > 0.0 and (keras or x_d < np.inf))
         a = 0.0
+        nan = False
         if ok:
             if keras:
                 a = _keras_p(s, _is_int(s), prec, emin, emax, staircase, x_d, pow2)
-                ok = a - a == 0.0
+                # p = +-inf: rf**p is 0 or inf (t below); p = NaN (rnd(s) and
+                # Df both inf): rf**NaN = NaN for rf != 1, and so is If NaN.
+                nan = a != a
+                a = 0.0 if nan else a
             elif staircase:
                 ok, a = _floor_exact(s, _is_int(s), 0, 1, x_d)
             else:
                 a = float(s)
                 ok = a - a == 0.0
+            if x_r == 1.0:  # pow(1, y) = 1 for every y, NaN included: rnd(I)
+                ok, nan, a = True, False, 0.0
         if ok:
             lr = _log2(x_r)
             c = lr if keras or staircase else lr / x_d
@@ -671,12 +831,18 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
             elif keras:
                 ok, val = _small_pow2(t, 1.0, 0, tab, ln2, prec, emin, emax, pow2,
                                       KT_BROADCAST)
+                if not ok and a >= 1.0 and a == np.floor(a) and (
+                        a * prec <= 62.0 or ((_bits(x_r) & _FRAC) == 0 and a <= 1048576.0)):
+                    # A small positive integer p: rf**p exactly.
+                    ok, val = True, _exact_int_pow(x_r, int(a), prec, emin, emax, pow2)
             else:
                 e_i = (bi >> 52) - 1023
                 h = _from_bits((bi & _FRAC) | 0x3FF0000000000000)
                 ok, val = _small_pow2(t, h, e_i, tab, ln2, prec, emin, emax, pow2,
                                       KT_BROADCAST)
-        if ok:
+        if ok and nan:
+            out[i] = (((2 * bias + 1) << 1) | 1) << (prec - 2)  # the canonical NaN
+        elif ok:
             if keras:
                 if prec == 24:
                     val = float(np.float32(val * x_i))
@@ -739,6 +905,21 @@ def _block_exponents(steps: np.ndarray, b0: int, m: int, abuf: np.ndarray, okb: 
                 p = float(np.floor(p))
             okb[k] = inr & (p - p == 0.0)
             abuf[k] = p if p - p == 0.0 else 0.0
+    elif keras and prec == 8:  # bfloat16
+        for k in range(m):
+            s = steps[b0 + k]
+            inr = (s < _LIM51) & (s > -_LIM51)
+            sf = _rnd_bf16(_i2f(s if inr else 0))  # rnd(s): one rounding of an exact value
+            q = sf / d_fmt
+            p = _rnd_bf16(q)  # rnd(RN(sf / Df)): innocuous double rounding (53 >= 2*8 + 2)
+            aq = abs(q)
+            # The bit rounding is right for normal quotients only; subnormal
+            # ones and overflow are left to the per-element pass.
+            good = ((aq >= _TWO_M126) | (aq == 0.0)) & (abs(p) < _TWO_128)
+            if staircase:
+                p = float(np.floor(p))
+            okb[k] = inr & good
+            abuf[k] = p if good else 0.0
     elif keras:  # float64
         for k in range(m):
             s = steps[b0 + k]
@@ -872,6 +1053,127 @@ def f32_block_kernel(steps: np.ndarray, out: np.ndarray, out_f: np.ndarray, star
     return n, count
 
 
+_BF16_LOW = (1 << 45) - 1  # the float64 significand bits below bfloat16's 8
+_BF16_HALF = 1 << 44
+_TWO_M126 = 2.0**-126
+_TWO_128 = 2.0**128
+_SUB_BF16 = 1.5 * 2.0**-81  # x + _SUB_BF16 - _SUB_BF16: x to a multiple of 2**-133
+_TWO_133 = 2.0**133
+
+
+@_inline
+def _rnd_bf16(x: float) -> float:
+    """``x`` (0 or a normal float64) rounded to 8 significant bits, nearest
+    even, on its bits (the exponent range is float64's: no overflow or
+    subnormal handling; inf stays inf)."""
+    b = _bits(x)
+    r: float = _from_bits((b + ((_BF16_HALF - 1) + ((b >> 45) & 1))) & ~_BF16_LOW)
+    return r
+
+
+@_jit
+def bf16_block_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.ndarray,
+                      keras: bool, staircase: bool, c0: float, scale_h: float, scale_e: int,
+                      negative: bool, log2_i: float, i_fmt: float, d_fmt: float, d_num: int,
+                      d_den: int, d_float: float, tab: np.ndarray, ln2: float,
+                      pow2: np.ndarray) -> tuple[int, int]:
+    """:func:`small_kernel` for bfloat16 and int64 steps, by blocks, as
+    :func:`f32_block_kernel` (``out``: uint16 bit patterns): the keras
+    exponent ``rnd(RN(rnd(s) / Df))`` and the final ``rnd(If w)`` are
+    roundings on the bits (normal values; the subnormal grid by adding and
+    subtracting ``1.5 * 2**-81``), the rounding test is the one of
+    :func:`_small_pow2` at the constant shift 45 (normal results); the rest
+    goes to :func:`small_kernel` one element at a time."""
+    prec, emin, emax, bias = 8, -126, 127, 127
+    n = steps.shape[0]
+    abuf = np.empty(BLOCK)
+    pbuf = np.empty(BLOCK)
+    nbuf = np.empty(BLOCK, np.int64)
+    ebuf = np.empty(BLOCK, np.int64)
+    okb = np.empty(BLOCK, np.bool_)
+    one = np.empty(1, np.int64)
+    sh = 1.0 if keras else scale_h
+    se = 0 if keras else scale_e
+    sign = (1 << 15) if ((i_fmt < 0) if keras else negative) else 0
+    inf_bits = (2 * bias + 1) << (prec - 1)
+    count = 0
+    b0 = start
+    while b0 < n:
+        m = min(BLOCK, n - b0)
+        _block_exponents(steps, b0, m, abuf, okb, keras, staircase, prec, d_fmt, d_float)
+        for k in range(m):
+            t0 = abuf[k] * c0
+            inr = abs(t0) <= _T_LIMIT
+            t = t0 if inr else 0.0
+            y = t * 1024.0 + _RINT
+            ni = _bits(y) - _RINT_BITS
+            nn = y - _RINT
+            x = (t - nn * (1.0 / 1024)) * ln2
+            pbuf[k] = 1.0 + x * (1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24))))
+            nbuf[k] = ni
+            abuf[k] = t
+            okb[k] = okb[k] & inr
+        for k in range(m):
+            pbuf[k] = (tab[nbuf[k] & 1023] * pbuf[k]) * sh
+        for k in range(m):
+            t = abuf[k]
+            v = pbuf[k]
+            ni = nbuf[k]
+            err = _bits((3.0 * abs(t) + 18.0) + _RINT) - _RINT_BITS
+            b = _bits(v)
+            M = (b & _FRAC) | _IMPLICIT
+            ex = ((b >> 52) - 1075) + (ni >> 10) + se
+            # A normal bfloat16 result: shift 45 of the 53-bit significand
+            # (4 err < 2**44 always holds, err <= 6618).
+            normal = ex + 52 >= emin
+            qexp = ex + 45
+            q = M >> 45
+            rem = M & _BF16_LOW
+            dist = rem - _BF16_HALF
+            dist = -dist if dist < 0 else dist
+            dec = (dist > err) & normal
+            up = (rem > _BF16_HALF) | ((rem == _BF16_HALF) & ((q & 1) == 1))
+            nbuf[k] = q + (1 if up else 0)
+            ebuf[k] = qexp
+            okb[k] = okb[k] & dec
+        if keras:
+            for k in range(m):
+                q = nbuf[k]
+                qexp = ebuf[k]
+                qc = min(max(qexp, -1000), 1000)
+                w = (_from_bits(q | _TWO52_BITS) - _TWO52) * _pow2i(qc)
+                w = np.inf if (qexp > emax) | (w >= _TWO_128) else w
+                # If w: exact in float64 (8 x 8 bits, within float64's range),
+                # then rounded to bfloat16: on the bits when normal, on the
+                # grid of 2**-133 when below 2**-126.
+                v = abs(w * i_fmt)
+                yn = _rnd_bf16(v)
+                ys = (v + _SUB_BF16) - _SUB_BF16
+                hn = (_bits(yn) >> 45) - ((1023 - 127) << 7)
+                hs = _bits(ys * _TWO_133 + _RINT) - _RINT_BITS
+                h = hn if v >= _TWO_M126 else hs
+                out[b0 + k] = min(h, inf_bits) | sign
+        else:
+            for k in range(m):
+                bits = (((ebuf[k] + (prec - 1 + bias)) << (prec - 1)) + nbuf[k]
+                        - (1 << (prec - 1)))
+                out[b0 + k] = min(bits, inf_bits) | sign
+        for k in range(m):
+            if not okb[k]:
+                i = b0 + k
+                _, c = small_kernel(steps[i:i + 1], out[i:i + 1], 0, one, prec, emin, emax,
+                                    bias, keras, staircase, c0, scale_h, scale_e, negative,
+                                    log2_i, i_fmt, d_fmt, d_num, d_den, d_float, tab, ln2,
+                                    pow2)
+                if c:
+                    undecided[count] = i
+                    count += 1
+                    if count == undecided.shape[0]:
+                        return i + 1, count
+        b0 += m
+    return n, count
+
+
 @_jit
 def f64_block_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.ndarray,
                      keras: bool, staircase: bool, ch: float, cl: float, ih: float,
@@ -973,4 +1275,251 @@ def f64_block_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: 
                     if count == undecided.shape[0]:
                         return i + 1, count
         b0 += m
+    return n, count
+
+
+# ---------------------------------------------------------------------------
+# A different schedule per element, float64
+# ---------------------------------------------------------------------------
+
+#: Phase 2's relative error bound (the accurate exponential, module docstring).
+_B64_ACCURATE = 2.0**-80
+#: Phase 2's bound for ``|t| < 2**-11``: ``|t| 2**-74 + 2**-102``.
+_B_SMALL_T = 2.0**-74
+_TWO_M900 = 2.0**-900
+_TWO_900 = 2.0**900
+_TINY = 2.0**-1074  # the smallest subnormal
+
+
+@_inline
+def _two_sum(a: float, b: float) -> tuple[float, float]:
+    """Knuth: ``a + b = s + e`` exactly."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+@_inline
+def _log2_dd(x: float, g1: np.ndarray, l1h: np.ndarray, l1l: np.ndarray, g2: np.ndarray,
+             l2h_t: np.ndarray, l2l_t: np.ndarray, ilh: float, ill: float, thh: float,
+             thl: float) -> tuple[float, float]:
+    """``log2(x)`` for a positive normal float64 ``x != 1`` as a double-double,
+    relative error below ``2**-94`` (module docstring, "float64 with a
+    schedule per element")."""
+    b = _bits(x)
+    k = (b >> 52) - 1023
+    m = _from_bits((b & _FRAC) | 0x3FF0000000000000)  # [1, 2)
+    j = (b >> 45) & 127
+    kk = k + (1 if j >= 64 else 0)
+    # z1 = m g1 - 1 exactly: Dekker's product, p - 1 exact (Sterbenz).
+    g = g1[j]
+    gh, gl = _split(g)
+    p, pe = _two_prod(m, gh, gl, g)
+    z1h, z1l = _two_sum(p - 1.0, pe)
+    # z2 = (1 + z1) g2 - 1 = (g2 - 1) + z1 g2.
+    j2 = int((z1h * 16384.0 + _RINT) - _RINT) + 128
+    h = g2[j2]
+    hh, hl = _split(h)
+    q, qe = _two_prod(z1h, hh, hl, h)
+    s, se = _two_sum(h - 1.0, q)
+    zh, zl = _two_sum(s, (se + qe) + z1l * h)
+    # ln(1 + z) = z - z**2/2 + z**3/3 + z**4 H(z), |z| < 2**-14.98.
+    zhh, zhl = _split(zh)
+    wh, we = _two_prod(zh, zhh, zhl, zh)
+    wl = we + 2.0 * zh * zl
+    whh, whl = _split(wh)
+    ch3, ce3 = _two_prod(zh, whh, whl, wh)
+    cl3 = ce3 + (zh * wl + zl * wh)  # z**3
+    chh, chl = _split(ch3)
+    th3, te3 = _two_prod(thh, chh, chl, ch3)
+    tl3 = te3 + (thh * cl3 + thl * ch3)  # z**3 / 3
+    hz = -0.25 + zh * (0.2 + zh * (-1.0 / 6 + zh * (1.0 / 7)))
+    e4 = (wh * wh) * hz
+    s1, e1 = _two_sum(zh, -0.5 * wh)
+    s2, e2 = _two_sum(s1, th3)
+    low = ((e1 + e2) + (zl - 0.5 * wl)) + (tl3 + e4)
+    # times 1/ln 2 (a double-double)
+    s2h, s2l = _split(s2)
+    ph, pe2 = _two_prod(ilh, s2h, s2l, s2)
+    pl = pe2 + (s2 * ill + low * ilh)
+    # kk + L1[j] + L2[j2] + P
+    a1, ae = _two_sum(float(kk), l1h[j])
+    a2, be = _two_sum(a1, l2h_t[j2])
+    a3, ce = _two_sum(a2, ph)
+    rl = ((ae + be) + ce) + ((l1l[j] + l2l_t[j2]) + pl)
+    return _two_sum(a3, rl)
+
+
+@_inline
+def _f64_value_accurate(a: float, ch: float, cl: float, ih: float, ei: int,
+                        hi_t: np.ndarray, lo_t: np.ndarray, hh_t: np.ndarray,
+                        hl_t: np.ndarray, l2h: float, l2l: float,
+                        pow2: np.ndarray) -> tuple[bool, float]:
+    """``ih 2**(ei + a c)`` decided for float64 with the accurate exponential
+    (bound :data:`_B64_ACCURATE`), subnormal results included; ``|a c| <=
+    2200``, ``ih`` a float64 in ``[1, 2)``."""
+    chh, chl = _split(ch)
+    th, te = _two_prod(a, chh, chl, ch)
+    tl = te + a * cl
+    n = (th * 1024.0 + _RINT) - _RINT
+    xp = th - n * (1.0 / 1024)  # exact
+    xh, xl = _two_sum(xp, tl)
+    l2hh, l2hl = _split(l2h)
+    X0, x0e = _two_prod(xh, l2hh, l2hl, l2h)
+    Xh, Xl = _two_sum(X0, x0e + (xh * l2l + xl * l2h))
+    # exp(X) = 1 + Y, Y = X + X**2/2 + X**3 P3(X)
+    Xhh, Xhl = _split(Xh)
+    s2h, s2e = _two_prod(Xh, Xhh, Xhl, Xh)
+    s2l = s2e + 2.0 * Xh * Xl
+    p3 = 1.0 / 6 + Xh * (1.0 / 24 + Xh * (1.0 / 120 + Xh * (1.0 / 720 + Xh * (1.0 / 5040))))
+    t3 = (s2h * Xh) * p3
+    yh, ye = _two_sum(Xh, 0.5 * s2h)
+    yl = ye + ((Xl + 0.5 * s2l) + t3)
+    ni = int(n)
+    j = ni & 1023
+    th_j = hi_t[j]
+    tl_j = lo_t[j]
+    p1, e1 = _two_prod(yh, hh_t[j], hl_t[j], th_j)
+    s = th_j + p1
+    s1 = p1 - (s - th_j)
+    low = ((((tl_j + th_j * yl) + e1) + s1) + tl_j * yh) + tl_j * yl
+    if ih != 1.0:
+        ihh, ihl = _split(ih)
+        p2, e2 = _two_prod(s, ihh, ihl, ih)
+        low = e2 + low * ih
+        s = p2
+    r = s + low
+    re = low - (r - s)
+    e = (ni >> 10) + ei
+    # |t| < 2**-11 (n = 0, T[0] = 1 exactly): every error is proportional
+    # to |t| but for the last additions (module docstring).
+    bnd = _B64_ACCURATE
+    if ni == 0:
+        bnd = min(bnd, abs(th) * _B_SMALL_T + 2.0**-102)
+    pwb = _bits(r) & _EXPMASK
+    pw = _from_bits(pwb)
+    er = ((pwb >> 52) - 1023) + e  # r 2**e is in [2**er, 2**(er + 1))
+    if er >= -1022:
+        # Below a power of two the grid is twice as fine: half the margin.
+        half = pw * _U if (r != pw or re >= 0) else pw * (0.5 * _U)
+        ok = abs(re) + bnd * r < half
+        return ok, _ldexp(r, e, pow2)
+    if er <= -1076:
+        return True, 0.0
+    # Subnormal: Y = (r + re) 2**(e + 1074) in units of the smallest
+    # subnormal (exact scalings, Y < 2**53); decided when Y's distance to the
+    # nearest half-integer exceeds its error.
+    sc = e + 1074
+    yv = _ldexp(r, sc, pow2)
+    yr = _ldexp(re, sc, pow2)
+    nn = (yv + _TWO52) - _TWO52  # rint, 0 <= yv < 2**52
+    d = (yv - nn) + yr  # yv - nn is exact; |d| <= 1/2 + |yr|
+    if d > 0.5:  # yr moved Y past the half: the next integer (exact, Sterbenz)
+        nn += 1.0
+        d -= 1.0
+    elif d < -0.5:
+        nn -= 1.0
+        d += 1.0
+    ok = abs(d) + bnd * 2.0 * yv + 2.0**-50 < 0.5
+    return ok, nn * _TINY
+
+
+@_jit
+def f64_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.ndarray,
+                         out: np.ndarray, start: int, undecided: np.ndarray, keras: bool,
+                         staircase: bool, hi_t: np.ndarray, lo_t: np.ndarray,
+                         hh_t: np.ndarray, hl_t: np.ndarray, l2h: float, l2l: float,
+                         pow2: np.ndarray, g1: np.ndarray, l1h: np.ndarray, l1l: np.ndarray,
+                         g2: np.ndarray, l2h_t: np.ndarray, l2l_t: np.ndarray, ilh: float,
+                         ill: float, thh: float, thl: float) -> tuple[int, int]:
+    """:func:`f64_kernel` with a schedule per element (``I``, ``D``, ``R``
+    float64, ``out`` float64): ``log2 r`` by :func:`_log2_dd`, the
+    exponential of :func:`_f64_value` (bound ``2**-69``) and, for what it
+    leaves, :func:`_f64_value_accurate` (bound ``2**-80``, subnormal results
+    too).  Elements with special parameters (zero, subnormal or non-finite
+    ``I``; ``r`` not a positive normal number or 1; ``D`` outside
+    ``[2**-900, 2**900]`` in the exact continuous order) and elements still
+    undecided are recorded for the caller.  Same return convention as
+    :func:`small_kernel`."""
+    n = steps.shape[0]
+    count = 0
+    i = start
+    while i < n:
+        s = steps[i]
+        x_i = I[i]
+        x_d = D[i]
+        x_r = R[i]
+        bi = _bits(x_i) & _ABS
+        br = _bits(x_r)
+        ok = (bi >= _IMPLICIT and bi < _EXPMASK and br >= _IMPLICIT and br < _EXPMASK
+              and x_r != 1.0 and x_d > 0.0 and x_d < np.inf)
+        a = 0.0
+        if ok:
+            if keras:
+                if _is_int(s):
+                    si = int(s)
+                    if si < (1 << 53) and si > -(1 << 53):
+                        sf = float(si)
+                    else:
+                        sf = _round_int(si, 53, -1022, 1023, pow2)
+                else:
+                    sf = float(s)
+                a = sf / x_d
+                if staircase:
+                    a = float(np.floor(a))
+                ok = a - a == 0.0
+            elif staircase:
+                d_num = 0
+                if x_d < 4611686018427387904.0 and x_d == np.floor(x_d):
+                    d_num = int(x_d)
+                ok, a = _floor_exact(s, _is_int(s), d_num, 1, x_d)
+                ok = ok and abs(a) < _TWO53
+            else:
+                if _is_int(s):
+                    si = int(s)
+                    ok = si < (1 << 53) and si > -(1 << 53)
+                a = float(s)
+                ok = ok and a - a == 0.0 and x_d >= _TWO_M900 and x_d <= _TWO_900
+        val = 0.0
+        if ok:
+            lh, ll = _log2_dd(x_r, g1, l1h, l1l, g2, l2h_t, l2l_t, ilh, ill, thh, thl)
+            if keras or staircase:
+                ch, cl = lh, ll
+            else:
+                # (lh + ll) / D: q1 = RN(lh / D), the remainder lh - q1 D
+                # from Dekker's exact product, one correction.
+                q1 = lh / x_d
+                dh, dl = _split(x_d)
+                pp, pe = _two_prod(q1, dh, dl, x_d)
+                q2 = (((lh - pp) - pe) + ll) / x_d
+                ch = q1 + q2
+                cl = q2 - (ch - q1)
+                ok = abs(ch) > _TWO_M900 and abs(ch) < _TWO_900
+        if ok:
+            t = a * ch
+            if not abs(t) <= _T_LIMIT:
+                val = np.inf if t > 0 else 0.0
+            else:
+                if keras:
+                    ih, ei = 1.0, 0
+                else:
+                    ei = (bi >> 52) - 1023
+                    ih = _from_bits((bi & _FRAC) | 0x3FF0000000000000)
+                ok, val = _f64_value(a, ch, cl, ih, 0.0, ei, hi_t, lo_t, hh_t, hl_t,
+                                     l2h, l2l, pow2)
+                if not ok:
+                    ok, val = _f64_value_accurate(a, ch, cl, ih, ei, hi_t, lo_t, hh_t,
+                                                  hl_t, l2h, l2l, pow2)
+        if ok:
+            if keras:
+                val = val * x_i
+            elif x_i < 0:
+                val = -val
+            out[i] = val
+        else:
+            undecided[count] = i
+            count += 1
+            if count == undecided.shape[0]:
+                return i + 1, count
+        i += 1
     return n, count

@@ -1197,10 +1197,15 @@ def run_kernel(steps: np.ndarray, result: np.ndarray, plan: _Plan, fallback: _Fa
     stats = fallback.stats
     # int64 steps of float32/float64 go through the block kernels (the loops
     # vectorise); other step dtypes and formats through the per-element ones.
-    block = (steps.dtype == np.int64 and fmt.precision in (24, 53) and fmt.width in (32, 64)
+    block = (steps.dtype == np.int64 and fmt.name in ("bfloat16", "float32", "float64")
              and os.environ.get("EXPDECAY_BLOCK_KERNELS", "1") != "0")
     while pos < n:
-        if block and fmt.precision == 53:
+        if block and fmt.precision == 8:
+            nxt, count = mod.bf16_block_kernel(
+                steps, result.view(np.uint16), pos, buf, keras, plan.staircase, plan.c[0],
+                h, e, plan.negative, plan.log2_i, plan.i_fmt, plan.d_fmt, num, den, d_float,
+                hi, l2h, pow2)
+        elif block and fmt.precision == 53:
             nxt, count = mod.f64_block_kernel(
                 steps, result, pos, buf, keras, plan.staircase, plan.c[0], plan.c[1],
                 h, l_, e, plan.negative, plan.log2_i, plan.i_fmt, plan.d_fmt, num, den,
@@ -1347,14 +1352,52 @@ def _exact_float64(x: np.ndarray) -> np.ndarray | None:
     return None
 
 
+@functools.cache
+def log2_tables() -> tuple[Any, ...]:
+    """The constants of the float64 per-element kernel's ``log2`` (see
+    :mod:`expdecay._kernels`): ``g1`` (128 entries, ``RN(1 / c)`` for the
+    centre ``c = 1 + (j + 1/2)/128`` of the ``j``-th 128th of ``[1, 2)``,
+    halved from ``j = 64`` on, where the mantissa is taken as ``m / 2``;
+    exactly 1 and 1/2 at both ends), ``L1 = -log2(g1)`` (``-log2(2 g1)``
+    from ``j = 64``) as double-doubles, ``g2 = RN(1 / (1 + i 2**-14))`` for
+    ``i = -128 .. 128`` and ``L2 = -log2(g2)``; then ``1 / ln 2`` and ``1/3``
+    as double-doubles.  Every logarithm within ``2**-105`` relatively
+    (:func:`_log2_dd` from the rigorous enclosures)."""
+    g1 = np.empty(128)
+    l1 = np.zeros((2, 128))
+    for j in range(128):
+        if j == 0:
+            g1[j] = 1.0
+            continue
+        if j == 127:
+            g1[j] = 0.5
+            continue
+        centre = Fraction(256 + 2 * j + 1, 256)
+        inv = float(1 / centre) if j < 64 else float(2 / centre)
+        g1[j] = inv if j < 64 else inv / 2
+        l1[:, j] = _log2_dd(1 / Fraction(inv), Fraction(1))
+    g2 = np.empty(257)
+    l2 = np.zeros((2, 257))
+    for i in range(-128, 129):
+        inv = float(1 / (1 + Fraction(i, 1 << 14)))
+        g2[i + 128] = inv
+        if i:
+            l2[:, i + 128] = _log2_dd(1 / Fraction(inv), Fraction(1))
+    lo, hi = ln_interval(Fraction(2), _PREC)
+    ilh, ill = _dd(1 / hi, 1 / lo)
+    third = float(Fraction(1, 3))
+    return (g1, l1[0].copy(), l1[1].copy(), g2, l2[0].copy(), l2[1].copy(), ilh, ill,
+            third, float(Fraction(1, 3) - Fraction(third)))
+
+
 def _broadcast_kernel(flat_params: list[np.ndarray], flat_steps: np.ndarray,
                       flat_out: np.ndarray, fmt: Format, order: str, staircase: bool,
                       stats: FastStats) -> bool:
-    """The per-element kernel for 16- and 32-bit formats; False when it does
-    not apply (float64, numba missing, few elements or schedules, parameters
-    that are not numbers exactly held by float64, invalid decay steps)."""
+    """The per-element kernels; False when they do not apply (numba missing,
+    few elements or schedules, parameters that are not numbers exactly held
+    by float64, invalid decay steps)."""
     n = flat_steps.size
-    if fmt.precision == 53 or n < KERNEL_MIN_ELEMENTS or kernels() is None:
+    if n < KERNEL_MIN_ELEMENTS or kernels() is None:
         return False
     if any(p.dtype.kind == "O" for p in flat_params):
         return False
@@ -1376,14 +1419,23 @@ def _broadcast_kernel(flat_params: list[np.ndarray], flat_steps: np.ndarray,
     if steps is None:
         return False
     mod = kernels()
-    hi, _, _, _, pow2 = _kernel_tables()
-    out = flat_out.view(np.uint16 if fmt.width == 16 else np.uint32)
+    hi, lo, hh, hl, pow2 = _kernel_tables()
     buf = np.empty(min(_UNDECIDED_BUFFER, n), np.int64)
     pos = 0
+    if fmt.precision == 53:
+        logs = log2_tables()
+        l2h, l2l = _ln2_dd()
+    else:
+        out = flat_out.view(np.uint16 if fmt.width == 16 else np.uint32)
     while pos < n:
-        nxt, count = mod.small_broadcast_kernel(
-            I, D, R, steps, out, pos, buf, fmt.precision, fmt.emin, fmt.emax, 1 - fmt.emin,
-            order == "keras", staircase, hi, _ln2_dd()[0], pow2)
+        if fmt.precision == 53:
+            nxt, count = mod.f64_broadcast_kernel(
+                I, D, R, steps, flat_out, pos, buf, order == "keras", staircase, hi, lo, hh,
+                hl, l2h, l2l, pow2, *logs)
+        else:
+            nxt, count = mod.small_broadcast_kernel(
+                I, D, R, steps, out, pos, buf, fmt.precision, fmt.emin, fmt.emax, 1 - fmt.emin,
+                order == "keras", staircase, hi, _ln2_dd()[0], pow2)
         stats.fast += (nxt - pos) - count
         stats.elements += (nxt - pos) - count
         if count:
