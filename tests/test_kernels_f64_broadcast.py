@@ -231,7 +231,7 @@ def test_hard_regions_vs_arb(order: str, staircase: bool) -> None:
                                 dtype="float64", order=order, stats=stats)
         assert stats.fast > 0
         for k, (i, d, rr, ss) in enumerate(zip(I[mask].tolist(), D[mask].tolist(),
-                                               r[mask].tolist(), steps.tolist())):
+                                               r[mask].tolist(), steps.tolist(), strict=True)):
             want = arb_evaluate(i, d, rr, ss, staircase, "float64", order)
             assert got[k] == want or (np.isnan(got[k]) and np.isnan(want)), (i, d, rr, ss)
             assert np.signbit(got[k]) == np.signbit(want)
