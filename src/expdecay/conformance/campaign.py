@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -603,73 +604,33 @@ def run_campaign(adapter: Adapter, cases: int, seed: int = 0, *,
     worst: dict[str, tuple[float, _Recorded]] = {}
     per_bucket: dict[tuple[str, int], int] = {}
     bucket_cap = max(1, -(-max_failures // (len(profiles) * len(REGIONS))))
-    for first in range(0, schedules, BLOCK):
+    def prepare(first: int) -> tuple[int, Block, dict[str, np.ndarray], float]:
+        """Block ``first`` drawn, with its expected values per profile."""
         count = min(BLOCK, schedules - first)
         block = draw(seed, first, count, dtypes)
-        last = cases - (first + count - 1) * K  # cases used of the last schedule
         t1 = time.monotonic()
         want = {p: expected(block, p) for p in profiles}
-        camp.expected_seconds += time.monotonic() - t1
-        outcomes: list[Outcome] = []
-        values = np.full(block.steps.shape, np.nan)
-        t1 = time.monotonic()
-        for i in range(count):
-            n_steps = K if first + i < schedules - 1 else last
-            steps = block.step_list(i)[:n_steps]
-            o = adapter.evaluate_outcome(block.params(i), steps)
-            if n_steps < K:  # the campaign ends inside this schedule
-                o = Outcome(np.concatenate([o.values, np.full(K - n_steps, np.nan)]),
-                            o.errors, {**o.not_applicable,
-                                       **dict.fromkeys(range(n_steps, K), "-")}, o.crashed)
-            outcomes.append(o)
-            values[i] = o.values
-        camp.implementation_seconds += time.monotonic() - t1
-        for j, (rname, _, _) in enumerate(REGIONS):
-            camp.regions[rname] = camp.regions.get(rname, 0) + int(
-                (block.region[:count] == j).sum()) * K
-        excluded = np.zeros(block.steps.shape, dtype=bool)
-        if last < K:
-            excluded[count - 1, last:] = True
-        failing: list[tuple[str, int, int]] = []
-        for p in profiles:
-            v = _judge(block, outcomes, values, want[p], p)
-            st = np.where(excluded, 4, v.status)
-            c = camp.counts[p]
-            c["pass"] += int((st == 0).sum())
-            c["fail"] += int((st == 1).sum())
-            c["na"] += int((st == 2).sum())
-            c["notrun"] += int((st == 3).sum())
-            c["within"] += int((v.within & (st == 0)).sum())
-            fails = np.argwhere(st == 1)
-            if fails.size and camp.first_failure[p] is None:
-                i0, k0 = fails[0]
-                camp.first_failure[p] = int((first + i0) * K + k0 + 1)
-            counted = (st == 0) | (st == 1)
-            if counted.any():
-                camp.max_ulps[p] = max(camp.max_ulps[p], float(v.ulps[counted].max()))
-            if fails.size:
-                uf = v.ulps[st == 1]
-                j = int(np.argmax(uf))
-                if p not in worst or uf[j] > worst[p][0]:
-                    i, k = int(fails[j][0]), int(fails[j][1])
-                    worst[p] = (float(uf[j]), _record(block, outcomes, i, k))
-            failing += [(p, int(i), int(k)) for i, k in fails]
-        # Recorded: at most max_failures, shared out over profiles and regions
-        # so that every kind of failure is seen.
-        seen = {(r.schedule, r.k) for r in camp.recorded}
-        for p, i, k in failing:
-            key, bucket = (first + i, k), (p, int(block.region[i]))
-            if key in seen or len(camp.recorded) >= max_failures or \
-                    per_bucket.get(bucket, 0) >= bucket_cap:
-                continue
-            seen.add(key)
-            per_bucket[bucket] = per_bucket.get(bucket, 0) + 1
-            camp.recorded.append(_record(block, outcomes, i, k))
-        if progress:
-            done = min(cases, (first + count) * K)
-            fails_txt = ", ".join(f"{camp.counts[p]['fail']} failed ({p})" for p in profiles)
-            progress(f"  random: {done}/{cases} cases ({100 * done // cases}%), {fails_txt}, "
-                     f"{time.monotonic() - t0:.1f} s")
+        return count, block, want, time.monotonic() - t1
+
+    # The next block is drawn and its expected values computed in a second
+    # thread while the implementation evaluates this one and it is judged
+    # (the compiled kernels release the GIL); the blocks are still taken in
+    # order, so the result does not depend on the timing.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="expdecay-campaign") as pool:
+        ahead = pool.submit(prepare, 0)
+        for first in range(0, schedules, BLOCK):
+            count, block, want, seconds = ahead.result()
+            if first + BLOCK < schedules:
+                ahead = pool.submit(prepare, first + BLOCK)
+            camp.expected_seconds += seconds
+            _check_block(camp, adapter, block, want, first, count, cases, schedules,
+                         worst, per_bucket, bucket_cap, max_failures)
+            if progress:
+                done = min(cases, (first + count) * K)
+                fails_txt = ", ".join(f"{camp.counts[p]['fail']} failed ({p})"
+                                      for p in profiles)
+                progress(f"  random: {done}/{cases} cases ({100 * done // cases}%), "
+                         f"{fails_txt}, {time.monotonic() - t0:.1f} s")
     # The worst failure of each profile is always recorded.
     keys = {(r.schedule, r.k) for r in camp.recorded}
     for _, rec in worst.values():
@@ -679,6 +640,73 @@ def run_campaign(adapter: Adapter, cases: int, seed: int = 0, *,
     camp.recorded.sort(key=lambda r: (r.schedule, r.k))
     camp.seconds = time.monotonic() - t0
     return camp
+
+
+def _check_block(camp: Campaign, adapter: Adapter, block: Block, want: dict[str, np.ndarray],
+                 first: int, count: int, cases: int, schedules: int,
+                 worst: dict[str, tuple[float, _Recorded]],
+                 per_bucket: dict[tuple[str, int], int], bucket_cap: int,
+                 max_failures: int) -> None:
+    """Evaluate one block with the implementation, judge it under every
+    profile and record its failures into ``camp``."""
+    K = STEPS_PER_SCHEDULE
+    profiles = camp.profiles
+    last = cases - (first + count - 1) * K  # cases used of the last schedule
+    outcomes: list[Outcome] = []
+    values = np.full(block.steps.shape, np.nan)
+    t1 = time.monotonic()
+    for i in range(count):
+        n_steps = K if first + i < schedules - 1 else last
+        steps = block.step_list(i)[:n_steps]
+        o = adapter.evaluate_outcome(block.params(i), steps)
+        if n_steps < K:  # the campaign ends inside this schedule
+            o = Outcome(np.concatenate([o.values, np.full(K - n_steps, np.nan)]),
+                        o.errors, {**o.not_applicable,
+                                   **dict.fromkeys(range(n_steps, K), "-")}, o.crashed)
+        outcomes.append(o)
+        values[i] = o.values
+    camp.implementation_seconds += time.monotonic() - t1
+    for j, (rname, _, _) in enumerate(REGIONS):
+        camp.regions[rname] = camp.regions.get(rname, 0) + int(
+            (block.region[:count] == j).sum()) * K
+    excluded = np.zeros(block.steps.shape, dtype=bool)
+    if last < K:
+        excluded[count - 1, last:] = True
+    failing: list[tuple[str, int, int]] = []
+    for p in profiles:
+        v = _judge(block, outcomes, values, want[p], p)
+        st = np.where(excluded, 4, v.status)
+        c = camp.counts[p]
+        c["pass"] += int((st == 0).sum())
+        c["fail"] += int((st == 1).sum())
+        c["na"] += int((st == 2).sum())
+        c["notrun"] += int((st == 3).sum())
+        c["within"] += int((v.within & (st == 0)).sum())
+        fails = np.argwhere(st == 1)
+        if fails.size and camp.first_failure[p] is None:
+            i0, k0 = fails[0]
+            camp.first_failure[p] = int((first + i0) * K + k0 + 1)
+        counted = (st == 0) | (st == 1)
+        if counted.any():
+            camp.max_ulps[p] = max(camp.max_ulps[p], float(v.ulps[counted].max()))
+        if fails.size:
+            uf = v.ulps[st == 1]
+            j = int(np.argmax(uf))
+            if p not in worst or uf[j] > worst[p][0]:
+                i, k = int(fails[j][0]), int(fails[j][1])
+                worst[p] = (float(uf[j]), _record(block, outcomes, i, k))
+        failing += [(p, int(i), int(k)) for i, k in fails]
+    # Recorded: at most max_failures, shared out over profiles and regions
+    # so that every kind of failure is seen.
+    seen = {(r.schedule, r.k) for r in camp.recorded}
+    for p, i, k in failing:
+        key, bucket = (first + i, k), (p, int(block.region[i]))
+        if key in seen or len(camp.recorded) >= max_failures or \
+                per_bucket.get(bucket, 0) >= bucket_cap:
+            continue
+        seen.add(key)
+        per_bucket[bucket] = per_bucket.get(bucket, 0) + 1
+        camp.recorded.append(_record(block, outcomes, i, k))
 
 
 def _record(block: Block, outcomes: list[Outcome], i: int, k: int) -> _Recorded:
