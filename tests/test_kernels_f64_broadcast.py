@@ -18,8 +18,6 @@ independent references.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from fractions import Fraction
 from typing import Any
 
@@ -32,21 +30,11 @@ from hypothesis import strategies as st
 from arb_oracle import arb_evaluate
 from expdecay import fast
 from expdecay.floats import get_format, to_bits
+from kernel_asm import kernels_for_every_size
 
 numba = pytest.importorskip("numba")
 
 FORMATS = ("float16", "bfloat16", "float32", "float64")
-
-
-@contextmanager
-def kernels_for_every_size() -> Iterator[None]:
-    saved = fast.KERNEL_MIN_ELEMENTS, fast.BROADCAST_KERNEL_MIN_SCHEDULES
-    fast.KERNEL_MIN_ELEMENTS = 0
-    fast.BROADCAST_KERNEL_MIN_SCHEDULES = 0
-    try:
-        yield
-    finally:
-        fast.KERNEL_MIN_ELEMENTS, fast.BROADCAST_KERNEL_MIN_SCHEDULES = saved
 
 
 def _q(x: float | Fraction) -> fmpq:

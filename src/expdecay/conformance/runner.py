@@ -715,18 +715,7 @@ def rerun_failing(name: str, options: dict[str, Any], docs: dict[str, dict[str, 
     if progress:
         progress(f"  {shown}: re-running {sum(map(len, todo.values()))} failing groups, "
                  "each in a fresh process")
-    try:
-        adapter = get_adapter(name, timeout=timeout, fresh=True, **options)
-    except Exception:  # noqa: BLE001 - no re-run: the first verdicts stand
-        return {}
-    try:
-        if getattr(adapter, "broken", None):
-            return {}
-        return {f: evaluate_file(adapter, docs[f], groups) for f, groups in todo.items()}
-    finally:
-        close = getattr(adapter, "close", None)
-        if close:
-            close()
+    return _rerun_in_fresh_workers(name, options, docs, todo, timeout)
 
 
 def markdown_table(reports: list[ImplementationReport]) -> str:
