@@ -647,7 +647,10 @@ def _check_unit(name: str, options: dict[str, Any], order: str | None,
                            for f, g in todo.items()}
                 if any(missing.values()):  # no zygote, or it failed: fresh workers
                     adapter.close()
-                    fresh.update(_rerun_in_fresh_workers(name, opts, docs, missing, timeout))
+                    # merged per test: the zygote's outputs for a file stay
+                    for f, o in _rerun_in_fresh_workers(name, opts, docs, missing,
+                                                        timeout).items():
+                        fresh.setdefault(f, {}).update(o)
             phases["rerun"] = (t2, time.monotonic())
     except BaseException:  # on Ctrl-C too: no worker is left running
         adapter.close()
