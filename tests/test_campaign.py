@@ -22,6 +22,7 @@ import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -291,3 +292,33 @@ def test_optax_full_campaign(tmp_path: Path) -> None:
     got = json.loads(rep.read_text())["implementations"][0]
     assert got["causeIds"].get("reciprocal-division", 0) >= 1
     assert "random: 100000/100000 cases (100%)" in r.stderr  # progress shown
+
+
+def test_an_implementation_that_refuses_negative_steps_passes() -> None:
+    """Raising on a negative step is allowed (the spec's invalid inputs): the
+    campaign passes it, with finite ulp distances, and still fails an error
+    on a valid step."""
+    a = get_adapter("expdecay", isolated=False, order="exact")
+    inner = a._evaluate
+    raised = {"negative": 0}
+
+    def refuse_negative(params: Any, steps: list[Any]) -> Any:
+        if any(s < 0 or s != s for s in steps):
+            raised["negative"] += 1
+            raise ValueError("negative step")
+        return inner(params, steps)
+
+    a._evaluate = refuse_negative  # type: ignore[method-assign]
+    camp = run_campaign(a, 3000, 11, profiles=("exact",))
+    c = camp.counts["exact"]
+    assert raised["negative"] > 0  # the campaign did reach negative steps
+    assert c["fail"] == 0 and c["notrun"] == 0, c
+    assert np.isfinite(camp.max_ulps["exact"]), camp.max_ulps
+
+    def refuse_all(params: Any, steps: list[Any]) -> Any:
+        raise ValueError("no")
+
+    a._evaluate = refuse_all  # type: ignore[method-assign]
+    camp = run_campaign(a, 200, 11, profiles=("exact",))
+    assert camp.counts["exact"]["fail"] > 0
+    assert camp.max_ulps["exact"] == np.inf

@@ -452,8 +452,9 @@ def _judge(block: Block, outcome: list[Outcome], values: np.ndarray, want: np.nd
                          (block.fsteps < 0) | np.signbit(block.fsteps) | ~np.isfinite(
                              block.fsteps), block.steps < 0)
     plain = (status == 0) & ~err
-    status[(status == 0) & err & ~steps_neg] = 1  # an error on a valid test
-    ulps[(status == 0) & err] = np.inf
+    failed = (status == 0) & err & ~steps_neg  # an error on a valid test
+    status[failed] = 1
+    ulps[failed] = np.inf  # no distance; an error on an invalid step passes with 0
     for d, name in enumerate(block.dtypes):
         fmt = get_format(name)
         rows = block.dtype == d
@@ -469,7 +470,12 @@ def _judge(block: Block, outcome: list[Outcome], values: np.ndarray, want: np.nd
                 {16: np.uint16, 32: np.uint32, 64: np.uint64}[fmt.width])
             == w.astype(fmt.dtype).view({16: np.uint16, 32: np.uint32,
                                          64: np.uint64}[fmt.width])))
-        dist = np.where(rep & ~nan_v & ~nan_w, np.abs(kv - kw).astype(np.float64), np.inf)
+        # Opposite signs: the int64 difference could wrap, and the sum of the
+        # magnitudes (each below 2**63) is the distance.
+        opp = (kv < 0) != (kw < 0)
+        gap = np.where(opp, np.abs(kv).astype(np.float64) + np.abs(kw).astype(np.float64),
+                       np.abs(np.where(opp, 0, kv - kw)).astype(np.float64))
+        dist = np.where(rep & ~nan_v & ~nan_w, gap, np.inf)
         dist[same] = 0.0
         near = ~same & np.isfinite(v) & np.isfinite(w) & ~((v == 0) & (w == 0)) & (dist <= 2)
         st = np.where(same, 0, 1).astype(np.int8)
