@@ -188,48 +188,186 @@ def test_keras_casts_to_special_values(staircase: bool) -> None:
             _check(I, D, r, s, staircase, "float16", order)
 
 
-def test_integer_path_takes_plain_inputs_only() -> None:
-    """numpy scalars, strings, Decimals, zeros, infinities and negative rates
-    go to the general path and agree with Arb."""
-    import numpy as np
+class Route:
+    """What one :func:`oracle.evaluate` call did: the results of the integer
+    path's runs (``_parts_exact`` / ``_parts_keras``; None when it gave up),
+    the pairs it ran on, and how many times the general path ran."""
 
-    cases: list[tuple[Any, Any, Any, Any]] = [
-        (np.float32(0.1), 1000, 0.96, 500),
-        ("0.1", "1000", "0.96", "12345"),
-        (0.0, 10, 0.5, 3),
-        (-0.0, 10, 0.5, 3),
-        (0.1, 10, -0.5, 20),
-        (0.1, 10, 0.0, 3),
-        (0.1, 10, 0.5, 0),
-        (0.1, 10, 0.5, -0.0),
-        (math.inf, 10, 0.5, 3),
-        (0.1, 10, math.inf, 3),
-        (0.1, 10, 0.5, math.inf),
-        (0.1, 10, 1.0, 10**30),
-    ]
-    for I, D, r, s in cases:  # noqa: N806
+    def __init__(self) -> None:
+        self.parts: list[float | None] = []
+        self.pairs: list[tuple[Any, ...]] = []
+        self.general = 0
+
+    def clear(self) -> None:
+        self.parts.clear()
+        self.pairs.clear()
+        self.general = 0
+
+
+def _spy_parts(monkeypatch: pytest.MonkeyPatch, route: Route) -> None:
+    for name in ("_parts_exact", "_parts_keras"):
+        real = getattr(oracle, name)
+
+        def spy(*args: Any, _real: Any = real) -> float | None:
+            got: float | None = _real(*args)
+            route.pairs.append(args[:4])
+            route.parts.append(got)
+            return got
+
+        monkeypatch.setattr(oracle, name, spy)
+
+
+@pytest.fixture
+def route(monkeypatch: pytest.MonkeyPatch) -> Route:
+    """Spies on the integer path and on the general path of the oracle."""
+    out = Route()
+    _spy_parts(monkeypatch, out)
+    real_general = oracle._evaluate_general
+
+    def general(*args: Any) -> float:
+        out.general += 1
+        return real_general(*args)
+
+    monkeypatch.setattr(oracle, "_evaluate_general", general)
+    return out
+
+
+#: Inputs that are not all plain dyadic numbers in the integer path's domain:
+#: zeros, infinities, NaN, a negative rate, non-dyadic or non-plain values.
+#: ``evaluate`` validates them and hands them to the general path.
+_NOT_PLAIN: list[tuple[Any, Any, Any, Any]] = [
+    ("0.1", "1000", "0.96", "12345"),  # strings; 0.1 and 0.96 are not dyadic
+    (Fraction(1, 10), 1000, 0.96, 500),  # a non-dyadic Fraction
+    (0.0, 10, 0.5, 3),
+    (-0.0, 10, 0.5, 3),
+    (0.1, 10, -0.5, 20),
+    (0.1, 10, 0.0, 3),
+    (0.1, 10, 0.5, 0),
+    (0.1, 10, 0.5, -0.0),
+    (math.inf, 10, 0.5, 3),
+    (0.1, 10, math.inf, 3),
+    (0.1, 10, 0.5, math.inf),
+    (0.1, 10, 0.5, math.nan),
+]
+
+
+def _arb(I: Any, D: Any, r: Any, s: Any, staircase: bool, fmt: str, order: str) -> float:  # noqa: N803
+    def conv(x: Any) -> Any:
+        return x if isinstance(x, (str, float, int, Fraction)) else Fraction(float(x))
+
+    return arb_evaluate(conv(I), conv(D), conv(r), conv(s), staircase, fmt, order)
+
+
+def test_inputs_the_integer_path_does_not_take(route: Route) -> None:
+    """Zeros, infinities, NaN, negative rates and non-dyadic inputs never
+    reach the integer path: the general path alone decides, and agrees with
+    Arb."""
+    for I, D, r, s in _NOT_PLAIN:  # noqa: N806
         for fmt, order, staircase in COMBOS:
-            want = arb_evaluate(I if isinstance(I, (str, float, int)) else Fraction(float(I)),
-                                D, r, s, staircase, fmt, order)
+            route.clear()
             got = float(oracle.evaluate(I, D, r, s, staircase=staircase, dtype=fmt, order=order))
+            assert (route.parts, route.general) == ([], 1), (I, D, r, s, fmt, order, staircase)
+            want = _arb(I, D, r, s, staircase, fmt, order)
             assert same(got, want), (I, D, r, s, fmt, order, staircase, got, want)
 
 
-def test_huge_amplification_goes_to_the_general_path() -> None:
-    # |p ln r| ~ 2**40: decided from log2 of the value (underflow), not by exp.
-    for fmt in FMT_NAMES:
-        got = oracle.evaluate(1.0, 1, 0.5 + 2.0**-10, 2**40, dtype=fmt)
-        assert float(got) == 0.0
-        got = oracle.evaluate(1.0, 1, 2.0 - 2.0**-10, 2**40, dtype=fmt)
-        assert float(got) == math.inf
+def test_numpy_scalars_take_the_integer_path_after_conversion(route: Route) -> None:
+    """A numpy scalar is not a plain number, so ``evaluate`` first validates
+    it; its exact value is dyadic, so the integer path then decides (once)."""
+    import numpy as np
+
+    cases: list[tuple[Any, Any, Any, Any]] = [
+        (np.float32(0.1), 1000, 0.96, 500), (0.1, np.int64(1000), np.float64(0.96), 500)]
+    for I, D, r, s in cases:  # noqa: N806
+        # The pairs the integer path must see: the inputs' exact values.
+        pairs = tuple(Fraction(float(x)).as_integer_ratio() for x in (I, D, r, s))
+        for fmt, order, staircase in COMBOS:
+            route.clear()
+            got = float(oracle.evaluate(I, D, r, s, staircase=staircase, dtype=fmt, order=order))
+            assert route.general == 0 and len(route.parts) == 1, (I, D, fmt, order, staircase)
+            assert route.parts[0] is not None and route.pairs[0] == pairs
+            want = _arb(I, D, r, s, staircase, fmt, order)
+            assert same(got, want), (I, D, r, s, fmt, order, staircase, got, want)
 
 
-def test_precision_cap_in_integer_path() -> None:
-    # The same undecided case as test_oracle's cap test, on float inputs.
+#: All-plain inputs that the integer path gives up on (``|p ln r| > 2**16``):
+#: the general path settles overflow and underflow from log2 of the value.
+_GIVE_UP: list[tuple[Any, Any, Any, Any]] = [
+    (1.0, 1, 0.5 + 2.0**-10, 2**40),  # underflow
+    (-1.0, 1, 2.0 - 2.0**-10, 2**40),  # overflow, negative
+    (0.1, 3, 0.999, 2**40 + 1),
+    (0.1, 1, 1.0 + 2.0**-40, 2**58),  # the keras order's casts round r to 1 in narrow formats
+]
+
+
+def test_huge_amplification_goes_to_the_general_path(route: Route) -> None:
+    # |p ln r| ~ 2**40: the integer path runs once and gives up; the general
+    # path decides from log2 of the value (underflow, overflow), not by exp.
+    for I, D, r, s in _GIVE_UP[:3]:  # noqa: N806
+        for fmt in FMT_NAMES:
+            route.clear()
+            got = float(oracle.evaluate(I, D, r, s, dtype=fmt))
+            assert (route.parts, route.general) == ([None], 1), (I, D, r, s, fmt)
+            want = _arb(I, D, r, s, False, fmt, "exact")
+            assert same(got, want) and (want == 0.0 or math.isinf(want)), (got, want)
+
+
+def test_integer_path_runs_once_when_it_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the integer path leaves an all-plain case undecided, ``evaluate``
+    goes to the general path without running the integer path a second time
+    on the validated values (they are the same pairs)."""
+    route = Route()
+    _spy_parts(monkeypatch, route)
+    for I, D, r, s in _GIVE_UP:  # noqa: N806
+        for fmt, order, staircase in COMBOS:
+            route.clear()
+            oracle.evaluate(I, D, r, s, staircase=staircase, dtype=fmt, order=order)
+            assert len(route.parts) == 1, (I, D, r, s, fmt, order, staircase, route.parts)
+    route.clear()
+    with pytest.raises(oracle.PrecisionError):
+        oracle.evaluate(0.1, 1000, 0.96, 229, dtype="float64", max_prec=64)
+    assert route.parts == [None]
+
+
+def test_routing_gives_the_same_values(route: Route) -> None:
+    """Whichever path decides, the value is Arb's; the general path runs
+    exactly when the integer path did not decide, and the integer path at
+    most once."""
+    import numpy as np
+
+    cases = _GIVE_UP + _NOT_PLAIN + [
+        (np.float32(0.1), 1000, 0.96, 500),
+        (0.1, 1000, 0.96, 500),
+        (0.1, 10, 1.0, 10**30),
+        (3.0, 2, 0.25, 7),
+    ]
+    general_only = plain_decided = gave_up = 0
+    for I, D, r, s in cases:  # noqa: N806
+        for fmt, order, staircase in COMBOS:
+            route.clear()
+            got = float(oracle.evaluate(I, D, r, s, staircase=staircase, dtype=fmt, order=order))
+            want = _arb(I, D, r, s, staircase, fmt, order)
+            assert same(got, want), (I, D, r, s, fmt, order, staircase, got, want)
+            assert len(route.parts) <= 1
+            undecided = route.parts == [] or route.parts[0] is None
+            assert route.general == (1 if undecided else 0), (I, D, r, s, fmt, order, route.parts)
+            general_only += route.parts == []
+            gave_up += route.parts == [None]
+            plain_decided += bool(route.parts) and route.parts[0] is not None
+    assert general_only and plain_decided and gave_up  # every route was exercised
+
+
+def test_precision_cap_in_integer_path(route: Route) -> None:
+    # The same undecided case as test_oracle's cap test, on float inputs: the
+    # integer path reaches the cap and gives up, the general path raises.
     with pytest.raises(oracle.PrecisionError, match="cap"):
         oracle.evaluate(0.1, 1000, 0.96, 229, dtype="float64", max_prec=64)
+    assert (route.parts, route.general) == ([None], 1)
+    route.clear()
+    # Without the cap the integer path decides it alone.
     want = arb_evaluate(Fraction(0.1), 1000, Fraction(0.96), 229, False, "float64", "exact")
     assert float(oracle.evaluate(0.1, 1000, 0.96, 229, dtype="float64")) == want
+    assert route.general == 0 and len(route.parts) == 1 and route.parts[0] == want
 
 
 def _near_midpoint_near_one(fmt: str, count: int) -> list[tuple[Fraction, int, float, int]]:

@@ -23,7 +23,7 @@ How a value is obtained (see ``spec/exponential_decay.md`` §10):
    round alike) terminates.
 
 Inputs that are all dyadic (Python floats and ints, dyadic Fractions) take
-the same steps on plain integers (:func:`_evaluate_parts`): no Fraction is
+the same steps on plain integers (:func:`_evaluate_pairs`): no Fraction is
 formed, the boundary test runs on odd parts, the enclosure is a pair of
 integer mantissas with their exponents, and the keras order's casts of a
 schedule are cached.  Whatever that path does not settle by itself (zeros,
@@ -718,17 +718,26 @@ def _plain_pair(x: Any) -> tuple[int, int] | None:
     return None
 
 
-def _evaluate_parts(
-    I: Any, D: Any, r: Any, s: Any, staircase: bool, fmt: Format, order: str, max_prec: int,
-) -> float | None:
-    """The integer path, or None when an input is not a plain dyadic number
-    in its domain (the general path then validates and decides)."""
+_Pairs = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
+def _plain_pairs(I: Any, D: Any, r: Any, s: Any) -> _Pairs | None:  # noqa: N803
+    """The four inputs as dyadic pairs when the integer path applies to them
+    (plain dyadic numbers, ``D`` and ``r`` positive); else None."""
     Ip, Dp, rp, sp = _plain_pair(I), _plain_pair(D), _plain_pair(r), _plain_pair(s)
     if Ip is None or Dp is None or rp is None or sp is None or Dp[0] < 0 or rp[0] < 0:
         return None
+    return Ip, Dp, rp, sp
+
+
+def _evaluate_pairs(
+    pairs: _Pairs, staircase: bool, fmt: Format, order: str, max_prec: int,
+) -> float | None:
+    """The integer path on :func:`_plain_pairs`' pairs, or None when it does
+    not settle the value by itself (the general path then decides)."""
     if order == "exact":
-        return _parts_exact(Ip, Dp, rp, sp, staircase, fmt, max_prec)
-    return _parts_keras(Ip, Dp, rp, sp, staircase, fmt, max_prec)
+        return _parts_exact(*pairs, staircase, fmt, max_prec)
+    return _parts_keras(*pairs, staircase, fmt, max_prec)
 
 
 # ---------------------------------------------------------------------------
@@ -783,13 +792,18 @@ def evaluate(
     fmt = resolve_dtype(initial_learning_rate, dtype)
     _check_order(order)
     max_prec = check_max_prec(max_prec)
+    pairs = None
     if staircase is True or staircase is False:
-        got = _evaluate_parts(
-            initial_learning_rate, decay_steps, decay_rate, step, staircase, fmt, order, max_prec
-        )
-        if got is not None:
-            return to_numpy(got, fmt)
+        pairs = _plain_pairs(initial_learning_rate, decay_steps, decay_rate, step)
+        if pairs is not None:
+            got = _evaluate_pairs(pairs, staircase, fmt, order, max_prec)
+            if got is not None:
+                return to_numpy(got, fmt)
     args = validated_inputs(initial_learning_rate, decay_steps, decay_rate, step, staircase)
+    if pairs is not None:
+        # The integer path has already run on these values (validation turns
+        # a plain dyadic input into the same pair) and left them undecided.
+        return to_numpy(_evaluate_general(args, bool(staircase), fmt, order, max_prec), fmt)
     return to_numpy(evaluate_exact(args, bool(staircase), fmt, order, max_prec), fmt)
 
 
@@ -801,9 +815,22 @@ def evaluate_exact(
     max_prec: int = DEFAULT_MAX_PREC,
 ) -> float:
     """:func:`evaluate` on already-converted exact inputs; returns a Python float."""
-    got = _evaluate_parts(*args, staircase, fmt, order, max_prec)
-    if got is not None:
-        return got
+    pairs = _plain_pairs(*args)
+    if pairs is not None:
+        got = _evaluate_pairs(pairs, staircase, fmt, order, max_prec)
+        if got is not None:
+            return got
+    return _evaluate_general(args, staircase, fmt, order, max_prec)
+
+
+def _evaluate_general(
+    args: tuple[Exact, Exact, Exact, Exact],
+    staircase: bool,
+    fmt: Format,
+    order: str,
+    max_prec: int,
+) -> float:
+    """The general path (exact nodes, :func:`round_node`) on converted inputs."""
     compiled = formula.COMPILED[staircase]
     if order == "exact":
         node = compiled(_EXACT_OPS, *args)
