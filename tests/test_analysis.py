@@ -755,6 +755,29 @@ def test_fused_sweep_matches_oracle_over_int32(staircase):
     assert any(x == 0 for x in errs[0]) and any(x != 0 for x in errs[0])
 
 
+def test_fused_setups_stay_bounded():
+    """A process analysing many schedules keeps the fused setups of the
+    recent ones only (at most a few dozen); one in steady use stays cached."""
+    cache = sweep_module._SETUPS
+    cache.clear()
+    try:
+        kept = Schedule("0.1", 1000, "0.9999", True, "float32")
+        setup = sweep_module._fused_setup(kept)
+        assert setup is not None
+        early = Schedule("0.2", 1001, "0.9999", True, "float32")
+        for i in range(200):
+            sch = early if i == 0 else Schedule(f"0.{i + 2}", 1001 + i, "0.9999", True, "float32")
+            assert sweep_module._fused_setup(sch) is not None
+            assert sweep_module._fused_setup(kept) is setup  # a hit: the same object
+            assert len(cache) <= 64, i
+        assert early not in cache and kept in cache
+        # An evicted schedule's setup is made again, with the same parameters.
+        again = sweep_module._fused_setup(early)
+        assert again is not None and np.array_equal(again.fp, sweep_module._make_setup(early).fp)
+    finally:
+        cache.clear()
+
+
 def test_fused_route_applies():
     sch = Schedule("0.1", 1000, "0.9999", True, "float32")
     assert sweep_module.fused_available(sch)

@@ -20,6 +20,7 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -639,8 +640,39 @@ class _FusedSetup:
     pow2: np.ndarray
 
 
-_SETUPS: dict[Schedule, _FusedSetup | None] = {}
-_SETUPS_LOCK = threading.Lock()
+class _SetupCache:
+    """The fused route's setups of the schedules used last (a sweep asks for
+    its schedule's setup once per chunk), at most ``maxsize`` of them: a
+    process that analyses many schedules keeps only the recent ones."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict[Schedule, _FusedSetup | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, sch: Schedule) -> _FusedSetup | None:
+        with self._lock:
+            if sch in self._items:
+                self._items.move_to_end(sch)
+                return self._items[sch]
+            got = _make_setup(sch)
+            self._items[sch] = got
+            if len(self._items) > self.maxsize:
+                self._items.popitem(last=False)  # the least recently used
+            return got
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, sch: object) -> bool:
+        return sch in self._items
+
+
+_SETUPS = _SetupCache(maxsize=16)
 
 
 def _fused_setup(sch: Schedule) -> _FusedSetup | None:
@@ -648,17 +680,13 @@ def _fused_setup(sch: Schedule) -> _FusedSetup | None:
     apply: not a 16- or 32-bit format, no compiled kernels (numba missing or
     ``EXPDECAY_KERNELS=0``), ``EXPDECAY_FUSED_SWEEP=0``, or a schedule one of
     whose orders is not a regular plan of :mod:`expdecay.fast` (special
-    parameters, a constant schedule)."""
+    parameters, a constant schedule).  Recent schedules' answers are kept in
+    :data:`_SETUPS` (the switches are read when a schedule's setup is made)."""
     try:
         hash(sch)
     except TypeError:  # an unhashable input: not cached
         return _make_setup(sch)
-    with _SETUPS_LOCK:
-        if sch in _SETUPS:
-            return _SETUPS[sch]
-        got = _make_setup(sch)
-        _SETUPS[sch] = got
-        return got
+    return _SETUPS.get(sch)
 
 
 def _make_setup(sch: Schedule) -> _FusedSetup | None:
