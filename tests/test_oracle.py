@@ -461,3 +461,25 @@ def test_inexact_odd_powers_round_to_nearest(fmt, k, n):
     r = Fraction(n, 2**k)
     got = float(evaluate(1, 1, str(r), 3, dtype=fmt, order="exact"))
     assert got == round_rational(r**3, f)
+
+
+@pytest.mark.parametrize("gmpy", [True, False])
+def test_exact_root_with_and_without_gmpy2(gmpy, monkeypatch):
+    """``introot.exact_root`` (the oracle's rational-power test and the
+    adapters' per-step rates): perfect powers built here give their root,
+    their neighbours none; also on the integer Newton fallback."""
+    import random
+
+    from expdecay import introot
+
+    if not gmpy:
+        monkeypatch.setattr(introot, "_gmpy_iroot", None)
+    rng = random.Random(7)
+    assert [introot.exact_root(a, 3) for a in (0, 1, 2, 7, 8, 9)] == [0, 1, None, None, 2, None]
+    for _ in range(300):
+        n = rng.randint(1, 40)
+        x = rng.choice([rng.randint(2, 50), rng.getrandbits(rng.randint(2, 300)) | 2])
+        assert introot.exact_root(x**n, n) == x, (x, n)
+        if n > 1:
+            assert introot.exact_root(x**n + 1, n) is None, (x, n)
+            assert introot.exact_root(x**n - 1, n) is None, (x, n)

@@ -71,6 +71,7 @@ from .intervals import (
     mpf_to_fraction,
     power_interval,
 )
+from .introot import exact_root
 
 __all__ = [
     "evaluate",
@@ -276,33 +277,6 @@ def _split2(n: int) -> tuple[int, int]:
     return k, n >> k
 
 
-try:  # gmpy2 where it installs; an exact integer fallback otherwise
-    from gmpy2 import iroot as _gmpy_iroot
-
-    def _exact_root(a: int, n: int) -> int | None:
-        if a == 1:
-            return 1
-        if n >= a.bit_length():  # a >= 2 has an integer n-th root only if a >= 2**n
-            return None
-        root, exact = _gmpy_iroot(a, n)
-        return int(root) if exact else None
-
-except ImportError:  # pragma: no cover - exercised only without gmpy2
-
-    def _exact_root(a: int, n: int) -> int | None:
-        if a == 1:
-            return 1
-        if n >= a.bit_length():
-            return None
-        x = 1 << -(-a.bit_length() // n)  # >= root
-        while True:
-            y = ((n - 1) * x + a // x ** (n - 1)) // n
-            if y >= x:
-                break
-            x = y
-        return x if x**n == a else None
-
-
 def _integer_power(p: Power) -> tuple[int, int, int] | None:
     """``(a, b, m)`` with ``base ** exponent = (a / b) ** m``, ``m >= 0`` and
     ``a / b`` in lowest terms, when ``base ** exponent`` is rational: for an
@@ -311,7 +285,7 @@ def _integer_power(p: Power) -> tuple[int, int, int] | None:
     m, n = p.exponent.numerator, p.exponent.denominator
     a, b = p.base.numerator, p.base.denominator
     if n > 1:
-        ra, rb = _exact_root(a, n), _exact_root(b, n)
+        ra, rb = exact_root(a, n), exact_root(b, n)
         if ra is None or rb is None:
             return None
         a, b = ra, rb
@@ -518,7 +492,7 @@ def _power_parts(
     # is a perfect n-th power and n divides the power of two's exponent.
     root: int | None = A
     if n > 1:
-        root = None if i % n else _exact_root(A, n)
+        root = None if i % n else exact_root(A, n)
     if root is not None:
         i //= n
         if root == 1:  # a power of two: the value is dyadic

@@ -22,6 +22,7 @@ from fractions import Fraction
 import numpy as np
 
 from ...floats import Format, round_rational
+from ...introot import exact_root
 
 __all__ = ["integral_value", "per_step_rate", "cast_to_format", "cast_all"]
 
@@ -36,26 +37,6 @@ def integral_value(x: int | float) -> int | None:
     if isinstance(x, float) and math.isfinite(x) and x.is_integer():
         return int(x)
     return None
-
-
-def _iroot(n: int, k: int) -> int | None:
-    """The integer ``a >= 0`` with ``a ** k == n`` (n >= 0), or None."""
-    if n < 2:
-        return n
-    if k >= n.bit_length():  # 2 ** k > n: no root >= 2 (and no huge powers below)
-        return None
-    a = int(round(math.exp(math.log(n) / k)))
-    for c in (a - 1, a, a + 1):
-        if c >= 0 and c ** k == n:
-            return c
-    # Newton's method for large n, where the float estimate is too coarse.
-    x = 1 << -(-n.bit_length() // k)
-    while True:
-        y = ((k - 1) * x + n // x ** (k - 1)) // k
-        if y >= x:
-            break
-        x = y
-    return x if x ** k == n else None
 
 
 def per_step_rate(r: int | float, D: int | float) -> int | float | None:
@@ -76,7 +57,7 @@ def per_step_rate(r: int | float, D: int | float) -> int | float | None:
         return float(r)
     q = Fraction(r)
     num, den = q.numerator, q.denominator  # den is a power of two
-    a, b = _iroot(num, d), _iroot(den, d)
+    a, b = exact_root(num, d), exact_root(den, d)
     if a is None or b is None:
         return None
     root = Fraction(a, b)
