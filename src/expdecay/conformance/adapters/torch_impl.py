@@ -25,8 +25,8 @@ import warnings
 
 import numpy as np
 
-from ...floats import get_format, round_rational
 from .base import Adapter, Params
+from .mapping import cast_all
 
 MAX_CHAIN = 100_000
 FORMS = ("closed", "chainable")
@@ -98,13 +98,4 @@ class TorchAdapter(Adapter):
         return float(opt.param_groups[0]["lr"])  # type: ignore[attr-defined]
 
     def _evaluate(self, params: Params, steps: list[int | float]) -> np.ndarray:
-        fmt = get_format(params.dtype)
-        out = []
-        for s in steps:
-            lr = self._one(params, int(s))
-            if fmt.name != "float64" and math.isfinite(lr):
-                from fractions import Fraction
-
-                lr = round_rational(Fraction(lr), fmt) if lr else lr
-            out.append(lr)
-        return np.array(out, dtype=np.float64)
+        return cast_all([self._one(params, int(s)) for s in steps], params.format)
