@@ -273,14 +273,11 @@ def exp_interval_parts(X_lo: int, X_hi: int, F: int) -> tuple[int, int, int, int
     if X_lo > X_hi:
         raise ValueError("exp_interval needs X_lo <= X_hi")
     n = _nearest_n(X_hi, F)
-    # _reduce() of both ends with the same n and H.
-    H = F + max(n.bit_length(), 1) + 4
-    l2lo, l2hi = ln2_fixed(H)
-    up, down = (l2lo, l2hi) if n >= 0 else (l2hi, l2lo)
-    T_hi = (X_hi << (H - F)) - n * up
-    T_lo = (X_lo << (H - F)) - n * down
+    # Both ends reduced with the same n (so at the same H).
+    T_hi, H = _reduce(X_hi, F, n, True)
+    T_lo, _ = _reduce(X_lo, F, n, False)
     D = T_hi - T_lo  # d = D 2**-H >= 0
-    if not ((abs(T_hi) << 64) <= (_T_MAX_64 << H) and D.bit_length() < H - 8):
+    if not (_fits(T_hi, H) and D.bit_length() < H - 8):
         a, ea = _exp_bound(X_lo, F, False)
         b, eb = _exp_bound(X_hi, F, True)
         return a, ea, b, eb
