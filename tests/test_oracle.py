@@ -17,8 +17,9 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
+from arb_oracle import round_fraction
 from bits import same
-from expdecay.floats import FORMATS, get_format, next_up, round_rational
+from expdecay.floats import FORMATS, get_format, next_up
 from expdecay.oracle import PrecisionError, evaluate, to_exact, value
 
 FORMAT_NAMES = list(FORMATS)
@@ -282,9 +283,9 @@ def test_perfect_power_rates():
     assert float(evaluate(1.0, 3, 0.125, 2, dtype="bfloat16", order="keras")) == 255 / 1024
     _check(1.0, 2, 0.5625, 1, 0.75)  # (9/16) ** (1/2) = 3/4
     for name in FORMAT_NAMES:
-        want = round_rational(Fraction(2, 3), get_format(name))
+        want = round_fraction(Fraction(2, 3), name)
         assert float(evaluate(1.0, 2, "2.25", -1, dtype=name)) == want  # (9/4) ** -1/2
-        want = round_rational(Fraction(4, 9), get_format(name))
+        want = round_fraction(Fraction(4, 9), name)
         assert float(evaluate(1, 3, "8/27", 2, dtype=name)) == want  # (8/27) ** (2/3)
 
 
@@ -314,7 +315,7 @@ def test_decimal_rate_staircase_is_rational_and_rounded_once():
         want = Fraction(1, 10) * Fraction(24, 25) ** k
         for name in FORMAT_NAMES:
             got = evaluate("0.1", 1000, "0.96", 1000 * k + 999, staircase=True, dtype=name)
-            assert float(got) == round_rational(want, get_format(name)), (k, name)
+            assert float(got) == round_fraction(want, name), (k, name)
 
 
 def test_precision_cap_raises():
@@ -394,8 +395,7 @@ orders = st.sampled_from(ORDERS)
 @example(1.0, 1, 1 - 2.0**-60, 2**40, 1, False, "float64", "exact")
 def test_monotone_non_increasing_for_rates_below_one(I, D, r, s, ds, staircase, fmt, order):
     # An I that overflows the format gives inf * 0 = NaN once w underflows.
-    f = get_format(fmt)
-    assume(math.isfinite(round_rational(Fraction(I), f)))
+    assume(math.isfinite(round_fraction(Fraction(I), fmt)))
     if fmt == "float16":
         # Steps and decay_steps from 65520 on cast to inf in float16 (keras:
         # inf / inf = NaN): fold them into the format's range instead.
@@ -431,14 +431,14 @@ def test_staircase_constant_between_multiples_keras_order_while_exact(I, D, r, k
        st.floats(allow_nan=False), st.booleans(), formats, orders)
 @example(1e300, 1, 0.5, False, "float16", "keras")
 def test_step_zero_gives_rounded_initial_rate(I, D, r, staircase, fmt, order):
-    want = round_rational(Fraction(I), get_format(fmt)) if I else I
+    want = round_fraction(Fraction(I), fmt) if I else I
     assert _same(evaluate(I, D, r, 0, staircase=staircase, dtype=fmt, order=order), want)
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False), st.integers(1, 10**9),
        st.integers(-(2**63), 2**63), st.booleans(), formats, orders)
 def test_rate_one_gives_rounded_initial_rate(I, D, s, staircase, fmt, order):
-    want = round_rational(Fraction(I), get_format(fmt)) if I else I
+    want = round_fraction(Fraction(I), fmt) if I else I
     assert _same(evaluate(I, D, 1.0, s, staircase=staircase, dtype=fmt, order=order), want)
 
 
@@ -449,7 +449,7 @@ def test_exact_powers_of_two_are_exact(fmt, k):
     f = get_format(fmt)
     I = next_up(1.0, f)
     got = float(evaluate(I, 1, 0.5, k, dtype=fmt, order="exact"))
-    assert got == round_rational(Fraction(I) / 2**k, f)
+    assert got == round_fraction(Fraction(I) / 2**k, fmt)
 
 
 @given(formats, st.integers(1, 60), st.integers(3, 99).filter(lambda n: n % 2))
@@ -457,10 +457,9 @@ def test_inexact_odd_powers_round_to_nearest(fmt, k, n):
     # w = (n/2**k)**3 exactly (n odd, an integer exponent): its odd part n**3
     # exceeds 2**(P+1) only for large n, so some cases are exact and some are
     # not; both must equal the exact rational rounded once.
-    f = get_format(fmt)
     r = Fraction(n, 2**k)
     got = float(evaluate(1, 1, str(r), 3, dtype=fmt, order="exact"))
-    assert got == round_rational(r**3, f)
+    assert got == round_fraction(r**3, fmt)
 
 
 @pytest.mark.parametrize("gmpy", [True, False])
