@@ -231,17 +231,14 @@ def _exp_reduced(T: int, G: int) -> tuple[int, int]:
     return (a_lo * b_lo) >> G, -((-(a_hi * b_hi)) >> G)
 
 
-def _reduce(X: int, F: int, n: int, upper: bool) -> tuple[int, int]:
-    """``(T, H)``: an outward bound at ``H`` bits of ``t = X 2**-F - n ln 2``
-    (an upper bound if ``upper``, else a lower one)."""
+def _reduce(X_lo: int, X_hi: int, F: int, n: int) -> tuple[int, int, int]:
+    """``(T_lo, T_hi, H)``: outward bounds at ``H`` bits of ``t = X 2**-F - n
+    ln 2``, a lower one at ``X = X_lo`` and an upper one at ``X = X_hi``."""
     H = F + max(n.bit_length(), 1) + 4
     l2lo, l2hi = ln2_fixed(H)
-    # t = X 2**(H-F) - n ln2; the bound takes the ln 2 end that moves it outward.
-    if upper:
-        T = (X << (H - F)) - n * (l2lo if n >= 0 else l2hi)
-    else:
-        T = (X << (H - F)) - n * (l2hi if n >= 0 else l2lo)
-    return T, H
+    # Each bound takes the ln 2 end that moves it outward.
+    up, down = (l2lo, l2hi) if n >= 0 else (l2hi, l2lo)
+    return (X_lo << (H - F)) - n * down, (X_hi << (H - F)) - n * up, H
 
 
 def _nearest_n(X: int, F: int) -> int:
@@ -258,10 +255,12 @@ def _exp_bound(X: int, F: int, upper: bool) -> tuple[int, int]:
     """``(m, e)`` with ``m 2**e`` bounding ``exp(X 2**-F)`` from above
     (``upper``) or below."""
     n = _nearest_n(X, F)
-    T, H = _reduce(X, F, n, upper)
-    while not _fits(T, H):  # only if ln 2 was too coarse to pick n; move n by one
-        n += 1 if T > 0 else -1
-        T, H = _reduce(X, F, n, upper)
+    while True:
+        T_lo, T_hi, H = _reduce(X, X, F, n)
+        T = T_hi if upper else T_lo
+        if _fits(T, H):
+            break
+        n += 1 if T > 0 else -1  # only if ln 2 was too coarse to pick n; move n by one
     lo, hi = _exp_reduced(T, H)
     return (hi if upper else lo), n - H
 
@@ -273,9 +272,7 @@ def exp_interval_parts(X_lo: int, X_hi: int, F: int) -> tuple[int, int, int, int
     if X_lo > X_hi:
         raise ValueError("exp_interval needs X_lo <= X_hi")
     n = _nearest_n(X_hi, F)
-    # Both ends reduced with the same n (so at the same H).
-    T_hi, H = _reduce(X_hi, F, n, True)
-    T_lo, _ = _reduce(X_lo, F, n, False)
+    T_lo, T_hi, H = _reduce(X_lo, X_hi, F, n)  # both ends with the same n
     D = T_hi - T_lo  # d = D 2**-H >= 0
     if not (_fits(T_hi, H) and D.bit_length() < H - 8):
         a, ea = _exp_bound(X_lo, F, False)
