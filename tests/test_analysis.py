@@ -178,16 +178,23 @@ def test_sweep_matches_oracle(dtype, staircase):
     lo = max(0, 2**P - 300) if dtype != "float64" else 2**53 - 300
     sch = Schedule("0.1", 7, "0.96", staircase, dtype)
     steps = StepSet(lo, lo + 600, 3)
-    res = sweep(sch, steps, workers=1, chunk=64)
-    want = oracle_errors(sch, steps.array().tolist())
+    pts = steps.array().tolist()
+    # top >= steps: the worst list holds every nonzero error, so the sweep's
+    # error at each step is known and compared with the oracle's.
+    res = sweep(sch, steps, workers=1, chunk=64, top=len(pts))
+    want = oracle_errors(sch, pts)
     abs_w = sorted(abs(e) for e in want)
     assert res.vs_exact.max == abs_w[-1]
     assert res.vs_exact.count == len(want)
     assert res.vs_exact.total_abs == sum(abs_w)
-    assert res.vs_keras.max == 0  # the default implementation is the keras order
-    if res.vs_exact.worst:
-        e, s = res.vs_exact.worst[0]
-        assert e == want[(s - lo) // 3]
+    assert len(res.vs_exact.worst) == res.vs_exact.nonzero()
+    got = dict.fromkeys(pts, 0)
+    for e, s in res.vs_exact.worst:
+        got[s] = e
+    assert [got[s] for s in pts] == want
+    # (The default implementation is the keras order, so vs_keras compares
+    # that order with itself, zero by construction; the per-step check above
+    # is what pins the route's keras values.)
 
 
 def test_sweep_pool_equals_serial():
