@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from expdecay.conformance import runner
+from expdecay.conformance import adapters, runner
 from expdecay.conformance.adapters import Params, get_adapter, worker_env
 from expdecay.conformance.adapters import hub as hub_module
 from expdecay.conformance.adapters.hub import Hub
@@ -96,6 +96,7 @@ def test_a_closed_hub_means_a_worker_of_its_own() -> None:
 
 def test_a_hub_ends_when_the_runner_closes_it_with_workers_still_running(hub: Hub) -> None:
     a = get_adapter("expdecay", isolated=True, hub=hub)
+    assert isinstance(a, SubprocessAdapter)
     try:
         assert a.broken is None
         hub_proc = hub.proc
@@ -129,7 +130,7 @@ def test_check_implementations_shares_a_hub_and_gives_the_same_reports(
         return proc
 
     monkeypatch.setattr(Hub, "spawn", spawn)
-    monkeypatch.setitem(runner.HUB_MODULES, "test-family", ("json",))
+    monkeypatch.setitem(adapters.HUB_MODULES, "test-family", ("json",))
     monkeypatch.setattr(runner, "hub_family", lambda name, options: "test-family")
     shared = reports()
     assert len(spawned) == 4  # two configurations, both orders each: every worker came from it
@@ -138,7 +139,7 @@ def test_check_implementations_shares_a_hub_and_gives_the_same_reports(
 
 def test_the_hub_reaps_its_workers_promptly(hub: Hub) -> None:
     a = get_adapter("expdecay", isolated=True, hub=hub)
-    assert a._worker is not None
+    assert isinstance(a, SubprocessAdapter) and a._worker is not None
     proc = a._worker.proc
     a.close()
     deadline = time.monotonic() + 10.0

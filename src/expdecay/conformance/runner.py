@@ -42,15 +42,17 @@ import numpy as np
 
 from ..floats import Format, get_format, to_hex
 from .adapters import (
+    HUB_MODULES,
     Adapter,
     ImplementationLookupError,
     Params,
     check_loadable,
     get_adapter,
+    hub_env,
+    hub_family,
     label,
 )
 from .adapters.base import Outcome
-from .adapters import HUB_MODULES, hub_env, hub_family
 from .adapters.hub import Hub
 from .adapters.protocol import CHUNK, STARTUP_FACTOR, SubprocessAdapter, close_all_workers
 from .diagnosis import CAUSES, FACTS, Diagnosis, classify, diagnose, fact, same_bits, ulps_between
