@@ -42,15 +42,19 @@ import numpy as np
 
 from ..floats import Format, get_format, to_hex
 from .adapters import (
+    HUB_MODULES,
     Adapter,
     ImplementationLookupError,
     Params,
     check_loadable,
     get_adapter,
+    hub_env,
+    hub_family,
     label,
 )
 from .adapters.base import Outcome
-from .adapters.protocol import CHUNK, SubprocessAdapter, close_all_workers
+from .adapters.hub import Hub
+from .adapters.protocol import CHUNK, STARTUP_FACTOR, SubprocessAdapter, close_all_workers
 from .diagnosis import CAUSES, FACTS, Diagnosis, classify, diagnose, fact, same_bits, ulps_between
 from .vectors import (
     decode_number,
@@ -561,9 +565,10 @@ def check_implementations(configs: list[tuple[str, dict[str, Any]]],
     stop = threading.Event()
     futures: list[Future[list[ImplementationReport]]] = []
     cache = tempfile.TemporaryDirectory(prefix="expdecay-check-", ignore_cleanup_errors=True)
+    hubs = _Hubs(flat, timeout)
     try:
         futures += [pool.submit(_check_unit, name, options, order, docs, profiles, timeout,
-                                progress, rerun, stop, os.path.join(cache.name, str(k)))
+                                progress, rerun, stop, os.path.join(cache.name, str(k)), hubs)
                     for k, (name, options, order) in enumerate(flat)]
         k = 0
         for us in units:
@@ -584,7 +589,45 @@ def check_implementations(configs: list[tuple[str, dict[str, Any]]],
                 close_all_workers()
                 time.sleep(0.05)
         pool.shutdown(wait=not stop.is_set())
+        hubs.close()
         cache.cleanup()
+
+
+class _Hubs:
+    """The start-up hubs of a run (:mod:`expdecay.conformance.adapters.hub`):
+    one per framework that two or more of the run's workers import, started
+    by the first check that needs it (the others wait for its import, which
+    they would otherwise each do).  A hub that cannot start is not retried;
+    its workers start the usual way."""
+
+    def __init__(self, units: list[tuple[str, dict[str, Any], str | None]],
+                 timeout: float) -> None:
+        families = Counter(hub_family(name, options) for name, options, _ in units)
+        self.wanted = {f for f, n in families.items() if f is not None and n >= 2}
+        self.timeout = min(STARTUP_FACTOR * timeout, 86400.0)
+        self._hubs: dict[str, Hub | None] = {}
+        self._locks = {f: threading.Lock() for f in self.wanted}
+
+    def get(self, name: str, options: dict[str, Any]) -> Hub | None:
+        family = hub_family(name, options)
+        if family not in self.wanted:
+            return None
+        assert family is not None
+        with self._locks[family]:
+            if family not in self._hubs:
+                hub: Hub | None = Hub(HUB_MODULES[family], hub_env(family), self.timeout)
+                assert hub is not None
+                if hub.error is not None:
+                    hub = None
+                self._hubs[family] = hub
+            return self._hubs[family]
+
+    def close(self) -> None:
+        for family, lock in self._locks.items():
+            with lock:
+                hub = self._hubs.pop(family, None)
+            if hub is not None:
+                hub.close()
 
 
 class _CancelledError(Exception):
@@ -594,8 +637,8 @@ class _CancelledError(Exception):
 def _check_unit(name: str, options: dict[str, Any], order: str | None,
                 docs: dict[str, dict[str, Any]], profiles: tuple[str, ...], timeout: float,
                 progress: Callable[[str], object] | None, rerun: bool,
-                stop: threading.Event | None = None, cache_dir: str | None = None
-                ) -> list[ImplementationReport]:
+                stop: threading.Event | None = None, cache_dir: str | None = None,
+                hubs: _Hubs | None = None) -> list[ImplementationReport]:
     """One implementation (in one order for ``expdecay``) on the documents
     (:class:`_CancelledError` once ``stop`` is set)."""
     opts = dict(options)
@@ -608,8 +651,9 @@ def _check_unit(name: str, options: dict[str, Any], order: str | None,
     if progress:
         progress(f"checking {shown} ...")
     try:
+        hub = hubs.get(name, opts) if hubs is not None else None
         adapter = get_adapter(name, isolated=True, timeout=timeout, zygote=rerun,
-                              cache_dir=cache_dir, **opts)
+                              cache_dir=cache_dir, hub=hub, **opts)
         broken = getattr(adapter, "broken", None)  # a start-up failure
     except ImplementationLookupError:
         raise  # a bad argument, not a property of the implementation

@@ -44,7 +44,7 @@ import json
 import os
 import shlex
 import sys
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .base import (
     Adapter,
@@ -54,7 +54,17 @@ from .base import (
     Outcome,
     Params,
 )
-from .protocol import PROTOCOL, FreshProcessAdapter, SubprocessAdapter, close_all_workers
+from .protocol import (
+    PROTOCOL,
+    STARTUP_FACTOR,
+    FreshProcessAdapter,
+    Process,
+    SubprocessAdapter,
+    close_all_workers,
+)
+
+if TYPE_CHECKING:
+    from .hub import Hub
 
 __all__ = [
     "Params",
@@ -172,9 +182,51 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+#: Modules a start-up hub imports for the workers of a framework (see
+#: :mod:`expdecay.conformance.adapters.hub`): the framework and what its
+#: adapters' ``prepare`` imports, nothing that reads ``KERAS_BACKEND``
+#: other than TensorFlow (which imports parts of Keras, hence the hub's
+#: ``KERAS_BACKEND=tensorflow``).
+HUB_MODULES: dict[str, tuple[str, ...]] = {
+    "tensorflow": ("tensorflow",),
+    "torch": ("torch", "torch._dynamo", "torch.optim.lr_scheduler"),
+    "jax": ("jax", "jax.numpy"),
+    "paddle": ("paddle",),
+}
+
+
+def hub_family(name: str, options: dict[str, Any]) -> str | None:
+    """The key of :data:`HUB_MODULES` whose hub can start the worker of
+    ``name`` with ``options``, or None (no hub: started the usual way).  A
+    Keras backend other than the one ``KERAS_BACKEND`` already names in this
+    process's environment gets no hub, so that the hub and its workers
+    always see the same environment at import."""
+    if name == "keras":
+        family = str(options.get("backend", ""))
+        if os.environ.get("KERAS_BACKEND", family) != family:
+            return None
+    else:
+        needs = IMPLEMENTATIONS.get(name, ("", "", ()))[2]
+        family = next((m for m in needs if m in HUB_MODULES), "")
+    if family not in HUB_MODULES or not _installed(family):
+        return None
+    if family == "tensorflow" and os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return None
+    return family
+
+
+def hub_env(family: str) -> dict[str, str]:
+    """The environment of the hub of ``family`` (:func:`worker_env`, with
+    the Keras backend TensorFlow's import selects made explicit)."""
+    env = worker_env()
+    if family == "tensorflow":
+        env["KERAS_BACKEND"] = "tensorflow"
+    return env
+
+
 def get_adapter(name: str, *, isolated: bool | None = None, timeout: float = 60.0,
                 fresh: bool = False, zygote: bool = False, cache_dir: str | None = None,
-                **options: Any) -> Adapter:
+                hub: Hub | None = None, **options: Any) -> Adapter:
     """The adapter called ``name`` with ``options`` (see the module docstring).
 
     ``isolated`` (default: True except for ``expdecay`` and ``python:``) runs
@@ -186,6 +238,9 @@ def get_adapter(name: str, *, isolated: bool | None = None, timeout: float = 60.
     worker's state before it evaluated anything, for fresh re-runs through
     :meth:`SubprocessAdapter.evaluate_batch`; ``cache_dir`` is a directory
     for the compilation caches of frameworks that keep one on disk (JAX).
+    ``hub`` (a :class:`~expdecay.conformance.adapters.hub.Hub` of the
+    family :func:`hub_family` gives) forks the worker from a process that
+    has imported the framework already, instead of starting a new one.
     """
     if not isinstance(name, str):
         raise TypeError(f"implementation name must be a str; got {name!r}")
@@ -213,9 +268,18 @@ def get_adapter(name: str, *, isolated: bool | None = None, timeout: float = 60.
     spec = json.dumps({"name": name, "options": options, **({"fresh": True} if fresh else {}),
                        **({"zygote": True} if zygote and not fresh else {}),
                        **({"cache": cache_dir} if cache_dir else {})})
+    spawn = None
+    if hub is not None and not fresh:
+        startup = min(STARTUP_FACTOR * timeout, 86400.0)
+        if hub_family(name, options) == "tensorflow":  # as in the hub (see hub_env)
+            env.setdefault("KERAS_BACKEND", "tensorflow")
+
+        def spawn(stderr: IO[bytes]) -> Process:
+            return hub.spawn(spec, env, stderr, startup)
+
     return SubprocessAdapter([sys.executable, "-m", "expdecay.conformance.adapters.worker", spec],
                              env=env, timeout=timeout, label=label(name, options),
-                             lookup_errors=True)
+                             lookup_errors=True, spawn=spawn)
 
 
 def check_loadable(name: str, *, timeout: float = 60.0) -> None:

@@ -77,10 +77,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from fractions import Fraction
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import numpy as np
 
@@ -594,7 +594,7 @@ def close_all_workers() -> None:
 atexit.register(close_all_workers)
 
 
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> bool:
+def _signal_group(proc: Process, sig: int) -> bool:
     """Send ``sig`` to the worker's process group; False when it is empty."""
     try:
         os.killpg(proc.pid, sig)  # the worker leads its own group (new session)
@@ -608,7 +608,7 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> bool:
         return False
 
 
-def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
+def _group_alive(proc: Process) -> bool:
     try:
         os.killpg(proc.pid, 0)
         return True
@@ -618,7 +618,7 @@ def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
         return proc.poll() is None
 
 
-def end_process_group(proc: subprocess.Popen[bytes]) -> None:
+def end_process_group(proc: Process) -> None:
     """SIGTERM to the process group led by ``proc``, up to :data:`TERM_GRACE`
     seconds for it to go, then SIGKILL; reap ``proc`` (bounded)."""
     proc.poll()  # reap an exited leader, so that its zombie leaves the group
@@ -638,6 +638,29 @@ def end_process_group(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
+class Process(Protocol):
+    """What :class:`Worker` uses of a :class:`subprocess.Popen` (started with
+    ``stdin=PIPE, stdout=PIPE`` in a new session)."""
+
+    pid: int
+    returncode: Any
+    stdin: IO[bytes] | None
+    stdout: IO[bytes] | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+
+#: Starts a worker process other than by :class:`subprocess.Popen` (a fork
+#: from a start-up hub, :meth:`~expdecay.conformance.adapters.hub.Hub.spawn`);
+#: its argument is the file for the process's standard error.  An
+#: ``OSError`` from it means: start the process the usual way.
+Spawn = Callable[[IO[bytes]], Process]
+
+
 class Worker:
     """One implementation process and its stdout reader thread.
 
@@ -646,13 +669,20 @@ class Worker:
     """
 
     def __init__(self, argv: Sequence[str], env: dict[str, str] | None,
-                 startup_timeout: float, *, lookup_errors: bool = False) -> None:
+                 startup_timeout: float, *, lookup_errors: bool = False,
+                 spawn: Spawn | None = None) -> None:
         self.argv = list(argv)
         self._closed = threading.Event()
         self.lines: queue.Queue[bytes | _Signal] = queue.Queue(maxsize=MAX_QUEUED_LINES)
         self.stderr = tempfile.TemporaryFile(mode="w+b")
+        proc: Process | None = None
+        if spawn is not None:
+            try:
+                proc = spawn(self.stderr)
+            except OSError as e:  # the hub is gone: a process of its own
+                self.stderr.write(f"expdecay: started without the hub: {e}\n".encode())
         try:
-            self.proc = subprocess.Popen(
+            self.proc: Process = proc if proc is not None else subprocess.Popen(
                 self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=self.stderr, env=env, start_new_session=True,
             )
@@ -858,7 +888,8 @@ class SubprocessAdapter(Adapter):
 
     def __init__(self, argv: Sequence[str], *, env: dict[str, str] | None = None,
                  timeout: float = 60.0, startup_timeout: float | None = None,
-                 label: str | None = None, lookup_errors: bool = False) -> None:
+                 label: str | None = None, lookup_errors: bool = False,
+                 spawn: Spawn | None = None) -> None:
         if not argv:
             raise ValueError("argv must name a program")
         self.argv = list(argv)
@@ -868,6 +899,7 @@ class SubprocessAdapter(Adapter):
                                 if startup_timeout is None
                                 else check_timeout(startup_timeout, "startup_timeout"))
         self.lookup_errors = lookup_errors
+        self.spawn = spawn
         self._worker: Worker | None = None
         self._next_id = 0
         self.broken: str | None = None
@@ -883,8 +915,11 @@ class SubprocessAdapter(Adapter):
 
     def _start(self) -> Worker:
         if self._worker is None:
-            self._worker = Worker(self.argv, self.env, self.startup_timeout,
-                                  lookup_errors=self.lookup_errors)
+            try:
+                self._worker = Worker(self.argv, self.env, self.startup_timeout,
+                                      lookup_errors=self.lookup_errors, spawn=self.spawn)
+            finally:
+                self.spawn = None  # a restart (after a crash) is a new process
             h = self._worker.hello
             self.name = str(h.get("name", self.name))[:80]
             self.version = str(h.get("version", "unknown"))[:120]

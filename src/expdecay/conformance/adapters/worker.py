@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(cache, str) and cache:  # before any framework is imported
             for key, value in _jax_cache_settings(cache).items():
                 os.environ.setdefault(key, value)
+            if "jax" in sys.modules:  # forked from a hub: JAX read its settings already
+                _configure_jax_cache()
         name = spec["name"]
         options = dict(spec.get("options", {}))
         from . import make_inprocess
@@ -90,6 +92,21 @@ def _jax_cache_settings(directory: str) -> dict[str, str]:
     return {"JAX_COMPILATION_CACHE_DIR": directory,
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
+def _configure_jax_cache() -> None:
+    """Apply the environment's compilation-cache settings to a JAX imported
+    before they were set (the configuration names are the variables'
+    names in lower case); nothing has been compiled yet."""
+    import jax
+
+    for key in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+                "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"):
+        text = os.environ.get(key)
+        if text is not None:
+            value: str | float | int = text if key.endswith("_DIR") else (
+                float(text) if key.endswith("_SECS") else int(text))
+            jax.config.update(key.lower(), value)  # type: ignore[no-untyped-call]
 
 
 #: Modules a framework imports at its first evaluation (measured): imported
