@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +50,7 @@ from .adapters import (
     label,
 )
 from .adapters.base import Outcome
-from .adapters.protocol import CHUNK, SubprocessAdapter, close_all_workers
+from .adapters.protocol import CHUNK, SubprocessAdapter, WorkerSet, owning
 from .diagnosis import CAUSES, FACTS, Diagnosis, classify, diagnose, fact, same_bits, ulps_between
 from .vectors import (
     decode_number,
@@ -216,28 +216,14 @@ def evaluate_file(adapter: Adapter, doc: dict[str, Any],
     (or of the groups numbered ``groups``, 0-based)."""
     out: Outputs = {}
     for number, group in enumerate(doc["testGroups"]):
-        tests = group["tests"]
-        if not tests or (groups is not None and number not in groups):
-            continue
-        params = group_params(group)
-        why = adapter.applicable(params)
-        if why is not None:
-            for t in tests:
-                out[t["tcId"]] = (None, None, why, None)
-            continue
-        steps = [decode_number(t["step"]) for t in tests]
-        try:
-            res: Outcome = adapter.evaluate_outcome(params, steps)
-        except Exception as e:  # noqa: BLE001 - no answer: the tests were not run
-            res = Outcome(values=np.full(len(tests), math.nan),
-                          crashed=dict.fromkeys(range(len(tests)), f"{type(e).__name__}: {e}"))
-        for i, t in enumerate(tests):
-            out[t["tcId"]] = (float(res.values[i]), res.errors.get(i),
-                              res.not_applicable.get(i), res.crashed.get(i))
+        if group["tests"] and (groups is None or number in groups):
+            _record(out, group["tests"], _evaluate_group(adapter, group))
     return out
 
 
 def _record(out: Outputs, tests: list[dict[str, Any]], res: Outcome) -> None:
+    """Store one group's outcome per test (no value when the whole group is
+    not applicable)."""
     for i, t in enumerate(tests):
         na = res.not_applicable.get(i)
         value = None if na is not None and len(res.not_applicable) == len(tests) \
@@ -246,7 +232,8 @@ def _record(out: Outputs, tests: list[dict[str, Any]], res: Outcome) -> None:
 
 
 def _evaluate_group(adapter: Adapter, group: dict[str, Any]) -> Outcome:
-    """One group the way :func:`evaluate_file` evaluates it (no batch)."""
+    """One group without a batch: its applicability, then its steps in one
+    call (an exception is an answer to no step: every test not run)."""
     tests = group["tests"]
     params = group_params(group)
     why = adapter.applicable(params)
@@ -536,19 +523,39 @@ def usable_jobs() -> int:
     return max(2, min(16, 8 * (os.cpu_count() or 1)))
 
 
+#: Seconds the checks of a stopped run have to give up once their workers
+#: are ended; a check still running after that finishes in the background
+#: (every wait of a check is bounded), and the run's temporary directory is
+#: removed when the last one ends.
+STOP_GRACE = 30.0
+
+
 def check_implementations(configs: list[tuple[str, dict[str, Any]]],
                           docs: dict[str, dict[str, Any]], profiles: tuple[str, ...],
                           timeout: float = 60.0,
                           progress: Callable[[str], object] | None = None,
                           rerun: bool = True, jobs: int | None = None
-                          ) -> Iterator[list[ImplementationReport]]:
+                          ) -> Generator[list[ImplementationReport], None, None]:
     """:func:`check_implementation` for every ``(name, options)``, checked
-    in parallel (``jobs`` at once; default :func:`usable_jobs`): every
-    worker starts at once, so that start-ups overlap one another and the
-    evaluations.  Yields the reports of each configuration in the order
+    in parallel (``jobs`` at once, an int >= 1; default :func:`usable_jobs`):
+    every worker starts at once, so that start-ups overlap one another and
+    the evaluations.  Yields the reports of each configuration in the order
     given, each as soon as it and those before it are done.  Verdicts do
     not depend on the parallelism: each implementation has its own worker,
-    which evaluates the groups in document order."""
+    which evaluates the groups in document order.
+
+    When the run stops early (an exception, Ctrl-C, or the caller closing
+    the iterator), the workers this run started are ended, and no other."""
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be an int >= 1; got {jobs!r}")
+    return _check_implementations(configs, docs, profiles, timeout, progress, rerun, jobs)
+
+
+def _check_implementations(configs: list[tuple[str, dict[str, Any]]],
+                           docs: dict[str, dict[str, Any]], profiles: tuple[str, ...],
+                           timeout: float, progress: Callable[[str], object] | None,
+                           rerun: bool, jobs: int | None
+                           ) -> Generator[list[ImplementationReport], None, None]:
     units: list[list[tuple[str, dict[str, Any], str | None]]] = []
     for name, options in configs:
         orders = profiles if name == "expdecay" else (None,)
@@ -559,11 +566,13 @@ def check_implementations(configs: list[tuple[str, dict[str, Any]]],
     pool = ThreadPoolExecutor(max_workers=max(1, min(jobs or usable_jobs(), len(flat))),
                               thread_name_prefix="expdecay-check")
     stop = threading.Event()
+    workers = WorkerSet()  # this run's, and only those
     futures: list[Future[list[ImplementationReport]]] = []
     cache = tempfile.TemporaryDirectory(prefix="expdecay-check-", ignore_cleanup_errors=True)
     try:
         futures += [pool.submit(_check_unit, name, options, order, docs, profiles, timeout,
-                                progress, rerun, stop, os.path.join(cache.name, str(k)))
+                                progress, rerun, stop, os.path.join(cache.name, str(k)),
+                                workers)
                     for k, (name, options, order) in enumerate(flat)]
         k = 0
         for us in units:
@@ -578,13 +587,35 @@ def check_implementations(configs: list[tuple[str, dict[str, Any]]],
     finally:
         for f in futures:
             f.cancel()
-        if stop.is_set():  # end the workers until every check has given up
-            deadline = time.monotonic() + 30.0
+        if stop.is_set():  # end this run's workers until every check has given up
+            deadline = time.monotonic() + STOP_GRACE
             while any(not f.done() for f in futures) and time.monotonic() < deadline:
-                close_all_workers()
+                workers.close_all()
                 time.sleep(0.05)
         pool.shutdown(wait=not stop.is_set())
+        _cleanup_when_done(cache, futures)
+
+
+def _cleanup_when_done(cache: tempfile.TemporaryDirectory[str],
+                       futures: list[Future[list[ImplementationReport]]]) -> None:
+    """Remove the run's temporary directory now, or when the last check
+    still running ends (never from under a running check)."""
+    left = [f for f in futures if not f.done()]
+    if not left:
         cache.cleanup()
+        return
+    lock = threading.Lock()
+    count = [len(left)]
+
+    def one_done(_: object) -> None:
+        with lock:
+            count[0] -= 1
+            last = count[0] == 0
+        if last:
+            cache.cleanup()
+
+    for f in left:
+        f.add_done_callback(one_done)
 
 
 class _CancelledError(Exception):
@@ -594,10 +625,21 @@ class _CancelledError(Exception):
 def _check_unit(name: str, options: dict[str, Any], order: str | None,
                 docs: dict[str, dict[str, Any]], profiles: tuple[str, ...], timeout: float,
                 progress: Callable[[str], object] | None, rerun: bool,
-                stop: threading.Event | None = None, cache_dir: str | None = None
-                ) -> list[ImplementationReport]:
+                stop: threading.Event | None = None, cache_dir: str | None = None,
+                workers: WorkerSet | None = None) -> list[ImplementationReport]:
     """One implementation (in one order for ``expdecay``) on the documents
-    (:class:`_CancelledError` once ``stop`` is set)."""
+    (:class:`_CancelledError` once ``stop`` is set); every worker it starts
+    joins ``workers``."""
+    with owning(workers if workers is not None else WorkerSet()):
+        return _check_one(name, options, order, docs, profiles, timeout, progress, rerun,
+                          stop, cache_dir)
+
+
+def _check_one(name: str, options: dict[str, Any], order: str | None,
+               docs: dict[str, dict[str, Any]], profiles: tuple[str, ...], timeout: float,
+               progress: Callable[[str], object] | None, rerun: bool,
+               stop: threading.Event | None, cache_dir: str | None
+               ) -> list[ImplementationReport]:
     opts = dict(options)
     if order is not None:
         opts["order"] = order
@@ -667,8 +709,11 @@ def _check_unit(name: str, options: dict[str, Any], order: str | None,
     try:
         with _DIAG_LOCK:
             for p in mine:
-                files = [summarise(fname, docs[fname], outputs[fname], p,
-                                   fresh=fresh.get(fname)) for fname in docs]
+                files = []
+                for fname in docs:
+                    _check_stop(stop)
+                    files.append(summarise(fname, docs[fname], outputs[fname], p,
+                                           fresh=fresh.get(fname)))
                 reports.append(ImplementationReport(shown, version, p, vectorised, files,
                                                     elapsed, broken_after,
                                                     rerun_seconds=rerun_seconds,
