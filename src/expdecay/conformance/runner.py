@@ -435,6 +435,8 @@ class ImplementationReport:
     rerun_seconds: float = 0.0
     #: ``phase -> (start, end)`` in ``time.monotonic()`` seconds (see :data:`PHASES`).
     phases: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: Failing groups re-run in a fresh process state (one child each).
+    rerun_groups: int = 0
 
     @property
     def passed(self) -> int:
@@ -669,6 +671,7 @@ def _check_one(name: str, options: dict[str, Any], order: str | None,
     if progress:
         progress(f"  {shown}: started in {t1 - t0:.1f} s; evaluating {len(docs)} files")
     fresh: dict[str, Outputs] = {}
+    rerun_groups = 0
     try:
         outputs = evaluate_docs(adapter, docs, stop=stop)
         t2 = time.monotonic()
@@ -678,6 +681,7 @@ def _check_one(name: str, options: dict[str, Any], order: str | None,
         broken_after = getattr(adapter, "broken", None)
         if rerun:
             todo = {f: g for f in docs if (g := failing_groups(docs[f], outputs[f], mine))}
+            rerun_groups = sum(map(len, todo.values()))
             if todo:
                 if progress:
                     progress(f"  {shown}: evaluated in {t2 - t1:.1f} s; re-running "
@@ -717,7 +721,7 @@ def _check_one(name: str, options: dict[str, Any], order: str | None,
                 reports.append(ImplementationReport(shown, version, p, vectorised, files,
                                                     elapsed, broken_after,
                                                     rerun_seconds=rerun_seconds,
-                                                    phases=phases))
+                                                    phases=phases, rerun_groups=rerun_groups))
         phases["diagnosis"] = (t4, time.monotonic())
     finally:
         closing.join()
