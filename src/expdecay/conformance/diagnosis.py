@@ -30,14 +30,11 @@ import numpy as np
 from ..fast import evaluate as fast_evaluate
 from ..floats import (
     Format,
+    from_bits,
     get_format,
-    is_representable,
-    next_down,
-    next_up,
-    round_rational,
+    round_ratio,
     to_bits,
 )
-from ..floats import ulp_distance as _ulp_distance
 from ..inputs import to_exact
 from ..oracle import ExactOps, RoundedOps, round_node
 from .vectors import decode_number, decode_result
@@ -100,20 +97,119 @@ _F64 = get_format("float64")
 _INT64 = (-2**63, 2**63 - 1)
 
 
+# ---------------------------------------------------------------------------
+# Bits of the values of a format, in integer arithmetic (the judging and the
+# recomputations compare millions of values: no Fraction on these paths).
+# Each function gives exactly what its namesake of ``expdecay.floats`` gives,
+# and defers to it for a value that is not one of the format (its error).
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Consts:
+    precision: int
+    emin: int
+    emax: int
+    quantum_min: int
+    sign: int
+    inf_bits: int
+    nan_bits: int
+    min_subnormal: float
+
+
+_CONSTS: dict[str, _Consts] = {}
+
+
+def _consts(fmt: Format) -> _Consts:
+    c = _CONSTS.get(fmt.name)
+    if c is None:
+        c = _CONSTS[fmt.name] = _Consts(
+            fmt.precision, fmt.emin, fmt.emax, fmt.quantum_min, 1 << (fmt.width - 1),
+            ((1 << fmt.exponent_bits) - 1) << (fmt.precision - 1), fmt.nan_bits,
+            fmt.min_subnormal)
+    return c
+
+
+def is_representable(x: float, fmt: Format) -> bool:
+    """True when the float ``x`` is exactly a value of ``fmt``
+    (:func:`expdecay.floats.is_representable`, without rationals)."""
+    if x == 0.0 or not math.isfinite(x):
+        return True
+    c = _consts(fmt)
+    m, e = math.frexp(abs(x))  # |x| = m * 2**e, 0.5 <= m < 1: top bit at e - 1
+    if e - 1 > c.emax:
+        return False
+    n = int(m * 9007199254740992.0)  # m * 2**53, exact
+    low = (n & -n).bit_length() - 1 + e - 53  # exponent of the lowest set bit
+    return low >= max(c.quantum_min, e - c.precision)
+
+
+def _bits(x: float, fmt: Format) -> int:
+    """:func:`expdecay.floats.to_bits` of ``x``."""
+    c = _consts(fmt)
+    if math.isnan(x):
+        return c.nan_bits
+    sign = c.sign if math.copysign(1.0, x) < 0 else 0
+    if math.isinf(x):
+        return sign | c.inf_bits
+    if x == 0.0:
+        return sign
+    if not is_representable(x, fmt):
+        return to_bits(x, fmt)  # raises: not a value of the format
+    m, e = math.frexp(abs(x))
+    n = int(m * 9007199254740992.0)  # 53 bits, top bit set: |x| = n * 2**(e - 53)
+    e -= 1
+    frac = c.precision - 1
+    if e < c.emin:  # subnormal: a multiple of 2**quantum_min
+        return sign | (n >> (c.quantum_min - e + 52))
+    return sign | ((e + c.emax) << frac) | ((n >> (52 - frac)) - (1 << frac))
+
+
+def _key_of(x: float, fmt: Format) -> int:
+    """The order key of :mod:`expdecay.floats` (ulp steps from zero, signed)."""
+    if math.isnan(x):
+        raise ValueError(f"ulp distance is undefined for NaN (format {fmt.name})")
+    bits = _bits(x, fmt)
+    sign = _consts(fmt).sign
+    return -(bits & (sign - 1)) if bits & sign else bits
+
+
+def _from_key(key: int, fmt: Format) -> float:
+    return from_bits(key if key >= 0 else (-key) | _consts(fmt).sign, fmt)
+
+
+def next_up(x: float, fmt: Format) -> float:
+    """:func:`expdecay.floats.next_up`."""
+    if math.isnan(x) or x == math.inf:
+        return x
+    if x == 0.0:
+        return _consts(fmt).min_subnormal
+    return _from_key(_key_of(x, fmt) + 1, fmt)
+
+
+def next_down(x: float, fmt: Format) -> float:
+    """:func:`expdecay.floats.next_down`."""
+    return -next_up(-x, fmt)
+
+
 def ulps_between(expected: float, observed: float, fmt: Format) -> float:
     """|distance| in ulps of ``fmt``; inf when one is NaN and the other not."""
     if math.isnan(expected) or math.isnan(observed):
         return 0.0 if math.isnan(expected) and math.isnan(observed) else math.inf
     if not is_representable(observed, fmt):
         return math.inf
-    return float(abs(_ulp_distance(expected, observed, fmt)))
+    return float(abs(_key_of(observed, fmt) - _key_of(expected, fmt)))
 
 
 def same_bits(a: float, b: float, fmt: Format) -> bool:
     """Bit equality with every NaN equal (a NaN matches any NaN)."""
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
-    return is_representable(b, fmt) and to_bits(a, fmt) == to_bits(b, fmt)
+    if not is_representable(b, fmt):
+        return False
+    if a == b and math.copysign(1.0, a) == math.copysign(1.0, b):
+        return True  # b is a value of the format, so a is: the same bits
+    return _bits(a, fmt) == _bits(b, fmt)
 
 
 @dataclass
@@ -218,7 +314,9 @@ def _cast(x: Num, fmt: Format) -> float:
 def _mul(a: float, b: float, fmt: Format) -> float:
     """``a * b`` correctly rounded to ``fmt`` (a and b values of ``fmt``)."""
     if math.isfinite(a) and math.isfinite(b) and a != 0 and b != 0:
-        return round_rational(Fraction(a) * Fraction(b), fmt)
+        na, da = a.as_integer_ratio()
+        nb, db = b.as_integer_ratio()
+        return round_ratio(na * nb, da * db, fmt)  # the exact product, rounded once
     return a * b  # zeros, infinities and NaN: exact in float64
 
 
@@ -226,7 +324,7 @@ def _to(x: float, fmt: Format) -> float:
     """``x`` (a value of some format) rounded to ``fmt``."""
     if not math.isfinite(x) or x == 0 or is_representable(x, fmt):
         return x
-    return round_rational(Fraction(x), fmt)
+    return round_ratio(*x.as_integer_ratio(), fmt)
 
 
 def _neighbours(x: float, fmt: Format) -> list[float]:
