@@ -51,12 +51,21 @@ from .adapters import (
 )
 from .adapters.base import Outcome
 from .adapters.protocol import CHUNK, SubprocessAdapter, WorkerSet, owning
-from .diagnosis import CAUSES, FACTS, Diagnosis, classify, diagnose, fact, same_bits, ulps_between
+from .diagnosis import (
+    CAUSES,
+    FACTS,
+    Diagnosis,
+    classify,
+    diagnose,
+    fact,
+    same_bits,
+    ulps_between,
+)
+from .diagnosis import prepare as prepare_diagnoses
 from .vectors import (
     decode_number,
     decode_result,
     default_vectors_dir,
-    iter_tests,
 )
 
 __all__ = [
@@ -342,10 +351,22 @@ def summarise(name: str, doc: dict[str, Any], outputs: Outputs,
     the re-run) is counted as depending on process state, with the
     evidence, not as a failure."""
     summary = FileSummary(name)
-    for group, test in iter_tests(doc):
+    judged = []
+    for group in doc["testGroups"]:
         fmt = get_format(group["dtype"])
-        output = outputs.get(test["tcId"], (None, None, None, "no output"))
-        v = _verdict(test, fmt, profile, output)
+        todo = []
+        for test in group["tests"]:
+            output = outputs.get(test["tcId"], (None, None, None, "no output"))
+            v = _verdict(test, fmt, profile, output)
+            judged.append((group, test, fmt, output, v))
+            if explain and v.status == "fail" and v.diagnosis is None and \
+                    output[0] is not None and not _is_diagnosed(test, group, profile,
+                                                                output[0]):
+                todo.append(test)
+        if len(todo) > 1:  # the recomputations of the group's failures at once
+            with _DIAG_LOCK:
+                prepare_diagnoses(todo, group, fmt, profile)
+    for group, test, fmt, output, v in judged:
         if v.status == "na":
             summary.na += 1
             continue
@@ -400,6 +421,12 @@ def summarise(name: str, doc: dict[str, Any], outputs: Outputs,
 _DIAG_CACHE: dict[tuple[int, int, str, bytes], tuple[dict[str, Any], Diagnosis]] = {}
 _DIAG_LOCK = threading.RLock()
 _DIAG_CACHE_MAX = 200_000
+
+
+def _is_diagnosed(test: dict[str, Any], group: dict[str, Any], profile: str,
+                  value: float) -> bool:
+    hit = _DIAG_CACHE.get((id(test), id(group), profile, np.float64(value).tobytes()))
+    return hit is not None and hit[0] is test
 
 
 def _diagnose(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str,
