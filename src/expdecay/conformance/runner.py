@@ -132,8 +132,7 @@ def judge(test: dict[str, Any], fmt: Format, profile: str, value: float | None,
         obs = _hex(value) if value is not None else None
         return TestResult(tc, "fail", observed=obs, expected="an error",
                           diagnosis=fact("missing-validation"))
-    expected = decode_result(test[profile], fmt, f"tcId {tc}")
-    exp_hex = to_hex(expected)
+    expected, exp_hex = _expected(test, fmt, profile)
     if error is not None:
         if result == "acceptable":
             return TestResult(tc, "pass", expected=exp_hex, detail=error)
@@ -151,6 +150,26 @@ def judge(test: dict[str, Any], fmt: Format, profile: str, value: float | None,
         return TestResult(tc, "pass", ulps=d, observed=obs, expected=exp_hex,
                           within_tolerance=True)
     return TestResult(tc, "fail", ulps=d, observed=obs, expected=exp_hex)
+
+
+#: The expected value of a test under a profile, and its hex, decoded once
+#: per process (keyed by the test object's identity, which the entry keeps
+#: alive): every implementation's outputs are judged against them.
+_EXPECTED: dict[tuple[int, str, str], tuple[dict[str, Any], float, str]] = {}
+_EXPECTED_MAX = 200_000
+
+
+def _expected(test: dict[str, Any], fmt: Format, profile: str) -> tuple[float, str]:
+    key = (id(test), fmt.name, profile)
+    hit = _EXPECTED.get(key)
+    if hit is not None and hit[0] is test:
+        return hit[1], hit[2]
+    value = decode_result(test[profile], fmt, f"tcId {test['tcId']}")
+    out = (test, value, to_hex(value))
+    if len(_EXPECTED) >= _EXPECTED_MAX:
+        _EXPECTED.clear()
+    _EXPECTED[key] = out
+    return out[1], out[2]
 
 
 def _hex(value: float) -> str:
