@@ -123,7 +123,7 @@ def run(jobs: int | None, rerun: bool) -> dict[str, Any]:
     groups: dict[str, int] = {}
     for r in reports:
         per_impl.setdefault(r.name, {p: round(b - a, 2) for p, (a, b) in r.phases.items()})
-        groups.setdefault(r.name, r.rerun_groups)
+        groups.setdefault(r.name, getattr(r, "rerun_groups", 0))
     return {"wall": wall, "cpu": cpu, "cpuRunner": own1 - own0, "cpuWorkers": kids1 - kids0,
             "rerunGroups": groups, "loadBefore": load0, "loadAfter": os.getloadavg(),
             "jobs": jobs or runner.usable_jobs(), "rerun": rerun, "checks": len(seen),
