@@ -15,14 +15,24 @@ and prints a breakdown of the wall time:
 The implementations are checked in parallel, so the phases overlap: for each
 phase the table gives the wall time during which at least one check was in
 it (seconds and fraction of the wall time; the fractions add up to more than
-1) and the sum over the checks.  CPU time (this process and every process it
-waited for: workers, their fresh children) is given too, since the wall time
-depends on what else the machine runs; the load average before and after is
-printed for that reason.  Machine, cores and library versions are printed
-with the figures.
+1) and the sum over the checks.  CPU time is given too, since the wall time
+depends on what else the machine runs (the load average before and after is
+printed for that reason), split into the runner process itself (judging,
+diagnosis, the protocol) and the processes it waited for (the workers, with
+the fresh children and zygotes they reaped).  Machine, cores and library
+versions are printed with the figures.
+
+The *fresh re-run floor* is what the per-group guarantee of the re-run
+costs by itself: for each implementation, its number of failing groups
+(each re-run in a child of its own) times its measured cost of one fresh
+child (the median wall time of a fresh batch of one small group, through
+the worker and its zygote, after the worker evaluated the same group),
+summed; divided by the cores it is a lower bound of the re-run's wall time.
+``--no-child-cost`` skips that measurement (a worker start per
+implementation).
 
     PYTHONPATH=src python benchmarks/bench_check.py [--no-rerun] [--jobs N]
-        [--sequential] [--json FILE]
+        [--sequential] [--no-child-cost] [--json FILE]
 
 ``--sequential`` also runs the same check one implementation at a time in
 the same process (``jobs=1``) and prints the ratio of the wall times.
@@ -35,14 +45,17 @@ import json
 import os
 import platform
 import resource
+import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from expdecay.conformance import runner
-from expdecay.conformance.adapters import default_configurations
-from expdecay.conformance.vectors import load_vector_file
+from expdecay.conformance.adapters import default_configurations, get_adapter, label
+from expdecay.conformance.adapters.protocol import FRESH_PARALLEL, SubprocessAdapter
+from expdecay.conformance.vectors import decode_number, load_vector_file
 
 PHASES = ("load", *runner.PHASES)
 
@@ -59,10 +72,15 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
-def cpu_seconds() -> float:
+def cpu_split() -> tuple[float, float]:
+    """CPU seconds of this process, and of the children it waited for."""
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+def cpu_seconds() -> float:
+    return sum(cpu_split())
 
 
 def union(intervals: list[tuple[float, float]]) -> float:
@@ -78,7 +96,7 @@ def union(intervals: list[tuple[float, float]]) -> float:
 
 def run(jobs: int | None, rerun: bool) -> dict[str, Any]:
     load0 = os.getloadavg()
-    cpu0 = cpu_seconds()
+    own0, kids0 = cpu_split()
     t0 = time.monotonic()
     docs = {p.name: load_vector_file(p) for p in runner.vector_paths(None)}
     t1 = time.monotonic()
@@ -88,7 +106,8 @@ def run(jobs: int | None, rerun: bool) -> dict[str, Any]:
                                              rerun=rerun, jobs=jobs):
         reports += reps
     wall = time.monotonic() - t0
-    cpu = cpu_seconds() - cpu0
+    own1, kids1 = cpu_split()
+    cpu = own1 + kids1 - own0 - kids0
     spans: dict[str, list[tuple[float, float]]] = {p: [] for p in PHASES}
     spans["load"].append((t0, t1))
     seen = set()
@@ -101,9 +120,12 @@ def run(jobs: int | None, rerun: bool) -> dict[str, Any]:
     phases = {p: {"wall": union(s), "fraction": union(s) / wall,
                   "sum": sum(b - a for a, b in s)} for p, s in spans.items()}
     per_impl: dict[str, dict[str, float]] = {}
+    groups: dict[str, int] = {}
     for r in reports:
         per_impl.setdefault(r.name, {p: round(b - a, 2) for p, (a, b) in r.phases.items()})
-    return {"wall": wall, "cpu": cpu, "loadBefore": load0, "loadAfter": os.getloadavg(),
+        groups.setdefault(r.name, getattr(r, "rerun_groups", 0))
+    return {"wall": wall, "cpu": cpu, "cpuRunner": own1 - own0, "cpuWorkers": kids1 - kids0,
+            "rerunGroups": groups, "loadBefore": load0, "loadAfter": os.getloadavg(),
             "jobs": jobs or runner.usable_jobs(), "rerun": rerun, "checks": len(seen),
             "implementations": [r.name for r in reports if r.profile == reports[0].profile
                                 or r.name.startswith("expdecay")],
@@ -112,10 +134,77 @@ def run(jobs: int | None, rerun: bool) -> dict[str, Any]:
                          for r in reports]}
 
 
+def small_group(docs: dict[str, dict[str, Any]]) -> tuple[Any, list[int | float]]:
+    """A small float32 group of the vectors: ``(params, steps)``."""
+    for doc in docs.values():
+        for g in doc["testGroups"]:
+            if g["dtype"] == "float32" and g["staircase"] is False and 2 <= len(g["tests"]) <= 8 \
+                    and all("int" in t["step"] for t in g["tests"]):
+                return runner.group_params(g), [decode_number(t["step"]) for t in g["tests"]]
+    raise LookupError("no small float32 group in the vectors")
+
+
+def child_cost(name: str, options: dict[str, Any], docs: dict[str, dict[str, Any]],
+               repeat: int = 5) -> float | None:
+    """Median wall seconds of one fresh child of ``name`` (see the module
+    docstring), or None when it cannot be measured."""
+    item = small_group(docs)
+    with tempfile.TemporaryDirectory(prefix="bench-check-") as cache:
+        a = get_adapter(name, isolated=True, timeout=120.0, zygote=True, cache_dir=cache,
+                        **options)
+        try:
+            if not isinstance(a, SubprocessAdapter) or a.broken or "fresh-batch" not in a.ops:
+                return None
+            a.evaluate_batch([item])  # the worker has evaluated it, as in a check
+            times = []
+            for _ in range(repeat):
+                t = time.monotonic()
+                got = a.evaluate_batch([item], fresh=True)
+                times.append(time.monotonic() - t)
+                if got is None or got[0].crashed:
+                    return None
+            return statistics.median(times)
+        finally:
+            a.close()
+
+
+def rerun_floor(res: dict[str, Any], docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Failing groups x measured cost of one fresh child, per implementation."""
+    rows: dict[str, Any] = {}
+    for name, options in default_configurations():
+        shown = label(name, options)
+        n = res["rerunGroups"].get(shown, 0)
+        if name == "expdecay" or n == 0:
+            continue
+        cost = child_cost(name, options, docs)
+        rows[shown] = {"groups": n, "child": cost,
+                       "floor": None if cost is None else n * cost}
+    total = sum(r["floor"] for r in rows.values() if r["floor"] is not None)
+    return {"rows": rows, "total": total, "cores": os.cpu_count() or 1,
+            "parallel": FRESH_PARALLEL}
+
+
+def show_floor(floor: dict[str, Any], res: dict[str, Any]) -> None:
+    print("\nfresh re-run floor (failing groups x cost of one fresh child):")
+    print(f"{'implementation':<34} {'groups':>7} {'child ms':>9} {'floor s':>8}")
+    for name, r in floor["rows"].items():
+        cost = "-" if r["child"] is None else f"{1000 * r['child']:.0f}"
+        fl = "-" if r["floor"] is None else f"{r['floor']:.1f}"
+        print(f"{name:<34} {r['groups']:>7} {cost:>9} {fl:>8}")
+    cores = floor["cores"]
+    rerun = res["phases"]["rerun"]
+    print(f"fresh re-run floor: {sum(r['groups'] for r in floor['rows'].values())} groups, "
+          f"{floor['total']:.1f} s of children in all, {floor['total'] / cores:.1f} s on "
+          f"{cores} cores; the re-run phase took {rerun['wall']:.1f} s of wall "
+          f"({rerun['sum']:.1f} s summed over the checks)")
+
+
 def show(res: dict[str, Any], title: str) -> None:
     print(f"\n{title}: wall {res['wall']:.1f} s, CPU {res['cpu']:.1f} s "
           f"({res['cpu'] / res['wall']:.2f} cores busy on average), {res['checks']} checks, "
           f"{res['jobs']} at once, re-run {'on' if res['rerun'] else 'off'}")
+    print(f"CPU: runner process {res['cpuRunner']:.1f} s (judging, diagnosis, protocol), "
+          f"workers and their children {res['cpuWorkers']:.1f} s")
     print(f"load average before {res['loadBefore'][0]:.2f}, after {res['loadAfter'][0]:.2f}")
     print(f"{'phase':<11} {'wall s':>8} {'of wall':>8} {'sum s':>8}")
     for p, v in res["phases"].items():
@@ -132,6 +221,8 @@ def main() -> int:
     ap.add_argument("--jobs", type=int)
     ap.add_argument("--sequential", action="store_true",
                     help="also run one check at a time, and print the ratio")
+    ap.add_argument("--no-child-cost", action="store_true",
+                    help="skip the fresh re-run floor (one worker start per implementation)")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
     import numpy
@@ -140,7 +231,12 @@ def main() -> int:
     print(f"python {sys.version.split()[0]}, numpy {numpy.__version__}")
     res = run(args.jobs, not args.no_rerun)
     show(res, "default check")
-    out = {"machine": machine(), "parallel": res}
+    out: dict[str, Any] = {"machine": machine(), "parallel": res}
+    if res["rerun"] and not args.no_child_cost:
+        docs = {p.name: load_vector_file(p) for p in runner.vector_paths(None)}
+        floor = rerun_floor(res, docs)
+        show_floor(floor, res)
+        out["rerunFloor"] = floor
     if args.sequential:
         seq = run(1, not args.no_rerun)
         show(seq, "one check at a time")

@@ -143,6 +143,9 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-rerun", action="store_true",
                    help="do not re-run failing groups in a fresh process (faster; failures "
                    "that depend on process state are then counted as failures)")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="implementations checked at once (default: every one, up to "
+                   f"{runner.usable_jobs()} on this machine)")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds allowed for each request to an implementation "
                    f"(default %(default)g, at most {MAX_TIMEOUT:g}); its start-up, up to "
@@ -178,13 +181,23 @@ def _options(args: argparse.Namespace, name: str) -> dict[str, Any]:
         opts["x64"] = True
     if args.step_mode:
         if name not in _STEP_MODE:
-            raise ValueError(f"--step-mode applies to {', '.join(_STEP_MODE)}; got {name}")
+            raise ValueError(f"--step-mode applies to --impl {', '.join(_STEP_MODE)} only; "
+                             f"got --impl {name}")
         opts["step_mode"] = args.step_mode
     return opts
 
 
 
+#: Options that configure one implementation: each needs ``--impl``.
+_NEEDS_IMPL = (("backend", "--backend", "keras"), ("x64", "--x64", " or ".join(_X64)),
+               ("step_mode", "--step-mode", ", ".join(_STEP_MODE)))
+
+
 def configurations(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    if not args.impl:
+        for attr, flag, names in _NEEDS_IMPL:
+            if getattr(args, attr):
+                raise ValueError(f"{flag} needs --impl naming the implementation ({names})")
     if args.impl:
         out = []
         for name in args.impl:
@@ -230,7 +243,8 @@ def run_check(args: argparse.Namespace) -> int:
         return 1
     reports: list[ImplementationReport] = []
     for reps in runner.check_implementations(configs, docs, profiles, args.timeout,
-                                             progress=to_stderr, rerun=not args.no_rerun):
+                                             progress=to_stderr, rerun=not args.no_rerun,
+                                             jobs=args.jobs):
         for r in reps:  # in the order of configs; the checks run in parallel
             print_report(r)
         reports += reps
@@ -260,10 +274,11 @@ def _run_random(args: argparse.Namespace, profiles: tuple[str, ...]) -> int:
         raise ValueError(f"--random must be between 1 and 10**9; got {args.random}")
     if not 0 <= args.seed < 2**128:
         raise ValueError(f"--seed must be >= 0 and below 2**128; got {args.seed}")
-    if args.max_failures < 0:
-        raise ValueError(f"--max-failures must be >= 0; got {args.max_failures}")
     if args.vectors:
         raise ValueError("--random checks random cases, not --vectors; give one of them")
+    if args.jobs is not None:
+        raise ValueError("--jobs applies to checks of the vectors; --random checks one "
+                         "implementation after another")
     if args.write_failures and len(args.impl or []) != 1:
         raise ValueError("--write-failures needs exactly one --impl")
     dtypes = campaign.parse_dtypes(args.dtype)

@@ -30,14 +30,11 @@ import numpy as np
 from ..fast import evaluate as fast_evaluate
 from ..floats import (
     Format,
+    from_bits,
     get_format,
-    is_representable,
-    next_down,
-    next_up,
-    round_rational,
+    round_ratio,
     to_bits,
 )
-from ..floats import ulp_distance as _ulp_distance
 from ..inputs import to_exact
 from ..oracle import ExactOps, RoundedOps, round_node
 from .vectors import decode_number, decode_result
@@ -100,20 +97,119 @@ _F64 = get_format("float64")
 _INT64 = (-2**63, 2**63 - 1)
 
 
+# ---------------------------------------------------------------------------
+# Bits of the values of a format, in integer arithmetic (the judging and the
+# recomputations compare millions of values: no Fraction on these paths).
+# Each function gives exactly what its namesake of ``expdecay.floats`` gives,
+# and defers to it for a value that is not one of the format (its error).
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Consts:
+    precision: int
+    emin: int
+    emax: int
+    quantum_min: int
+    sign: int
+    inf_bits: int
+    nan_bits: int
+    min_subnormal: float
+
+
+_CONSTS: dict[str, _Consts] = {}
+
+
+def _consts(fmt: Format) -> _Consts:
+    c = _CONSTS.get(fmt.name)
+    if c is None:
+        c = _CONSTS[fmt.name] = _Consts(
+            fmt.precision, fmt.emin, fmt.emax, fmt.quantum_min, 1 << (fmt.width - 1),
+            ((1 << fmt.exponent_bits) - 1) << (fmt.precision - 1), fmt.nan_bits,
+            fmt.min_subnormal)
+    return c
+
+
+def is_representable(x: float, fmt: Format) -> bool:
+    """True when the float ``x`` is exactly a value of ``fmt``
+    (:func:`expdecay.floats.is_representable`, without rationals)."""
+    if x == 0.0 or not math.isfinite(x):
+        return True
+    c = _consts(fmt)
+    m, e = math.frexp(abs(x))  # |x| = m * 2**e, 0.5 <= m < 1: top bit at e - 1
+    if e - 1 > c.emax:
+        return False
+    n = int(m * 9007199254740992.0)  # m * 2**53, exact
+    low = (n & -n).bit_length() - 1 + e - 53  # exponent of the lowest set bit
+    return low >= max(c.quantum_min, e - c.precision)
+
+
+def _bits(x: float, fmt: Format) -> int:
+    """:func:`expdecay.floats.to_bits` of ``x``."""
+    c = _consts(fmt)
+    if math.isnan(x):
+        return c.nan_bits
+    sign = c.sign if math.copysign(1.0, x) < 0 else 0
+    if math.isinf(x):
+        return sign | c.inf_bits
+    if x == 0.0:
+        return sign
+    if not is_representable(x, fmt):
+        return to_bits(x, fmt)  # raises: not a value of the format
+    m, e = math.frexp(abs(x))
+    n = int(m * 9007199254740992.0)  # 53 bits, top bit set: |x| = n * 2**(e - 53)
+    e -= 1
+    frac = c.precision - 1
+    if e < c.emin:  # subnormal: a multiple of 2**quantum_min
+        return sign | (n >> (c.quantum_min - e + 52))
+    return sign | ((e + c.emax) << frac) | ((n >> (52 - frac)) - (1 << frac))
+
+
+def _key_of(x: float, fmt: Format) -> int:
+    """The order key of :mod:`expdecay.floats` (ulp steps from zero, signed)."""
+    if math.isnan(x):
+        raise ValueError(f"ulp distance is undefined for NaN (format {fmt.name})")
+    bits = _bits(x, fmt)
+    sign = _consts(fmt).sign
+    return -(bits & (sign - 1)) if bits & sign else bits
+
+
+def _from_key(key: int, fmt: Format) -> float:
+    return from_bits(key if key >= 0 else (-key) | _consts(fmt).sign, fmt)
+
+
+def next_up(x: float, fmt: Format) -> float:
+    """:func:`expdecay.floats.next_up`."""
+    if math.isnan(x) or x == math.inf:
+        return x
+    if x == 0.0:
+        return _consts(fmt).min_subnormal
+    return _from_key(_key_of(x, fmt) + 1, fmt)
+
+
+def next_down(x: float, fmt: Format) -> float:
+    """:func:`expdecay.floats.next_down`."""
+    return -next_up(-x, fmt)
+
+
 def ulps_between(expected: float, observed: float, fmt: Format) -> float:
     """|distance| in ulps of ``fmt``; inf when one is NaN and the other not."""
     if math.isnan(expected) or math.isnan(observed):
         return 0.0 if math.isnan(expected) and math.isnan(observed) else math.inf
     if not is_representable(observed, fmt):
         return math.inf
-    return float(abs(_ulp_distance(expected, observed, fmt)))
+    return float(abs(_key_of(observed, fmt) - _key_of(expected, fmt)))
 
 
 def same_bits(a: float, b: float, fmt: Format) -> bool:
     """Bit equality with every NaN equal (a NaN matches any NaN)."""
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
-    return is_representable(b, fmt) and to_bits(a, fmt) == to_bits(b, fmt)
+    if not is_representable(b, fmt):
+        return False
+    if a == b and math.copysign(1.0, a) == math.copysign(1.0, b):
+        return True  # b is a value of the format, so a is: the same bits
+    return _bits(a, fmt) == _bits(b, fmt)
 
 
 @dataclass
@@ -211,6 +307,35 @@ def _eval(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format,
     return out
 
 
+def _eval_many(requests: set[tuple[Num, Num, Num, Num, bool, Format, str]]) -> None:
+    """Fill :func:`_eval`'s cache for many requests at once: the requests that
+    differ only in the step are evaluated in one call of the fast path (its
+    bits do not depend on the other elements of the array).  A call that
+    raises fills nothing: those requests are then made one by one."""
+    todo: dict[tuple[Any, ...], tuple[tuple[Num, Num, Num, bool, Format, str],
+                                       dict[tuple[str, Any], Num]]] = {}
+    for I, D, r, s, st, fmt, order in requests:
+        key = (_key(I), _key(D), _key(r), _key(s), st, fmt.name, order)
+        if key in _CACHE or isinstance(s, int) and not _INT64[0] <= s <= _INT64[1]:
+            continue
+        head = (*key[:3], st, fmt.name, order, isinstance(s, int))
+        todo.setdefault(head, ((I, D, r, st, fmt, order), {}))[1][key[3]] = s
+    for head, ((I, D, r, st, fmt, order), steps) in todo.items():
+        if len(steps) < 2:
+            continue  # as cheap one by one
+        keys = list(steps)
+        arr = np.array([steps[k] for k in keys], dtype=np.int64 if head[-1] else np.float64)
+        try:
+            got = fast_evaluate(I, D, r, arr, staircase=st, dtype=fmt.name,
+                                order=order).astype(np.float64)
+        except (ArithmeticError, ValueError, TypeError, OverflowError):
+            continue
+        if len(_CACHE) + len(keys) > _CACHE_MAX:
+            _CACHE.clear()
+        for k, v in zip(keys, got.tolist(), strict=True):
+            _CACHE[(*head[:3], k, *head[3:6])] = float(v)
+
+
 def _cast(x: Num, fmt: Format) -> float:
     return round_node(to_exact(x), fmt)
 
@@ -218,7 +343,9 @@ def _cast(x: Num, fmt: Format) -> float:
 def _mul(a: float, b: float, fmt: Format) -> float:
     """``a * b`` correctly rounded to ``fmt`` (a and b values of ``fmt``)."""
     if math.isfinite(a) and math.isfinite(b) and a != 0 and b != 0:
-        return round_rational(Fraction(a) * Fraction(b), fmt)
+        na, da = a.as_integer_ratio()
+        nb, db = b.as_integer_ratio()
+        return round_ratio(na * nb, da * db, fmt)  # the exact product, rounded once
     return a * b  # zeros, infinities and NaN: exact in float64
 
 
@@ -226,7 +353,7 @@ def _to(x: float, fmt: Format) -> float:
     """``x`` (a value of some format) rounded to ``fmt``."""
     if not math.isfinite(x) or x == 0 or is_representable(x, fmt):
         return x
-    return round_rational(Fraction(x), fmt)
+    return round_ratio(*x.as_integer_ratio(), fmt)
 
 
 def _neighbours(x: float, fmt: Format) -> list[float]:
@@ -261,6 +388,14 @@ def _values(x: _Inputs, work: Format, order: str, fmt: Format) -> Iterator[tuple
         if y is None:
             return
         yield _to(y, fmt), False  # one rounding: no separate pow to be off
+
+
+def _requests(x: _Inputs, work: Format, order: str
+              ) -> tuple[Num, Num, Num, Num, bool, Format, str]:
+    """The :func:`_eval` call :func:`_values` makes."""
+    if order == "keras":
+        return (1, x.D, x.r, x.s, x.staircase, work, "keras")
+    return (x.I, x.D, x.r, x.s, x.staircase, work, "exact")
 
 
 def _through_f32(v: Num, ftz: bool) -> float:
@@ -461,40 +596,110 @@ def _chained(I: Num, r: Num, n: int, fmt: Format) -> list[float]:
     return out
 
 
+#: One recomputed value: the ids of the mistakes made, a detail, the value.
+_Row = tuple[tuple[str, ...], str, float]
+
+
+def _test_inputs(test: dict[str, Any], group: dict[str, Any], fmt: Format
+                 ) -> tuple[_Inputs, dict[str, float]]:
+    x = _Inputs(decode_number(group["initialLearningRate"]), decode_number(group["decaySteps"]),
+                decode_number(group["decayRate"]), decode_number(test["step"]),
+                group["staircase"] is True)
+    return x, {o: decode_result(test[o], fmt, o) for o in ("exact", "keras")}
+
+
+def _plan_rows(x: _Inputs, fmt: Format, profile: str, cands: list[_Candidate]
+               ) -> Iterator[tuple[tuple[str, ...], str, _Inputs | None, Format, str,
+                                   bool, list[float]]]:
+    """What :func:`_rows` recomputes: ``(ids, detail, inputs, work, order,
+    pow_off_only, direct values)``, in the order the explanations are tried."""
+    other = "keras" if profile == "exact" else "exact"
+    # The other order, and each order with pow one ulp off.
+    yield (ORDER_CAUSE[other],), "", x, fmt, other, False, []
+    yield (), "", x, fmt, profile, True, []
+    for cand in cands:
+        ids = (cand.cause, *cand.also)
+        if cand.direct:
+            yield ids, cand.detail, None, fmt, profile, False, cand.direct
+        if cand.inputs is None:
+            continue
+        for order in cand.orders:
+            prefix = () if order == profile else (ORDER_CAUSE[order],)
+            yield prefix + ids, cand.detail, cand.inputs, cand.work or fmt, order, False, []
+
+
+def _rows(x: _Inputs, fmt: Format, profile: str, cands: list[_Candidate]) -> list[_Row]:
+    """Every value an explanation recomputes for inputs ``x`` (none depends
+    on the observed output): ``(ids, detail, value)``."""
+    out: list[_Row] = []
+    for ids, detail, inputs, work, order, off_only, direct in _plan_rows(x, fmt, profile,
+                                                                         cands):
+        out += [(ids, detail, v) for v in direct]
+        if inputs is None:
+            continue
+        for v, pow_off in _values(inputs, work, order, fmt):
+            if pow_off or not off_only:
+                out.append((ids + ((POW_CAUSE,) if pow_off else ()), detail, v))
+    return out
+
+
+#: Recomputed values per test and profile (keyed by the identity of the test
+#: and group objects, which each entry keeps alive): the diagnoses of several
+#: implementations' outputs of one test share them.
+_ROWS: dict[tuple[int, int, str], tuple[dict[str, Any], dict[str, Any], list[_Row]]] = {}
+_ROWS_MAX = 50_000
+
+
+def _rows_of(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str
+             ) -> list[_Row]:
+    key = (id(test), id(group), profile)
+    hit = _ROWS.get(key)
+    if hit is not None and hit[0] is test and hit[1] is group:
+        return hit[2]
+    x, expected = _test_inputs(test, group, fmt)
+    rows = _rows(x, fmt, profile, list(_candidates(x, fmt, expected)))
+    if len(_ROWS) >= _ROWS_MAX:
+        _ROWS.clear()
+    _ROWS[key] = (test, group, rows)
+    return rows
+
+
+def prepare(tests: list[dict[str, Any]], group: dict[str, Any], fmt: Format,
+            profile: str) -> None:
+    """Recompute at once, with one call of the fast path per schedule and
+    kind of step, what the diagnoses of ``tests`` (tests of ``group``) under
+    ``profile`` will compare with: each diagnosis then only compares bits.
+    The diagnoses are the same with or without this."""
+    todo = []
+    requests: set[tuple[Num, Num, Num, Num, bool, Format, str]] = set()
+    for test in tests:
+        key = (id(test), id(group), profile)
+        hit = _ROWS.get(key)
+        if hit is not None and hit[0] is test and hit[1] is group:
+            continue
+        x, expected = _test_inputs(test, group, fmt)
+        cands = list(_candidates(x, fmt, expected))
+        for *_, inputs, work, order, _off, _direct in _plan_rows(x, fmt, profile, cands):
+            if inputs is not None:
+                requests.add(_requests(inputs, work, order))
+        todo.append((test, key, x, cands))
+    _eval_many(requests)
+    if len(_ROWS) + len(todo) > _ROWS_MAX:
+        _ROWS.clear()
+    for test, key, x, cands in todo:
+        _ROWS[key] = (test, group, _rows(x, fmt, profile, cands))
+
+
 def diagnose(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str,
              observed: float) -> Diagnosis:
     """The cause of a failing output (see the module docstring)."""
     if not math.isnan(observed) and not is_representable(observed, fmt):
         return fact("output-not-in-format", f"got {observed!r}, not a {fmt.name} value")
-    x = _Inputs(decode_number(group["initialLearningRate"]), decode_number(group["decaySteps"]),
-                decode_number(group["decayRate"]), decode_number(test["step"]),
-                group["staircase"] is True)
-    expected = {o: decode_result(test[o], fmt, o) for o in ("exact", "keras")}
-    other = "keras" if profile == "exact" else "exact"
     found: dict[tuple[str, ...], list[str]] = {}
-
-    def record(ids: tuple[str, ...], detail: str) -> None:
-        found.setdefault(ids, []).append(detail)
-
-    def try_values(values: Iterator[tuple[float, bool]], ids: tuple[str, ...],
-                   detail: str) -> None:
-        for v, pow_off in values:
-            if same_bits(v, observed, fmt):
-                record(ids + ((POW_CAUSE,) if pow_off else ()), detail)
-
-    # The other order, and each order with pow one ulp off.
-    try_values(_values(x, fmt, other, fmt), (ORDER_CAUSE[other],), "")
-    try_values(((v, True) for v, off in _values(x, fmt, profile, fmt) if off), (), "")
-    for cand in _candidates(x, fmt, expected):
-        for v in cand.direct:
-            if same_bits(v, observed, fmt):
-                record((cand.cause, *cand.also), cand.detail)
-        if cand.inputs is None:
-            continue
-        for order in cand.orders:
-            prefix = () if order == profile else (ORDER_CAUSE[order],)
-            try_values(_values(cand.inputs, cand.work or fmt, order, fmt),
-                       prefix + (cand.cause, *cand.also), cand.detail)
+    for ids, detail, v in _rows_of(test, group, fmt, profile):
+        if same_bits(v, observed, fmt):
+            found.setdefault(ids, []).append(detail)
+    expected = {o: decode_result(test[o], fmt, o) for o in ("exact", "keras")}
     found.pop((), None)
     if not found:
         d = ulps_between(expected[profile], observed, fmt)

@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,13 +54,22 @@ from .adapters import (
 )
 from .adapters.base import Outcome
 from .adapters.hub import Hub
-from .adapters.protocol import CHUNK, STARTUP_FACTOR, SubprocessAdapter, close_all_workers
-from .diagnosis import CAUSES, FACTS, Diagnosis, classify, diagnose, fact, same_bits, ulps_between
+from .adapters.protocol import CHUNK, STARTUP_FACTOR, SubprocessAdapter, WorkerSet, owning
+from .diagnosis import (
+    CAUSES,
+    FACTS,
+    Diagnosis,
+    classify,
+    diagnose,
+    fact,
+    same_bits,
+    ulps_between,
+)
+from .diagnosis import prepare as prepare_diagnoses
 from .vectors import (
     decode_number,
     decode_result,
     default_vectors_dir,
-    iter_tests,
 )
 
 __all__ = [
@@ -127,8 +136,7 @@ def judge(test: dict[str, Any], fmt: Format, profile: str, value: float | None,
         obs = _hex(value) if value is not None else None
         return TestResult(tc, "fail", observed=obs, expected="an error",
                           diagnosis=fact("missing-validation"))
-    expected = decode_result(test[profile], fmt, f"tcId {tc}")
-    exp_hex = to_hex(expected)
+    expected, exp_hex = _expected(test, fmt, profile)
     if error is not None:
         if result == "acceptable":
             return TestResult(tc, "pass", expected=exp_hex, detail=error)
@@ -146,6 +154,26 @@ def judge(test: dict[str, Any], fmt: Format, profile: str, value: float | None,
         return TestResult(tc, "pass", ulps=d, observed=obs, expected=exp_hex,
                           within_tolerance=True)
     return TestResult(tc, "fail", ulps=d, observed=obs, expected=exp_hex)
+
+
+#: The expected value of a test under a profile, and its hex, decoded once
+#: per process (keyed by the test object's identity, which the entry keeps
+#: alive): every implementation's outputs are judged against them.
+_EXPECTED: dict[tuple[int, str, str], tuple[dict[str, Any], float, str]] = {}
+_EXPECTED_MAX = 200_000
+
+
+def _expected(test: dict[str, Any], fmt: Format, profile: str) -> tuple[float, str]:
+    key = (id(test), fmt.name, profile)
+    hit = _EXPECTED.get(key)
+    if hit is not None and hit[0] is test:
+        return hit[1], hit[2]
+    value = decode_result(test[profile], fmt, f"tcId {test['tcId']}")
+    out = (test, value, to_hex(value))
+    if len(_EXPECTED) >= _EXPECTED_MAX:
+        _EXPECTED.clear()
+    _EXPECTED[key] = out
+    return out[1], out[2]
 
 
 def _hex(value: float) -> str:
@@ -220,28 +248,14 @@ def evaluate_file(adapter: Adapter, doc: dict[str, Any],
     (or of the groups numbered ``groups``, 0-based)."""
     out: Outputs = {}
     for number, group in enumerate(doc["testGroups"]):
-        tests = group["tests"]
-        if not tests or (groups is not None and number not in groups):
-            continue
-        params = group_params(group)
-        why = adapter.applicable(params)
-        if why is not None:
-            for t in tests:
-                out[t["tcId"]] = (None, None, why, None)
-            continue
-        steps = [decode_number(t["step"]) for t in tests]
-        try:
-            res: Outcome = adapter.evaluate_outcome(params, steps)
-        except Exception as e:  # noqa: BLE001 - no answer: the tests were not run
-            res = Outcome(values=np.full(len(tests), math.nan),
-                          crashed=dict.fromkeys(range(len(tests)), f"{type(e).__name__}: {e}"))
-        for i, t in enumerate(tests):
-            out[t["tcId"]] = (float(res.values[i]), res.errors.get(i),
-                              res.not_applicable.get(i), res.crashed.get(i))
+        if group["tests"] and (groups is None or number in groups):
+            _record(out, group["tests"], _evaluate_group(adapter, group))
     return out
 
 
 def _record(out: Outputs, tests: list[dict[str, Any]], res: Outcome) -> None:
+    """Store one group's outcome per test (no value when the whole group is
+    not applicable)."""
     for i, t in enumerate(tests):
         na = res.not_applicable.get(i)
         value = None if na is not None and len(res.not_applicable) == len(tests) \
@@ -250,7 +264,8 @@ def _record(out: Outputs, tests: list[dict[str, Any]], res: Outcome) -> None:
 
 
 def _evaluate_group(adapter: Adapter, group: dict[str, Any]) -> Outcome:
-    """One group the way :func:`evaluate_file` evaluates it (no batch)."""
+    """One group without a batch: its applicability, then its steps in one
+    call (an exception is an answer to no step: every test not run)."""
     tests = group["tests"]
     params = group_params(group)
     why = adapter.applicable(params)
@@ -359,10 +374,22 @@ def summarise(name: str, doc: dict[str, Any], outputs: Outputs,
     the re-run) is counted as depending on process state, with the
     evidence, not as a failure."""
     summary = FileSummary(name)
-    for group, test in iter_tests(doc):
+    judged = []
+    for group in doc["testGroups"]:
         fmt = get_format(group["dtype"])
-        output = outputs.get(test["tcId"], (None, None, None, "no output"))
-        v = _verdict(test, fmt, profile, output)
+        todo = []
+        for test in group["tests"]:
+            output = outputs.get(test["tcId"], (None, None, None, "no output"))
+            v = _verdict(test, fmt, profile, output)
+            judged.append((group, test, fmt, output, v))
+            if explain and v.status == "fail" and v.diagnosis is None and \
+                    output[0] is not None and not _is_diagnosed(test, group, profile,
+                                                                output[0]):
+                todo.append(test)
+        if len(todo) > 1:  # the recomputations of the group's failures at once
+            with _DIAG_LOCK:
+                prepare_diagnoses(todo, group, fmt, profile)
+    for group, test, fmt, output, v in judged:
         if v.status == "na":
             summary.na += 1
             continue
@@ -419,6 +446,12 @@ _DIAG_LOCK = threading.RLock()
 _DIAG_CACHE_MAX = 200_000
 
 
+def _is_diagnosed(test: dict[str, Any], group: dict[str, Any], profile: str,
+                  value: float) -> bool:
+    hit = _DIAG_CACHE.get((id(test), id(group), profile, np.float64(value).tobytes()))
+    return hit is not None and hit[0] is test
+
+
 def _diagnose(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str,
               value: float) -> Diagnosis:
     key = (id(test), id(group), profile, np.float64(value).tobytes())
@@ -452,6 +485,8 @@ class ImplementationReport:
     rerun_seconds: float = 0.0
     #: ``phase -> (start, end)`` in ``time.monotonic()`` seconds (see :data:`PHASES`).
     phases: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: Failing groups re-run in a fresh process state (one child each).
+    rerun_groups: int = 0
 
     @property
     def passed(self) -> int:
@@ -540,19 +575,39 @@ def usable_jobs() -> int:
     return max(2, min(16, 8 * (os.cpu_count() or 1)))
 
 
+#: Seconds the checks of a stopped run have to give up once their workers
+#: are ended; a check still running after that finishes in the background
+#: (every wait of a check is bounded), and the run's temporary directory is
+#: removed when the last one ends.
+STOP_GRACE = 30.0
+
+
 def check_implementations(configs: list[tuple[str, dict[str, Any]]],
                           docs: dict[str, dict[str, Any]], profiles: tuple[str, ...],
                           timeout: float = 60.0,
                           progress: Callable[[str], object] | None = None,
                           rerun: bool = True, jobs: int | None = None
-                          ) -> Iterator[list[ImplementationReport]]:
+                          ) -> Generator[list[ImplementationReport], None, None]:
     """:func:`check_implementation` for every ``(name, options)``, checked
-    in parallel (``jobs`` at once; default :func:`usable_jobs`): every
-    worker starts at once, so that start-ups overlap one another and the
-    evaluations.  Yields the reports of each configuration in the order
+    in parallel (``jobs`` at once, an int >= 1; default :func:`usable_jobs`):
+    every worker starts at once, so that start-ups overlap one another and
+    the evaluations.  Yields the reports of each configuration in the order
     given, each as soon as it and those before it are done.  Verdicts do
     not depend on the parallelism: each implementation has its own worker,
-    which evaluates the groups in document order."""
+    which evaluates the groups in document order.
+
+    When the run stops early (an exception, Ctrl-C, or the caller closing
+    the iterator), the workers this run started are ended, and no other."""
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be an int >= 1; got {jobs!r}")
+    return _check_implementations(configs, docs, profiles, timeout, progress, rerun, jobs)
+
+
+def _check_implementations(configs: list[tuple[str, dict[str, Any]]],
+                           docs: dict[str, dict[str, Any]], profiles: tuple[str, ...],
+                           timeout: float, progress: Callable[[str], object] | None,
+                           rerun: bool, jobs: int | None
+                           ) -> Generator[list[ImplementationReport], None, None]:
     units: list[list[tuple[str, dict[str, Any], str | None]]] = []
     for name, options in configs:
         orders = profiles if name == "expdecay" else (None,)
@@ -563,12 +618,14 @@ def check_implementations(configs: list[tuple[str, dict[str, Any]]],
     pool = ThreadPoolExecutor(max_workers=max(1, min(jobs or usable_jobs(), len(flat))),
                               thread_name_prefix="expdecay-check")
     stop = threading.Event()
+    workers = WorkerSet()  # this run's, and only those
     futures: list[Future[list[ImplementationReport]]] = []
     cache = tempfile.TemporaryDirectory(prefix="expdecay-check-", ignore_cleanup_errors=True)
     hubs = _Hubs(flat, timeout)
     try:
         futures += [pool.submit(_check_unit, name, options, order, docs, profiles, timeout,
-                                progress, rerun, stop, os.path.join(cache.name, str(k)), hubs)
+                                progress, rerun, stop, os.path.join(cache.name, str(k)),
+                                workers, hubs)
                     for k, (name, options, order) in enumerate(flat)]
         k = 0
         for us in units:
@@ -583,14 +640,36 @@ def check_implementations(configs: list[tuple[str, dict[str, Any]]],
     finally:
         for f in futures:
             f.cancel()
-        if stop.is_set():  # end the workers until every check has given up
-            deadline = time.monotonic() + 30.0
+        if stop.is_set():  # end this run's workers until every check has given up
+            deadline = time.monotonic() + STOP_GRACE
             while any(not f.done() for f in futures) and time.monotonic() < deadline:
-                close_all_workers()
+                workers.close_all()
                 time.sleep(0.05)
         pool.shutdown(wait=not stop.is_set())
         hubs.close()
+        _cleanup_when_done(cache, futures)
+
+
+def _cleanup_when_done(cache: tempfile.TemporaryDirectory[str],
+                       futures: list[Future[list[ImplementationReport]]]) -> None:
+    """Remove the run's temporary directory now, or when the last check
+    still running ends (never from under a running check)."""
+    left = [f for f in futures if not f.done()]
+    if not left:
         cache.cleanup()
+        return
+    lock = threading.Lock()
+    count = [len(left)]
+
+    def one_done(_: object) -> None:
+        with lock:
+            count[0] -= 1
+            last = count[0] == 0
+        if last:
+            cache.cleanup()
+
+    for f in left:
+        f.add_done_callback(one_done)
 
 
 class _Hubs:
@@ -638,9 +717,21 @@ def _check_unit(name: str, options: dict[str, Any], order: str | None,
                 docs: dict[str, dict[str, Any]], profiles: tuple[str, ...], timeout: float,
                 progress: Callable[[str], object] | None, rerun: bool,
                 stop: threading.Event | None = None, cache_dir: str | None = None,
-                hubs: _Hubs | None = None) -> list[ImplementationReport]:
+                workers: WorkerSet | None = None, hubs: _Hubs | None = None
+                ) -> list[ImplementationReport]:
     """One implementation (in one order for ``expdecay``) on the documents
-    (:class:`_CancelledError` once ``stop`` is set)."""
+    (:class:`_CancelledError` once ``stop`` is set); every worker it starts
+    joins ``workers``."""
+    with owning(workers if workers is not None else WorkerSet()):
+        return _check_one(name, options, order, docs, profiles, timeout, progress, rerun,
+                          stop, cache_dir, hubs)
+
+
+def _check_one(name: str, options: dict[str, Any], order: str | None,
+               docs: dict[str, dict[str, Any]], profiles: tuple[str, ...], timeout: float,
+               progress: Callable[[str], object] | None, rerun: bool,
+               stop: threading.Event | None, cache_dir: str | None,
+               hubs: _Hubs | None = None) -> list[ImplementationReport]:
     opts = dict(options)
     if order is not None:
         opts["order"] = order
@@ -671,6 +762,7 @@ def _check_unit(name: str, options: dict[str, Any], order: str | None,
     if progress:
         progress(f"  {shown}: started in {t1 - t0:.1f} s; evaluating {len(docs)} files")
     fresh: dict[str, Outputs] = {}
+    rerun_groups = 0
     try:
         outputs = evaluate_docs(adapter, docs, stop=stop)
         t2 = time.monotonic()
@@ -680,6 +772,7 @@ def _check_unit(name: str, options: dict[str, Any], order: str | None,
         broken_after = getattr(adapter, "broken", None)
         if rerun:
             todo = {f: g for f in docs if (g := failing_groups(docs[f], outputs[f], mine))}
+            rerun_groups = sum(map(len, todo.values()))
             if todo:
                 if progress:
                     progress(f"  {shown}: evaluated in {t2 - t1:.1f} s; re-running "
@@ -711,12 +804,15 @@ def _check_unit(name: str, options: dict[str, Any], order: str | None,
     try:
         with _DIAG_LOCK:
             for p in mine:
-                files = [summarise(fname, docs[fname], outputs[fname], p,
-                                   fresh=fresh.get(fname)) for fname in docs]
+                files = []
+                for fname in docs:
+                    _check_stop(stop)
+                    files.append(summarise(fname, docs[fname], outputs[fname], p,
+                                           fresh=fresh.get(fname)))
                 reports.append(ImplementationReport(shown, version, p, vectorised, files,
                                                     elapsed, broken_after,
                                                     rerun_seconds=rerun_seconds,
-                                                    phases=phases))
+                                                    phases=phases, rerun_groups=rerun_groups))
         phases["diagnosis"] = (t4, time.monotonic())
     finally:
         closing.join()

@@ -40,7 +40,14 @@ worker, so only the guilty steps fail):
   :data:`STARTUP_FACTOR` times the request timeout (``--timeout``) unless
   given explicitly: starting a framework (importing TensorFlow takes ten
   seconds) is slower than answering a request;
-* each request must be read and answered within the request timeout;
+* each request must be read and answered within the request timeout
+  (``--timeout``); a ``batch`` request of ``n`` groups within ``n`` request
+  timeouts (:func:`batch_deadline`), so that a slow but live implementation
+  is not ended for being sent a large batch; a fresh batch (each group in a
+  child of its own, :func:`fresh_answers`) of ``n`` groups, ``k`` children
+  run at once, within ``n + k`` request timeouts, each child being allowed
+  ``k`` request timeouts since the children share the processors
+  (:func:`fresh_batch_deadline`);
 * a line is at most :data:`MAX_LINE` bytes (newline included), UTF-8,
   one JSON value nested at most as deep as Python's recursion limit allows;
 * the runner reads at most :data:`MAX_QUEUED_LINES` lines ahead of what it
@@ -58,12 +65,15 @@ runner closes the worker's input, waits up to :data:`CLOSE_GRACE` seconds
 for a clean exit (nothing when the worker has failed), sends SIGTERM to the
 whole group, waits up to :data:`TERM_GRACE` seconds, then sends SIGKILL.
 :func:`close_all_workers` ends every live worker (the CLI calls it on
-Ctrl-C; it also runs at interpreter exit).
+Ctrl-C; it also runs at interpreter exit); a :class:`WorkerSet` ends only the
+workers started while it was :func:`owning` them (one check among others).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import contextvars
 import json
 import math
 import os
@@ -77,7 +87,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from fractions import Fraction
 from typing import IO, Any, Protocol
@@ -152,6 +162,27 @@ def check_timeout(value: Any, name: str = "timeout") -> float:
     if not 0 < t <= MAX_TIMEOUT:
         raise ValueError(f"{name} must be > 0 and at most {MAX_TIMEOUT:g} seconds; got {value!r}")
     return t
+
+
+def batch_deadline(timeout: float, groups: int) -> float:
+    """Seconds allowed for a ``batch`` request of ``groups`` groups: one
+    request timeout per group (at most :data:`MAX_TIMEOUT`)."""
+    return min(MAX_TIMEOUT, timeout * max(1, groups))
+
+
+def fresh_batch_deadline(timeout: float, groups: int, parallel: int) -> float:
+    """Seconds allowed for a fresh batch of ``groups`` groups whose children
+    run ``parallel`` at once: each child is allowed ``parallel`` request
+    timeouts (:func:`fresh_child_timeout`), and at most ``ceil(groups /
+    parallel)`` rounds of them run one after another, so ``groups +
+    parallel`` request timeouts bound the whole (at most :data:`MAX_TIMEOUT`)."""
+    return min(MAX_TIMEOUT, timeout * (max(1, groups) + max(1, parallel)))
+
+
+def fresh_child_timeout(timeout: float, parallel: int) -> float:
+    """Seconds a fresh child may take when ``parallel`` run at once: they
+    share the processors, so each is allowed ``parallel`` request timeouts."""
+    return min(MAX_TIMEOUT, timeout * max(1, parallel))
 
 
 def encode_step(x: int | float) -> str:
@@ -314,20 +345,27 @@ def answer_batch(adapter: Adapter, request: dict[str, Any]) -> dict[str, Any]:
 #: Fresh children run at once by :func:`fresh_answers` (at most).
 FRESH_PARALLEL = max(1, min(4, os.cpu_count() or 1))
 
+#: Largest ``parallel`` a fresh batch request may ask for.
+MAX_FRESH_PARALLEL = 64
+
 
 def fresh_answers(adapter: Adapter, groups: list[Any], timeout: float,
                   parallel: int = FRESH_PARALLEL) -> list[dict[str, Any]]:
     """Each group of a batch answered by a child of its own, forked from this
     process (which must have evaluated nothing): every group then sees the
     process state of a fresh start.  Up to ``parallel`` children run at
-    once; a child that does not answer within ``timeout`` seconds is killed,
-    and a group without an answer gets ``{"crashed": why}``."""
+    once; a child that does not answer within :func:`fresh_child_timeout`
+    (``parallel`` times ``timeout`` seconds: the children share the
+    processors) is killed, and a group without an answer gets
+    ``{"crashed": why}``."""
+    parallel = max(1, parallel)
+    child_timeout = fresh_child_timeout(timeout, parallel)
     results: list[dict[str, Any] | None] = [None] * len(groups)
     running: dict[int, tuple[int, int, float, list[bytes]]] = {}  # fd -> (pid, i, deadline, buf)
     todo = list(range(len(groups)))[::-1]
     with selectors.DefaultSelector() as sel:
         while todo or running:
-            while todo and len(running) < max(1, parallel):
+            while todo and len(running) < parallel:
                 i = todo.pop()
                 read_end, write_end = os.pipe()
                 pid = os.fork()
@@ -348,7 +386,7 @@ def fresh_answers(adapter: Adapter, groups: list[Any], timeout: float,
                         os._exit(status)
                 os.close(write_end)
                 sel.register(read_end, selectors.EVENT_READ)
-                running[read_end] = (pid, i, time.monotonic() + timeout, [])
+                running[read_end] = (pid, i, time.monotonic() + child_timeout, [])
             now = time.monotonic()
             wait = max(0.0, min(d for _, _, d, _ in running.values()) - now)
             for key, _ in sel.select(min(wait, POLL_INTERVAL)):
@@ -380,8 +418,8 @@ def fresh_answers(adapter: Adapter, groups: list[Any], timeout: float,
                     except ProcessLookupError:
                         pass
                     _reap(pid)
-                    results[i] = {"crashed": f"timeout: no answer within {timeout:g} s in a "
-                                             "fresh process"}
+                    results[i] = {"crashed": f"timeout: no answer within {child_timeout:g} s "
+                                             "in a fresh process"}
     return [r if r is not None else {"crashed": "no answer"} for r in results]
 
 
@@ -419,7 +457,8 @@ class Zygote:
                 with os.fdopen(req_r, "rb") as inp, os.fdopen(resp_w, "wb") as out:
                     for line in inp:
                         req = json.loads(line)
-                        got = fresh_answers(adapter, req["groups"], float(req["timeout"]))
+                        got = fresh_answers(adapter, req["groups"], float(req["timeout"]),
+                                            int(req["parallel"]))
                         out.write((json.dumps(got) + "\n").encode())
                         out.flush()
             except BaseException:  # noqa: BLE001 - the worker sees the pipe close
@@ -450,10 +489,12 @@ class Zygote:
                 return
             time.sleep(0.01)
 
-    def run(self, groups: list[Any], timeout: float) -> list[dict[str, Any]] | None:
+    def run(self, groups: list[Any], timeout: float, parallel: int = FRESH_PARALLEL
+            ) -> list[dict[str, Any]] | None:
         """The zygote's answers to ``groups`` (None if it is gone)."""
         try:
-            self._req.write((json.dumps({"groups": groups, "timeout": timeout}) + "\n").encode())
+            self._req.write((json.dumps({"groups": groups, "timeout": timeout,
+                                         "parallel": parallel}) + "\n").encode())
             self._req.flush()
             line = self._resp.readline()
             got = json.loads(line) if line.endswith(b"\n") else None
@@ -473,11 +514,16 @@ def _fresh_batch(adapter: Adapter, request: dict[str, Any], zygote: Zygote | Non
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
             0 < timeout <= MAX_TIMEOUT):
         return {"id": rid, "error": f"timeout must be a number of seconds; got {_brief(timeout)}"}
+    parallel = request.get("parallel", FRESH_PARALLEL)
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or not (
+            1 <= parallel <= MAX_FRESH_PARALLEL):
+        return {"id": rid, "error": "parallel must be an integer from 1 to "
+                                    f"{MAX_FRESH_PARALLEL}; got {_brief(parallel)}"}
     if fresh:  # this worker evaluates nothing itself: fork from it
-        return {"id": rid, "groups": fresh_answers(adapter, groups, float(timeout))}
+        return {"id": rid, "groups": fresh_answers(adapter, groups, float(timeout), parallel)}
     if zygote is None:
         return {"id": rid, "error": "this worker has no fresh process state to fork from"}
-    got = zygote.run(groups, float(timeout))
+    got = zygote.run(groups, float(timeout), parallel)
     if got is None:
         return {"id": rid, "error": "the fresh process state was lost (its process ended)"}
     return {"id": rid, "groups": got}
@@ -594,6 +640,49 @@ def close_all_workers() -> None:
 atexit.register(close_all_workers)
 
 
+class WorkerSet:
+    """The workers started while this set was :func:`owning` them: a check
+    ends its own workers, and none of another check's or its caller's."""
+
+    def __init__(self) -> None:
+        self._workers: set[Worker] = set()
+        self._lock = threading.Lock()
+
+    def add(self, worker: Worker) -> None:
+        with self._lock:
+            self._workers.add(worker)
+
+    def discard(self, worker: Worker) -> None:
+        with self._lock:
+            self._workers.discard(worker)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._workers)
+
+    def close_all(self) -> None:
+        """End every worker of the set still running (and its process group)."""
+        with self._lock:
+            workers = list(self._workers)
+        for w in workers:
+            w.close(graceful=False)
+
+
+_OWNER: contextvars.ContextVar[WorkerSet | None] = contextvars.ContextVar(
+    "expdecay_worker_owner", default=None)
+
+
+@contextlib.contextmanager
+def owning(workers: WorkerSet) -> Iterator[WorkerSet]:
+    """Every :class:`Worker` started in this thread (context) inside the
+    ``with`` block joins ``workers``, until it is closed."""
+    token = _OWNER.set(workers)
+    try:
+        yield workers
+    finally:
+        _OWNER.reset(token)
+
+
 def _signal_group(proc: Process, sig: int) -> bool:
     """Send ``sig`` to the worker's process group; False when it is empty."""
     try:
@@ -673,6 +762,7 @@ class Worker:
                  spawn: Spawn | None = None) -> None:
         self.argv = list(argv)
         self._closed = threading.Event()
+        self._owner: WorkerSet | None = None
         self.lines: queue.Queue[bytes | _Signal] = queue.Queue(maxsize=MAX_QUEUED_LINES)
         self.stderr = tempfile.TemporaryFile(mode="w+b")
         proc: Process | None = None
@@ -691,6 +781,9 @@ class Worker:
             raise WorkerError(f"cannot start {shlex.join(self.argv)!r}: {e}") from None
         with _LIVE_LOCK:
             _LIVE.add(self)
+        self._owner = _OWNER.get()
+        if self._owner is not None:
+            self._owner.add(self)
         try:
             assert self.proc.stdin is not None
             os.set_blocking(self.proc.stdin.fileno(), False)
@@ -865,6 +958,8 @@ class Worker:
         self._closed.set()
         with _LIVE_LOCK:
             _LIVE.discard(self)
+        if self._owner is not None:
+            self._owner.discard(self)
         try:
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
@@ -995,9 +1090,10 @@ class SubprocessAdapter(Adapter):
 
         With ``fresh``, each group is evaluated in a process state of its
         own, forked from the state the implementation had before it
-        evaluated anything; the request may then take ``timeout`` seconds
-        per group, and a group whose fresh process gave no answer has every
-        step in ``crashed``."""
+        evaluated anything, and a group whose fresh process gave no answer
+        has every step in ``crashed``.  The request is allowed
+        :func:`batch_deadline` (:func:`fresh_batch_deadline` with ``fresh``,
+        :data:`FRESH_PARALLEL` children at once)."""
         if self.broken or ("fresh-batch" if fresh else "batch") not in self.ops:
             return None
         values = [[step_value(s) for s in np.asarray(steps, dtype=object).ravel()]
@@ -1005,10 +1101,10 @@ class SubprocessAdapter(Adapter):
         groups = [{"params": p.to_json(), "steps": [encode_step(v) for v in vals]}
                   for (p, _), vals in zip(items, values, strict=True)]
         body: dict[str, Any] = {"op": "batch", "groups": groups}
-        limit = self.timeout
+        limit = batch_deadline(self.timeout, len(items))
         if fresh:
-            body.update(fresh=True, timeout=self.timeout)
-            limit = min(MAX_TIMEOUT, self.timeout * (len(items) + 1))
+            body.update(fresh=True, timeout=self.timeout, parallel=FRESH_PARALLEL)
+            limit = fresh_batch_deadline(self.timeout, len(items), FRESH_PARALLEL)
         try:
             got = self._call(body, limit)
         except WorkerError:
