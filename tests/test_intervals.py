@@ -20,8 +20,9 @@ def _exp_at(X: int, F: int, prec: int) -> Any:  # noqa: N803
 
 
 def _dyadic(m: int, e: int, prec: int) -> Any:
+    # int(): the mantissas may be gmpy2 integers (mpmath's backend).
     with flint.ctx.workprec(prec):
-        return arb(fmpz(m)) * arb(2) ** e
+        return arb(fmpz(int(m))) * arb(2) ** int(e)
 
 
 @pytest.mark.parametrize("wide", [False, True])
