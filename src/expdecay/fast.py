@@ -169,7 +169,7 @@ from . import inputs, oracle
 from .floats import Format, get_format, round_rational
 from .intervals import fraction_interval, ln_interval, mpf_to_fraction, power_interval
 
-__all__ = ["FastStats", "evaluate", "CHUNK"]
+__all__ = ["FastStats", "evaluate", "CHUNK", "round_to_format", "round_int_to_format"]
 
 #: Elements processed per chunk.
 CHUNK = 1 << 13
@@ -354,6 +354,21 @@ def _round_exact(v: np.ndarray, fmt: Format) -> np.ndarray:
     val, _ = _round_scaled(a, 0, 0, fmt)
     out[nz] = np.copysign(val, v[nz])
     return out
+
+
+def round_to_format(v: np.ndarray, fmt: Format) -> np.ndarray:
+    """float64 values rounded to ``fmt`` exactly (round to nearest even,
+    zeros keep their sign, overflow to inf), as float64."""
+    out = np.asarray(v, dtype=np.float64)
+    if fmt.precision == 53:
+        return out
+    with np.errstate(invalid="ignore"):
+        return _round_exact(out, fmt)
+
+
+def round_int_to_format(s: np.ndarray, fmt: Format) -> np.ndarray:
+    """int64 values rounded to ``fmt`` exactly, as float64 (inf on overflow)."""
+    return _round_int(np.asarray(s, dtype=np.int64), fmt)
 
 
 def _round_int(s: np.ndarray, fmt: Format) -> np.ndarray:
