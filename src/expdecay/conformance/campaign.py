@@ -762,9 +762,12 @@ def _check_block(camp: Campaign, adapter: Adapter, block: Block, want: dict[str,
         outcomes.append(o)
         values[i] = o.values
     camp.implementation_seconds += time.monotonic() - t1
+    # Cases per schedule: K, but only `last` in the campaign's last schedule.
+    used = np.full(count, K, dtype=np.int64)
+    used[-1] = min(last, K)
+    tally = np.bincount(block.region[:count], weights=used, minlength=len(REGIONS))
     for j, (rname, _, _) in enumerate(REGIONS):
-        camp.regions[rname] = camp.regions.get(rname, 0) + int(
-            (block.region[:count] == j).sum()) * K
+        camp.regions[rname] = camp.regions.get(rname, 0) + int(tally[j])
     excluded = np.zeros(block.steps.shape, dtype=bool)
     if last < K:
         excluded[count - 1, last:] = True
