@@ -419,3 +419,32 @@ def test_an_implementation_that_refuses_negative_steps_passes() -> None:
     camp = run_campaign(a, 200, 11, profiles=("exact",))
     assert camp.counts["exact"]["fail"] > 0
     assert camp.max_ulps["exact"] == np.inf
+
+
+def test_keras_tolerances_agree_with_the_rational_route() -> None:
+    """The vectorised keras tolerances of the judge (0, 2 or 'ask') against
+    :func:`expdecay.conformance.vectors.keras_tolerance` (exact rationals,
+    the one make_tests writes) on every case of a few hundred schedules of
+    each format; almost every case is decided without asking."""
+    from expdecay.conformance.vectors import Group, keras_tolerance
+
+    asked = known = 0
+    zeros = 0
+    for seed in (2, 3):
+        b = draw(seed, 0, 160)
+        for d, name in enumerate(b.dtypes):
+            rows = np.flatnonzero(b.dtype == d)
+            i = np.repeat(rows, STEPS_PER_SCHEDULE)
+            k = np.tile(np.arange(STEPS_PER_SCHEDULE), rows.size)
+            tol = campaign._keras_tolerances(b, i, k, get_format(name))
+            for ii, kk, t in zip(i.tolist(), k.tolist(), tol.tolist(), strict=True):
+                if t < 0:
+                    asked += 1
+                    continue
+                p = b.params(ii)
+                g = Group(p.dtype, bool(p.staircase), campaign._num(p.initial_learning_rate),
+                          campaign._num(p.decay_steps), campaign._num(p.decay_rate))
+                assert t == keras_tolerance(g, b.step_list(ii)[kk]), b.case(ii, kk)
+                known += 1
+                zeros += t == 0
+    assert known > 50 * asked and zeros > 100
