@@ -140,10 +140,22 @@ and evaluated by the caller one schedule at a time.  In the keras order
 then 0, and ``p`` of +-inf or NaN is decided exactly (``rf**p`` is 0 or inf
 by the sign of ``p log2 rf``; ``rf**NaN`` is NaN for ``rf != 1``, written as
 the canonical NaN).  A keras element the rounding test leaves with an
-integer ``p`` from 1 to ``62 / precision`` (7 for bfloat16, 5 for float16, 2
-for float32) is computed exactly instead (:func:`_exact_int_pow`): 8-bit
-rates raised to small integers are often exact midpoints, which no rounding
-test decides.
+integer ``p`` (``|p| <= 2**40``) is computed exactly instead
+(:func:`_exact_scaled_pow` with a factor 1): 8-bit rates raised to small
+integers are often exact midpoints, which no rounding test decides; a rate
+cast to +0 (a tiny rate) gives ``pow(+0, p)`` (1, +0 or +inf by the sign of
+``p``, NaN for ``p`` NaN) and then ``rnd(If * w)``.  In the exact order, an
+element the rounding test leaves with an integer exponent (staircase, or a
+step that is a multiple of an integer ``D``) is computed exactly as ``|I|
+r**p`` (:func:`_exact_scaled_pow`: odd parts as integers, rounded once by
+:func:`_round_scaled_int`) when the product fits in 62 bits or ``r`` is a
+power of two; the float64 kernel does the same after its accurate stage.
+Exact staircase exponents (:func:`_staircase_exponent`): int64 floor
+division for an integer ``D < 2**62`` (any int64 step), a floor verified by
+Dekker's exact products for other ``D`` (:func:`_floor_checked`); an
+exponent of ``2**53`` or more is held as a float64 within ``2**-51`` and
+only used to decide ``|t| > 2200`` (0 or inf in every format); so is a step
+of ``2**53`` or more in the float64 kernel's continuous exact order.
 
 float64 with a schedule per element
 -----------------------------------

@@ -200,12 +200,16 @@ _DEN_MAX = 1 << 20  # exact staircase floors for D = num/den with den up to this
 @dataclass
 class FastStats:
     """Counters of :func:`evaluate`: elements seen, decided by the fast path,
-    sent to the oracle, and distinct oracle calls made for the latter."""
+    sent to the oracle, and distinct oracle calls made for the latter; with a
+    schedule per element, the elements deferred to per-schedule evaluation."""
 
     elements: int = 0
     fast: int = 0
     oracle: int = 0
     oracle_calls: int = 0
+    #: Elements the per-element kernels left to the evaluation one schedule
+    #: at a time (which decides most of them itself, the rest by the oracle).
+    deferred: int = 0
 
 
 # ---------------------------------------------------------------------------
@@ -1454,6 +1458,7 @@ def _broadcast_kernel(flat_params: list[np.ndarray], flat_steps: np.ndarray,
         stats.fast += (nxt - pos) - count
         stats.elements += (nxt - pos) - count
         if count:
+            stats.deferred += count
             _evaluate_groups(flat_params, flat_steps, flat_out, buf[:count].copy(), fmt,
                              order, staircase, stats)
         pos = nxt

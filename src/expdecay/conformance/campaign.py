@@ -49,8 +49,8 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..fast import FastStats, round_int_to_format, round_to_format
 from ..fast import evaluate as fast_evaluate
-from ..fast import round_int_to_format, round_to_format
 from ..fileio import atomic_write
 from ..floats import Format, get_format
 from .adapters import Adapter, ImplementationLookupError, Params, get_adapter, label
@@ -388,10 +388,10 @@ def draw(seed: int, first: int, count: int, dtypes: Sequence[str] = DTYPES) -> B
 # ---------------------------------------------------------------------------
 
 
-def expected(block: Block, order: str) -> np.ndarray:
+def expected(block: Block, order: str, stats: FastStats | None = None) -> np.ndarray:
     """The expected outputs (float64, exact) of every case of ``block`` in
     ``order``: :func:`expdecay.fast.evaluate`, one vectorised call per dtype,
-    staircase mode and kind of step."""
+    staircase mode and kind of step (its counters added to ``stats``)."""
     out = np.empty(block.steps.shape)
     for d, name in enumerate(block.dtypes):
         for st in (False, True):
@@ -404,7 +404,7 @@ def expected(block: Block, order: str) -> np.ndarray:
                 with np.errstate(all="ignore"):
                     got = fast_evaluate(block.I[idx, None], block.D[idx, None],
                                         block.r[idx, None], steps, staircase=st, dtype=name,
-                                        order=order)
+                                        order=order, stats=stats)
                 out[idx] = got.astype(np.float64)
     return out
 
@@ -618,6 +618,9 @@ class Campaign:
     seconds: float = 0.0
     implementation_seconds: float = 0.0
     expected_seconds: float = 0.0
+    #: Counters of the expected values' fast path (elements, deferred to
+    #: per-schedule evaluation, sent to the oracle).
+    expected_stats: FastStats = field(default_factory=FastStats)
     vectorised: bool = False
     broken: str | None = None
     regions: dict[str, int] = field(default_factory=dict)
@@ -705,7 +708,7 @@ def run_campaign(adapter: Adapter, cases: int, seed: int = 0, *,
         count = min(BLOCK, schedules - first)
         block = draw(seed, first, count, dtypes)
         t1 = time.monotonic()
-        want = {p: expected(block, p) for p in profiles}
+        want = {p: expected(block, p, camp.expected_stats) for p in profiles}
         return count, block, want, time.monotonic() - t1
 
     # The next block is drawn and its expected values computed in a second
