@@ -243,7 +243,7 @@ class _Recording(Adapter):
         with np.errstate(all="ignore"):
             p = np.array(steps, dtype=np.float64) / D
             out = I * np.power(r, np.floor(p) if params.staircase else p)
-        out = out.astype(get_format(params.dtype).dtype).astype(np.float64)
+            out = out.astype(get_format(params.dtype).dtype).astype(np.float64)
         if self.fail_at is not None and first <= self.fail_at < first + len(steps):
             out[self.fail_at - first] = -1.0  # a plainly wrong output
         return out
