@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from expdecay.conformance import campaign
-from expdecay.conformance.adapters import get_adapter
+from expdecay.conformance.adapters import Adapter, get_adapter
 from expdecay.conformance.campaign import REGIONS, STEPS_PER_SCHEDULE, draw, run_campaign
 from expdecay.conformance.vectors import validate_file
 from expdecay.floats import get_format
@@ -193,7 +193,104 @@ def test_the_reference_passes_its_own_campaign() -> None:
         camp = run_campaign(a, 3000, 11, profiles=(order,))
         c = camp.counts[order]
         assert c["fail"] == 0 and c["notrun"] == 0 and c["pass"] + c["na"] == 3000, c
-        assert sum(camp.regions.values()) >= 3000
+
+
+@pytest.mark.parametrize("order", ["exact", "keras"])
+def test_expected_values_agree_with_arb(order: str) -> None:
+    """The campaign's expected bits (:func:`campaign.expected`, the fast
+    path the reference adapter also uses) against the independent Arb
+    oracle of tests/arb_oracle.py on a sample of every region and format:
+    the reference's own campaign is only as good as this agreement."""
+    from arb_oracle import arb_evaluate
+
+    block = draw(11, 0, 1024)
+    want = campaign.expected(block, order)
+    rng = np.random.default_rng(4)
+    checked = 0
+    for j in range(len(REGIONS)):
+        rows = np.flatnonzero(block.region == j)
+        for i in rng.choice(rows, min(12, rows.size), replace=False).tolist():
+            p = block.params(i)
+            for k in rng.choice(STEPS_PER_SCHEDULE, 3, replace=False).tolist():
+                s = block.step_list(i)[k]
+                if s < 0 or s != s:
+                    continue  # invalid steps: the spec's special table, not the schedule
+                got = arb_evaluate(p.initial_learning_rate, Fraction(p.decay_steps),
+                                   p.decay_rate, s, bool(p.staircase), p.dtype, order)
+                fmt = get_format(p.dtype)
+                a = np.array([got, want[i, k]]).astype(fmt.dtype).view(f"u{fmt.width // 8}")
+                assert a[0] == a[1] or (got != got and want[i, k] != want[i, k]), (
+                    block.case(i, k), order, got, want[i, k])
+                checked += 1
+    assert checked > 150
+
+
+class _Recording(Adapter):
+    """An implementation that answers ``I * r**(s / D)`` in float64 (plain
+    numpy, wrong in the last bits) and records every call."""
+
+    name = "recording"
+    vectorised = True
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.calls: list[tuple[Any, list[int | float]]] = []
+        self.fail_at = fail_at
+
+    def _evaluate(self, params: Any, steps: list[int | float]) -> np.ndarray:
+        first = sum(len(s) for _, s in self.calls)
+        self.calls.append((params, list(steps)))
+        I, D, r = (float(x) for x in params.as_python())
+        with np.errstate(all="ignore"):
+            p = np.array(steps, dtype=np.float64) / D
+            out = I * np.power(r, np.floor(p) if params.staircase else p)
+            out = out.astype(get_format(params.dtype).dtype).astype(np.float64)
+        if self.fail_at is not None and first <= self.fail_at < first + len(steps):
+            out[self.fail_at - first] = -1.0  # a plainly wrong output
+        return out
+
+
+def test_campaign_across_a_block_boundary() -> None:
+    """N = 65,536 + 100 crosses the first block of 4096 schedules: the
+    cases are numbered on, the first M cases of a campaign are the cases of
+    the campaign of M (also across the seam), every case is counted once,
+    and so are the per-region tallies (the last schedule is partial)."""
+    n = campaign.BLOCK * STEPS_PER_SCHEDULE + 100
+    a = _Recording(fail_at=campaign.BLOCK * STEPS_PER_SCHEDULE + 37)
+    camp = run_campaign(a, n, 21, profiles=("exact",), max_failures=10**6)
+    c = camp.counts["exact"]
+    assert sum(c[x] for x in ("pass", "fail", "na", "notrun")) == n
+    flat = [(params, s) for params, steps in a.calls for s in steps]
+    assert len(flat) == n
+    # The same cases as drawn one by one, in order.
+    cases = list(campaign.iter_cases(21, n))
+    for j in (0, 65_535, 65_536, 65_537, n - 1):
+        params, s = flat[j]
+        assert (params.dtype, params.decay_rate, s) == (
+            cases[j]["dtype"], cases[j]["decay_rate"], cases[j]["step"]), j
+    # The failure planted after the seam is found where it was planted.
+    rec = [r for r in camp.recorded if r.schedule == campaign.BLOCK + 2 and r.k == 5]
+    assert rec and rec[0].output[0] == -1.0
+    # Per-region tallies count each case once, the partial last schedule too.
+    from collections import Counter
+    assert {k: v for k, v in camp.regions.items() if v} == dict(
+        Counter(x["region"] for x in cases))
+    # The first M cases are the campaign of M (M inside the second block).
+    m = campaign.BLOCK * STEPS_PER_SCHEDULE + 20
+    b = _Recording()
+    run_campaign(b, m, 21, profiles=("exact",), max_failures=0)
+    flat_m = [(params, s) for params, steps in b.calls for s in steps]
+    assert len(flat_m) == m
+    assert all(x[1] == y[1] and x[0] == y[0] for x, y in zip(flat_m, flat, strict=False))
+
+
+def test_region_tallies_leave_the_padding_out() -> None:
+    """100 cases: 6 schedules and 4 steps of a seventh; the tallies add up
+    to 100 (the padded steps of the last schedule are not cases)."""
+    from collections import Counter
+    camp = run_campaign(_Recording(), 100, 3, profiles=("exact",))
+    assert sum(camp.regions.values()) == 100
+    assert {k: v for k, v in camp.regions.items() if v} == dict(
+        Counter(x["region"] for x in campaign.iter_cases(3, 100)))
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -322,3 +419,32 @@ def test_an_implementation_that_refuses_negative_steps_passes() -> None:
     camp = run_campaign(a, 200, 11, profiles=("exact",))
     assert camp.counts["exact"]["fail"] > 0
     assert camp.max_ulps["exact"] == np.inf
+
+
+def test_keras_tolerances_agree_with_the_rational_route() -> None:
+    """The vectorised keras tolerances of the judge (0, 2 or 'ask') against
+    :func:`expdecay.conformance.vectors.keras_tolerance` (exact rationals,
+    the one make_tests writes) on every case of a few hundred schedules of
+    each format; almost every case is decided without asking."""
+    from expdecay.conformance.vectors import Group, keras_tolerance
+
+    asked = known = 0
+    zeros = 0
+    for seed in (2, 3):
+        b = draw(seed, 0, 160)
+        for d, name in enumerate(b.dtypes):
+            rows = np.flatnonzero(b.dtype == d)
+            i = np.repeat(rows, STEPS_PER_SCHEDULE)
+            k = np.tile(np.arange(STEPS_PER_SCHEDULE), rows.size)
+            tol = campaign._keras_tolerances(b, i, k, get_format(name))
+            for ii, kk, t in zip(i.tolist(), k.tolist(), tol.tolist(), strict=True):
+                if t < 0:
+                    asked += 1
+                    continue
+                p = b.params(ii)
+                g = Group(p.dtype, bool(p.staircase), campaign._num(p.initial_learning_rate),
+                          campaign._num(p.decay_steps), campaign._num(p.decay_rate))
+                assert t == keras_tolerance(g, b.step_list(ii)[kk]), b.case(ii, kk)
+                known += 1
+                zeros += t == 0
+    assert known > 50 * asked and zeros > 100

@@ -140,10 +140,22 @@ and evaluated by the caller one schedule at a time.  In the keras order
 then 0, and ``p`` of +-inf or NaN is decided exactly (``rf**p`` is 0 or inf
 by the sign of ``p log2 rf``; ``rf**NaN`` is NaN for ``rf != 1``, written as
 the canonical NaN).  A keras element the rounding test leaves with an
-integer ``p`` from 1 to ``62 / precision`` (7 for bfloat16, 5 for float16, 2
-for float32) is computed exactly instead (:func:`_exact_int_pow`): 8-bit
-rates raised to small integers are often exact midpoints, which no rounding
-test decides.
+integer ``p`` (``|p| <= 2**40``) is computed exactly instead
+(:func:`_exact_scaled_pow` with a factor 1): 8-bit rates raised to small
+integers are often exact midpoints, which no rounding test decides; a rate
+cast to +0 (a tiny rate) gives ``pow(+0, p)`` (1, +0 or +inf by the sign of
+``p``, NaN for ``p`` NaN) and then ``rnd(If * w)``.  In the exact order, an
+element the rounding test leaves with an integer exponent (staircase, or a
+step that is a multiple of an integer ``D``) is computed exactly as ``|I|
+r**p`` (:func:`_exact_scaled_pow`: odd parts as integers, rounded once by
+:func:`_round_scaled_int`) when the product fits in 62 bits or ``r`` is a
+power of two; the float64 kernel does the same after its accurate stage.
+Exact staircase exponents (:func:`_staircase_exponent`): int64 floor
+division for an integer ``D < 2**62`` (any int64 step), a floor verified by
+Dekker's exact products for other ``D`` (:func:`_floor_checked`); an
+exponent of ``2**53`` or more is held as a float64 within ``2**-51`` and
+only used to decide ``|t| > 2200`` (0 or inf in every format); so is a step
+of ``2**53`` or more in the float64 kernel's continuous exact order.
 
 float64 with a schedule per element
 -----------------------------------
@@ -367,18 +379,7 @@ def _round_int(s: int, prec: int, emin: int, emax: int, pow2: np.ndarray) -> flo
     mag = -s if s < 0 else s
     if mag < (1 << 53):
         return _round_fmt(float(s), prec, emin, emax, pow2)
-    bl = 53
-    while (mag >> bl) != 0:
-        bl += 1
-    shift = bl - prec
-    q = mag >> shift
-    rem = mag - (q << shift)
-    half = 1 << (shift - 1)
-    if rem > half or (rem == half and (q & 1) == 1):
-        q += 1
-    val: float = float(q) * pow2[shift + _POW2_OFFSET]
-    if val >= pow2[emax + 1 + _POW2_OFFSET]:
-        val = np.inf
+    val = _round_scaled_int(mag, 0, prec, emin, emax, pow2)
     return -val if s < 0 else val
 
 
@@ -732,38 +733,33 @@ def _log2(x: float) -> float:
 
 
 @_inline
-def _exact_int_pow(x: float, p: int, prec: int, emin: int, emax: int,
-                   pow2: np.ndarray) -> float:
-    """``x**p`` rounded to the format exactly, for ``x`` a positive value of
-    the format and ``1 <= p`` with ``p prec <= 62`` (``p <= 2**20`` when ``x``
-    is a power of two, ``M = 1``): ``x = M 2**E`` with an
-    integer ``M < 2**prec``, ``M**p`` in int64, one rounding to nearest even
-    (subnormal and overflow included).  Exact results and exact midpoints,
-    which no rounding test decides, are common among these."""
-    b = _bits(x)
-    ex = (b >> 52) - 1023
-    if (b & _FRAC) == 0:  # a power of two: any p up to 2**20
-        Mp = 1
-        F = ex * p
-    else:
-        M = ((b & _FRAC) | _IMPLICIT) >> (53 - prec)
-        F = (ex - (prec - 1)) * p
-        Mp = M
-        for _ in range(p - 1):
-            Mp *= M
+def _bit_length(n: int) -> int:
+    """The bit length of a non-negative int64."""
     bl = 0
-    while (Mp >> bl) != 0:
+    while (n >> bl) != 0:
         bl += 1
+    return bl
+
+
+@_inline
+def _round_scaled_int(N: int, F: int, prec: int, emin: int, emax: int,
+                      pow2: np.ndarray) -> float:
+    """``N 2**F`` (``1 <= N < 2**63``, ``|F| < 2**60``) rounded to nearest
+    even in the format, exactly: the quantum ``2**qexp`` of the result's
+    binade (``emin - prec + 1`` for subnormals), the integer quotient ``q``
+    and remainder of ``N`` by ``2**(qexp - F)``, ties to even; 0 below half
+    the smallest subnormal, inf from ``2**(emax + 1)`` on."""
+    bl = _bit_length(N)
     qexp = max(bl - 1 + F, emin) - (prec - 1)
     shift = qexp - F
-    if shift <= 0:
-        q = Mp << 0
+    if shift <= 0:  # N 2**F is a multiple of the quantum: exact
+        q = N
         qexp = F
-    elif shift > bl:
+    elif shift > bl:  # below half the quantum
         return 0.0
     else:
-        q = Mp >> shift
-        rem = Mp - (q << shift)
+        q = N >> shift
+        rem = N - (q << shift)
         half = 1 << (shift - 1)
         if rem > half or (rem == half and (q & 1) == 1):
             q += 1
@@ -773,6 +769,138 @@ def _exact_int_pow(x: float, p: int, prec: int, emin: int, emax: int,
     if val >= pow2[emax + 1 + _POW2_OFFSET]:
         return np.inf
     return val
+
+
+@_inline
+def _odd_split(b: int) -> tuple[int, int]:
+    """``(M, E)`` with ``M`` odd and ``x = M 2**E``, for the bits ``b`` of a
+    positive normal float64 ``x``."""
+    M = (b & _FRAC) | _IMPLICIT
+    E = ((b >> 52) & 0x7FF) - 1075
+    while (M & 1) == 0:
+        M >>= 1
+        E += 1
+    return M, E
+
+
+#: Largest ``|p|`` :func:`_exact_scaled_pow` takes.
+_P_EXACT = 1 << 40
+
+
+@_inline
+def _exact_scaled_pow(bi: int, br: int, p: int, prec: int, emin: int, emax: int,
+                      pow2: np.ndarray) -> tuple[bool, float]:
+    """``x r**p`` rounded to the format exactly, for an integer ``|p| <=
+    2**40`` and positive normal float64s ``x`` and ``r`` given by their
+    bits ``bi`` and ``br``; ``(False, 0)`` when not computed here.
+
+    With ``x = Mx 2**Ex`` and ``r = Mr 2**Er`` (``Mx``, ``Mr`` odd), ``x
+    r**p = Mx Mr**p 2**(Ex + p Er)``.  When ``Mr = 1`` (``r`` a power of
+    two) that is ``Mx 2**F`` for any ``p``; when ``p >= 0`` and ``bits(Mx)
+    + p bits(Mr) <= 62``, ``N = Mx Mr**p < 2**62`` is computed in int64
+    without overflow.  ``|F| <= 2**40 * 1075 + 1075 < 2**51``.  The exact
+    value ``N 2**F`` is then rounded once by :func:`_round_scaled_int`,
+    so the result is the correctly rounded one by construction, exact
+    results and exact midpoints (which no rounding test decides) included.
+    A negative ``p`` with ``Mr > 1`` gives a value that is not dyadic, so
+    neither a value of the format nor a midpoint: not computed here."""
+    if p > _P_EXACT or p < -_P_EXACT:
+        return False, 0.0
+    Mx, Ex = _odd_split(bi)
+    Mr, Er = _odd_split(br)
+    if Mr == 1:
+        return True, _round_scaled_int(Mx, Ex + p * Er, prec, emin, emax, pow2)
+    if p < 0 or _bit_length(Mx) + p * _bit_length(Mr) > 62:
+        return False, 0.0
+    N = Mx
+    for _ in range(p):
+        N *= Mr
+    return True, _round_scaled_int(N, Ex + p * Er, prec, emin, emax, pow2)
+
+
+@_inline
+def _exact_int_pow(x: float, p: int, prec: int, emin: int, emax: int,
+                   pow2: np.ndarray) -> float:
+    """``x**p`` rounded to the format exactly, for ``x`` a positive value of
+    the format and ``1 <= p`` with ``p prec <= 62`` (``p <= 2**20`` when ``x``
+    is a power of two): :func:`_exact_scaled_pow` with a factor 1, which
+    computes every such case.  Exact results and exact midpoints, which no
+    rounding test decides, are common among these."""
+    ok, val = _exact_scaled_pow(_IMPLICIT | (1023 << 52), _bits(x), p, prec, emin, emax,
+                                pow2)
+    return val
+
+
+@_inline
+def _floor_checked(x: float, d: float) -> tuple[bool, float]:
+    """``(True, floor(x / d))`` when proven, for a float64 ``x`` (the exact
+    step) and ``d`` in ``[2**-900, 2**900]``; ``(False, 0)`` otherwise.
+
+    ``0 <= x < d`` (exact comparisons) gives 0.  Otherwise the candidate
+    ``f = floor(RN(x / d))`` is accepted when ``1 <= f < 2**52`` and ``f d
+    <= x < (f + 1) d`` is verified exactly: ``f`` and ``f + 1`` are exact,
+    Dekker's product gives ``f d = ph + pl`` and ``(f + 1) d = uh + ul``
+    exactly (no FMA; the factors and products are far from overflow and
+    underflow: ``d >= 2**-900``, ``f d < 2**952``), and when ``x / 2 <= ph
+    <= 2 x`` and ``x / 2 <= uh <= 2 x`` (checked; ``x / 2`` is exact) the
+    differences ``x - ph`` and ``x - uh`` are exact (Sterbenz), so ``x - ph
+    >= pl`` is ``x >= f d`` and ``x - uh < ul`` is ``x < (f + 1) d``.
+    Whatever the rounding of the quotient, an accepted ``f`` is the floor."""
+    if x >= 0.0 and x < d:
+        return True, 0.0
+    f = float(np.floor(x / d))
+    if not (f >= 1.0 and f < 4503599627370496.0):
+        return False, 0.0
+    dh, dl = _split(d)
+    ph, pl = _two_prod(f, dh, dl, d)
+    uh, ul = _two_prod(f + 1.0, dh, dl, d)
+    half = x * 0.5
+    if not (ph >= half and ph <= 2.0 * x and uh >= half and uh <= 2.0 * x):
+        return False, 0.0
+    if x - ph >= pl and x - uh < ul:
+        return True, f
+    return False, 0.0
+
+
+@_inline
+def _staircase_exponent(s: Any, x_d: float) -> tuple[bool, float]:
+    """``floor(s / D)`` (exact order) for the per-element kernels, and whether
+    proven: :func:`_floor_exact` (int64 floor division for an integer ``D <
+    2**62``, any int64 step), then :func:`_floor_checked`, then, when ``|s /
+    D| >= 2**53``, the float64 quotient itself.  A result below ``2**53`` in
+    magnitude is the exact floor; callers treat larger ones as approximations
+    (within ``2**-51`` relatively) and use them only to decide ``|t| >
+    2200``."""
+    d_num = 0
+    if x_d < 4611686018427387904.0 and x_d == np.floor(x_d):
+        d_num = int(x_d)
+    ok, a = _floor_exact(s, _is_int(s), d_num, 1, x_d)
+    if not ok and d_num > 0 and _is_int(s):
+        ok, a = True, float(int(s) // d_num)  # no product: no overflow
+    if not ok and x_d >= _TWO_M900 and x_d <= _TWO_900:
+        x = float(s)
+        if not _is_int(s) or (int(s) < (1 << 53) and int(s) > -(1 << 53)):
+            ok, a = _floor_checked(x, x_d)
+    if not ok:
+        # |s / D| >= 2**53 (within 2**-52): the floor as the float64
+        # quotient, within 2**-51 relatively; the caller treats every |a|
+        # >= 2**53 as inexact.
+        q = float(s) / x_d
+        if abs(q) >= _TWO53 and q - q == 0.0:
+            ok, a = True, q
+    return ok, a
+
+
+@_inline
+def _integer_quotient(s: Any, x_d: float) -> tuple[bool, int]:
+    """``(True, s / D)`` when the step ``s`` (int64) is an exact multiple of
+    an integer ``D < 2**62``; ``(False, 0)`` otherwise (float steps too)."""
+    if _is_int(s) and x_d < 4611686018427387904.0 and x_d == np.floor(x_d):
+        d = int(x_d)
+        si = int(s)
+        if d > 0 and si % d == 0:
+            return True, si // d
+    return False, 0
 
 
 @_jit
@@ -803,11 +931,15 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
             x_d = _round_fmt(x_d, prec, emin, emax, pow2)
         bi = _bits(x_i) & _ABS
         br = _bits(x_r)
+        # keras order: rf = +0 (a tiny rate) is decided exactly below.
+        zero_r = keras and x_r == 0.0 and br == 0
         # keras order: Df may be inf (D beyond the format's range).
-        ok = (bi >= _IMPLICIT and bi < _EXPMASK and br >= _IMPLICIT and br < _EXPMASK
+        ok = (bi >= _IMPLICIT and bi < _EXPMASK and ((br >= _IMPLICIT and br < _EXPMASK)
+                                                      or zero_r)
               and x_d > 0.0 and (keras or x_d < np.inf))
         a = 0.0
         nan = False
+        big = False
         if ok:
             if keras:
                 a = _keras_p(s, _is_int(s), prec, emin, emax, staircase, x_d, pow2)
@@ -816,30 +948,48 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
                 nan = a != a
                 a = 0.0 if nan else a
             elif staircase:
-                ok, a = _floor_exact(s, _is_int(s), 0, 1, x_d)
+                ok, a = _staircase_exponent(s, x_d)
+                # |a| >= 2**53 is held inexactly: only |t| > _T_LIMIT decides.
+                big = abs(a) >= _TWO53
             else:
                 a = float(s)
                 ok = a - a == 0.0
             if x_r == 1.0:  # pow(1, y) = 1 for every y, NaN included: rnd(I)
-                ok, nan, a = True, False, 0.0
-        if ok:
+                ok, nan, a, big = True, False, 0.0, False
+        if ok and zero_r:
+            # pow(+0, p): 1 for p = 0, +0 for p > 0, +inf for p < 0 (C99
+            # F.9.4.4, p = +-inf included); NaN for p = NaN (kept in nan).
+            val = 1.0 if a == 0.0 else (0.0 if a > 0.0 else np.inf)
+        elif ok:
             lr = _log2(x_r)
             c = lr if keras or staircase else lr / x_d
             t = a * c
             if not abs(t) <= _T_LIMIT:
+                # |t~| > 2200 within 2**-50 of |t| (a or a~): 0 or inf in
+                # every format, whatever |I| (2**-1074 .. 2**1024).
                 val = np.inf if t > 0 else 0.0
+            elif big:
+                ok = False
             elif keras:
                 ok, val = _small_pow2(t, 1.0, 0, tab, ln2, prec, emin, emax, pow2,
                                       KT_BROADCAST)
-                if not ok and a >= 1.0 and a == np.floor(a) and (
-                        a * prec <= 62.0 or ((_bits(x_r) & _FRAC) == 0 and a <= 1048576.0)):
-                    # A small positive integer p: rf**p exactly.
-                    ok, val = True, _exact_int_pow(x_r, int(a), prec, emin, emax, pow2)
+                if not ok and a == np.floor(a) and abs(a) <= 1099511627776.0:
+                    # An integer p: rf**p exactly when computable (factor 1).
+                    ok, val = _exact_scaled_pow(_IMPLICIT | (1023 << 52), br, int(a), prec,
+                                                emin, emax, pow2)
             else:
                 e_i = (bi >> 52) - 1023
                 h = _from_bits((bi & _FRAC) | 0x3FF0000000000000)
                 ok, val = _small_pow2(t, h, e_i, tab, ln2, prec, emin, emax, pow2,
                                       KT_BROADCAST)
+                if not ok:
+                    # An integer exponent: |I| r**p exactly when computable.
+                    if staircase:
+                        whole, pi = abs(a) <= 1099511627776.0, int(a)
+                    else:
+                        whole, pi = _integer_quotient(s, x_d)
+                    if whole:
+                        ok, val = _exact_scaled_pow(bi, br, pi, prec, emin, emax, pow2)
         if ok and nan:
             out[i] = (((2 * bias + 1) << 1) | 1) << (prec - 2)  # the canonical NaN
         elif ok:
@@ -1454,6 +1604,7 @@ def f64_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.
         ok = (bi >= _IMPLICIT and bi < _EXPMASK and br >= _IMPLICIT and br < _EXPMASK
               and x_r != 1.0 and x_d > 0.0 and x_d < np.inf)
         a = 0.0
+        big = False
         if ok:
             if keras:
                 if _is_int(s):
@@ -1469,17 +1620,15 @@ def f64_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.
                     a = float(np.floor(a))
                 ok = a - a == 0.0
             elif staircase:
-                d_num = 0
-                if x_d < 4611686018427387904.0 and x_d == np.floor(x_d):
-                    d_num = int(x_d)
-                ok, a = _floor_exact(s, _is_int(s), d_num, 1, x_d)
-                ok = ok and abs(a) < _TWO53
+                ok, a = _staircase_exponent(s, x_d)
+                # |a| >= 2**53 is held inexactly: only |t| > _T_LIMIT decides.
+                big = abs(a) >= _TWO53
             else:
                 if _is_int(s):
                     si = int(s)
-                    ok = si < (1 << 53) and si > -(1 << 53)
+                    big = not (si < (1 << 53) and si > -(1 << 53))
                 a = float(s)
-                ok = ok and a - a == 0.0 and x_d >= _TWO_M900 and x_d <= _TWO_900
+                ok = a - a == 0.0 and x_d >= _TWO_M900 and x_d <= _TWO_900
         val = 0.0
         if ok:
             lh, ll = _log2_dd(x_r, g1, l1h, l1l, g2, l2h_t, l2l_t, ilh, ill, thh, thl)
@@ -1498,7 +1647,11 @@ def f64_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.
         if ok:
             t = a * ch
             if not abs(t) <= _T_LIMIT:
+                # With an inexact a (big), t~ is within 2**-50 of t: |t| >
+                # 2199, 0 or inf for every I (2**-1074 .. 2**1024).
                 val = np.inf if t > 0 else 0.0
+            elif big:
+                ok = False
             else:
                 if keras:
                     ih, ei = 1.0, 0
@@ -1510,6 +1663,16 @@ def f64_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.
                 if not ok:
                     ok, val = _f64_value_accurate(a, ch, cl, ih, ei, hi_t, lo_t, hh_t,
                                                   hl_t, l2h, l2l, pow2)
+                if not ok:
+                    # An integer exponent: (|I| or 1) r**p exactly when computable.
+                    if keras or staircase:
+                        whole = a == np.floor(a) and abs(a) <= 1099511627776.0
+                        pi = int(a) if whole else 0
+                    else:
+                        whole, pi = _integer_quotient(s, x_d)
+                    if whole:
+                        ok, val = _exact_scaled_pow(_IMPLICIT | (1023 << 52) if keras else bi,
+                                                    br, pi, 53, -1022, 1023, pow2)
         if ok:
             if keras:
                 val = val * x_i

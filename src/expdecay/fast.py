@@ -169,7 +169,7 @@ from . import inputs, oracle
 from .floats import Format, get_format, round_rational
 from .intervals import fraction_interval, ln_interval, mpf_to_fraction, power_interval
 
-__all__ = ["FastStats", "evaluate", "CHUNK"]
+__all__ = ["FastStats", "evaluate", "CHUNK", "round_to_format", "round_int_to_format"]
 
 #: Elements processed per chunk.
 CHUNK = 1 << 13
@@ -200,12 +200,16 @@ _DEN_MAX = 1 << 20  # exact staircase floors for D = num/den with den up to this
 @dataclass
 class FastStats:
     """Counters of :func:`evaluate`: elements seen, decided by the fast path,
-    sent to the oracle, and distinct oracle calls made for the latter."""
+    sent to the oracle, and distinct oracle calls made for the latter; with a
+    schedule per element, the elements deferred to per-schedule evaluation."""
 
     elements: int = 0
     fast: int = 0
     oracle: int = 0
     oracle_calls: int = 0
+    #: Elements the per-element kernels left to the evaluation one schedule
+    #: at a time (which decides most of them itself, the rest by the oracle).
+    deferred: int = 0
 
 
 # ---------------------------------------------------------------------------
@@ -354,6 +358,21 @@ def _round_exact(v: np.ndarray, fmt: Format) -> np.ndarray:
     val, _ = _round_scaled(a, 0, 0, fmt)
     out[nz] = np.copysign(val, v[nz])
     return out
+
+
+def round_to_format(v: np.ndarray, fmt: Format) -> np.ndarray:
+    """float64 values rounded to ``fmt`` exactly (round to nearest even,
+    zeros keep their sign, overflow to inf), as float64."""
+    out = np.asarray(v, dtype=np.float64)
+    if fmt.precision == 53:
+        return out
+    with np.errstate(invalid="ignore"):
+        return _round_exact(out, fmt)
+
+
+def round_int_to_format(s: np.ndarray, fmt: Format) -> np.ndarray:
+    """int64 values rounded to ``fmt`` exactly, as float64 (inf on overflow)."""
+    return _round_int(np.asarray(s, dtype=np.int64), fmt)
 
 
 def _round_int(s: np.ndarray, fmt: Format) -> np.ndarray:
@@ -1439,6 +1458,7 @@ def _broadcast_kernel(flat_params: list[np.ndarray], flat_steps: np.ndarray,
         stats.fast += (nxt - pos) - count
         stats.elements += (nxt - pos) - count
         if count:
+            stats.deferred += count
             _evaluate_groups(flat_params, flat_steps, flat_out, buf[:count].copy(), fmt,
                              order, staircase, stats)
         pos = nxt

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..fast import FastStats, round_int_to_format, round_to_format
 from ..fast import evaluate as fast_evaluate
 from ..fileio import atomic_write
 from ..floats import Format, get_format
@@ -59,6 +60,7 @@ from .vectors import (
     ALGORITHM,
     ANALYSIS_NOTES,
     CAMPAIGN_THEME,
+    KERAS_POW_TOLERANCE,
     NOTES,
     SCHEMA_NAME,
     Case,
@@ -386,10 +388,10 @@ def draw(seed: int, first: int, count: int, dtypes: Sequence[str] = DTYPES) -> B
 # ---------------------------------------------------------------------------
 
 
-def expected(block: Block, order: str) -> np.ndarray:
+def expected(block: Block, order: str, stats: FastStats | None = None) -> np.ndarray:
     """The expected outputs (float64, exact) of every case of ``block`` in
     ``order``: :func:`expdecay.fast.evaluate`, one vectorised call per dtype,
-    staircase mode and kind of step."""
+    staircase mode and kind of step (its counters added to ``stats``)."""
     out = np.empty(block.steps.shape)
     for d, name in enumerate(block.dtypes):
         for st in (False, True):
@@ -402,7 +404,7 @@ def expected(block: Block, order: str) -> np.ndarray:
                 with np.errstate(all="ignore"):
                     got = fast_evaluate(block.I[idx, None], block.D[idx, None],
                                         block.r[idx, None], steps, staircase=st, dtype=name,
-                                        order=order)
+                                        order=order, stats=stats)
                 out[idx] = got.astype(np.float64)
     return out
 
@@ -423,6 +425,89 @@ def _ordinal(x: np.ndarray, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
     sign = (u >> _U(fmt.width - 1)) != 0
     mag = (u & _U((1 << (fmt.width - 1)) - 1)).astype(np.int64)
     return np.where(sign, -mag, mag), rep
+
+
+def _keras_tolerances(block: Block, i: np.ndarray, k: np.ndarray, fmt: Format) -> np.ndarray:
+    """:func:`expdecay.conformance.vectors.keras_tolerance` of the cases
+    ``(i, k)`` of ``block``, vectorised; -1 where it has to be asked.
+
+    ``keras_tolerance`` is 0 when ``w = rf**p`` (``rf = rnd(r)``, ``p =
+    rnd(rnd(s) / rnd(D))``, floored when staircase) is not a power in the
+    oracle's sense (``p`` zero, infinite or NaN; ``rf`` zero, infinite, NaN
+    or ``+-1``; ``rf < 0`` with ``p`` not an integer: the table of spec
+    §8.1) or is a finite non-zero value of the format, else
+    :data:`KERAS_POW_TOLERANCE`.
+
+    ``rf``, ``rnd(s)`` and ``rnd(D)`` are rounded exactly
+    (:func:`expdecay.fast.round_to_format`), and the float64 quotient rounded
+    to the format is the correctly rounded quotient (for ``prec <= 24``,
+    ``53 >= 2 prec + 2``: a quotient of two ``prec``-bit numbers is either a
+    number of at most ``prec + 1`` bits or farther than ``2**-(2 prec + 1)``
+    relatively from every one, so the float64 rounding, within ``2**-53``,
+    cannot move it onto or across a midpoint): ``p`` is exact.
+
+    For a power, write ``|rf| = M 2**E`` with ``M`` odd.  An integer ``p``:
+    ``|rf|**p = M**p 2**(E p)`` is computed exactly when ``M = 1`` or ``M**p``
+    fits in 62 bits, and is a finite non-zero value of the format exactly
+    when ``M**p`` has at most ``prec`` bits, ``E p >= emin - prec + 1`` (the
+    quantum of the subnormals) and its top bit is at most ``emax``.
+    Otherwise, with ``M >= 3``, suppose ``|rf|**p = x = X 2**G`` with ``X``
+    odd, ``X < 2**prec``.  ``p`` is a dyadic rational ``a / b`` in lowest
+    terms; raising to the power ``b``, ``M**a 2**(E a) = X**b 2**(G b)``, and
+    the odd parts agree: ``M**a = X**b``.  ``a < 0`` is impossible (the left
+    side below 1, the right one at least 1), so ``p >= 0``, and ``a > 0``
+    gives ``X = M**p >= 2**((bits(M) - 1) p)``, so ``(bits(M) - 1) p <
+    prec``.  A negative ``p``, or one with ``(bits(M) - 1) p >= prec``, is
+    not exact.  When ``p`` is not an integer, ``b >= 2`` is even and ``gcd(a,
+    b) = 1``, so ``M**a = X**b`` makes ``M`` a ``b``-th power, a square in
+    particular: an ``M`` that is not a perfect square is not exact either.
+    What is left (``M = 1`` with ``p`` not an integer, rare roots) is asked.
+    """
+    prec = fmt.precision
+    out = np.full(i.size, -1, dtype=np.int64)
+    with np.errstate(all="ignore"):
+        sf = np.where(block.float_steps[i], round_to_format(block.fsteps[i, k], fmt),
+                      round_int_to_format(block.steps[i, k], fmt))
+        p = round_to_format(sf / round_to_format(block.D[i], fmt), fmt)
+        p = np.where(block.staircase[i], np.floor(p), p)
+        rf = round_to_format(block.r[i], fmt)
+        a = np.abs(rf)
+        integral = p == np.floor(p)
+        nonpower = (~np.isfinite(p) | (p == 0) | ~np.isfinite(rf) | (a == 0) | (a == 1)
+                    | ((rf < 0) & ~integral))
+        out[nonpower] = 0
+        power = ~nonpower
+        bits = np.where(power, a, 3.0).view(np.uint64)
+        mant = ((bits & _MANT) | _U(1 << 52)).astype(np.int64)
+        low = mant & -mant
+        odd = mant // low
+        # |rf| = odd * 2**E
+        E = ((bits >> _U(52)).astype(np.int64) - 1075
+             + np.frexp(low.astype(np.float64))[1].astype(np.int64) - 1)
+        b_odd = np.frexp(odd.astype(np.float64))[1].astype(np.int64)
+        pi = np.where(power & integral & (np.abs(p) < 2.0**40), p, 0).astype(np.int64)
+        G = E * pi
+        # Integer p, M**p computed exactly.
+        direct = power & integral & (np.abs(p) < 2.0**40) & (
+            (odd == 1) | ((pi >= 1) & (b_odd * pi <= 62)))
+        X = np.ones(i.size, dtype=np.int64)
+        todo = direct & (odd > 1)
+        left = np.where(todo, pi, 0)
+        while (left > 0).any():
+            X = np.where(left > 0, X * odd, X)
+            left -= 1
+        b_X = np.frexp(X.astype(np.float64))[1].astype(np.int64)
+        fits = (b_X <= prec) & (G >= fmt.emin - prec + 1) & (b_X - 1 + G <= fmt.emax)
+        out[direct] = np.where(fits[direct], 0, KERAS_POW_TOLERANCE)
+        huge = power & integral & ~(np.abs(p) < 2.0**40) & (odd == 1)
+        out[huge] = KERAS_POW_TOLERANCE  # |E p| >= 2**40: far out of range
+        root = np.floor(np.sqrt(odd.astype(np.float64))).astype(np.int64)
+        square = ((root * root == odd) | ((root + 1) * (root + 1) == odd)
+                  | ((root - 1) * (root - 1) == odd))
+        ruled_out = power & ~direct & (odd >= 3) & (
+            (p < 0) | ((b_odd - 1) * p >= prec) | (~integral & ~square))
+        out[ruled_out] = KERAS_POW_TOLERANCE
+    return out
 
 
 @dataclass
@@ -481,7 +566,12 @@ def _judge(block: Block, outcome: list[Outcome], values: np.ndarray, want: np.nd
         st = np.where(same, 0, 1).astype(np.int8)
         if profile == "keras" and near.any():
             where = np.argwhere(sel)
-            for j in np.flatnonzero(near):
+            cand = np.flatnonzero(near)
+            ci, ck = where[cand, 0], where[cand, 1]
+            tol = _keras_tolerances(block, ci, ck, fmt)
+            known = tol >= 0
+            st[cand[known & (dist[cand] <= tol)]] = 0
+            for j in cand[~known]:
                 i, k = where[j]
                 p = block.params(int(i))
                 g = Group(p.dtype, p.staircase, _num(p.initial_learning_rate),
@@ -528,6 +618,9 @@ class Campaign:
     seconds: float = 0.0
     implementation_seconds: float = 0.0
     expected_seconds: float = 0.0
+    #: Counters of the expected values' fast path (elements, deferred to
+    #: per-schedule evaluation, sent to the oracle).
+    expected_stats: FastStats = field(default_factory=FastStats)
     vectorised: bool = False
     broken: str | None = None
     regions: dict[str, int] = field(default_factory=dict)
@@ -615,7 +708,7 @@ def run_campaign(adapter: Adapter, cases: int, seed: int = 0, *,
         count = min(BLOCK, schedules - first)
         block = draw(seed, first, count, dtypes)
         t1 = time.monotonic()
-        want = {p: expected(block, p) for p in profiles}
+        want = {p: expected(block, p, camp.expected_stats) for p in profiles}
         return count, block, want, time.monotonic() - t1
 
     # The next block is drawn and its expected values computed in a second
@@ -672,9 +765,12 @@ def _check_block(camp: Campaign, adapter: Adapter, block: Block, want: dict[str,
         outcomes.append(o)
         values[i] = o.values
     camp.implementation_seconds += time.monotonic() - t1
+    # Cases per schedule: K, but only `last` in the campaign's last schedule.
+    used = np.full(count, K, dtype=np.int64)
+    used[-1] = min(last, K)
+    tally = np.bincount(block.region[:count], weights=used, minlength=len(REGIONS))
     for j, (rname, _, _) in enumerate(REGIONS):
-        camp.regions[rname] = camp.regions.get(rname, 0) + int(
-            (block.region[:count] == j).sum()) * K
+        camp.regions[rname] = camp.regions.get(rname, 0) + int(tally[j])
     excluded = np.zeros(block.steps.shape, dtype=bool)
     if last < K:
         excluded[count - 1, last:] = True
