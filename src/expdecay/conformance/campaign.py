@@ -665,6 +665,14 @@ def _by_output(o: Outcome, k: int) -> tuple[Any, Any, Any, Any]:
     return (float(o.values[k]), o.errors.get(k), o.not_applicable.get(k), o.crashed.get(k))
 
 
+def _check_counts(cases: Any, max_failures: Any) -> None:
+    """``ValueError`` unless ``cases`` is an int >= 1 and ``max_failures`` an int >= 0."""
+    if isinstance(cases, bool) or not isinstance(cases, int) or cases < 1:
+        raise ValueError(f"cases must be an int >= 1; got {cases!r}")
+    if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
+        raise ValueError(f"max_failures must be an int >= 0; got {max_failures!r}")
+
+
 def run_campaign(adapter: Adapter, cases: int, seed: int = 0, *,
                  profiles: Sequence[str] = PROFILES, dtypes: Sequence[str] = DTYPES,
                  max_failures: int = MAX_FAILURES,
@@ -678,10 +686,7 @@ def run_campaign(adapter: Adapter, cases: int, seed: int = 0, *,
     outputs.  ``progress``, if given, gets one line per block of
     :data:`BLOCK` schedules and at the end.
     """
-    if isinstance(cases, bool) or not isinstance(cases, int) or cases < 1:
-        raise ValueError(f"cases must be an int >= 1; got {cases!r}")
-    if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
-        raise ValueError(f"max_failures must be an int >= 0; got {max_failures!r}")
+    _check_counts(cases, max_failures)
     profiles = tuple(profiles)
     for p in profiles:
         if p not in PROFILES:
@@ -917,6 +922,8 @@ def check_random(name: str, options: dict[str, Any], cases: int, seed: int,
     the runner does.  Without ``dtypes``, the formats the implementation
     cannot express are left out (asked once per format).  ``write``: the
     failures of every campaign are written there as one vector file."""
+    _check_counts(cases, max_failures)  # before any worker starts
+    draw(seed, 0, 1, dtypes or DTYPES)
     orders: tuple[str | None, ...] = profiles if name == "expdecay" else (None,)
     reports: list[ImplementationReport] = []
     camps: list[Campaign] = []
