@@ -148,3 +148,33 @@ def test_the_hub_reaps_its_workers_promptly(hub: Hub) -> None:
     assert proc.poll() is not None
     with pytest.raises(ProcessLookupError):
         os.kill(proc.pid, 0)  # reaped, not a zombie
+
+
+def test_a_hub_without_workers_exits_by_itself_when_closed() -> None:
+    h = Hub(["json"], worker_env(), timeout=60.0)
+    assert h.error is None and h.proc is not None
+    a = get_adapter("expdecay", isolated=True, hub=h)
+    a.close()  # its worker has ended; the hub has nothing left to report
+    h.close()
+    assert h.proc.returncode == 0  # it saw the end of its socket; it was not killed
+
+
+def test_a_hub_that_did_not_answer_in_time_is_not_asked_again() -> None:
+    """Its late answer would otherwise be taken for the next request's."""
+    import signal
+    import tempfile
+
+    h = Hub(["json"], worker_env(), timeout=60.0)
+    assert h.error is None and h.proc is not None
+    spec = json.dumps({"name": "expdecay"})
+    try:
+        os.kill(h.proc.pid, signal.SIGSTOP)
+        with tempfile.TemporaryFile() as err:
+            with pytest.raises(OSError, match="did not answer"):
+                h.spawn(spec, worker_env(), err, 0.5)
+            os.kill(h.proc.pid, signal.SIGCONT)
+            with pytest.raises(OSError, match="did not answer"):
+                h.spawn(spec, worker_env(), err, 30.0)
+    finally:
+        os.kill(h.proc.pid, signal.SIGCONT)
+        h.close()

@@ -305,8 +305,11 @@ class Hub:
                 with self._cond:
                     while not self._replies:
                         left = deadline - time.monotonic()
-                        if self.error is not None or left <= 0:
-                            raise OSError(self.error or "the hub did not answer")
+                        if self.error is None and left <= 0:
+                            # A late answer would be taken for the next request's.
+                            self.error = f"the hub did not answer within {timeout:g} s"
+                        if self.error is not None:
+                            raise OSError(self.error)
                         self._cond.wait(left)
                     reply = self._replies.pop(0)
         except BaseException:
@@ -324,6 +327,10 @@ class Hub:
 
     def close(self) -> None:
         """End the hub (its workers go on; they end with their input)."""
+        try:  # shutdown first: it ends the reader's recv, and the hub sees the end
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self._sock.close()
         except OSError:
