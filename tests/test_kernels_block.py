@@ -1,10 +1,9 @@
 """The block kernels (bfloat16, float32 and float64, int64 steps): bits against the Arb
-oracle of ``tests/arb_oracle.py`` and against the per-element kernels, and
-their machine code (no FMA; the arithmetic loops vectorised)."""
+oracle of ``tests/arb_oracle.py`` and against the per-element kernels (their
+machine code is read by ``tests/test_kernels_machine_code.py``)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,6 @@ import pytest
 from arb_oracle import arb_evaluate
 from expdecay import fast
 from expdecay.floats import get_format
-from kernel_asm import fresh_asm
 
 numba = pytest.importorskip("numba")
 
@@ -54,24 +52,6 @@ def test_block_kernels_against_arb(fmt: str, order: str, staircase: bool,
         want = arb_evaluate(I, D, r, int(steps[i]), staircase, fmt, order)
         w = np.array([want], dtype=get_format(fmt).dtype)
         assert w.view(f"u{width}")[0] == gb[i], (i, int(steps[i]), want, got[i])
-
-
-def test_block_kernels_machine_code() -> None:
-    mod = fast.kernels()
-    if mod is None:
-        pytest.skip("numba is not importable")
-    steps = np.arange(5000, dtype=np.int64)
-    for name in ("bfloat16", "float32", "float64"):
-        for order in ("exact", "keras"):
-            fast.evaluate(0.1, 1000, 0.96, steps, dtype=name, order=order)
-    asm = fresh_asm((mod.bf16_block_kernel, mod.f32_block_kernel, mod.f64_block_kernel))
-    assert "mulsd" in asm or "vmulsd" in asm or "mulpd" in asm
-    assert not re.search(r"\bvf(n)?m(add|sub)\d+", asm)
-    from llvmlite import binding  # type: ignore[import-untyped]
-
-    if binding.get_host_cpu_features().get("avx2", False):
-        # Packed products on 256-bit registers: the loops are vectorised.
-        assert re.search(r"\bvmulpd\s+%ymm", asm)
 
 
 @pytest.mark.parametrize("order", ["exact", "keras"])

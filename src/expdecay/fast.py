@@ -1426,8 +1426,10 @@ def _broadcast_kernel(flat_params: list[np.ndarray], flat_steps: np.ndarray,
     I, D, R = (np.ascontiguousarray(c) for c in conv)
     if not bool(np.all((D > 0) & np.isfinite(D))):
         return False  # the general path names the bad decay_steps
-    # Few schedules (judged on a sample): each is planned once instead.
-    head = slice(0, 4 * KERNEL_MIN_ELEMENTS)
+    # Few schedules (judged on a sample): each is planned once instead.  The
+    # sample has at least one element, so that with both thresholds at 0 the
+    # kernels take every array.
+    head = slice(0, max(4 * KERNEL_MIN_ELEMENTS, 1))
     with np.errstate(over="ignore"):
         mixed = (I[head].view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
                  ^ D[head].view(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
