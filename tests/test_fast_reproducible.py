@@ -10,10 +10,15 @@ orders and both staircase modes) runs in subprocesses:
   dispatch target the ``default`` child reported as available on this CPU
   (taken from numpy at run time, baseline excluded; nothing assumes x86);
 * ``generic``: the kernels compiled for a generic CPU of this architecture
-  (``NUMBA_CPU_NAME=generic``: SSE2 on x86-64) with the same targets disabled.
+  (``NUMBA_CPU_NAME=generic``: SSE2 on x86-64) with the same targets disabled;
+* each named CPU of ``kernel_asm.TARGETS`` (``haswell``, ``skylake-avx512``,
+  ``znver4``): the kernels compiled for that CPU's own features, run where
+  this CPU has every feature the target's code may use; a target this CPU
+  cannot run is skipped with the features it lacks (its machine code is still
+  checked by ``tests/test_kernels_machine_code.py``).
 
-The output bytes must be identical in all four, and a sample must match the
-oracle.  The control: numpy's own transcendentals, computed in the same
+The output bytes must be identical in all of them, and a sample must match
+the oracle.  The control: numpy's own transcendentals, computed in the same
 children, show whether disabling the targets changed any bits.  When it
 changes none on this CPU (or numpy has no dispatch target to disable), the
 comparison of ``default`` and ``reduced`` proves nothing about dispatch, and
@@ -30,6 +35,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +43,7 @@ import pytest
 
 from expdecay import fast, inputs, oracle
 from expdecay.floats import get_format, to_bits
+from kernel_asm import TARGETS, is_x86, runnable
 
 CHILD = r"""
 import hashlib, json, sys
@@ -100,19 +107,33 @@ def _run(tmp: Path, env_extra: dict[str, str]) -> dict[str, object]:
     return out
 
 
+#: The named CPUs besides ``generic`` whose kernels run here when this CPU can.
+NAMED = [t for t in TARGETS if t != "generic"]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
     tmp = tmp_path_factory.mktemp("dispatch")
     default = _run(tmp / "default", {})
     targets = list(default["targets"])  # type: ignore[call-overload]
     disable = {"NPY_DISABLE_CPU_FEATURES": " ".join(targets)} if targets else {}
-    return {
-        "default": default,
-        "numpy": _run(tmp / "numpy", {"EXPDECAY_KERNELS": "0"}),
-        "reduced": _run(tmp / "reduced", {**disable, "EXPDECAY_KERNELS": "0"}),
-        "generic": _run(tmp / "generic", {**disable, "NUMBA_CPU_NAME": "generic"}),
-        "dir": {"path": str(tmp)},
+    children = {
+        "numpy": {"EXPDECAY_KERNELS": "0"},
+        "reduced": {**disable, "EXPDECAY_KERNELS": "0"},
+        "generic": {**disable, "NUMBA_CPU_NAME": "generic"},
     }
+    if default["kernels"] and is_x86():
+        for target in NAMED:
+            if runnable(target)[0]:
+                # The target's own features, not this CPU's (empty: LLVM's
+                # definition of the named CPU).
+                children[target] = {"NUMBA_CPU_NAME": target, "NUMBA_CPU_FEATURES": ""}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(_run, tmp / name, env) for name, env in children.items()}
+        out: dict[str, dict[str, object]] = {n: f.result() for n, f in futures.items()}
+    out["default"] = default
+    out["dir"] = {"path": str(tmp)}
+    return out
 
 
 def test_kernels_and_numpy_path_agree(runs: dict[str, dict[str, object]]) -> None:
@@ -129,6 +150,21 @@ def test_kernels_independent_of_cpu_target(runs: dict[str, dict[str, object]]) -
     if not runs["default"]["kernels"]:
         pytest.skip("numba is not importable: no kernels to compile for another CPU")
     assert runs["default"]["outputs"] == runs["generic"]["outputs"]
+
+
+@pytest.mark.parametrize("target", NAMED)
+def test_kernels_same_bits_for_named_cpu(runs: dict[str, dict[str, object]],
+                                         target: str) -> None:
+    """Kernels compiled for a named CPU give the host-compiled kernels' bytes."""
+    if not runs["default"]["kernels"]:
+        pytest.skip("numba is not importable: no kernels to compile for another CPU")
+    if not is_x86():
+        pytest.skip(f"{target} is an x86-64 CPU; this machine is not x86-64")
+    ok, why = runnable(target)
+    if not ok:
+        pytest.skip(f"cannot run code compiled for {why}")
+    assert len(runs[target]["outputs"]) >= 80  # type: ignore[arg-type]
+    assert runs["default"]["outputs"] == runs[target]["outputs"]
 
 
 def test_bits_independent_of_simd_dispatch(runs: dict[str, dict[str, object]]) -> None:
