@@ -64,11 +64,8 @@ exponent and significand manipulations are integer operations on the bits
 ``fastmath``: numba then emits LLVM floating-point instructions without the
 ``contract`` (or any other fast-math) flag, and LLVM never fuses a multiply
 and an add into an FMA without it, so the evaluation order written here is
-the one executed, on every CPU.  ``tests/test_kernels.py`` and
-``tests/test_kernels_block.py`` check the generated machine code for FMA
-instructions, and ``tests/test_fast_reproducible.py``
-compares the output bytes of kernels compiled for the host CPU and for a
-generic x86-64 (``NUMBA_CPU_NAME=generic``: SSE2 only).  Whatever the CPU, the
+the one executed, on every CPU (spec/kernels.md says how the tests check
+the machine code of several CPUs and the output bytes).  Whatever the CPU, the
 rounding test only accepts a value when every real number within the proven
 bound rounds to it, so the output is the oracle's; the bound, not the CPU,
 decides which elements go to the oracle.
