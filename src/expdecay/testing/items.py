@@ -57,8 +57,15 @@ import pytest
 
 from ..conformance.adapters import Adapter
 from ..conformance.adapters.protocol import MAX_TIMEOUT
-from ..conformance.runner import check_name
-from ..conformance.vectors import VectorFileError, iter_tests, load_vector_file
+from ..conformance.runner import PROFILES, check_name, group_params
+from ..conformance.vectors import (
+    VectorFileError,
+    decode_number,
+    decode_result,
+    iter_tests,
+    load_vector_file,
+)
+from ..floats import get_format
 from .conformance import (
     FileResult,
     close_adapter,
@@ -145,8 +152,8 @@ def activate(config: pytest.Config, impl: str) -> None:
     try:
         files = vector_files(vectors)
     except ValueError as e:
-        raise pytest.UsageError(f"--expdecay-vectors: {str(e).removeprefix('--vectors: ')}"
-                                ) from None
+        why = str(e).removeprefix("--vectors: ").removeprefix("vectors: ")
+        raise pytest.UsageError(f"--expdecay-vectors: {why}") from None
     run = _Run(impl, config.getoption("expdecay_profile"), files, timeout)
     config.stash[_RUN] = run
     config.add_cleanup(run.close)
@@ -182,6 +189,7 @@ class VectorFile(pytest.Collector):
 
     def collect(self) -> list[pytest.Item]:
         self.doc = load_vector_file(self.path)
+        check_expectations(self.doc, self.path)
         items: list[pytest.Item] = []
         for group, test in iter_tests(self.doc):
             item = VectorItem.from_parent(self, name=f"tc{test['tcId']}",
@@ -198,6 +206,23 @@ class VectorFile(pytest.Collector):
 
     def result(self) -> FileResult:
         return self.config.stash[_RUN].result(self.name, self.doc)
+
+
+def check_expectations(doc: dict[str, Any], path: Path) -> None:
+    """:class:`VectorFileError` unless every test's inputs and expected
+    values decode (a hex float and bit pattern that disagree, say): the
+    file is then one collection error, not one failing item per test."""
+    for group, test in iter_tests(doc):
+        where = f"tcId {test.get('tcId')}"
+        try:
+            fmt = get_format(group["dtype"])
+            group_params(group)
+            decode_number(test["step"])
+            for profile in PROFILES:
+                if profile in test:
+                    decode_result(test[profile], fmt, f"expected value of the {profile} profile")
+        except (ValueError, TypeError, KeyError) as e:
+            raise VectorFileError(f"{path}: {where}: {e}"[:500]) from None
 
 
 class VectorItem(pytest.Item):
