@@ -306,7 +306,9 @@ def exact_outputs(out: Any, n: int) -> tuple[np.ndarray, dict[int, str]]:
     with a zero imaginary part), a string, a bool, an integer beyond
     float64's precision, a ``Fraction`` or ``Decimal`` that is not a
     float64.  ``AdapterError`` when there are not ``n`` outputs."""
-    arr = np.asarray(out)
+    # A list keeps its elements (numpy would turn a list holding a string
+    # into strings, or a list of big integers into float64 values).
+    arr = out if isinstance(out, np.ndarray) else np.asarray(out, dtype=object)
     flat = arr.ravel()
     if flat.size == 1 and n > 1:
         flat = np.repeat(flat, n)
