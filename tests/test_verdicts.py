@@ -119,7 +119,7 @@ def test_the_memoising_mutant_does_not_conform() -> None:
             g, t = by_tc[e["tcId"]]
             want = decode_result(t["keras"], get_format(g["dtype"]), "keras").hex() \
                 if "keras" in t else None
-            for p in e["passes"]:
+            for p in e.get("passes", []):
                 if p["status"] == "pass" and want is not None and p["observed"] not in (
                         None, "nan") and not p["observed"].startswith(("error", "not ")):
                     got = float.fromhex(p["observed"]).hex()
@@ -165,9 +165,9 @@ def test_a_mutant_wrong_at_random_does_not_conform(name: str, tmp_path: Path,
 
 
 def test_the_tensorflow_constant_cache_counts_as_failures() -> None:
-    """TensorFlow's eager constant cache turns a -0.0 rate into +0.0 after a
+    """TensorFlow's eager constant cache turns a -0.0 into +0.0 after a
     schedule with +0.0: failures, with the cause ``process-state``, the
-    fresh process giving the vector's -0.0."""
+    fresh process giving the vector's negative value."""
     pytest.importorskip("tensorflow", reason="the TensorFlow backend of Keras")
     pytest.importorskip("keras", reason="Keras 3")
     docs = _docs("special_values.json")
@@ -179,8 +179,10 @@ def test_the_tensorflow_constant_cache_counts_as_failures() -> None:
         assert len(labelled) == rep.process_state > 0
         for e in labelled:
             assert e["causeIds"] == ["process-state"]
-            assert e["expected"] == "-0x0p+0" and e["observed"] == "0x0p+0"
-            assert [p["observed"] for p in e["passes"]][1:] == ["-0x0p+0"] * (
+            # a negative zero (or -inf, a product with it) came out positive
+            assert e["expected"] in ("-0x0p+0", "-inf")
+            assert e["observed"] == e["expected"][1:]
+            assert [p["observed"] for p in e["passes"]][1:] == [e["expected"]] * (
                 len(e["passes"]) - 1)
 
 
@@ -372,8 +374,12 @@ def test_plugin_refuses_an_empty_vectors_option(tmp_path: Path) -> None:
 
 def test_check_output_path(tmp_path: Path) -> None:
     assert check_output_path(str(tmp_path / "r.json"), "--report") == tmp_path / "r.json"
-    assert list(tmp_path.iterdir()) == []  # the probe is gone
-    for bad, why in ((tmp_path / "no" / "r.json", "no such directory"),
+    # missing directories are created by the write
+    assert check_output_path(str(tmp_path / "a" / "b" / "r.json"), "--report")
+    assert list(tmp_path.iterdir()) == []  # the probe is gone, nothing created
+    (tmp_path / "file").write_text("")
+    for bad, why in ((tmp_path / "file" / "r.json", "is not a directory"),
+                     (Path("/proc/r.json"), "cannot write '/proc/r.json'"),
                      (tmp_path, "is a directory"), ("", "must name a file")):
         with pytest.raises(ValueError, match=why) as info:
             check_output_path(str(bad), "--report")
@@ -387,13 +393,15 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("flag", ["--report", "--markdown"])
 def test_cli_refuses_an_unwritable_report_before_the_run(tmp_path: Path, flag: str) -> None:
-    target = tmp_path / "missing" / "out.json"
-    ran = _cli("check", "--impl", "expdecay", flag, str(target))
+    """/proc takes no new file: the run used to check everything, then fail
+    naming its temporary file."""
+    target = "/proc/out.json"
+    ran = _cli("check", "--impl", "expdecay", flag, target)
     assert ran.returncode == 2
     lines = ran.stderr.strip().splitlines()
-    assert lines == [f"expdecay: error: {flag}: cannot write {str(target)!r}: no such "
-                     f"directory {str(target.parent)!r}"], ran.stderr
-    assert ran.stdout == ""  # nothing was checked
+    assert len(lines) == 1 and lines[0].startswith(
+        f"expdecay: error: {flag}: cannot write {target!r}: "), ran.stderr
+    assert ".tmp" not in ran.stderr and ran.stdout == ""  # nothing was checked
 
 
 def test_cli_refuses_unwritable_failures_before_the_campaign(tmp_path: Path) -> None:
@@ -403,3 +411,8 @@ def test_cli_refuses_unwritable_failures_before_the_campaign(tmp_path: Path) -> 
     assert ran.stderr.strip().splitlines() == [
         f"expdecay: error: --write-failures: {str(tmp_path)!r} is a directory"], ran.stderr
     assert ran.stdout == ""
+    ran = _cli("check", "--impl", "expdecay", "--random", "50", "--write-failures",
+               "/proc/failures.json")
+    assert ran.returncode == 2 and ran.stdout == ""
+    assert ran.stderr.startswith("expdecay: error: --write-failures: cannot write "
+                                 "'/proc/failures.json': ") and ".tmp" not in ran.stderr

@@ -1146,10 +1146,11 @@ def check_name(name: str, timeout: float = 60.0) -> str:
 
 def check_output_path(path: str | os.PathLike[str], argument: str) -> Path:
     """``path`` as a :class:`~pathlib.Path` when a file can be written there
-    (as :func:`expdecay.fileio.atomic_write` writes one: a temporary file in
-    its directory, renamed over it), else ``ValueError`` naming ``argument``
-    and the path as given.  Called before a run, so that a report that
-    cannot be written is refused before the work it reports is done."""
+    (as :func:`expdecay.fileio.atomic_write` writes one: its missing
+    directories created, a temporary file in its directory renamed over
+    it), else ``ValueError`` naming ``argument`` and the path as given.
+    Called before a run, so that a report that cannot be written is refused
+    before the work it reports is done."""
     text = os.fspath(path)
     if not isinstance(text, str) or not text:
         raise ValueError(f"{argument} must name a file; got {text!r}")
@@ -1158,10 +1159,14 @@ def check_output_path(path: str | os.PathLike[str], argument: str) -> Path:
         target = target.resolve()
     if target.is_dir():
         raise ValueError(f"{argument}: {text!r} is a directory")
+    # The directories missing are created by the write: probe the nearest
+    # one that exists (it must be a directory where files can be created).
     parent = target.parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
     if not parent.is_dir():
-        raise ValueError(f"{argument}: cannot write {text!r}: no such directory "
-                         f"{str(parent)!r}")
+        raise ValueError(f"{argument}: cannot write {text!r}: {str(parent)!r} is not a "
+                         "directory")
     try:
         fd, probe = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".probe",
                                      dir=parent)
