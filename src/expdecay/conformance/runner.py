@@ -878,6 +878,14 @@ STATES: dict[str, str] = {
 }
 
 
+class StateDiagnosis(Diagnosis):
+    """The cause a re-run gives a failure (an id of :data:`STATES`)."""
+
+    @property
+    def text(self) -> list[str]:
+        return [STATES.get(i, i) for i in self.ids] + self.details
+
+
 def rerun_mode(rerun: bool | str | None) -> str | None:
     """``rerun`` as a mode of :data:`RERUN_MODES`, or None (no re-run)."""
     if rerun is None or rerun is False:
@@ -1035,7 +1043,7 @@ def _rerun_state(test: dict[str, Any], fmt: Format, profile: str,
     evidence = [{"pass": p, "observed": _shown(o), "status": v.status} for p, o, v in passes]
     out = TestResult(wrong.tc_id, "fail", ulps=wrong.ulps, observed=wrong.observed,
                      expected=wrong.expected, detail=wrong.detail,
-                     diagnosis=Diagnosis("proven", [label], details=[STATES[label]]))
+                     diagnosis=StateDiagnosis("proven", [label]))
     out.state = {"state": label, "passes": evidence,
                  "freshObserved": _shown(second) if second[1] is None else None,
                  "freshError": second[1]}
