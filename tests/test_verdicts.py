@@ -273,6 +273,45 @@ def test_a_cmd_program_is_rerun_in_one_new_process(tmp_path: Path) -> None:
         assert len(log.read_text().split()) == starts
 
 
+def test_a_fresh_sequence_is_one_process_forked_from_the_fresh_state(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the protocol: a cache-like defect (+0 answered for -0 once a
+    +0 schedule was seen).  A fresh sequence starts from the zygote's state
+    (no +0 seen: -0 comes back), and its groups share ONE process (a +0
+    group earlier in the same sequence turns the -0 group's answer)."""
+    (tmp_path / "zeromod.py").write_text(textwrap.dedent('''
+        import math
+        import numpy as np
+        ZEROS = []
+        def f(I, D, r, steps, staircase=False, dtype="float32"):
+            if I == 0 and math.copysign(1, I) > 0:
+                ZEROS.append(I)
+            if I == 0 and ZEROS:
+                I = 0.0
+            return np.full(len(steps), I)
+    '''))
+    from expdecay.conformance.adapters import Params, get_adapter
+    from expdecay.conformance.adapters.protocol import SubprocessAdapter
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    a = get_adapter("python:zeromod:f", isolated=True, timeout=60, zygote=True)
+    try:
+        assert isinstance(a, SubprocessAdapter) and "fresh-sequence" in a.ops
+        plus = Params("0", 1000, "0x1p-1", False, "float32")
+        minus = Params("-0x0p+0", 1000, "0x1p-1", False, "float32")
+
+        def signs(outcomes: Any) -> list[list[float]]:
+            return [[math.copysign(1.0, v) for v in o.values] for o in outcomes]
+
+        assert signs(a.evaluate_batch([(plus, [0, 5]), (minus, [0, 5])])) == [
+            [1, 1], [1, 1]]  # the worker's state: -0 lost
+        assert signs(a.evaluate_batch([(minus, [0, 5])], sequence=True)) == [[-1, -1]]
+        assert signs(a.evaluate_batch([(minus, [1]), (plus, [1]), (minus, [1])],
+                                      sequence=True)) == [[-1], [1], [1]]
+    finally:
+        a.close()
+
+
 # ---------------------------------------------------------------------------
 # 4. assert_conforms, the plugin, output paths
 # ---------------------------------------------------------------------------

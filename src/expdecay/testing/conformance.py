@@ -84,6 +84,7 @@ __all__ = [
     "load_documents",
     "vector_files",
     "evaluate_document",
+    "exact_outputs",
     "check_profile",
     "check_dtypes",
     "describe_failure",
@@ -564,6 +565,12 @@ def assert_conforms(impl: Callable[..., Any] | str, *, profile: str = "keras",
     * ``options``: adapter options of a named implementation
       (e.g. ``{"x64": True}`` for optax); ``timeout``: seconds per request
       of a worker process.
+
+    Only an output that is exactly a real number a float64 holds is judged
+    (then, as every output, it must be a value of the test's format): a
+    complex number, even with a zero imaginary part, a string, a bool, an
+    integer or ``Fraction`` that a float64 does not hold exactly, is a test
+    without a usable answer, never passed (:func:`exact_outputs`).
 
     The message has the totals, the counts per file and a table of the
     first ``show`` failures (inputs, expected and observed hex, ulps and the

@@ -34,8 +34,10 @@ Design.
   ``pytest_make_collect_report`` adds one :class:`VectorFile` collector per
   vector file to the session's own collection report (the session is a
   collector like any other; the wrapper touches no other node).  A
-  :class:`VectorFile` reads and schema-checks its file when it is collected;
-  a bad file is a collection error of that node alone.
+  :class:`VectorFile` reads and schema-checks its file when it is collected,
+  and decodes every test's inputs and expected values (a hex float and bit
+  pattern that disagree, say); a bad file is a collection error of that
+  node alone, not one failing item per test.
 * Evaluation is per file, once per session: the first item of a file to run
   evaluates the whole file (one call per test group, as ``expdecay check``
   does, through :func:`expdecay.testing.conformance.evaluate_document`), and
