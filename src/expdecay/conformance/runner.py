@@ -1023,9 +1023,10 @@ def _rerun_state(test: dict[str, Any], fmt: Format, profile: str,
     """The verdict on a test whose answers differ between the passes (the
     first evaluation, the re-run ``fresh`` and its repetition ``again``),
     or None when they do not.  It fails when any pass gave a wrong answer
-    (the wrong one is shown), with the cause ``nondeterministic`` when the
-    re-run and its repetition (the same process state) differ, else
-    ``process-state``; ``state`` holds every output as evidence."""
+    (the wrong one is shown), labelled ``nondeterministic`` when the re-run
+    and its repetition (the same process state) differ, else
+    ``process-state``; ``state`` holds every output as evidence.  The label
+    is the failure's cause unless the test was wrong in every pass."""
     tc = test["tcId"]
     second = fresh.get(tc) if fresh is not None else None
     third = again.get(tc) if again is not None else None
@@ -1041,9 +1042,13 @@ def _rerun_state(test: dict[str, Any], fmt: Format, profile: str,
     if wrong is None:
         return None  # right every time (within the tolerance): nothing to report
     evidence = [{"pass": p, "observed": _shown(o), "status": v.status} for p, o, v in passes]
+    # The label is the failure's cause when it explains it: the same state
+    # gave two answers, or some state gave the right one.  Wrong in every
+    # state, the failure keeps its own diagnosis (of the first wrong answer).
+    why = label == "nondeterministic" or any(v.status == "pass" for _, _, v in passes)
     out = TestResult(wrong.tc_id, "fail", ulps=wrong.ulps, observed=wrong.observed,
                      expected=wrong.expected, detail=wrong.detail,
-                     diagnosis=StateDiagnosis("proven", [label]))
+                     diagnosis=StateDiagnosis("proven", [label]) if why else wrong.diagnosis)
     out.state = {"state": label, "passes": evidence,
                  "freshObserved": _shown(second) if second[1] is None else None,
                  "freshError": second[1]}
