@@ -8,7 +8,9 @@ and prints a breakdown of the wall time:
 * ``load``: reading and schema-checking the vector files;
 * ``startup``: starting a worker, up to its hello line;
 * ``evaluation``: the first evaluation of every group;
-* ``rerun``: the fresh re-run of failing groups (one forked child per group);
+* ``rerun``: the fresh re-run of failing groups (by default all of them in
+  one fresh process, in reverse order, and again where answers differed;
+  ``--isolate``: one forked child per group);
 * ``shutdown``: closing the worker (its input closed, its exit awaited);
 * ``diagnosis``: judging every output and diagnosing every failure.
 
@@ -31,8 +33,15 @@ summed; divided by the cores it is a lower bound of the re-run's wall time.
 ``--no-child-cost`` skips that measurement (a worker start per
 implementation).
 
-    PYTHONPATH=src python benchmarks/bench_check.py [--no-rerun] [--jobs N]
-        [--sequential] [--no-child-cost] [--json FILE]
+    PYTHONPATH=src python benchmarks/bench_check.py [--no-rerun | --isolate]
+        [--impl NAME [--option KEY=VALUE ...]] [--jobs N] [--sequential]
+        [--no-child-cost] [--json FILE]
+    PYTHONPATH=src python benchmarks/bench_check.py --numpy-port [--isolate]
+
+``--impl`` checks one implementation instead of the default set.
+``--numpy-port`` checks a numpy port of the schedule, a ``cmd:`` program
+(:data:`NUMPY_PORT`) that fails many groups, once with ``--no-rerun`` and
+once with the re-run, and prints the ratio of the two.
 
 ``--sequential`` also runs the same check one implementation at a time in
 the same process (``jobs=1``) and prints the ratio of the wall times.
@@ -94,13 +103,14 @@ def union(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-def run(jobs: int | None, rerun: bool) -> dict[str, Any]:
+def run(jobs: int | None, rerun: bool | str,
+        configs: list[tuple[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
     load0 = os.getloadavg()
     own0, kids0 = cpu_split()
     t0 = time.monotonic()
     docs = {p.name: load_vector_file(p) for p in runner.vector_paths(None)}
     t1 = time.monotonic()
-    configs = default_configurations()
+    configs = default_configurations() if configs is None else configs
     reports: list[runner.ImplementationReport] = []
     for reps in runner.check_implementations(configs, docs, runner.PROFILES, 60.0,
                                              rerun=rerun, jobs=jobs):
@@ -130,8 +140,71 @@ def run(jobs: int | None, rerun: bool) -> dict[str, Any]:
             "implementations": [r.name for r in reports if r.profile == reports[0].profile
                                 or r.name.startswith("expdecay")],
             "phases": phases, "perImplementation": per_impl,
-            "verdicts": [(r.name, r.profile, r.passed, r.failed, r.not_run, r.process_state)
-                         for r in reports]}
+            "verdicts": [(r.name, r.profile, r.passed, r.failed, r.not_run, r.process_state,
+                          r.nondeterministic) for r in reports]}
+
+
+#: A numpy port of the schedule speaking the protocol (a ``cmd:`` program):
+#: ``I * r ** (s / D)`` in the format's numpy type (the keras order with
+#: numpy's ``pow``; bfloat16 through ml_dtypes), the staircase floored, bad
+#: configurations refused.  It fails hundreds of tests in hundreds of
+#: groups: the case where one fresh process per failing group is costly.
+NUMPY_PORT = r"""
+import json, math, sys
+import numpy as np
+
+def num(t):
+    t = t.strip()
+    try:
+        return int(t)
+    except ValueError:
+        return float.fromhex(t) if t.lower().lstrip("+-") not in ("nan", "inf") else float(t)
+
+def out(x):
+    x = float(x)
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf") if math.isinf(x) else x.hex()
+
+DT = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
+try:
+    import ml_dtypes
+    DT["bfloat16"] = ml_dtypes.bfloat16
+except ImportError:
+    pass
+
+def one(g):
+    p = g["params"]
+    steps = [num(s) for s in g["steps"]]
+    if p["dtype"] not in DT:
+        return {"results": [{"na": "numpy has no " + p["dtype"]}] * len(steps)}
+    I, D, r = (num(p[k]) for k in ("initial_learning_rate", "decay_steps", "decay_rate"))
+    if not isinstance(p["staircase"], bool) or not (math.isfinite(D) and D > 0):
+        return {"error": "bad configuration"}
+    t = DT[p["dtype"]]
+    with np.errstate(all="ignore"):
+        q = np.array(steps, dtype=np.float64).astype(t) / t(D)
+        if p["staircase"]:
+            q = np.floor(q)
+        y = (t(I) * np.power(t(r), q)).astype(t).astype(np.float64)
+    return {"results": [out(v) for v in y]}
+
+print(json.dumps({"protocol": "expdecay-conformance/1", "name": "numpy-port",
+                  "version": np.__version__, "vectorised": True,
+                  "ops": ["evaluate", "batch"]}), flush=True)
+for line in sys.stdin:
+    req = json.loads(line)
+    if req.get("op") == "batch":
+        print(json.dumps({"id": req["id"], "groups": [one(g) for g in req["groups"]]}),
+              flush=True)
+    else:
+        print(json.dumps({"id": req["id"], **one(req)}), flush=True)
+"""
+
+
+def numpy_port(directory: str) -> str:
+    """The ``cmd:`` name of :data:`NUMPY_PORT`, written in ``directory``."""
+    script = Path(directory) / "numpy_port.py"
+    script.write_text(NUMPY_PORT)
+    return f"cmd:{sys.executable} {script}"
 
 
 def small_group(docs: dict[str, dict[str, Any]]) -> tuple[Any, list[int | float]]:
@@ -200,9 +273,12 @@ def show_floor(floor: dict[str, Any], res: dict[str, Any]) -> None:
 
 
 def show(res: dict[str, Any], title: str) -> None:
+    how = res["rerun"] if isinstance(res["rerun"], str) else "sequence" if res["rerun"] else "off"
     print(f"\n{title}: wall {res['wall']:.1f} s, CPU {res['cpu']:.1f} s "
           f"({res['cpu'] / res['wall']:.2f} cores busy on average), {res['checks']} checks, "
-          f"{res['jobs']} at once, re-run {'on' if res['rerun'] else 'off'}")
+          f"{res['jobs']} at once, re-run {how}")
+    print("failed (process-state, nondeterministic) per check: " + "; ".join(
+        f"{n} {p} {f} ({s}, {d})" for n, p, _, f, _, s, d in res["verdicts"]))
     print(f"CPU: runner process {res['cpuRunner']:.1f} s (judging, diagnosis, protocol), "
           f"workers and their children {res['cpuWorkers']:.1f} s")
     print(f"load average before {res['loadBefore'][0]:.2f}, after {res['loadAfter'][0]:.2f}")
@@ -218,6 +294,15 @@ def show(res: dict[str, Any], title: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-rerun", action="store_true")
+    ap.add_argument("--isolate", action="store_true",
+                    help="re-run each failing group in a child of its own (expdecay check "
+                    "--isolate)")
+    ap.add_argument("--impl", metavar="NAME", help="check this implementation only")
+    ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an option of --impl (e.g. backend=jax)")
+    ap.add_argument("--numpy-port", action="store_true",
+                    help="check the numpy cmd: port (NUMPY_PORT) with and without the "
+                    "re-run, and print the ratio")
     ap.add_argument("--jobs", type=int)
     ap.add_argument("--sequential", action="store_true",
                     help="also run one check at a time, and print the ratio")
@@ -229,16 +314,44 @@ def main() -> int:
 
     print(f"machine: {machine()}")
     print(f"python {sys.version.split()[0]}, numpy {numpy.__version__}")
-    res = run(args.jobs, not args.no_rerun)
-    show(res, "default check")
+    mode: bool | str = False if args.no_rerun else "isolate" if args.isolate else True
+    configs = None
+    if args.impl:
+        from expdecay.conformance.adapters import parse_options
+
+        configs = [(args.impl, parse_options(args.option))]
+    if args.numpy_port:  # each run in a process of its own: no cache shared
+        import subprocess
+
+        with tempfile.TemporaryDirectory(prefix="bench-check-") as d:
+            port = numpy_port(d)
+            got = []
+            for flags in (["--no-rerun"], ["--isolate"] if args.isolate else []):
+                out_file = Path(d) / "run.json"
+                subprocess.run([sys.executable, __file__, "--impl", port, "--no-child-cost",
+                                "--json", str(out_file), *flags], check=True,
+                               stdout=subprocess.DEVNULL)
+                got.append(json.loads(out_file.read_text())["parallel"])
+            plain, again = got
+        show(plain, "numpy cmd: port, --no-rerun")
+        show(again, f"numpy cmd: port, re-run {mode}")
+        print(f"\nre-run / --no-rerun wall: {again['wall'] / plain['wall']:.2f}, CPU: "
+              f"{again['cpu'] / plain['cpu']:.2f}; failing groups re-run: "
+              f"{sum(again['rerunGroups'].values())}")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": machine(), "noRerun": plain,
+                                                   "rerun": again}, indent=1) + "\n")
+        return 0
+    res = run(args.jobs, mode, configs)
+    show(res, "default check" if configs is None else f"check of {args.impl}")
     out: dict[str, Any] = {"machine": machine(), "parallel": res}
-    if res["rerun"] and not args.no_child_cost:
+    if res["rerun"] and not args.no_child_cost and configs is None:
         docs = {p.name: load_vector_file(p) for p in runner.vector_paths(None)}
         floor = rerun_floor(res, docs)
         show_floor(floor, res)
         out["rerunFloor"] = floor
     if args.sequential:
-        seq = run(1, not args.no_rerun)
+        seq = run(1, mode, configs)
         show(seq, "one check at a time")
         same = seq["verdicts"] == res["verdicts"]
         print(f"\nparallel / sequential wall: {res['wall'] / seq['wall']:.2f}; verdicts "

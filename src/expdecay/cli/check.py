@@ -76,6 +76,8 @@ def print_report(rep: ImplementationReport, out: Any = None) -> None:
             line += f"  NOT RUN {f.not_run}"
         if f.process_state:
             line += f"  process state {f.process_state}"
+        if f.nondeterministic:
+            line += f"  nondeterministic {f.nondeterministic}"
         print(line, file=out)
         if f.worst is not None:
             print(f"    worst: {describe_case(f.worst)}", file=out)
@@ -84,9 +86,9 @@ def print_report(rep: ImplementationReport, out: Any = None) -> None:
                   f"{f.not_run_tests[0]['reason'][:100]}", file=out)
         if f.state_tests:
             e = f.state_tests[0]
-            print(f"    depends on process state: tcId {e['tcId']}: got {e['observed']}, "
-                  f"{e['freshObserved'] or e['freshError']} in a fresh process, want "
-                  f"{e['expected']}", file=out)
+            seen = ", ".join(f"{p['observed']} ({p['pass']})" for p in e["passes"])
+            print(f"    {e['state']}: tcId {e['tcId']}: got {seen}; want {e['expected']}",
+                  file=out)
     if rep.classes:
         print("  failure classes: " + "; ".join(f"{k} x{v}" for k, v in
                                                 rep.classes.most_common()), file=out)
@@ -105,7 +107,7 @@ def print_table(reports: list[ImplementationReport], out: Any = None,
         if r.unavailable:
             classes = f"UNAVAILABLE: {(r.error or '')[:60]}"
         print(f"{r.name:<34} {r.profile:<7} {r.passed:>7} {r.failed:>7} {r.not_run:>7} "
-              f"{r.process_state:>5} {r.na:>6}  {classes}", file=out)
+              f"{r.process_state + r.nondeterministic:>5} {r.na:>6}  {classes}", file=out)
     unavailable = sorted({r.name for r in reports if r.unavailable})
     if unavailable:
         print(f"\nFound but could not start: {', '.join(unavailable)}", file=out)
@@ -141,8 +143,12 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
                    "and the dtype paths (keras initial=numpy_scalar and floatx=float64, "
                    "optax count_dtype)")
     p.add_argument("--no-rerun", action="store_true",
-                   help="do not re-run failing groups in a fresh process (faster; failures "
-                   "that depend on process state are then counted as failures)")
+                   help="do not re-run failing groups in a fresh process (the verdicts are "
+                   "the same; failures are then not labelled process-state or "
+                   "nondeterministic)")
+    p.add_argument("--isolate", action="store_true",
+                   help="re-run each failing group in a fresh process of its own (slower; "
+                   "the default re-runs them all in one fresh process, in reverse order)")
     p.add_argument("--jobs", type=int, metavar="N",
                    help="implementations checked at once (default: every one, up to "
                    f"{runner.usable_jobs()} on this machine)")
@@ -227,6 +233,7 @@ def run_check(args: argparse.Namespace) -> int:
     if not 0 < args.timeout <= MAX_TIMEOUT:
         raise ValueError(f"--timeout must be > 0 and at most {MAX_TIMEOUT:g}; got {args.timeout}")
     profiles = PROFILES if args.profile == "both" else (args.profile,)
+    _check_outputs(args)
     if args.random is not None or args.write_failures or args.dtype:
         return _run_random(args, profiles)
     configs = configurations(args)
@@ -243,7 +250,7 @@ def run_check(args: argparse.Namespace) -> int:
         return 1
     reports: list[ImplementationReport] = []
     for reps in runner.check_implementations(configs, docs, profiles, args.timeout,
-                                             progress=to_stderr, rerun=not args.no_rerun,
+                                             progress=to_stderr, rerun=_rerun(args),
                                              jobs=args.jobs):
         for r in reps:  # in the order of configs; the checks run in parallel
             print_report(r)
@@ -253,15 +260,39 @@ def run_check(args: argparse.Namespace) -> int:
     if args.report:
         doc = {"profiles": list(profiles), "vectorFiles": list(docs),
                "notFound": [{"implementation": n, "reason": why} for n, why in missing or []],
-               "causeVocabulary": {**runner.CAUSES, **runner.FACTS},
+               "causeVocabulary": {**runner.CAUSES, **runner.FACTS, **runner.STATES},
                "implementations": [r.to_json() for r in reports]}
-        atomic_write(Path(args.report), json.dumps(doc, indent=1) + "\n")
+        _write(args.report, json.dumps(doc, indent=1) + "\n", "--report")
     if args.markdown:
-        atomic_write(Path(args.markdown), markdown_table(reports))
+        _write(args.markdown, markdown_table(reports), "--markdown")
     if any(r.unavailable for r in reports):
         return 3
     ok = bad_files == 0 and all(r.ok for r in reports)
     return 0 if ok else 1
+
+
+def _rerun(args: argparse.Namespace) -> bool | str:
+    if args.no_rerun and args.isolate:
+        raise ValueError("--isolate re-runs the failing groups, --no-rerun does not: give one")
+    return False if args.no_rerun else "isolate" if args.isolate else True
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output file that cannot be written."""
+    for attr, flag in (("report", "--report"), ("markdown", "--markdown"),
+                       ("write_failures", "--write-failures")):
+        value = getattr(args, attr, None)
+        if value is not None:
+            runner.check_output_path(value, flag)
+
+
+def _write(path: str, text: str, flag: str) -> None:
+    """Write an output file; an error names the user's path."""
+    try:
+        atomic_write(Path(path), text)
+    except OSError as e:
+        raise ValueError(f"{flag}: cannot write {path!r}: "
+                         f"{e.strerror or type(e).__name__}") from None
 
 
 def _run_random(args: argparse.Namespace, profiles: tuple[str, ...]) -> int:
@@ -279,6 +310,9 @@ def _run_random(args: argparse.Namespace, profiles: tuple[str, ...]) -> int:
     if args.jobs is not None:
         raise ValueError("--jobs applies to checks of the vectors; --random checks one "
                          "implementation after another")
+    if args.isolate:
+        raise ValueError("--isolate applies to checks of the vectors; --random does not "
+                         "re-run")
     if args.write_failures and len(args.impl or []) != 1:
         raise ValueError("--write-failures needs exactly one --impl")
     dtypes = campaign.parse_dtypes(args.dtype)
@@ -293,11 +327,11 @@ def _run_random(args: argparse.Namespace, profiles: tuple[str, ...]) -> int:
     print_table(reports)
     if args.report:
         doc = {"profiles": list(profiles), "random": {"cases": args.random, "seed": args.seed},
-               "causeVocabulary": {**runner.CAUSES, **runner.FACTS},
+               "causeVocabulary": {**runner.CAUSES, **runner.FACTS, **runner.STATES},
                "implementations": [r.to_json() for r in reports]}
-        atomic_write(Path(args.report), json.dumps(doc, indent=1) + "\n")
+        _write(args.report, json.dumps(doc, indent=1) + "\n", "--report")
     if args.markdown:
-        atomic_write(Path(args.markdown), markdown_table(reports))
+        _write(args.markdown, markdown_table(reports), "--markdown")
     if any(r.unavailable for r in reports):
         return 3
     return 0 if all(r.ok for r in reports) else 1

@@ -55,7 +55,7 @@ from ..fileio import atomic_write
 from ..floats import Format, get_format
 from .adapters import Adapter, ImplementationLookupError, Params, get_adapter, label
 from .adapters.base import Outcome
-from .runner import PROFILES, FileSummary, ImplementationReport, summarise
+from .runner import PROFILES, FileSummary, ImplementationReport, check_output_path, summarise
 from .vectors import (
     ALGORITHM,
     ANALYSIS_NOTES,
@@ -881,7 +881,11 @@ def write_failures(camp: Campaign, path: Path | str) -> int:
     """Write the recorded failures of ``camp`` as a vector file (atomically);
     returns the number of tests written."""
     doc = failures_document(camp)
-    atomic_write(Path(path), dumps(doc), encoding="ascii")
+    try:
+        atomic_write(Path(path), dumps(doc), encoding="ascii")
+    except OSError as e:  # named by the caller's path, not the temporary file's
+        raise ValueError(f"write: cannot write {str(path)!r}: "
+                         f"{e.strerror or type(e).__name__}") from None
     return int(doc["numberOfTests"])
 
 
@@ -924,6 +928,8 @@ def check_random(name: str, options: dict[str, Any], cases: int, seed: int,
     failures of every campaign are written there as one vector file."""
     _check_counts(cases, max_failures)  # before any worker starts
     draw(seed, 0, 1, dtypes or DTYPES)
+    if write is not None:  # a file that cannot be written is refused before the campaign
+        check_output_path(write, "write")
     orders: tuple[str | None, ...] = profiles if name == "expdecay" else (None,)
     reports: list[ImplementationReport] = []
     camps: list[Campaign] = []

@@ -11,8 +11,10 @@ when recomputing the schedule with that mistake reproduces the observed
 bits and no other equally simple explanation does.  An implementation that
 cannot start is ``unavailable`` (nothing run, nothing passed); a test that
 got no answer (the worker crashed or hung) is ``not run``, never passed;
-every group with a failure is re-run in a fresh process state, and a
-failure that passes there is reported as depending on process state.
+a wrong answer in any process state is a failure: the groups with a
+failure are evaluated once more in a fresh process state, which only says
+why a failure happened (``process-state``, ``nondeterministic``), never
+whether.
 
 Pass rules (``spec/conformance.md``): under profile ``p`` a ``valid`` test
 passes when the output is a value of the group's format at most
@@ -88,9 +90,14 @@ __all__ = [
     "CAUSES",
     "FACTS",
     "rerun_failing",
+    "rerun_sequence",
+    "rerun_mode",
+    "RERUN_MODES",
+    "STATES",
     "failing_groups",
     "check_implementations",
     "evaluate_docs",
+    "check_output_path",
 ]
 
 PROFILES = ("exact", "keras")
@@ -113,6 +120,9 @@ class TestResult:
     detail: str = ""  # error message or reason not applicable / not run
     diagnosis: Diagnosis | None = None
     within_tolerance: bool = False  # passed but not bit-identical
+    #: The evidence of a re-run whose answers differed (``state``: its
+    #: label, ``passes``: every output), None otherwise.
+    state: dict[str, Any] | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -194,7 +204,8 @@ class FileSummary:
     failed: int = 0
     na: int = 0
     not_run: int = 0
-    process_state: int = 0
+    process_state: int = 0  # failures labelled process-state (counted in ``failed``)
+    nondeterministic: int = 0  # failures labelled nondeterministic (counted in ``failed``)
     within_tolerance: int = 0
     max_ulps: float = 0.0
     worst: dict[str, Any] | None = None
@@ -208,6 +219,7 @@ class FileSummary:
         return {"file": self.file, "passed": self.passed, "failed": self.failed,
                 "notApplicable": self.na, "notRun": self.not_run,
                 "dependsOnProcessState": self.process_state,
+                "nondeterministic": self.nondeterministic,
                 "withinTolerance": self.within_tolerance,
                 "maxUlpError": _json_float(self.max_ulps), "worst": self.worst,
                 "failureClasses": dict(sorted(self.classes.items())),
@@ -316,10 +328,18 @@ def evaluate_docs(adapter: Adapter, docs: dict[str, dict[str, Any]],
     fails is evaluated again group by group (:func:`evaluate_file`'s way).
     With ``fresh`` (``fresh-batch`` op required; nothing is evaluated
     otherwise), each group is evaluated in a fresh process state."""
-    outputs: dict[str, Outputs] = {f: {} for f in docs}
     items = [(fname, group) for fname, doc in docs.items()
              for number, group in enumerate(doc["testGroups"])
              if group["tests"] and (only is None or number in only.get(fname, ()))]
+    return _evaluate_items(adapter, list(docs), items, fresh=fresh, stop=stop)
+
+
+def _evaluate_items(adapter: Adapter, files: list[str],
+                    items: list[tuple[str, dict[str, Any]]], *, fresh: bool = False,
+                    stop: threading.Event | None = None) -> dict[str, Outputs]:
+    """:func:`evaluate_docs` on the groups ``items`` (``(file, group)``), in
+    the order given."""
+    outputs: dict[str, Outputs] = {f: {} for f in files}
     batching = isinstance(adapter, SubprocessAdapter) and (
         "fresh-batch" if fresh else "batch") in adapter.ops
     if not batching:
@@ -367,12 +387,14 @@ def failing_groups(doc: dict[str, Any], outputs: Outputs,
 
 
 def summarise(name: str, doc: dict[str, Any], outputs: Outputs,
-              profile: str, explain: bool = True, fresh: Outputs | None = None
-              ) -> FileSummary:
-    """Judge every test of a document under ``profile``.  A failure whose
-    test passes when re-run in a fresh process (``fresh``, the outputs of
-    the re-run) is counted as depending on process state, with the
-    evidence, not as a failure."""
+              profile: str, explain: bool = True, fresh: Outputs | None = None,
+              again: Outputs | None = None) -> FileSummary:
+    """Judge every test of a document under ``profile``.  ``fresh`` holds the
+    outputs of the re-run of the failing groups and ``again`` those of its
+    repetition: a test is a failure when any of them is wrong, and a test
+    whose answers differ between them is labelled ``process-state`` or
+    ``nondeterministic`` (:func:`_rerun_state`), with every output as
+    evidence; the re-run never turns a failure into a pass."""
     summary = FileSummary(name)
     judged = []
     for group in doc["testGroups"]:
@@ -381,6 +403,8 @@ def summarise(name: str, doc: dict[str, Any], outputs: Outputs,
         for test in group["tests"]:
             output = outputs.get(test["tcId"], (None, None, None, "no output"))
             v = _verdict(test, fmt, profile, output)
+            if fresh is not None:
+                v = _rerun_state(test, fmt, profile, output, v, fresh, again) or v
             judged.append((group, test, fmt, output, v))
             if explain and v.status == "fail" and v.diagnosis is None and \
                     output[0] is not None and not _is_diagnosed(test, group, profile,
@@ -401,18 +425,6 @@ def summarise(name: str, doc: dict[str, Any], outputs: Outputs,
         if v.status == "pass":
             summary.passed += 1
             summary.within_tolerance += v.within_tolerance
-        elif fresh is not None and test["tcId"] in fresh and _verdict(
-                test, fmt, profile, fresh[test["tcId"]]).status == "pass":
-            again = fresh[test["tcId"]]
-            summary.process_state += 1
-            summary.state_tests.append({
-                "tcId": v.tc_id, "inputs": case_inputs(group, test), "flags": test["flags"],
-                "expected": v.expected, "observed": v.observed or v.detail[:120] or None,
-                "freshObserved": _hex(again[0]) if again[1] is None else None,
-                "freshError": again[1],
-                "evidence": "fails after the tests before it in the same process; passes "
-                            "when its group is re-run in a fresh process"})
-            continue
         else:
             summary.failed += 1
             value = output[0]
@@ -429,12 +441,26 @@ def summarise(name: str, doc: dict[str, Any], outputs: Outputs,
                      **v.diagnosis.to_json()}
             if v.detail:
                 entry["error"] = v.detail[:300]
+            if v.state is not None:
+                _note_state(summary, entry, v.state)
             summary.failures.append(entry)
         u = v.ulps if v.ulps is not None else (math.inf if v.status == "fail" else 0.0)
         if v.status == "fail" and (summary.worst is None or u > summary.max_ulps):
             summary.worst = summary.failures[-1]
         summary.max_ulps = max(summary.max_ulps, u)
     return summary
+
+
+def _note_state(summary: FileSummary, entry: dict[str, Any], state: dict[str, Any]) -> None:
+    """Count a failure labelled by the re-run, and keep its evidence."""
+    entry.update(state)
+    if state["state"] == "nondeterministic":
+        summary.nondeterministic += 1
+    else:
+        summary.process_state += 1
+    summary.state_tests.append({k: entry[k] for k in (
+        "tcId", "inputs", "flags", "expected", "observed", "state", "passes", "freshObserved",
+        "freshError") if k in entry})
 
 
 #: Diagnoses already made in this process: the same output of the same test
@@ -485,8 +511,10 @@ class ImplementationReport:
     rerun_seconds: float = 0.0
     #: ``phase -> (start, end)`` in ``time.monotonic()`` seconds (see :data:`PHASES`).
     phases: dict[str, tuple[float, float]] = field(default_factory=dict)
-    #: Failing groups re-run in a fresh process state (one child each).
+    #: Failing groups re-run in a fresh process state.
     rerun_groups: int = 0
+    #: How they were re-run (:data:`RERUN_MODES`), None when not at all.
+    rerun_mode: str | None = None
 
     @property
     def passed(self) -> int:
@@ -509,6 +537,10 @@ class ImplementationReport:
         return sum(f.process_state for f in self.files)
 
     @property
+    def nondeterministic(self) -> int:
+        return sum(f.nondeterministic for f in self.files)
+
+    @property
     def classes(self) -> Counter[str]:
         c: Counter[str] = Counter()
         for f in self.files:
@@ -524,7 +556,8 @@ class ImplementationReport:
 
     @property
     def status(self) -> str:
-        """``unavailable``, ``conforms`` or ``fails`` (a failure or a test not run)."""
+        """``unavailable``, ``conforms`` or ``fails`` (a failure, in any
+        process state, or a test not run)."""
         if self.unavailable:
             return "unavailable"
         return "conforms" if self.failed == 0 and self.not_run == 0 else "fails"
@@ -538,6 +571,7 @@ class ImplementationReport:
                 "status": self.status, "vectorised": self.vectorised, "passed": self.passed,
                 "failed": self.failed, "notApplicable": self.na, "notRun": self.not_run,
                 "dependsOnProcessState": self.process_state,
+                "nondeterministic": self.nondeterministic, "rerun": self.rerun_mode,
                 "seconds": round(self.seconds, 2), "rerunSeconds": round(self.rerun_seconds, 2),
                 "error": self.error, "failureClasses": dict(self.classes.most_common()),
                 "causeIds": dict(self.cause_ids.most_common()),
@@ -551,18 +585,21 @@ PHASES = ("startup", "evaluation", "rerun", "shutdown", "diagnosis")
 def check_implementation(name: str, options: dict[str, Any], docs: dict[str, dict[str, Any]],
                          profiles: tuple[str, ...], timeout: float = 60.0,
                          progress: Callable[[str], object] | None = None,
-                         rerun: bool = True) -> list[ImplementationReport]:
+                         rerun: bool | str = True) -> list[ImplementationReport]:
     """Run one implementation on the documents; one report per profile.
     ``progress``, if given, is called with one line of text per step (the
     command line prints them on stderr).
 
     An implementation that cannot start (or does not answer the hello) is
-    reported ``unavailable``, with nothing run.  With ``rerun``, every group
-    with a failing test is evaluated again in a fresh process state (a
-    child forked from the worker before it evaluated anything, one per
-    group; :func:`rerun_failing` for an implementation that cannot do
-    that), and the failures that pass there are reported as depending on
-    process state."""
+    reported ``unavailable``, with nothing run.  With ``rerun`` (True or
+    ``"sequence"``), the groups with a failing test are evaluated once
+    more, in reverse order, in one fresh process (forked from the worker
+    before it evaluated anything; a new process for ``cmd:``); with
+    ``"isolate"``, each in a fresh process of its own.  Groups that answer
+    differently there are evaluated the same way once more, and their
+    failures are labelled ``process-state`` or ``nondeterministic``
+    (:data:`STATES`): still failures, since a wrong answer in any process
+    state is one."""
     [reports] = check_implementations([(name, options)], docs, profiles, timeout,
                                       progress=progress, rerun=rerun)
     return reports
@@ -586,7 +623,7 @@ def check_implementations(configs: list[tuple[str, dict[str, Any]]],
                           docs: dict[str, dict[str, Any]], profiles: tuple[str, ...],
                           timeout: float = 60.0,
                           progress: Callable[[str], object] | None = None,
-                          rerun: bool = True, jobs: int | None = None
+                          rerun: bool | str = True, jobs: int | None = None
                           ) -> Generator[list[ImplementationReport], None, None]:
     """:func:`check_implementation` for every ``(name, options)``, checked
     in parallel (``jobs`` at once, an int >= 1; default :func:`usable_jobs`):
@@ -600,13 +637,14 @@ def check_implementations(configs: list[tuple[str, dict[str, Any]]],
     the iterator), the workers this run started are ended, and no other."""
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ValueError(f"jobs must be an int >= 1; got {jobs!r}")
+    rerun_mode(rerun)
     return _check_implementations(configs, docs, profiles, timeout, progress, rerun, jobs)
 
 
 def _check_implementations(configs: list[tuple[str, dict[str, Any]]],
                            docs: dict[str, dict[str, Any]], profiles: tuple[str, ...],
                            timeout: float, progress: Callable[[str], object] | None,
-                           rerun: bool, jobs: int | None
+                           rerun: bool | str, jobs: int | None
                            ) -> Generator[list[ImplementationReport], None, None]:
     units: list[list[tuple[str, dict[str, Any], str | None]]] = []
     for name, options in configs:
@@ -715,7 +753,7 @@ class _CancelledError(Exception):
 
 def _check_unit(name: str, options: dict[str, Any], order: str | None,
                 docs: dict[str, dict[str, Any]], profiles: tuple[str, ...], timeout: float,
-                progress: Callable[[str], object] | None, rerun: bool,
+                progress: Callable[[str], object] | None, rerun: bool | str,
                 stop: threading.Event | None = None, cache_dir: str | None = None,
                 workers: WorkerSet | None = None, hubs: _Hubs | None = None
                 ) -> list[ImplementationReport]:
@@ -729,7 +767,7 @@ def _check_unit(name: str, options: dict[str, Any], order: str | None,
 
 def _check_one(name: str, options: dict[str, Any], order: str | None,
                docs: dict[str, dict[str, Any]], profiles: tuple[str, ...], timeout: float,
-               progress: Callable[[str], object] | None, rerun: bool,
+               progress: Callable[[str], object] | None, rerun: bool | str,
                stop: threading.Event | None, cache_dir: str | None,
                hubs: _Hubs | None = None) -> list[ImplementationReport]:
     opts = dict(options)
@@ -737,13 +775,14 @@ def _check_one(name: str, options: dict[str, Any], order: str | None,
         opts["order"] = order
     shown = label(name, options) if order in (None, "exact") else f"{name}[order=keras]"
     mine = profiles if order is None else (order,)
+    mode = rerun_mode(rerun)
     phases: dict[str, tuple[float, float]] = {}
     t0 = time.monotonic()
     if progress:
         progress(f"checking {shown} ...")
     try:
         hub = hubs.get(name, opts) if hubs is not None else None
-        adapter = get_adapter(name, isolated=True, timeout=timeout, zygote=rerun,
+        adapter = get_adapter(name, isolated=True, timeout=timeout, zygote=mode is not None,
                               cache_dir=cache_dir, hub=hub, **opts)
         broken = getattr(adapter, "broken", None)  # a start-up failure
     except ImplementationLookupError:
@@ -762,6 +801,7 @@ def _check_one(name: str, options: dict[str, Any], order: str | None,
     if progress:
         progress(f"  {shown}: started in {t1 - t0:.1f} s; evaluating {len(docs)} files")
     fresh: dict[str, Outputs] = {}
+    again: dict[str, Outputs] = {}
     rerun_groups = 0
     try:
         outputs = evaluate_docs(adapter, docs, stop=stop)
@@ -770,24 +810,17 @@ def _check_one(name: str, options: dict[str, Any], order: str | None,
         version = getattr(adapter, "version", "unknown")
         vectorised = bool(getattr(adapter, "vectorised", False))
         broken_after = getattr(adapter, "broken", None)
-        if rerun:
+        if mode is not None:
             todo = {f: g for f in docs if (g := failing_groups(docs[f], outputs[f], mine))}
             rerun_groups = sum(map(len, todo.values()))
             if todo:
                 if progress:
+                    how = ("each in a fresh process" if mode == "isolate" else
+                           "in reverse order in one fresh process")
                     progress(f"  {shown}: evaluated in {t2 - t1:.1f} s; re-running "
-                             f"{sum(map(len, todo.values()))} failing groups, each in a fresh "
-                             "process")
-                if isinstance(adapter, SubprocessAdapter) and "fresh-batch" in adapter.ops:
-                    fresh = evaluate_docs(adapter, docs, todo, fresh=True, stop=stop)
-                missing = {f: {n for n in g if not _has_outputs(fresh.get(f), docs[f], n)}
-                           for f, g in todo.items()}
-                if any(missing.values()):  # no zygote, or it failed: fresh workers
-                    adapter.close()
-                    # merged per test: the zygote's outputs for a file stay
-                    for f, o in _rerun_in_fresh_workers(name, opts, docs, missing,
-                                                        timeout).items():
-                        fresh.setdefault(f, {}).update(o)
+                             f"{rerun_groups} failing groups, {how}")
+                fresh, again = _rerun_twice(adapter, name, opts, docs, outputs, todo, timeout,
+                                            mode, stop)
             phases["rerun"] = (t2, time.monotonic())
     except BaseException:  # on Ctrl-C too: no worker is left running
         adapter.close()
@@ -808,11 +841,12 @@ def _check_one(name: str, options: dict[str, Any], order: str | None,
                 for fname in docs:
                     _check_stop(stop)
                     files.append(summarise(fname, docs[fname], outputs[fname], p,
-                                           fresh=fresh.get(fname)))
+                                           fresh=fresh.get(fname), again=again.get(fname)))
                 reports.append(ImplementationReport(shown, version, p, vectorised, files,
                                                     elapsed, broken_after,
                                                     rerun_seconds=rerun_seconds,
-                                                    phases=phases, rerun_groups=rerun_groups))
+                                                    phases=phases, rerun_groups=rerun_groups,
+                                                    rerun_mode=mode))
         phases["diagnosis"] = (t4, time.monotonic())
     finally:
         closing.join()
@@ -825,6 +859,200 @@ def _check_one(name: str, options: dict[str, Any], order: str | None,
 def _has_outputs(outputs: Outputs | None, doc: dict[str, Any], number: int) -> bool:
     return outputs is not None and all(
         t["tcId"] in outputs for t in doc["testGroups"][number]["tests"])
+
+
+#: How the failing groups of a check are re-run (``rerun=``): ``sequence``
+#: (the default, ``rerun=True``) evaluates them once more, in reverse
+#: order, in ONE fresh process; ``isolate`` evaluates each in a fresh
+#: process of its own (a child per group).  Neither changes whether a test
+#: fails: a wrong answer in any pass is a failure, and the re-run only says
+#: why (:data:`STATES`).
+RERUN_MODES = ("sequence", "isolate")
+
+#: The labels a re-run puts on a failure (its cause), with their meaning.
+STATES: dict[str, str] = {
+    "process-state": "the answer depends on process state: the same test gave different "
+                     "answers in different process states (a fresh process gave one of them "
+                     "again when asked twice)",
+    "nondeterministic": "nondeterministic: the same process state gave two different answers",
+}
+
+
+class StateDiagnosis(Diagnosis):
+    """The cause a re-run gives a failure (an id of :data:`STATES`)."""
+
+    @property
+    def text(self) -> list[str]:
+        return [STATES.get(i, i) for i in self.ids] + self.details
+
+
+def rerun_mode(rerun: bool | str | None) -> str | None:
+    """``rerun`` as a mode of :data:`RERUN_MODES`, or None (no re-run)."""
+    if rerun is None or rerun is False:
+        return None
+    if rerun is True:
+        return "sequence"
+    if isinstance(rerun, str) and rerun in RERUN_MODES:
+        return rerun
+    raise ValueError(f"rerun must be True, False, 'sequence' or 'isolate'; got {rerun!r}")
+
+
+def _group_items(docs: dict[str, dict[str, Any]], todo: dict[str, set[int]]
+                 ) -> list[tuple[str, dict[str, Any]]]:
+    """The groups ``todo`` in document order, as ``(file, group)``."""
+    return [(f, docs[f]["testGroups"][n]) for f in docs for n in sorted(todo.get(f, ()))]
+
+
+def _rerun_twice(adapter: Adapter, name: str, options: dict[str, Any],
+                 docs: dict[str, dict[str, Any]], outputs: dict[str, Outputs],
+                 todo: dict[str, set[int]], timeout: float, mode: str,
+                 stop: threading.Event | None) -> tuple[dict[str, Outputs], dict[str, Outputs]]:
+    """The re-run of the failing groups ``todo`` (``fresh``) and, when a group
+    answered differently there, the same re-run once more (``again``): the
+    same process state twice, which tells ``nondeterministic`` from
+    ``process-state``."""
+    if mode == "isolate":
+        fresh = _rerun_isolated(adapter, name, options, docs, todo, timeout, stop)
+    else:
+        items = _group_items(docs, todo)[::-1]
+        fresh = rerun_sequence(adapter, name, options, docs, items, timeout, stop)
+    differ = {f: g for f, groups in todo.items()
+              if (g := {n for n in groups if _group_differs(docs[f], n, outputs.get(f, {}),
+                                                            fresh.get(f, {}))})}
+    if not differ:
+        return fresh, {}
+    if mode == "isolate":
+        again = _rerun_isolated(adapter, name, options, docs, differ, timeout, stop)
+    else:  # the same sequence, up to its last group that differed: the same states
+        last = max(k for k, (f, g) in enumerate(items)
+                   if any(g is docs[f]["testGroups"][n] for n in differ.get(f, ())))
+        again = rerun_sequence(adapter, name, options, docs, items[:last + 1], timeout, stop)
+    return fresh, again
+
+
+def rerun_sequence(adapter: Adapter | None, name: str, options: dict[str, Any],
+                   docs: dict[str, dict[str, Any]], items: list[tuple[str, dict[str, Any]]],
+                   timeout: float, stop: threading.Event | None = None) -> dict[str, Outputs]:
+    """The groups ``items`` (``(file, group)``) evaluated in the order given
+    by ONE fresh process: a child forked from the zygote of ``adapter`` (the
+    ``fresh-sequence`` op), else a new process of the implementation (a
+    ``cmd:`` program, or a worker without a zygote).  Empty when no fresh
+    process could be started."""
+    out: dict[str, Outputs] = {}
+    if not items:
+        return out
+    if isinstance(adapter, SubprocessAdapter) and "fresh-sequence" in adapter.ops \
+            and not adapter.broken:
+        _check_stop(stop)
+        got = adapter.evaluate_batch(
+            [(group_params(g), [decode_number(t["step"]) for t in g["tests"]])
+             for _, g in items], sequence=True)
+        if got is not None:
+            for (fname, group), res in zip(items, got, strict=True):
+                _record(out.setdefault(fname, {}), group["tests"], res)
+            return out
+    try:
+        other = get_adapter(name, isolated=True, timeout=timeout, **options)
+    except Exception:  # noqa: BLE001 - no re-run: the verdicts stand, unexplained
+        return out
+    try:
+        if getattr(other, "broken", None):
+            return out
+        got_all = _evaluate_items(other, list(docs), items, stop=stop)
+        return {f: o for f, o in got_all.items() if o}
+    finally:
+        other.close()
+
+
+def _rerun_isolated(adapter: Adapter, name: str, options: dict[str, Any],
+                    docs: dict[str, dict[str, Any]], todo: dict[str, set[int]],
+                    timeout: float, stop: threading.Event | None) -> dict[str, Outputs]:
+    """Each group of ``todo`` evaluated in a fresh process of its own: a
+    child forked from the zygote (``fresh-batch``), else fresh workers."""
+    fresh: dict[str, Outputs] = {}
+    if isinstance(adapter, SubprocessAdapter) and "fresh-batch" in adapter.ops \
+            and not adapter.broken:
+        fresh = evaluate_docs(adapter, docs, todo, fresh=True, stop=stop)
+    missing = {f: {n for n in g if not _has_outputs(fresh.get(f), docs[f], n)}
+               for f, g in todo.items()}
+    if any(missing.values()):  # no zygote, or it failed: fresh workers
+        # merged per test: the zygote's outputs for a file stay
+        for f, o in _rerun_in_fresh_workers(name, options, docs, missing, timeout).items():
+            fresh.setdefault(f, {}).update(o)
+    return fresh
+
+
+def _differs(a: tuple[Any, Any, Any, Any] | None, b: tuple[Any, Any, Any, Any] | None
+             ) -> bool | None:
+    """Whether two outputs of a test differ: another value (bit for bit; any
+    NaN is the same NaN), an error against a value, ...; None when either
+    is no answer (not run, or not evaluated)."""
+    if a is None or b is None or a[3] is not None or b[3] is not None:
+        return None
+    if (a[2] is None) != (b[2] is None) or (a[1] is None) != (b[1] is None):
+        return True
+    if a[1] is not None or a[2] is not None:
+        return False  # an error (or n/a) both times
+    x, y = a[0], b[0]
+    if x is None or y is None:
+        return (x is None) != (y is None)
+    if math.isnan(x) and math.isnan(y):
+        return False
+    return bool(np.float64(x).tobytes() != np.float64(y).tobytes())
+
+
+def _group_differs(doc: dict[str, Any], number: int, first: Outputs, second: Outputs) -> bool:
+    return any(_differs(first.get(t["tcId"]), second.get(t["tcId"]))
+               for t in doc["testGroups"][number]["tests"])
+
+
+def _shown(output: tuple[Any, Any, Any, Any]) -> str | None:
+    value, error, na, crashed = output
+    if crashed is not None:
+        return None
+    if error is not None:
+        return f"error: {str(error)[:120]}"
+    if na is not None:
+        return f"not applicable: {str(na)[:120]}"
+    return _hex(value) if value is not None else None
+
+
+def _rerun_state(test: dict[str, Any], fmt: Format, profile: str,
+                 output: tuple[Any, Any, Any, Any], verdict: TestResult,
+                 fresh: Outputs | None, again: Outputs | None) -> TestResult | None:
+    """The verdict on a test whose answers differ between the passes (the
+    first evaluation, the re-run ``fresh`` and its repetition ``again``),
+    or None when they do not.  It fails when any pass gave a wrong answer
+    (the wrong one is shown), labelled ``nondeterministic`` when the re-run
+    and its repetition (the same process state) differ, else
+    ``process-state``; ``state`` holds every output as evidence.  The label
+    is the failure's cause unless the test was wrong in every pass."""
+    tc = test["tcId"]
+    second = fresh.get(tc) if fresh is not None else None
+    third = again.get(tc) if again is not None else None
+    d12, d23 = _differs(output, second), _differs(second, third)
+    if d12 is None or (not d12 and not d23):  # no answer in a pass, or the same answers
+        return None
+    assert second is not None
+    label = "nondeterministic" if d23 else "process-state"
+    passes = [("first", output, verdict), ("re-run", second, _verdict(test, fmt, profile, second))]
+    if third is not None and third[3] is None:
+        passes.append(("re-run again", third, _verdict(test, fmt, profile, third)))
+    wrong = next((v for _, _, v in passes if v.status == "fail"), None)
+    if wrong is None:
+        return None  # right every time (within the tolerance): nothing to report
+    evidence = [{"pass": p, "observed": _shown(o), "status": v.status} for p, o, v in passes]
+    # The label is the failure's cause when it explains it: the same state
+    # gave two answers, or some state gave the right one.  Wrong in every
+    # state, the failure keeps its own diagnosis (of the first wrong answer).
+    why = label == "nondeterministic" or any(v.status == "pass" for _, _, v in passes)
+    out = TestResult(wrong.tc_id, "fail", ulps=wrong.ulps, observed=wrong.observed,
+                     expected=wrong.expected, detail=wrong.detail,
+                     diagnosis=StateDiagnosis("proven", [label]) if why else wrong.diagnosis)
+    out.state = {"state": label, "passes": evidence,
+                 "freshObserved": _shown(second) if second[1] is None else None,
+                 "freshError": second[1]}
+    return out
 
 
 def _rerun_in_fresh_workers(name: str, options: dict[str, Any],
@@ -850,7 +1078,8 @@ def rerun_failing(name: str, options: dict[str, Any], docs: dict[str, dict[str, 
                   progress: Callable[[str], object] | None = None, shown: str = ""
                   ) -> dict[str, Outputs]:
     """The outputs of every group with a failing test, each group evaluated
-    in a fresh process state (empty when nothing failed, or when no fresh
+    in a fresh process state of its own (the ``isolate`` re-run of a
+    worker without a zygote; empty when nothing failed, or when no fresh
     worker could be started)."""
     todo = {f: g for f in docs if (g := failing_groups(docs[f], outputs[f], profiles))}
     if not todo:
@@ -873,8 +1102,10 @@ def markdown_table(reports: list[ImplementationReport]) -> str:
         if r.unavailable:
             classes = f"unavailable: {r.error}"
         steps = "array" if r.vectorised else "scalar"
+        state = str(r.process_state) + (f" (+{r.nondeterministic} nondeterministic)"
+                                        if r.nondeterministic else "")
         lines.append(f"| {r.name} | {r.version} | {steps} | {r.profile} | {r.passed} | "
-                     f"{r.failed} | {r.not_run} | {r.process_state} | {r.na} | {classes} |")
+                     f"{r.failed} | {r.not_run} | {state} | {r.na} | {classes} |")
     return "\n".join(lines) + "\n"
 
 
@@ -924,3 +1155,38 @@ def check_name(name: str, timeout: float = 60.0) -> str:
         except ImplementationLookupError as e:
             raise ImplementationLookupError(f"--impl {e}") from None
     return name
+
+
+def check_output_path(path: str | os.PathLike[str], argument: str) -> Path:
+    """``path`` as a :class:`~pathlib.Path` when a file can be written there
+    (as :func:`expdecay.fileio.atomic_write` writes one: its missing
+    directories created, a temporary file in its directory renamed over
+    it), else ``ValueError`` naming ``argument`` and the path as given.
+    Called before a run, so that a report that cannot be written is refused
+    before the work it reports is done."""
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"{argument} must name a file; got {text!r}")
+    target = Path(text)
+    if target.is_symlink():
+        target = target.resolve()
+    if target.is_dir():
+        raise ValueError(f"{argument}: {text!r} is a directory")
+    # The directories missing are created by the write: probe the nearest
+    # one that exists (it must be a directory where files can be created).
+    parent = target.parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{argument}: cannot write {text!r}: {str(parent)!r} is not a "
+                         "directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".probe",
+                                     dir=parent)
+    except OSError as e:
+        raise ValueError(f"{argument}: cannot write {text!r}: "
+                         f"{e.strerror or type(e).__name__}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return Path(text)
+

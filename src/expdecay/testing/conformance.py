@@ -43,10 +43,22 @@ import math
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..conformance.adapters import Adapter, get_adapter
+from ..conformance.adapters.base import (
+    AdapterError,
+    NotApplicableError,
+    Outcome,
+    Params,
+    describe_exception,
+    step_value,
+)
 from ..conformance.adapters.pycallable import PythonAdapter
 from ..conformance.runner import (
     PROFILES,
@@ -57,6 +69,7 @@ from ..conformance.runner import (
     vector_paths,
 )
 from ..conformance.vectors import iter_tests, load_vector_file
+from ..floats import get_format
 
 __all__ = [
     "DTYPES",
@@ -71,6 +84,7 @@ __all__ = [
     "load_documents",
     "vector_files",
     "evaluate_document",
+    "exact_outputs",
     "check_profile",
     "check_dtypes",
     "describe_failure",
@@ -211,6 +225,9 @@ def vector_files(vectors: Sequence[str | Path] | str | Path | None = None
     for a path that does not exist or a directory without ``*.json``."""
     if isinstance(vectors, (str, Path)):
         vectors = [vectors]
+    if vectors is not None and any(isinstance(p, str) and not p.strip() for p in vectors):
+        raise ValueError(f"vectors: an empty path names no file (the current directory is "
+                         f"not a default); got {list(vectors)!r}")
     paths = vector_paths([str(p) for p in vectors] if vectors is not None else None)
     out: list[tuple[str, Path]] = []
     seen: set[str] = set()
@@ -243,6 +260,111 @@ class _CallableAdapter(PythonAdapter):
         self.name = f"python:{module}:{qualname}" if module else f"python:{qualname}"
         top = sys.modules.get(module.partition(".")[0]) if module else None
         self.version = str(getattr(top, "__version__", "unversioned"))
+
+    def evaluate_outcome(self, params: Params, steps: Any) -> Outcome:
+        """The outputs, each taken only if it is exactly a real number that
+        a float64 holds (:func:`exact_outputs`); any other output (a complex
+        number, a string, an integer float64 cannot hold, ...) is charged
+        to its step as not run, never passed.  An exception on the whole
+        call is retried step by step, so that it is charged to the guilty
+        steps."""
+        values = [step_value(s) for s in np.asarray(steps, dtype=object).ravel()]
+        result = Outcome(np.full(len(values), np.nan))
+        why = self.applicable(params)
+        if why is not None:
+            result.not_applicable = dict.fromkeys(range(len(values)), why)
+            return result
+        todo = []
+        for i, s in enumerate(values):
+            reason = self.step_applicable(params, s)
+            if reason is None:
+                todo.append(i)
+            else:
+                result.not_applicable[i] = reason
+        if not todo:
+            return result
+        try:
+            _store_exact(result, todo, self._evaluate(params, [values[i] for i in todo]))
+            return result
+        except NotApplicableError as e:
+            result.not_applicable.update(dict.fromkeys(todo, str(e)))
+            return result
+        except Exception:  # noqa: BLE001 - retried step by step below
+            pass
+        for i in todo:
+            try:
+                _store_exact(result, [i], self._evaluate(params, [values[i]]))
+            except NotApplicableError as e:
+                result.not_applicable[i] = str(e)
+            except Exception as e:  # noqa: BLE001 - the implementation's failure
+                result.errors[i] = describe_exception(e)
+        return result
+
+
+def exact_outputs(out: Any, n: int) -> tuple[np.ndarray, dict[int, str]]:
+    """``n`` outputs as float64 values, and ``index -> why`` for those that
+    are not exactly a real number a float64 holds: a complex number (even
+    with a zero imaginary part), a string, a bool, an integer beyond
+    float64's precision, a ``Fraction`` or ``Decimal`` that is not a
+    float64.  ``AdapterError`` when there are not ``n`` outputs."""
+    # A list keeps its elements (numpy would turn a list holding a string
+    # into strings, or a list of big integers into float64 values).
+    arr = out if isinstance(out, np.ndarray) else np.asarray(out, dtype=object)
+    flat = arr.ravel()
+    if flat.size == 1 and n > 1:
+        flat = np.repeat(flat, n)
+    if flat.size != n:
+        raise AdapterError(f"expected {n} outputs, got {flat.size}")
+    values = np.full(n, np.nan)
+    bad: dict[int, str] = {}
+    if (flat.dtype.kind == "f" and flat.dtype.itemsize <= 8) or \
+            flat.dtype == get_format("bfloat16").dtype:
+        return np.asarray(flat, dtype=np.float64), bad  # every value of these is a float64
+    for i, v in enumerate(flat.tolist() if flat.dtype.kind != "O" else list(flat)):
+        got = _exact_float(v)
+        if got is None:
+            bad[i] = (f"the output {_short(v)} is not a real number that a float64 holds "
+                      "exactly")
+        else:
+            values[i] = got
+    return values, bad
+
+
+def _exact_float(v: Any) -> float | None:
+    """``v`` as a float64 when it is exactly one (else None)."""
+    if isinstance(v, (bool, np.bool_, complex, np.complexfloating, str, bytes)):
+        return None
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if not math.isfinite(f) or isinstance(v, (float, np.float16, np.float32, np.float64)):
+            return f  # a float64 holds every value of these
+        return _exact_ratio(Fraction(*v.as_integer_ratio()))  # long double
+    if isinstance(v, (int, np.integer)):
+        return _exact_ratio(Fraction(int(v)))
+    if isinstance(v, Fraction) or (isinstance(v, Decimal) and v.is_finite()):
+        return _exact_ratio(Fraction(v))
+    return None
+
+
+def _exact_ratio(q: Fraction) -> float | None:
+    if abs(q) >= 2**1024:
+        return None
+    f = float(q)
+    return f if Fraction(f) == q else None
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _store_exact(result: Outcome, idx: list[int], out: Any) -> None:
+    values, bad = exact_outputs(out, len(idx))
+    for k, i in enumerate(idx):
+        if k in bad:
+            result.crashed[i] = bad[k]
+        else:
+            result.values[i] = values[k]
 
 
 def open_implementation(impl: Callable[..., Any] | str, profile: str, *,
@@ -394,13 +516,18 @@ def _verdict_message(label: str, version: str, profile: str, results: Sequence[F
     passed = sum(r.summary.passed for r in results)
     failed = sum(r.summary.failed for r in results)
     na = sum(r.summary.na for r in results)
+    not_run = sum(r.summary.not_run for r in results)
     checked = sum(r.checked for r in results)
-    if failed == 0 and checked > 0 and broken is None:
+    if failed == 0 and not_run == 0 and checked > 0 and broken is None:
         return None
     which = "all dtypes" if dtypes == DTYPES else "dtypes " + ", ".join(dtypes)
     head = [f"{label} ({version}) does not conform to the {profile} profile",
             f"  {passed} passed, {failed} failed, {na} not applicable "
             f"in {len(results)} vector files ({which})"]
+    if not_run:
+        first = next(e for r in results for e in r.summary.not_run_tests)
+        head.append(f"  {not_run} without a usable answer (never passed), first tcId "
+                    f"{first['tcId']}: {first['reason'][:200]}")
     if broken is not None:
         head.append(f"  the implementation could not run: {broken}")
     if checked == 0:
@@ -438,6 +565,12 @@ def assert_conforms(impl: Callable[..., Any] | str, *, profile: str = "keras",
     * ``options``: adapter options of a named implementation
       (e.g. ``{"x64": True}`` for optax); ``timeout``: seconds per request
       of a worker process.
+
+    Only an output that is exactly a real number a float64 holds is judged
+    (then, as every output, it must be a value of the test's format): a
+    complex number, even with a zero imaginary part, a string, a bool, an
+    integer or ``Fraction`` that a float64 does not hold exactly, is a test
+    without a usable answer, never passed (:func:`exact_outputs`).
 
     The message has the totals, the counts per file and a table of the
     first ``show`` failures (inputs, expected and observed hex, ulps and the

@@ -34,8 +34,10 @@ Design.
   ``pytest_make_collect_report`` adds one :class:`VectorFile` collector per
   vector file to the session's own collection report (the session is a
   collector like any other; the wrapper touches no other node).  A
-  :class:`VectorFile` reads and schema-checks its file when it is collected;
-  a bad file is a collection error of that node alone.
+  :class:`VectorFile` reads and schema-checks its file when it is collected,
+  and decodes every test's inputs and expected values (a hex float and bit
+  pattern that disagree, say); a bad file is a collection error of that
+  node alone, not one failing item per test.
 * Evaluation is per file, once per session: the first item of a file to run
   evaluates the whole file (one call per test group, as ``expdecay check``
   does, through :func:`expdecay.testing.conformance.evaluate_document`), and
@@ -57,8 +59,15 @@ import pytest
 
 from ..conformance.adapters import Adapter
 from ..conformance.adapters.protocol import MAX_TIMEOUT
-from ..conformance.runner import check_name
-from ..conformance.vectors import VectorFileError, iter_tests, load_vector_file
+from ..conformance.runner import PROFILES, check_name, group_params
+from ..conformance.vectors import (
+    VectorFileError,
+    decode_number,
+    decode_result,
+    iter_tests,
+    load_vector_file,
+)
+from ..floats import get_format
 from .conformance import (
     FileResult,
     close_adapter,
@@ -145,8 +154,8 @@ def activate(config: pytest.Config, impl: str) -> None:
     try:
         files = vector_files(vectors)
     except ValueError as e:
-        raise pytest.UsageError(f"--expdecay-vectors: {str(e).removeprefix('--vectors: ')}"
-                                ) from None
+        why = str(e).removeprefix("--vectors: ").removeprefix("vectors: ")
+        raise pytest.UsageError(f"--expdecay-vectors: {why}") from None
     run = _Run(impl, config.getoption("expdecay_profile"), files, timeout)
     config.stash[_RUN] = run
     config.add_cleanup(run.close)
@@ -182,6 +191,7 @@ class VectorFile(pytest.Collector):
 
     def collect(self) -> list[pytest.Item]:
         self.doc = load_vector_file(self.path)
+        check_expectations(self.doc, self.path)
         items: list[pytest.Item] = []
         for group, test in iter_tests(self.doc):
             item = VectorItem.from_parent(self, name=f"tc{test['tcId']}",
@@ -198,6 +208,23 @@ class VectorFile(pytest.Collector):
 
     def result(self) -> FileResult:
         return self.config.stash[_RUN].result(self.name, self.doc)
+
+
+def check_expectations(doc: dict[str, Any], path: Path) -> None:
+    """:class:`VectorFileError` unless every test's inputs and expected
+    values decode (a hex float and bit pattern that disagree, say): the
+    file is then one collection error, not one failing item per test."""
+    for group, test in iter_tests(doc):
+        where = f"tcId {test.get('tcId')}"
+        try:
+            fmt = get_format(group["dtype"])
+            group_params(group)
+            decode_number(test["step"])
+            for profile in PROFILES:
+                if profile in test:
+                    decode_result(test[profile], fmt, f"expected value of the {profile} profile")
+        except (ValueError, TypeError, KeyError) as e:
+            raise VectorFileError(f"{path}: {where}: {e}"[:500]) from None
 
 
 class VectorItem(pytest.Item):

@@ -283,14 +283,17 @@ def _text(obj: Any) -> str:
 
 def hello(adapter: Adapter, *, fresh_batch: bool = False) -> dict[str, Any]:
     """The hello line: ``ops`` lists ``batch`` (several groups per request,
-    see :func:`answer_batch`), and ``fresh-batch`` when the worker can
-    evaluate each group of a batch in a fresh process state."""
+    see :func:`answer_batch`), and ``fresh-batch`` and ``fresh-sequence``
+    when the worker can evaluate each group of a batch in a fresh process
+    state of its own, or every group of a batch, one after another, in one
+    fresh process state (:func:`fresh_sequence`)."""
     return {
         "protocol": PROTOCOL,
         "name": adapter.name,
         "version": adapter.version,
         "vectorised": bool(getattr(adapter, "vectorised", False)),
-        "ops": ["evaluate", "applicable", "batch", *(["fresh-batch"] if fresh_batch else [])],
+        "ops": ["evaluate", "applicable", "batch",
+                *(["fresh-batch", "fresh-sequence"] if fresh_batch else [])],
     }
 
 
@@ -423,6 +426,67 @@ def fresh_answers(adapter: Adapter, groups: list[Any], timeout: float,
     return [r if r is not None else {"crashed": "no answer"} for r in results]
 
 
+def fresh_sequence(adapter: Adapter, groups: list[Any], timeout: float
+                   ) -> list[dict[str, Any]]:
+    """Every group of a batch answered, in order, by ONE child forked from
+    this process (which must have evaluated nothing): the groups see the
+    process state of a fresh start followed by the groups before them in
+    the list.  The child writes one line per group as it goes; it is killed
+    when it has not finished within :func:`batch_deadline` (one request
+    timeout per group), and a group without an answer gets
+    ``{"crashed": why}``."""
+    deadline = time.monotonic() + batch_deadline(timeout, len(groups))
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        status = 0
+        try:
+            os.close(read_end)
+            for g in groups:
+                one = answer(adapter, g) if isinstance(g, dict) else {
+                    "error": "a group must be a JSON object"}
+                one.pop("id", None)
+                view = memoryview((json.dumps(one) + "\n").encode())
+                while view:
+                    view = view[os.write(write_end, view):]
+        except BaseException:  # noqa: BLE001 - the parent sees the answers so far
+            status = 70
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    buf: list[bytes] = []
+    killed = False
+    with selectors.DefaultSelector() as sel:
+        sel.register(read_end, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                killed = True
+                break
+            if not sel.select(min(left, POLL_INTERVAL)):
+                continue
+            chunk = os.read(read_end, 1 << 16)
+            if not chunk:
+                break
+            buf.append(chunk)
+    os.close(read_end)
+    status = _reap(pid)
+    lines = b"".join(buf).split(b"\n")[:-1]  # complete lines only
+    out: list[dict[str, Any]] = []
+    for line in lines[:len(groups)]:
+        try:
+            got = json.loads(line.decode())
+        except ValueError:
+            got = None
+        out.append(got if isinstance(got, dict) else {"crashed": "protocol: a bad answer line"})
+    why = (f"timeout: no answer within {batch_deadline(timeout, len(groups)):g} s in a fresh "
+           "process" if killed else
+           f"the fresh process exited (status {status}) without answering")
+    return out + [{"crashed": why}] * (len(groups) - len(out))
+
+
 def _reap(pid: int) -> int:
     """Wait for a child; its exit status (0 when it was reaped by someone
     else: SIGCHLD ignored, say; its answer then decides)."""
@@ -457,8 +521,11 @@ class Zygote:
                 with os.fdopen(req_r, "rb") as inp, os.fdopen(resp_w, "wb") as out:
                     for line in inp:
                         req = json.loads(line)
-                        got = fresh_answers(adapter, req["groups"], float(req["timeout"]),
-                                            int(req["parallel"]))
+                        if req.get("sequence"):
+                            got = fresh_sequence(adapter, req["groups"], float(req["timeout"]))
+                        else:
+                            got = fresh_answers(adapter, req["groups"], float(req["timeout"]),
+                                                int(req["parallel"]))
                         out.write((json.dumps(got) + "\n").encode())
                         out.flush()
             except BaseException:  # noqa: BLE001 - the worker sees the pipe close
@@ -489,12 +556,15 @@ class Zygote:
                 return
             time.sleep(0.01)
 
-    def run(self, groups: list[Any], timeout: float, parallel: int = FRESH_PARALLEL
-            ) -> list[dict[str, Any]] | None:
-        """The zygote's answers to ``groups`` (None if it is gone)."""
+    def run(self, groups: list[Any], timeout: float, parallel: int = FRESH_PARALLEL,
+            sequence: bool = False) -> list[dict[str, Any]] | None:
+        """The zygote's answers to ``groups`` (None if it is gone): each in a
+        child of its own, or with ``sequence`` all in one child, in order
+        (:func:`fresh_sequence`)."""
         try:
             self._req.write((json.dumps({"groups": groups, "timeout": timeout,
-                                         "parallel": parallel}) + "\n").encode())
+                                         "parallel": parallel, "sequence": sequence})
+                             + "\n").encode())
             self._req.flush()
             line = self._resp.readline()
             got = json.loads(line) if line.endswith(b"\n") else None
@@ -519,11 +589,16 @@ def _fresh_batch(adapter: Adapter, request: dict[str, Any], zygote: Zygote | Non
             1 <= parallel <= MAX_FRESH_PARALLEL):
         return {"id": rid, "error": "parallel must be an integer from 1 to "
                                     f"{MAX_FRESH_PARALLEL}; got {_brief(parallel)}"}
+    sequence = request.get("sequence", False)
+    if not isinstance(sequence, bool):
+        return {"id": rid, "error": f"sequence must be true or false; got {_brief(sequence)}"}
     if fresh:  # this worker evaluates nothing itself: fork from it
-        return {"id": rid, "groups": fresh_answers(adapter, groups, float(timeout), parallel)}
+        here = fresh_sequence(adapter, groups, float(timeout)) if sequence else \
+            fresh_answers(adapter, groups, float(timeout), parallel)
+        return {"id": rid, "groups": here}
     if zygote is None:
         return {"id": rid, "error": "this worker has no fresh process state to fork from"}
-    got = zygote.run(groups, float(timeout), parallel)
+    got = zygote.run(groups, float(timeout), parallel, sequence)
     if got is None:
         return {"id": rid, "error": "the fresh process state was lost (its process ended)"}
     return {"id": rid, "groups": got}
@@ -1080,8 +1155,8 @@ class SubprocessAdapter(Adapter):
         self.consecutive_failures = 0
         _store(got, idx, result)
 
-    def evaluate_batch(self, items: Sequence[tuple[Params, Any]], *, fresh: bool = False
-                       ) -> list[Outcome] | None:
+    def evaluate_batch(self, items: Sequence[tuple[Params, Any]], *, fresh: bool = False,
+                       sequence: bool = False) -> list[Outcome] | None:
         """Several groups in one request: the outcome of each ``(params,
         steps)``, in order, or None when the implementation does not
         announce the ``batch`` op (``fresh-batch`` with ``fresh``), the
@@ -1093,8 +1168,12 @@ class SubprocessAdapter(Adapter):
         evaluated anything, and a group whose fresh process gave no answer
         has every step in ``crashed``.  The request is allowed
         :func:`batch_deadline` (:func:`fresh_batch_deadline` with ``fresh``,
-        :data:`FRESH_PARALLEL` children at once)."""
-        if self.broken or ("fresh-batch" if fresh else "batch") not in self.ops:
+        :data:`FRESH_PARALLEL` children at once).  With ``sequence`` (the
+        ``fresh-sequence`` op), every group is evaluated, in the order given,
+        by one process forked from that state (:func:`fresh_sequence`),
+        within :func:`batch_deadline` and one more request timeout."""
+        op = "fresh-sequence" if sequence else "fresh-batch" if fresh else "batch"
+        if self.broken or op not in self.ops:
             return None
         values = [[step_value(s) for s in np.asarray(steps, dtype=object).ravel()]
                   for _, steps in items]
@@ -1102,7 +1181,10 @@ class SubprocessAdapter(Adapter):
                   for (p, _), vals in zip(items, values, strict=True)]
         body: dict[str, Any] = {"op": "batch", "groups": groups}
         limit = batch_deadline(self.timeout, len(items))
-        if fresh:
+        if sequence:
+            body.update(fresh=True, sequence=True, timeout=self.timeout)
+            limit = min(MAX_TIMEOUT, batch_deadline(self.timeout, len(items)) + self.timeout)
+        elif fresh:
             body.update(fresh=True, timeout=self.timeout, parallel=FRESH_PARALLEL)
             limit = fresh_batch_deadline(self.timeout, len(items), FRESH_PARALLEL)
         try:
