@@ -188,13 +188,22 @@ def test_a_fresh_rerun_that_hangs_is_bounded_and_leaves_nothing(tmp_path: Path,
     monkeypatch.setenv("EXPDECAY_TEST_PIDS", str(pids))
     doc = _doc("examples.json")
     doc["testGroups"] = doc["testGroups"][:2]
+    # A short request timeout (the hung re-run is given up after it), but a
+    # start-up allowance that a loaded machine meets (2 x 3 s was missed at
+    # load average 20, and the worker was reported unavailable).
+    from expdecay.conformance import adapters, runner
+    from expdecay.conformance.adapters import protocol
+
+    for module in (runner, adapters, protocol):
+        monkeypatch.setattr(module, "STARTUP_FACTOR", 20.0)
     t0 = time.monotonic()
     reps = check_implementation("python:hangmod:f", {}, {"examples.json": doc}, ("keras",),
                                 timeout=3, rerun=True)
     took = time.monotonic() - t0
     [rep] = reps
+    assert not rep.unavailable, rep.error
     assert rep.failed > 0 and rep.process_state == 0 and rep.not_run == 0
-    assert took < 60
+    assert took < 90
     seen = {int(p) for p in pids.read_text().split()}
     assert len(seen) >= 2  # the worker and at least one fresh child evaluated
     deadline = time.monotonic() + 10
