@@ -36,7 +36,7 @@ import numpy as np
 from . import _graph
 from ._tables import Table
 
-__all__ = ["jax_value", "tf_value", "torch_value", "XLA_HOST_MESSAGE"]
+__all__ = ["jax_value", "tf_value", "torch_value", "register_torch", "XLA_HOST_MESSAGE"]
 
 #: Any step (a 0-d numpy array of an integer or float dtype) -> the value, a
 #: numpy scalar of the format.
@@ -49,8 +49,11 @@ XLA_HOST_MESSAGE = (
 
 
 def _step_error(step: Any, dtype: Any) -> TypeError:
-    return TypeError(f"step must be an integer or float number, array, tensor or variable; "
-                     f"got {type(step).__name__} of dtype {dtype}")
+    text = repr(step)
+    text = text if len(text) <= 80 else text[:80] + "..."
+    return TypeError(f"step must be an integer or float number, tensor or variable; "
+                     f"got {type(step).__name__} {text}"
+                     + ("" if dtype is None else f" of dtype {dtype}"))
 
 
 # ---------------------------------------------------------------------------
@@ -65,7 +68,10 @@ def jax_value(table: Table | None, step: Any, host: _graph.Host, real: Real,
     import jax
     import jax.numpy as jnp
 
-    s = jnp.asarray(step)
+    try:
+        s = jnp.asarray(step)
+    except (TypeError, ValueError):
+        raise _step_error(step, getattr(step, "dtype", None)) from None
     is_int = jnp.issubdtype(s.dtype, jnp.integer)
     if not (is_int or jnp.issubdtype(s.dtype, jnp.floating)) or s.ndim != 0:
         if s.ndim != 0:
@@ -138,8 +144,12 @@ def tf_value(table: Table | None, step: Any, host: _graph.Host, real: Real,
         value = np.asarray(real(np.asarray(x)), dtype=fmt)
         return value.reshape(()).view(udtype)
 
+    # float64 holds every float16, bfloat16 and float32 step exactly (and
+    # numpy_function cannot pass bfloat16)
+    wide = tf.cast(s, tf.float64) if s.dtype.is_floating else s
+
     def fetch() -> Any:
-        raw = tf.numpy_function(on_host, [s], tf.as_dtype(udtype), stateful=False)
+        raw = tf.numpy_function(on_host, [wide], tf.as_dtype(udtype), stateful=False)
         return tf.bitcast(tf.reshape(raw, []), fdtype)
 
     if table is None:
@@ -162,14 +172,18 @@ def torch_value(table: Table | None, step: Any, host: _graph.Host, real: Real,
     as a 0-d tensor; ``table`` None sends every step to the host."""
     import torch
 
-    t = step if isinstance(step, torch.Tensor) else torch.as_tensor(step)
+    try:
+        t = step if isinstance(step, torch.Tensor) else torch.as_tensor(step)
+    except (TypeError, ValueError, RuntimeError):
+        raise _step_error(step, getattr(step, "dtype", None)) from None
     if t.dtype == torch.bool or t.dtype.is_complex:
         raise _step_error(step, t.dtype)
     if t.dim() != 0:
         raise TypeError(f"step must be a scalar; got shape {tuple(t.shape)}")
     if not t.dtype.is_floating_point and table is not None:
         return _graph.torch_value(table, t, host, cache)
-    _TORCH_SCHEDULES[key] = (table, host, real)
+    if key not in _TORCH_SCHEDULES:
+        register_torch(key, table, host, real)
     raw = _torch_op()(t, key, fmt.itemsize)
     fdtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
               "float64": torch.float64}[fmt.name]
@@ -188,8 +202,18 @@ def host_value(table: Table | None, host: _graph.Host, real: Real, step: np.ndar
     return real(step)
 
 
+def register_torch(key: int, table: Table | None, host: _graph.Host, real: Real) -> None:
+    """Make the schedule known to the torch custom op under ``key``, and define
+    the op: both outside any ``torch.compile`` trace (a trace can neither
+    define an op nor be relied on to replay a write to this module's dict)."""
+    _TORCH_SCHEDULES[key] = (table, host, real)
+    _torch_op()
+
+
 def _torch_op() -> Any:
-    """``expdecay::real_lookup(step, key, itemsize) -> bits``, defined once."""
+    """``expdecay::real_lookup(step, key, itemsize) -> bits``, defined once:
+    call it outside any ``torch.compile`` trace first (defining an op cannot be
+    traced), as the Keras class does at construction under torch."""
     if _TORCH_OP:
         return _TORCH_OP[0]
     import torch

@@ -168,6 +168,8 @@ class ExponentialDecay(keras.optimizers.schedules.LearningRateSchedule, _Adapter
         self._setup(initial_learning_rate, decay_steps, decay_rate, staircase, name, dtype,
                     order, horizon, first_step, max_entries)
         self.name = name
+        if keras.backend.backend() == "torch":  # outside any torch.compile trace
+            _realsteps.register_torch(self._key, self.table, self.host, self.real)
 
     def __call__(self, step: Any) -> Any:
         backend = keras.backend.backend()
