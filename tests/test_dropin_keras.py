@@ -109,6 +109,7 @@ _WORKER = textwrap.dedent('''
             import tensorflow as tf
             return tf.function(fn, jit_compile=xla)
         import torch
+        torch._dynamo.reset()  # each case is a new closure: no recompile limit
         return torch.compile(fn, backend="eager", fullgraph=True)
 
     def attempt(fn):
