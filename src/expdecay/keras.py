@@ -121,11 +121,10 @@ class _Adapter:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # pickled as its config: the table is rebuilt (it is derived data)
-        return (_rebuild, (type(self).__name__, self._config()))
+        return (_rebuild, (type(self), self._config()))
 
 
-def _rebuild(class_name: str, config: dict[str, Any]) -> Any:
-    cls: Any = ExponentialDecay if class_name == "ExponentialDecay" else _tf_keras_class()
+def _rebuild(cls: Any, config: dict[str, Any]) -> Any:
     return cls.from_config(config)
 
 
