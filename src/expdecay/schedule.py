@@ -38,18 +38,48 @@ Scalar: TypeAlias = int | float | np.integer[Any] | np.floating[Any]
 
 
 def _plain(x: Any) -> Any:
-    """A config value: Python numbers stay; numpy scalars become the Python
-    number of the same exact value; exact types (Fraction, Decimal, str) become
-    their exact string."""
-    if isinstance(x, (bool, int, float)):
+    """A config value, JSON-ready and exact: Python ints and floats stay; numpy
+    integers become ints and numpy floats of at most 64 bits the Python float
+    of the same value; a 0-d array is read as its element; any other number
+    (``Fraction``, ``Decimal``, ``np.longdouble``) becomes a string that
+    :func:`expdecay.inputs.to_exact` reads back as the same exact value."""
+    if type(x) is int or type(x) is float:
         return x
-    if isinstance(x, np.integer):
+    if isinstance(x, np.ndarray):  # 0-d (to_exact refused the others)
+        return _plain(x[()])
+    if isinstance(x, str):
+        return x
+    if isinstance(x, (int, np.integer)):
         return int(x)
-    if isinstance(x, np.generic):
-        return float(x)  # exact for the four formats
-    if isinstance(x, (Fraction, Decimal)):
-        return str(x)
-    return x
+    if isinstance(x, float) or (isinstance(x, np.generic) and x.dtype.itemsize <= 8):
+        return float(x)  # exact for float16, bfloat16, float32, float64
+    if isinstance(x, Decimal) and x.is_finite():
+        return str(x)  # the decimal as written: exact
+    return _exact_text(to_exact(x, "value"))
+
+
+def _exact_text(q: Fraction | float) -> str:
+    """An exact string for an exact value: a hexadecimal float for a dyadic
+    rational (compact: the numerator's hex digits and a binary exponent),
+    ``"n/d"`` for any other rational, the float's name for the specials
+    (``"-0.0"``, ``"inf"``, ``"nan"``)."""
+    if isinstance(q, float):
+        return repr(q)
+    num, den = q.numerator, q.denominator
+    if den & (den - 1) == 0:
+        sign = "-" if num < 0 else ""
+        return f"{sign}0x{abs(num):x}p-{den.bit_length() - 1}"
+    return f"{num}/{den}"
+
+
+def _value_key(x: Any) -> Any:
+    """What a schedule computes with: the exact value, with the signed zeros,
+    the infinities and NaN told apart (``-0.0`` and ``+0.0`` give different
+    values as a ``decay_rate``)."""
+    q = to_exact(x, "value")
+    if isinstance(q, float):
+        return "nan" if q != q else repr(q)
+    return q
 
 
 def _keras_number(x: Any, fmt: Format, integral_as_int: bool) -> Any:
@@ -206,26 +236,32 @@ class ExponentialDecay:
             return np.float64(out[()])
         return out
 
+    def _key(self) -> tuple[Any, ...]:
+        return (type(self), self.format.name, _value_key(self.initial_learning_rate),
+                _value_key(self.decay_steps), _value_key(self.decay_rate), self.staircase,
+                self.name)
+
     def __eq__(self, other: object) -> bool:
-        """Schedules are equal when their configs and formats are: the same
-        class, the same values of the five config keys (``0.1 == 0.1``, and a
-        numpy scalar equals the Python number of the same value) and the same
-        dtype."""
+        """Schedules are equal when they are of the same class and compute with
+        the same exact inputs in the same format, with the same staircase flag
+        and name: ``0.5``, ``np.float32(0.5)``, ``"0.5"`` and ``Fraction(1, 2)``
+        are the same input, ``0.1`` (a binary float) and ``"0.1"`` (a decimal)
+        are not.  Equal schedules give the same bits at every step."""
         if not isinstance(other, ExponentialDecay):
             return NotImplemented
-        return (type(self) is type(other) and self.format.name == other.format.name
-                and self.get_config() == other.get_config())
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        config = self.get_config()
-        # Config values are numbers, strings, bools or None: equal values hash equally.
-        return hash((type(self).__name__, self.format.name, *(config[k] for k in _CONFIG_KEYS)))
+        # Equal keys are equal exact values (Fractions, ints, bools, strings):
+        # they hash equally, whatever type each input was given as.
+        return hash((type(self).__name__, *self._key()[1:]))
 
     def get_config(self) -> dict[str, Any]:
         """expdecay's own form (spec §11): Keras's keys with every input
-        exactly as given (exact types as their exact string) plus ``dtype``,
-        the format's name.  JSON-ready; :meth:`from_config` rebuilds the same
-        schedule, format included."""
+        exactly as given (Python and numpy numbers of at most 64 bits as JSON
+        numbers, other types as an exact string) plus ``dtype``, the format's
+        name.  JSON-ready; :meth:`from_config` rebuilds a schedule that is
+        ``==`` to this one and gives the same bits at every step."""
         return {
             "initial_learning_rate": _plain(self.initial_learning_rate),
             "decay_steps": _plain(self.decay_steps),
