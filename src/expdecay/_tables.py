@@ -264,7 +264,8 @@ class TooManyEntriesError(Exception):
 
 def _midpoint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``floor((a + b) / 2)`` for int64 ``a < b`` without int64 overflow."""
-    return (a >> 1) + (b >> 1) + ((a & 1) + (b & 1) >> 1)
+    mid: np.ndarray = (a >> 1) + (b >> 1) + ((a & 1) + (b & 1) >> 1)
+    return mid
 
 
 def _change_points(v: Any, lo: int, hi: int, limit: int) -> np.ndarray:

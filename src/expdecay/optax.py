@@ -208,8 +208,7 @@ def exponential_decay(
         return out
 
     def integer_value(c: Any) -> Any:
-        info = jnp.iinfo(c.dtype)
-        if begin > info.max:  # every count of this width is before the decay
+        if begin > np.iinfo(c.dtype).max:  # every count of this width is before the decay
             return jnp.full(c.shape, start_np, dtype=np_dtype)
         d = jnp.where(c <= begin, jnp.zeros((), c.dtype), c - jnp.asarray(begin, c.dtype))
         return _graph.jax_value(table, d, host, host_many=host_many)
