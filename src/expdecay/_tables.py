@@ -42,9 +42,13 @@ where ``v`` has a given bit pattern), which is all the bisections below use.
 
 A bound on the work
 -------------------
-``build_table`` evaluates ``v`` at most ``2 + 2 * 64 + 64 * (max_entries + 1)``
-times (plus at most ``max_entries`` values for the entries themselves), in at
-most ``2 + 2 * 64 + 64 + 1`` vectorised calls, for any schedule it accepts:
+For any schedule it accepts, ``build_table`` makes at most
+``2 + 2 * 64 + 2 * 67 = 264`` vectorised calls of expdecay's evaluator, on at
+most ``2 + 2 * 64 + 2 * (2 + 65 * max_entries)`` steps in all: the two ends,
+two saturation bisections, then at most two searches (the complete table,
+then the open one), each of ``2 + 64`` calls on at most ``max_entries`` steps
+apiece plus one call for its at most ``max_entries`` entries (an open dense
+table is a single call on at most ``max_entries`` steps).  Why:
 
 * each saturation bisection (:func:`_first_equal`, :func:`_last_equal`) halves
   an interval of at most ``2**64`` steps (Python integers, no overflow), so it

@@ -276,8 +276,9 @@ class _ClosedFormLR(LRScheduler):
         key = (fmts, bases, float(self.gamma), self._decay_steps(), self.order)
         got = _VALUES.get(self)
         if got is None or got.key != key:
-            staircase = self._decay_steps() != 1
-            schedules = [ExponentialDecay(b, self._decay_steps(), float(self.gamma), staircase,
+            # staircase: the exponent is an integer, floor(k / D); for D = 1 it
+            # is k either way, and the staircase path of the evaluator is faster
+            schedules = [ExponentialDecay(b, self._decay_steps(), float(self.gamma), True,
                                           dtype=f) for b, f in zip(bases, fmts, strict=True)]
             got = _VALUES[self] = _Values(key, schedules, self.order)
         return got
