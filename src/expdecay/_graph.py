@@ -106,8 +106,9 @@ def jax_value(table: Table, step: Any, host: Host,
             if host_many is not None:
                 got[need] = host_many(x[need].astype(np.int64))
             else:
-                for i in zip(*np.nonzero(need), strict=True):
-                    got[i] = host(int(x[i]))
+                for i in np.ndindex(x.shape):
+                    if need[i]:
+                        got[i] = host(int(x[i]))
         return got
 
     shape = jax.ShapeDtypeStruct(s.shape, dtype)  # type: ignore[no-untyped-call]

@@ -193,7 +193,9 @@ def exponential_decay(
         """The value at each float count where ``need`` (real steps, on the host)."""
         counts, need = np.asarray(counts), np.asarray(need)
         out = np.zeros(counts.shape, np_dtype)
-        for idx in zip(*np.nonzero(need), strict=True):
+        for idx in np.ndindex(counts.shape):
+            if not need[idx]:
+                continue
             c = float(counts[idx])
             if math.isnan(c) or c == math.inf:
                 d: Any = c
