@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="the torch drop-ins need PyTorch")
-import torch.optim.lr_scheduler as L  # noqa: E402
+import torch.optim.lr_scheduler as tl  # noqa: E402
 
 import expdecay.torch as et  # noqa: E402
 from arb_oracle import round_fraction  # noqa: E402
@@ -91,7 +91,7 @@ def test_alone_it_is_closer_than_torch_running_product() -> None:
     """torch multiplies the rounded running value; the closed form does not
     accumulate: after 500 steps torch's value is off, expdecay's is exact."""
     mine, theirs = optimizer(), optimizer()
-    a, b = et.ExponentialLR(mine, gamma=0.99), L.ExponentialLR(theirs, gamma=0.99)
+    a, b = et.ExponentialLR(mine, gamma=0.99), tl.ExponentialLR(theirs, gamma=0.99)
     run(mine, [a], 500)
     run(theirs, [b], 500)
     exact = closed(0.05, 0.99, 500, "float64")
@@ -138,7 +138,7 @@ def compare(build: Any, n: int = 20) -> list[list[float]]:
     """Run ``build(opt, module)`` with torch's classes and with expdecay's;
     the learning rates agree within RTOL at every step."""
     results = []
-    for module in (L, et):
+    for module in (tl, et):
         opt = optimizer()
         scheds = build(opt, module)
         results.append(run(opt, scheds, n))
@@ -149,11 +149,11 @@ def compare(build: Any, n: int = 20) -> list[list[float]]:
 
 
 def test_compound_step_and_multistep() -> None:
-    compare(lambda o, m: [m.StepLR(o, 3, 0.1), L.MultiStepLR(o, [2, 5, 9], 0.1)])
+    compare(lambda o, m: [m.StepLR(o, 3, 0.1), tl.MultiStepLR(o, [2, 5, 9], 0.1)])
 
 
 def test_compound_exponential_and_constant() -> None:
-    compare(lambda o, m: [m.ExponentialLR(o, 0.9), L.ConstantLR(o, factor=0.2, total_iters=4)])
+    compare(lambda o, m: [m.ExponentialLR(o, 0.9), tl.ConstantLR(o, factor=0.2, total_iters=4)])
 
 
 def test_compound_step_and_exponential_both_expdecay() -> None:
@@ -161,15 +161,15 @@ def test_compound_step_and_exponential_both_expdecay() -> None:
 
 
 def test_chained_scheduler() -> None:
-    compare(lambda o, m: [L.ChainedScheduler([m.ExponentialLR(o, 0.9),
-                                              L.ConstantLR(o, factor=0.2, total_iters=4),
+    compare(lambda o, m: [tl.ChainedScheduler([m.ExponentialLR(o, 0.9),
+                                              tl.ConstantLR(o, factor=0.2, total_iters=4),
                                               m.StepLR(o, 3, 0.1)])])
 
 
 def test_built_after_constant_lr() -> None:
     """Built after ConstantLR(factor=0.1), the decay is of initial_lr (the
     group's lr at that moment is a tenth of it)."""
-    got = compare(lambda o, m: [L.ConstantLR(o, factor=0.1, total_iters=3),
+    got = compare(lambda o, m: [tl.ConstantLR(o, factor=0.1, total_iters=3),
                                 m.ExponentialLR(o, 0.9)])
     assert math.isclose(got[5][0], 0.05 * 0.9**5, rel_tol=RTOL[0])
 
@@ -177,7 +177,7 @@ def test_built_after_constant_lr() -> None:
 def test_sequential_lr_starts_from_initial_lr() -> None:
     """After the milestone the schedule is alone again: the closed form from
     initial_lr, bit for bit."""
-    got = compare(lambda o, m: [L.SequentialLR(o, [L.ConstantLR(o, factor=0.1, total_iters=3),
+    got = compare(lambda o, m: [tl.SequentialLR(o, [tl.ConstantLR(o, factor=0.1, total_iters=3),
                                                    m.ExponentialLR(o, 0.9)], milestones=[3])])
     for k in range(3, 20):
         assert got[k][0] == closed(0.05, 0.9, k - 3, "float64"), k
@@ -185,7 +185,7 @@ def test_sequential_lr_starts_from_initial_lr() -> None:
 
 
 def test_sequential_lr_of_two_expdecay_schedulers() -> None:
-    compare(lambda o, m: [L.SequentialLR(o, [m.ExponentialLR(o, 0.8), m.StepLR(o, 4, 0.1)],
+    compare(lambda o, m: [tl.SequentialLR(o, [m.ExponentialLR(o, 0.8), m.StepLR(o, 4, 0.1)],
                                          milestones=[3])])
 
 
@@ -207,8 +207,8 @@ def test_a_changed_lr_is_multiplied_as_torch_does() -> None:
 def test_attributes_and_state_dict_keys_are_torchs() -> None:
     for name, args in (("ExponentialLR", (0.9,)), ("StepLR", (3, 0.1))):
         mine = getattr(et, name)(optimizer(), *args)
-        theirs = getattr(L, name)(optimizer(), *args)
-        assert isinstance(mine, L.LRScheduler)
+        theirs = getattr(tl, name)(optimizer(), *args)
+        assert isinstance(mine, tl.LRScheduler)
         assert set(theirs.state_dict()) <= set(mine.state_dict())
         assert set(mine.state_dict()) - set(theirs.state_dict()) == {"dtype", "order"}
         for key in theirs.state_dict():
