@@ -271,11 +271,15 @@ class _ClosedFormLR(LRScheduler):
 
     # ---------------------------------------------------------------------------------
     def _values(self) -> _Values:
-        fmts = tuple(_group_format(b, self.dtype, i) for i, b in enumerate(self.base_lrs))
-        bases = tuple(_lr_value(b) for b in self.base_lrs)
-        key = (fmts, bases, float(self.gamma), self._decay_steps(), self.order)
+        # cheap to compare at every step: a base tensor is known by its
+        # identity and its version counter (bumped by any in-place change)
+        key = (self.dtype, self.order, self.gamma, self._decay_steps(),
+               tuple((id(b), b._version) if isinstance(b, torch.Tensor) else b
+                     for b in self.base_lrs))
         got = _VALUES.get(self)
         if got is None or got.key != key:
+            fmts = tuple(_group_format(b, self.dtype, i) for i, b in enumerate(self.base_lrs))
+            bases = tuple(_lr_value(b) for b in self.base_lrs)
             # staircase: the exponent is an integer, floor(k / D); for D = 1 it
             # is k either way, and the staircase path of the evaluator is faster
             schedules = [ExponentialDecay(b, self._decay_steps(), float(self.gamma), True,
@@ -287,6 +291,11 @@ class _ClosedFormLR(LRScheduler):
         """Each group's closed-form learning rate at ``step`` (exact Python floats
         of the group's format)."""
         return self._values().at(int(step))
+
+    def _closed_pair(self, step: int) -> tuple[list[float], list[float]]:
+        """:meth:`closed_form` at ``step - 1`` and ``step``."""
+        values = self._values()
+        return values.at(step - 1), values.at(step)
 
     @staticmethod
     def _like(lr: Any, value: float) -> Any:
@@ -306,7 +315,7 @@ class _ClosedFormLR(LRScheduler):
                     for lr, v, b in zip(lrs, start, self.base_lrs, strict=True)]
         if (self._is_initial and self._keeps_initial) or not self._decays_at(k):
             return [_clone(lr) for lr in lrs]
-        before, now = self.closed_form(k - 1), self.closed_form(k)
+        before, now = self._closed_pair(k)
         return [self._like(lr, v) if _lr_value(lr) == b else lr * self.gamma
                 for lr, b, v in zip(lrs, before, now, strict=True)]
 
