@@ -217,3 +217,14 @@ def test_work_is_within_the_documented_bound(monkeypatch: pytest.MonkeyPatch, ar
     # the bound written in expdecay._tables' docstring
     assert counter.calls <= 264
     assert counter.steps <= 2 + 2 * 64 + 2 * (2 + 65 * cap)
+
+
+def test_keras_schedule_with_zero_initial_rate_is_built() -> None:
+    """``expdecay.keras.ExponentialDecay(0.0, 1000, 0.5, staircase=True)`` never
+    returned (its table's change-point search did not end)."""
+    pytest.importorskip("keras", reason="the Keras drop-in needs Keras 3")
+    import expdecay.keras
+
+    with time_limit():
+        lr = expdecay.keras.ExponentialDecay(0.0, 1000, 0.5, staircase=True)
+    assert float(lr(0)) == 0.0 and float(lr(10**6)) == 0.0
