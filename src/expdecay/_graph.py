@@ -57,8 +57,13 @@ def _bits_dtype(itemsize: int) -> Any:
 # ---------------------------------------------------------------------------
 
 
-def jax_value(table: Table, step: Any, host: Host) -> Any:
-    """The value at ``step`` (an integer jax array or tracer, or a Python int)."""
+def jax_value(table: Table, step: Any, host: Host,
+              host_many: Callable[[np.ndarray], np.ndarray] | None = None) -> Any:
+    """The value at ``step``: an integer jax array (any shape) or tracer, or a
+    Python int; elementwise, and usable under ``jax.jit`` and ``jax.vmap``.
+
+    Open steps are evaluated on the host by ``host_many`` (int64 steps -> values
+    of the format) when given, else one by one by ``host``."""
     import jax
     import jax.numpy as jnp
 
@@ -94,12 +99,27 @@ def jax_value(table: Table, step: Any, host: Host) -> Any:
     covered = _covered(view, s, lambda a, b: a >= b, lambda a, b: a < b, jnp.logical_and)
     dtype = table.fmt.dtype
 
-    def on_host(x: Any) -> np.ndarray:
-        return np.asarray(host(int(x)), dtype=dtype)
+    def on_host(x: Any, need: Any) -> np.ndarray:
+        x, need = np.asarray(x), np.asarray(need)
+        got = np.zeros(x.shape, dtype)
+        if need.any():
+            if host_many is not None:
+                got[need] = host_many(x[need].astype(np.int64))
+            else:
+                for i in np.ndindex(x.shape):
+                    if need[i]:
+                        got[i] = host(int(x[i]))
+        return got
 
-    shape = jax.ShapeDtypeStruct((), dtype)  # type: ignore[no-untyped-call]
-    return jax.lax.cond(covered, lambda: out,
-                        lambda: jax.pure_callback(on_host, shape, s))
+    shape = jax.ShapeDtypeStruct(s.shape, dtype)  # type: ignore[no-untyped-call]
+    # Only a call with open steps pays for the host (under vmap the condition
+    # is batched and both branches run; the host then evaluates the open
+    # elements only).
+    fetched = jax.lax.cond(
+        jnp.any(~covered),
+        lambda: jax.pure_callback(on_host, shape, s, ~covered, vmap_method="broadcast_all"),
+        lambda: jnp.zeros(s.shape, dtype))
+    return jnp.where(covered, out, fetched)
 
 
 # ---------------------------------------------------------------------------

@@ -31,6 +31,42 @@ bits at two steps is constant between them.  Hence:
 * a continuous schedule changes value at nearly every step, so its table is
   *dense* (one value per step, indexed by ``s - start``) and needs a bound.
 
+What the search relies on is weaker than monotonicity, and it also holds when
+the keras order's ``rnd(I)`` is zero (``I == 0``, or ``I`` below half the
+smallest subnormal, e.g. ``5e-324`` in float32): then ``v(s)`` is ``rnd(I) * w``
+with ``w = rnd(r ** p)`` monotone in ``s``, which is a zero of ``I``'s sign where
+``w`` is finite and NaN where ``w`` is ``inf`` (IEEE ``0 * inf``), and the steps
+where ``w`` is ``inf`` form an interval at one end.  In every accepted case,
+therefore, *each value's set of steps is an interval* (an interval of steps
+where ``v`` has a given bit pattern), which is all the bisections below use.
+
+A bound on the work
+-------------------
+For any schedule it accepts, ``build_table`` makes at most
+``2 + 2 * 64 + 2 * 67 = 264`` vectorised calls of expdecay's evaluator, on at
+most ``2 + 2 * 64 + 2 * (2 + 65 * max_entries)`` steps in all: the two ends,
+two saturation bisections, then at most two searches (the complete table,
+then the open one), each of ``2 + 64`` calls on at most ``max_entries`` steps
+apiece plus one call for its at most ``max_entries`` entries (an open dense
+table is a single call on at most ``max_entries`` steps).  Why:
+
+* each saturation bisection (:func:`_first_equal`, :func:`_last_equal`) halves
+  an interval of at most ``2**64`` steps (Python integers, no overflow), so it
+  ends after at most 64 evaluations;
+* :func:`_change_points` keeps a list of disjoint intervals ``[a, b]`` with
+  ``a < b`` and ``v(a) != v(b)``.  Each holds at least one change point, so
+  the list is never longer than the number of change points, and the search
+  stops (``TooManyEntriesError``) as soon as that count could exceed its
+  limit.  A round splits every interval at the midpoint ``m``
+  (``a < m < b`` whenever ``b - a >= 2``, computed without forming ``a + b``
+  or ``b - a`` in int64, which can overflow) and keeps the halves whose ends
+  differ; an interval of length ``L >= 2`` leaves halves of length at most
+  ``ceil(L / 2)``, so after at most 64 rounds every interval has length 1 and
+  its right end is a change point.  An empty range (``lo >= hi``) has none;
+* a table whose two saturated tails meet (no step between them, as for
+  ``I == 0`` in the keras order: NaN below a step, zero from it on) has one
+  entry.
+
 A table covers ``[start, stop)`` exactly; below and above, either a proven
 constant (``low`` / ``high``) or nothing, and then the adapter evaluates on the
 host where the framework allows it, or refuses (see :mod:`expdecay.keras`).
@@ -111,9 +147,13 @@ def check_table_arguments(schedule: Any, order: str, first_step: Any, horizon: A
                          f"{schedule.decay_rate!r}")
     if order == "keras":
         D = check_decay_steps(schedule.decay_steps)
-        if not math.isfinite(round_rational(D, fmt)):
+        Df = round_rational(D, fmt)
+        if not math.isfinite(Df):
             raise ValueError(f"decay_steps={schedule.decay_steps!r} rounds to inf in {fmt.name}: "
                              "the keras order's exponent is then NaN from some step on")
+        if Df == 0:
+            raise ValueError(f"decay_steps={schedule.decay_steps!r} rounds to 0 in {fmt.name}: "
+                             "the keras order's exponent is then NaN at step 0")
     return (int(first_step), None if horizon is None else int(horizon), int(max_entries))
 
 
@@ -226,12 +266,22 @@ class TooManyEntriesError(Exception):
     pass
 
 
-def _change_points(v: Any, lo: int, hi: int, limit: int) -> np.ndarray:
-    """Every ``s`` in ``(lo, hi]`` with ``v(s) != v(s - 1)``, sorted, for a
-    monotone ``v``; raises :class:`TooManyEntriesError` past ``limit``.
+def _midpoint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``floor((a + b) / 2)`` for int64 ``a < b`` without int64 overflow."""
+    mid: np.ndarray = (a >> 1) + (b >> 1) + ((a & 1) + (b & 1) >> 1)
+    return mid
 
-    Intervals whose ends agree are constant (monotone) and dropped; the others
-    are halved until they are one step long."""
+
+def _change_points(v: Any, lo: int, hi: int, limit: int) -> np.ndarray:
+    """Every ``s`` in ``(lo, hi]`` with ``v(s) != v(s - 1)``, sorted, when each
+    value of ``v`` takes an interval of steps; raises
+    :class:`TooManyEntriesError` past ``limit``.
+
+    Intervals whose ends agree are constant and dropped; the others are halved
+    until they are one step long: at most 64 rounds of at most ``limit + 1``
+    evaluations each (see the module's docstring)."""
+    if lo >= hi:
+        return np.zeros(0, np.int64)
     a = np.array([lo], np.int64)
     b = np.array([hi], np.int64)
     va, vb = v(a), v(b)
@@ -239,8 +289,8 @@ def _change_points(v: Any, lo: int, hi: int, limit: int) -> np.ndarray:
     a, b, va, vb = a[keep], b[keep], va[keep], vb[keep]
     found: list[np.ndarray] = []
     count = 0
-    while a.size:
-        unit = b - a == 1
+    for _ in range(65):  # 64 halvings make every interval of int64 steps a unit
+        unit = a == b - 1
         if unit.any():
             found.append(b[unit])
             count += int(unit.sum())
@@ -249,12 +299,14 @@ def _change_points(v: Any, lo: int, hi: int, limit: int) -> np.ndarray:
             raise TooManyEntriesError
         if not a.size:
             break
-        m = a + (b - a) // 2
+        m = _midpoint(a, b)
         vm = v(m)
         left, right = va != vm, vm != vb
         a, b, va, vb = (np.concatenate([a[left], m[right]]), np.concatenate([m[left], b[right]]),
                         np.concatenate([va[left], vm[right]]),
                         np.concatenate([vm[left], vb[right]]))
+    else:  # pragma: no cover - excluded by the argument above
+        raise AssertionError("the change-point search did not end within 64 halvings")
     return np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
 
 
@@ -287,6 +339,8 @@ def build_table(schedule: Any, order: str = "keras", *, first_step: int = 0,
         return Table(fmt, 0, 1, True, None, high_val.copy(), low_val, high_val)
     # Try the complete table: entries for the steps in (lo_sat, hi_sat).
     start, stop = lo_sat + 1, hi_sat
+    if start == stop:  # the tails meet: one entry, the top's value at hi_sat
+        return Table(fmt, stop, stop + 1, True, None, high_val.copy(), low_val, high_val)
     if not schedule.staircase:
         if stop - start <= cap:
             steps = np.arange(start, stop, dtype=np.int64)
