@@ -227,4 +227,10 @@ def test_keras_schedule_with_zero_initial_rate_is_built() -> None:
 
     with time_limit():
         lr = expdecay.keras.ExponentialDecay(0.0, 1000, 0.5, staircase=True)
-    assert float(lr(0)) == 0.0 and float(lr(10**6)) == 0.0
+    # Keras's backend in this process may be one the drop-in does not run on
+    # (other test modules choose "numpy"); tests/test_dropin_keras.py calls
+    # the same schedule under jax.  Here: the table it built, and the host route.
+    view = lr.table.view(64)
+    assert view.values.dtype == np.float32 and not np.any(view.values.view(np.uint32))
+    assert view.complete  # +0.0 below and above: nothing is left to the host
+    assert lr.host(10**6).view(np.uint32) == 0
