@@ -350,6 +350,30 @@ def test_assert_conforms_refuses_complex_outputs() -> None:
         assert_conforms(zero_imaginary, dtypes="float32", vectors=VECTORS / "examples.json")
 
 
+def test_named_implementation_with_complex_outputs_does_not_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same rule for an implementation named ``python:module:function``
+    and run in a worker: its adapter dropped the imaginary part (with a numpy
+    warning) and passed the real part."""
+    (tmp_path / "complexport.py").write_text(textwrap.dedent('''
+        import expdecay_mutants
+
+        def f(I, D, r, steps, staircase=False, dtype="float32"):
+            return expdecay_mutants.baseline(I, D, r, steps, staircase=staircase,
+                                             dtype=dtype) + 5j
+
+        def g(I, D, r, steps, staircase=False, dtype="float32"):
+            return expdecay_mutants.baseline(I, D, r, steps, staircase=staircase, dtype=dtype)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    docs = _docs("examples.json")
+    [real] = check_implementation("python:complexport:g", {}, docs, ("keras",), rerun=False)
+    [cplx] = check_implementation("python:complexport:f", {}, docs, ("keras",), rerun=False)
+    assert real.passed >= 30 and real.not_run == 0
+    # Not one passes, NaN expectations included (a complex output is no answer).
+    assert cplx.passed == 0 and cplx.not_run == real.passed
+
+
 def test_assert_conforms_refuses_outputs_that_are_not_exactly_floats() -> None:
     """A ``Fraction`` 2**-80 above the right value, and a string of the
     right value, were rounded or parsed into a pass."""

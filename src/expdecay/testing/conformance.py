@@ -43,22 +43,11 @@ import math
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..conformance.adapters import Adapter, get_adapter
-from ..conformance.adapters.base import (
-    AdapterError,
-    NotApplicableError,
-    Outcome,
-    Params,
-    describe_exception,
-    step_value,
-)
+from ..conformance.adapters.base import exact_outputs
 from ..conformance.adapters.pycallable import PythonAdapter
 from ..conformance.runner import (
     PROFILES,
@@ -69,7 +58,6 @@ from ..conformance.runner import (
     vector_paths,
 )
 from ..conformance.vectors import iter_tests, load_vector_file
-from ..floats import get_format
 
 __all__ = [
     "DTYPES",
@@ -260,111 +248,6 @@ class _CallableAdapter(PythonAdapter):
         self.name = f"python:{module}:{qualname}" if module else f"python:{qualname}"
         top = sys.modules.get(module.partition(".")[0]) if module else None
         self.version = str(getattr(top, "__version__", "unversioned"))
-
-    def evaluate_outcome(self, params: Params, steps: Any) -> Outcome:
-        """The outputs, each taken only if it is exactly a real number that
-        a float64 holds (:func:`exact_outputs`); any other output (a complex
-        number, a string, an integer float64 cannot hold, ...) is charged
-        to its step as not run, never passed.  An exception on the whole
-        call is retried step by step, so that it is charged to the guilty
-        steps."""
-        values = [step_value(s) for s in np.asarray(steps, dtype=object).ravel()]
-        result = Outcome(np.full(len(values), np.nan))
-        why = self.applicable(params)
-        if why is not None:
-            result.not_applicable = dict.fromkeys(range(len(values)), why)
-            return result
-        todo = []
-        for i, s in enumerate(values):
-            reason = self.step_applicable(params, s)
-            if reason is None:
-                todo.append(i)
-            else:
-                result.not_applicable[i] = reason
-        if not todo:
-            return result
-        try:
-            _store_exact(result, todo, self._evaluate(params, [values[i] for i in todo]))
-            return result
-        except NotApplicableError as e:
-            result.not_applicable.update(dict.fromkeys(todo, str(e)))
-            return result
-        except Exception:  # noqa: BLE001 - retried step by step below
-            pass
-        for i in todo:
-            try:
-                _store_exact(result, [i], self._evaluate(params, [values[i]]))
-            except NotApplicableError as e:
-                result.not_applicable[i] = str(e)
-            except Exception as e:  # noqa: BLE001 - the implementation's failure
-                result.errors[i] = describe_exception(e)
-        return result
-
-
-def exact_outputs(out: Any, n: int) -> tuple[np.ndarray, dict[int, str]]:
-    """``n`` outputs as float64 values, and ``index -> why`` for those that
-    are not exactly a real number a float64 holds: a complex number (even
-    with a zero imaginary part), a string, a bool, an integer beyond
-    float64's precision, a ``Fraction`` or ``Decimal`` that is not a
-    float64.  ``AdapterError`` when there are not ``n`` outputs."""
-    # A list keeps its elements (numpy would turn a list holding a string
-    # into strings, or a list of big integers into float64 values).
-    arr = out if isinstance(out, np.ndarray) else np.asarray(out, dtype=object)
-    flat = arr.ravel()
-    if flat.size == 1 and n > 1:
-        flat = np.repeat(flat, n)
-    if flat.size != n:
-        raise AdapterError(f"expected {n} outputs, got {flat.size}")
-    values = np.full(n, np.nan)
-    bad: dict[int, str] = {}
-    if (flat.dtype.kind == "f" and flat.dtype.itemsize <= 8) or \
-            flat.dtype == get_format("bfloat16").dtype:
-        return np.asarray(flat, dtype=np.float64), bad  # every value of these is a float64
-    for i, v in enumerate(flat.tolist() if flat.dtype.kind != "O" else list(flat)):
-        got = _exact_float(v)
-        if got is None:
-            bad[i] = (f"the output {_short(v)} is not a real number that a float64 holds "
-                      "exactly")
-        else:
-            values[i] = got
-    return values, bad
-
-
-def _exact_float(v: Any) -> float | None:
-    """``v`` as a float64 when it is exactly one (else None)."""
-    if isinstance(v, (bool, np.bool_, complex, np.complexfloating, str, bytes)):
-        return None
-    if isinstance(v, (float, np.floating)):
-        f = float(v)
-        if not math.isfinite(f) or isinstance(v, (float, np.float16, np.float32, np.float64)):
-            return f  # a float64 holds every value of these
-        return _exact_ratio(Fraction(*v.as_integer_ratio()))  # long double
-    if isinstance(v, (int, np.integer)):
-        return _exact_ratio(Fraction(int(v)))
-    if isinstance(v, Fraction) or (isinstance(v, Decimal) and v.is_finite()):
-        return _exact_ratio(Fraction(v))
-    return None
-
-
-def _exact_ratio(q: Fraction) -> float | None:
-    if abs(q) >= 2**1024:
-        return None
-    f = float(q)
-    return f if Fraction(f) == q else None
-
-
-def _short(v: Any) -> str:
-    text = repr(v)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _store_exact(result: Outcome, idx: list[int], out: Any) -> None:
-    values, bad = exact_outputs(out, len(idx))
-    for k, i in enumerate(idx):
-        if k in bad:
-            result.crashed[i] = bad[k]
-        else:
-            result.values[i] = values[k]
 
 
 def open_implementation(impl: Callable[..., Any] | str, profile: str, *,

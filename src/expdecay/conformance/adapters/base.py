@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -236,7 +237,11 @@ class Adapter:
 
     def evaluate_outcome(self, params: Params, steps: Any) -> Outcome:
         """Evaluate, isolating failures: an exception on the vectorised call
-        is retried step by step, so that it is charged to the guilty steps."""
+        is retried step by step, so that it is charged to the guilty steps.
+        Each output is taken only if it is exactly a real number that a
+        float64 holds (:func:`exact_outputs`); any other output (a complex
+        number, a string, an integer a float64 cannot hold, ...) is charged
+        to its step as not run, never passed."""
         values = [step_value(s) for s in np.asarray(steps, dtype=object).ravel()]
         result = Outcome(np.full(len(values), np.nan))
         why = self.applicable(params)
@@ -253,8 +258,7 @@ class Adapter:
         if not todo:
             return result
         try:
-            got = as_float64(self._evaluate(params, [values[i] for i in todo]), len(todo))
-            result.values[todo] = got
+            store_exact(result, todo, self._evaluate(params, [values[i] for i in todo]))
             return result
         except NotApplicableError as e:
             result.not_applicable.update(dict.fromkeys(todo, str(e)))
@@ -263,7 +267,7 @@ class Adapter:
             pass
         for i in todo:
             try:
-                result.values[i] = as_float64(self._evaluate(params, [values[i]]), 1)[0]
+                store_exact(result, [i], self._evaluate(params, [values[i]]))
             except NotApplicableError as e:
                 result.not_applicable[i] = str(e)
             except Exception as e:  # noqa: BLE001 - the implementation's failure
@@ -277,21 +281,72 @@ def describe_exception(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}"[:300]
 
 
-def as_float64(values: Any, n: int) -> np.ndarray:
-    """Outputs of an implementation as a float64 array of length ``n``.
+def exact_outputs(out: Any, n: int) -> tuple[np.ndarray, dict[int, str]]:
+    """``n`` outputs as float64 values, and ``index -> why`` for those that
+    are not exactly a real number a float64 holds: a complex number (even
+    with a zero imaginary part), a string, a bool, an integer beyond
+    float64's precision, a ``Fraction`` or ``Decimal`` that is not a
+    float64.  ``AdapterError`` when there are not ``n`` outputs."""
+    # A list keeps its elements (numpy would turn a list holding a string
+    # into strings, or a list of big integers into float64 values).
+    arr = out if isinstance(out, np.ndarray) else np.asarray(out, dtype=object)
+    flat = arr.ravel()
+    if flat.size == 1 and n > 1:
+        flat = np.repeat(flat, n)
+    if flat.size != n:
+        raise AdapterError(f"expected {n} outputs, got {flat.size}")
+    values = np.full(n, np.nan)
+    bad: dict[int, str] = {}
+    if (flat.dtype.kind == "f" and flat.dtype.itemsize <= 8) or \
+            flat.dtype == get_format("bfloat16").dtype:
+        return np.asarray(flat, dtype=np.float64), bad  # every value of these is a float64
+    for i, v in enumerate(flat.tolist() if flat.dtype.kind != "O" else list(flat)):
+        got = _exact_float(v)
+        if got is None:
+            bad[i] = (f"the output {_short(v)} is not a real number that a float64 holds "
+                      "exactly")
+        else:
+            values[i] = got
+    return values, bad
 
-    Every value of the four formats is exactly a float64, so the conversion
-    is exact; an integer output (integer arithmetic) is kept as its value.
-    """
-    arr = np.asarray(values)
-    if arr.dtype.kind not in "fiub" and arr.dtype != get_format("bfloat16").dtype:
-        arr = np.asarray([float(v) for v in arr.ravel()])
-    out = np.asarray(arr, dtype=np.float64).ravel()
-    if out.size == 1 and n > 1:
-        out = np.full(n, out[0])
-    if out.size != n:
-        raise AdapterError(f"expected {n} outputs, got {out.size}")
-    return out
+
+def _exact_float(v: Any) -> float | None:
+    """``v`` as a float64 when it is exactly one (else None)."""
+    if isinstance(v, (bool, np.bool_, complex, np.complexfloating, str, bytes)):
+        return None
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if not math.isfinite(f) or isinstance(v, (float, np.float16, np.float32, np.float64)):
+            return f  # a float64 holds every value of these
+        return _exact_ratio(Fraction(*v.as_integer_ratio()))  # long double
+    if isinstance(v, (int, np.integer)):
+        return _exact_ratio(Fraction(int(v)))
+    if isinstance(v, Fraction) or (isinstance(v, Decimal) and v.is_finite()):
+        return _exact_ratio(Fraction(v))
+    return None
+
+
+def _exact_ratio(q: Fraction) -> float | None:
+    if abs(q) >= 2**1024:
+        return None
+    f = float(q)
+    return f if Fraction(f) == q else None
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def store_exact(result: Outcome, idx: list[int], out: Any) -> None:
+    """Store the outputs ``out`` of the steps ``idx`` in ``result``: each exact
+    value, or the step as not run with the reason (:func:`exact_outputs`)."""
+    values, bad = exact_outputs(out, len(idx))
+    for k, i in enumerate(idx):
+        if k in bad:
+            result.crashed[i] = bad[k]
+        else:
+            result.values[i] = values[k]
 
 
 def exact_input(x: int | float | str, name: str) -> Fraction | float:

@@ -321,6 +321,8 @@ def answer(adapter: Adapter, request: Any) -> dict[str, Any]:
             results.append({"na": str(out.not_applicable[i])[:300]})
         elif i in out.errors:
             results.append({"error": str(out.errors[i])[:300]})
+        elif i in out.crashed:  # no usable answer (an output that is not a number)
+            results.append({"crashed": str(out.crashed[i])[:300]})
         else:
             results.append(encode_value(float(v)))
     return {"id": rid, "results": results}
@@ -1233,6 +1235,8 @@ def _store(got: dict[str, Any], idx: list[int], result: Outcome) -> None:
             result.not_applicable[i] = _text(item["na"])
         elif isinstance(item, dict) and "error" in item:
             result.errors[i] = _text(item["error"])
+        elif isinstance(item, dict) and "crashed" in item:
+            result.crashed[i] = _text(item["crashed"])
         else:
             try:
                 result.values[i] = decode_value(item)
