@@ -19,8 +19,10 @@ runner.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -39,8 +41,8 @@ from ..inputs import to_exact
 from ..oracle import ExactOps, RoundedOps, round_node
 from .vectors import decode_number, decode_result
 
-__all__ = ["CAUSES", "FACTS", "Diagnosis", "ulps_between", "same_bits", "diagnose",
-           "classify", "fact"]
+__all__ = ["CAUSES", "FACTS", "FINER", "Diagnosis", "ulps_between", "same_bits", "diagnose",
+           "diagnose_outputs", "classify", "fact"]
 
 #: The vocabulary of cause ids (spec/conformance.md §7): id -> English text.
 CAUSES: dict[str, str] = {
@@ -216,15 +218,19 @@ def same_bits(a: float, b: float, fmt: Format) -> bool:
 class Diagnosis:
     """The verdict on a failure's cause.
 
-    ``status`` is ``proven`` (``ids`` is the one simplest explanation, or a
-    fact), ``ambiguous`` (``alternatives`` lists the explanations that
-    reproduce the output equally simply) or ``unexplained``.
+    ``status`` is ``proven`` (``ids`` is the one simplest explanation of
+    every output of the schedule, or a fact), ``ambiguous``
+    (``alternatives`` lists the explanations that reproduce them equally
+    simply) or ``unexplained`` (``details`` shows the pattern;
+    ``consistent`` lists the explanations of this output alone, which the
+    schedule's other outputs refute: never proven).
     """
 
     status: str
     ids: list[str] = field(default_factory=list)
     alternatives: list[list[str]] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
+    consistent: list[list[str]] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -244,7 +250,7 @@ class Diagnosis:
             out = ["ambiguous: " + " or ".join(
                 "(" + "; ".join(_english(i) for i in a) + ")" for a in self.alternatives)]
         else:
-            out = ["unexplained: no known mistake reproduces the output"]
+            out = ["unexplained: no known mistake reproduces every output of the schedule"]
         return out + self.details
 
     def to_json(self) -> dict[str, Any]:
@@ -252,6 +258,8 @@ class Diagnosis:
                                "causes": self.text}
         if self.alternatives:
             out["alternatives"] = [list(a) for a in self.alternatives]
+        if self.consistent:
+            out["consistentWith"] = [list(a) for a in self.consistent]
         return out
 
 
@@ -454,8 +462,11 @@ class _Candidate:
     inputs: _Inputs | None = None  # recomputed in both orders
     work: Format | None = None
     orders: tuple[str, ...] = ("keras", "exact")
-    direct: list[float] = field(default_factory=list)  # values computed by hand
+    direct: Callable[[], list[float]] | None = None  # values computed by hand, on demand
     also: tuple[str, ...] = ()  # further causes the same recomputation makes
+    #: What makes this mistake the same one at another step (``detail``
+    #: unless the detail depends on the step).
+    variant: str | None = None
 
 
 def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Iterator[_Candidate]:
@@ -513,7 +524,8 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
     if isinstance(D, int) and not -2**31 <= D < 2**31 and _wrap32(D) > 0:
         yield _Candidate("decay-steps-truncated", "wrapped to int32", with_(D=_wrap32(D)))
     if isinstance(s, int) and not -2**31 <= s < 2**31:
-        yield _Candidate("step-wrapped-int32", f"step {_wrap32(s)}", with_(s=_wrap32(s)))
+        yield _Candidate("step-wrapped-int32", f"step {_wrap32(s)}", with_(s=_wrap32(s)),
+                         variant="")
     if (isinstance(s, int) and s < 0) or (isinstance(s, float) and s < 0):
         yield _Candidate("negative-step-clamped", "", with_(s=0))
     if r == 0:
@@ -544,8 +556,8 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
         if isinstance(n, Fraction) and st:
             n = Fraction(math.floor(n))
         if isinstance(n, Fraction) and n.denominator == 1 and 0 <= n <= CHAIN_MAX:
-            yield _Candidate("chained-product", f"{int(n)} products",
-                             direct=_chained(I, r, int(n), fmt))
+            yield _Candidate("chained-product", f"{int(n)} products", variant="",
+                             direct=functools.partial(_chained, I, r, int(n), fmt))
     # integer arithmetic: an integer initial rate keeps the computation integral.
     if isinstance(I, int):
         p = _exponent(x, fmt, "exact")
@@ -554,8 +566,8 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
                 p = Fraction(math.floor(p))
             try:
                 v = float(I * math.trunc(r) ** float(p))
-                yield _Candidate("integer-arithmetic", "", direct=[_to(float(math.trunc(v)),
-                                                                       fmt)])
+                yield _Candidate("integer-arithmetic", "",
+                                 direct=_const([_to(float(math.trunc(v)), fmt)]))
             except (ArithmeticError, ValueError, OverflowError):
                 pass
     # pow(NaN, 0) / pow(1, NaN) = NaN
@@ -565,11 +577,15 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
         pk = Fraction(math.floor(pk))
     p_nan = isinstance(pk, float) and math.isnan(pk)
     if (math.isnan(rc) and pk == 0) or (rc == 1 and p_nan):
-        yield _Candidate("pow-nan-propagates", "", direct=[math.nan])
+        yield _Candidate("pow-nan-propagates", "", direct=_const([math.nan]))
     # a subnormal result flushed to zero
     for v in base_values.values():
         if v != 0 and math.isfinite(v) and abs(v) < fmt.min_normal:
-            yield _Candidate("subnormal-flushed", "", direct=[math.copysign(0.0, v)])
+            yield _Candidate("subnormal-flushed", "", direct=_const([math.copysign(0.0, v)]))
+
+
+def _const(values: list[float]) -> Callable[[], list[float]]:
+    return lambda: values
 
 
 def _exact_floor(s: Num, D: Num) -> int | None:
@@ -596,10 +612,6 @@ def _chained(I: Num, r: Num, n: int, fmt: Format) -> list[float]:
     return out
 
 
-#: One recomputed value: the ids of the mistakes made, a detail, the value.
-_Row = tuple[tuple[str, ...], str, float]
-
-
 def _test_inputs(test: dict[str, Any], group: dict[str, Any], fmt: Format
                  ) -> tuple[_Inputs, dict[str, float]]:
     x = _Inputs(decode_number(group["initialLearningRate"]), decode_number(group["decaySteps"]),
@@ -608,110 +620,345 @@ def _test_inputs(test: dict[str, Any], group: dict[str, Any], fmt: Format
     return x, {o: decode_result(test[o], fmt, o) for o in ("exact", "keras")}
 
 
-def _plan_rows(x: _Inputs, fmt: Format, profile: str, cands: list[_Candidate]
-               ) -> Iterator[tuple[tuple[str, ...], str, _Inputs | None, Format, str,
-                                   bool, list[float]]]:
-    """What :func:`_rows` recomputes: ``(ids, detail, inputs, work, order,
-    pow_off_only, direct values)``, in the order the explanations are tried."""
-    other = "keras" if profile == "exact" else "exact"
-    # The other order, and each order with pow one ulp off.
-    yield (ORDER_CAUSE[other],), "", x, fmt, other, False, []
-    yield (), "", x, fmt, profile, True, []
-    for cand in cands:
-        ids = (cand.cause, *cand.also)
-        if cand.direct:
-            yield ids, cand.detail, None, fmt, profile, False, cand.direct
-        if cand.inputs is None:
-            continue
-        for order in cand.orders:
-            prefix = () if order == profile else (ORDER_CAUSE[order],)
-            yield prefix + ids, cand.detail, cand.inputs, cand.work or fmt, order, False, []
+#: An explanation of a schedule's outputs: the order it computes in, the ids
+#: of the mistake it makes (none: the order alone) and the variant of that
+#: mistake (``"step +1"``, ``"computed in float32"``...), the same at every
+#: step.  Whether ``pow`` is one ulp off is decided output by output.
+_Key = tuple[str, tuple[str, ...], str]
+#: An output's bits (every NaN alike), comparable across recomputations.
+_VKey = int | str
 
 
-def _rows(x: _Inputs, fmt: Format, profile: str, cands: list[_Candidate]) -> list[_Row]:
-    """Every value an explanation recomputes for inputs ``x`` (none depends
-    on the observed output): ``(ids, detail, value)``."""
-    out: list[_Row] = []
-    for ids, detail, inputs, work, order, off_only, direct in _plan_rows(x, fmt, profile,
-                                                                         cands):
-        out += [(ids, detail, v) for v in direct]
-        if inputs is None:
-            continue
-        for v, pow_off in _values(inputs, work, order, fmt):
-            if pow_off or not off_only:
-                out.append((ids + ((POW_CAUSE,) if pow_off else ()), detail, v))
-    return out
+def _vkey(v: float, fmt: Format) -> _VKey:
+    return "nan" if math.isnan(v) else _bits(v, fmt)
 
 
-#: Recomputed values per test and profile (keyed by the identity of the test
-#: and group objects, which each entry keeps alive): the diagnoses of several
-#: implementations' outputs of one test share them.
-_ROWS: dict[tuple[int, int, str], tuple[dict[str, Any], dict[str, Any], list[_Row]]] = {}
-_ROWS_MAX = 50_000
+@dataclass
+class _Entry:
+    """One recomputation an explanation makes at one test."""
+
+    detail: str
+    order: str
+    inputs: _Inputs | None
+    work: Format
+    direct: Callable[[], list[float]] | None
 
 
-def _rows_of(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str
-             ) -> list[_Row]:
+class _Table:
+    """What every explanation predicts for one test under one profile.
+
+    An explanation whose mistake applies to the test's inputs
+    (:func:`_candidates`) has its own recomputations; one whose mistake does
+    not apply predicts what its order alone gives (a negative step clamped
+    to 0 changes nothing at a positive step).  Values are recomputed on
+    demand and kept as bits."""
+
+    def __init__(self, test: dict[str, Any], group: dict[str, Any], fmt: Format,
+                 profile: str) -> None:
+        self.test, self.group, self.fmt = test, group, fmt
+        self.x, self.expected = _test_inputs(test, group, fmt)
+        other = "keras" if profile == "exact" else "exact"
+        self.entries: dict[_Key, list[_Entry]] = {}
+        for order in (profile, other):
+            self._add((order, (), ""), _Entry("", order, self.x, fmt, None))
+        for cand in _candidates(self.x, fmt, self.expected):
+            mistake = (cand.cause, *cand.also)
+            variant = cand.detail if cand.variant is None else cand.variant
+            if cand.direct is not None:  # values of no particular order
+                for order in (profile, other):
+                    self._add((order, mistake, variant),
+                              _Entry(cand.detail, order, None, fmt, cand.direct))
+            if cand.inputs is not None:
+                for order in cand.orders:
+                    self._add((order, mistake, variant),
+                              _Entry(cand.detail, order, cand.inputs, cand.work or fmt, None))
+        #: key -> (bits with pow correctly rounded, bits only with pow one ulp off)
+        self.values: dict[_Key, tuple[frozenset[_VKey], frozenset[_VKey]]] = {}
+
+    def _add(self, key: _Key, entry: _Entry) -> None:
+        self.entries.setdefault(key, []).append(entry)
+
+    def acts(self, key: _Key) -> bool:
+        """True when the mistake of ``key`` applies to this test."""
+        return key in self.entries and bool(key[1])
+
+    def resolve(self, key: _Key) -> _Key:
+        return key if key in self.entries else (key[0], (), "")
+
+    def requests(self, key: _Key) -> Iterator[tuple[Num, Num, Num, Num, bool, Format, str]]:
+        """The fast-path calls :meth:`level` will make for ``key``."""
+        key = self.resolve(key)
+        if key not in self.values:
+            for e in self.entries[key]:
+                if e.inputs is not None:
+                    yield _requests(e.inputs, e.work, e.order)
+
+    def level(self, key: _Key, v: _VKey) -> int | None:
+        """0 when explanation ``key`` reproduces the bits ``v`` with ``pow``
+        correctly rounded, 1 when only with ``pow`` one ulp off, None when
+        it does not reproduce them."""
+        key = self.resolve(key)
+        hit = self.values.get(key)
+        if hit is None:
+            exact: set[_VKey] = set()
+            off: set[_VKey] = set()
+            for e in self.entries[key]:
+                if e.direct is not None:
+                    exact.update(_vkey(y, self.fmt) for y in e.direct())
+                    continue
+                assert e.inputs is not None
+                for y, pow_off in _values(e.inputs, e.work, e.order, self.fmt):
+                    (off if pow_off else exact).add(_vkey(y, self.fmt))
+            hit = self.values[key] = (frozenset(exact), frozenset(off - exact))
+        return 0 if v in hit[0] else 1 if v in hit[1] else None
+
+    def details(self, key: _Key) -> list[str]:
+        return [e.detail for e in self.entries.get(key, []) if e.detail]
+
+
+#: The tables of the tests diagnosed in this process, keyed by the identity
+#: of the test and group objects (which each table keeps alive): the
+#: diagnoses of several implementations' outputs share them.
+_TABLES: dict[tuple[int, int, str], _Table] = {}
+_TABLES_MAX = 50_000
+
+
+def _table(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str) -> _Table:
     key = (id(test), id(group), profile)
-    hit = _ROWS.get(key)
-    if hit is not None and hit[0] is test and hit[1] is group:
-        return hit[2]
-    x, expected = _test_inputs(test, group, fmt)
-    rows = _rows(x, fmt, profile, list(_candidates(x, fmt, expected)))
-    if len(_ROWS) >= _ROWS_MAX:
-        _ROWS.clear()
-    _ROWS[key] = (test, group, rows)
-    return rows
+    hit = _TABLES.get(key)
+    if hit is not None and hit.test is test and hit.group is group:
+        return hit
+    if len(_TABLES) >= _TABLES_MAX:
+        _TABLES.clear()
+    t = _TABLES[key] = _Table(test, group, fmt, profile)
+    return t
 
 
-def prepare(tests: list[dict[str, Any]], group: dict[str, Any], fmt: Format,
-            profile: str) -> None:
-    """Recompute at once, with one call of the fast path per schedule and
-    kind of step, what the diagnoses of ``tests`` (tests of ``group``) under
-    ``profile`` will compare with: each diagnosis then only compares bits.
-    The diagnoses are the same with or without this."""
-    todo = []
+def _fill(pairs: Iterator[tuple[_Table, _Key]]) -> None:
+    """Recompute at once, one fast-path call per schedule, order and kind of
+    step, what :meth:`_Table.level` will need for ``pairs``.  The results
+    are the same without this, only slower."""
     requests: set[tuple[Num, Num, Num, Num, bool, Format, str]] = set()
-    for test in tests:
-        key = (id(test), id(group), profile)
-        hit = _ROWS.get(key)
-        if hit is not None and hit[0] is test and hit[1] is group:
-            continue
-        x, expected = _test_inputs(test, group, fmt)
-        cands = list(_candidates(x, fmt, expected))
-        for *_, inputs, work, order, _off, _direct in _plan_rows(x, fmt, profile, cands):
-            if inputs is not None:
-                requests.add(_requests(inputs, work, order))
-        todo.append((test, key, x, cands))
-    _eval_many(requests)
-    if len(_ROWS) + len(todo) > _ROWS_MAX:
-        _ROWS.clear()
-    for test, key, x, cands in todo:
-        _ROWS[key] = (test, group, _rows(x, fmt, profile, cands))
+    for table, key in pairs:
+        requests.update(table.requests(key))
+    if len(requests) > 1:
+        _eval_many(requests)
+
+
+def _ids(key: _Key, profile: str, acts: bool, pow_off: bool) -> tuple[str, ...]:
+    """The cause ids of explanation ``key`` at one output."""
+    prefix = (ORDER_CAUSE[key[0]],) if key[0] != profile else ()
+    return tuple(_ordered(prefix + (key[1] if acts else ()) + ((POW_CAUSE,) if pow_off else ())))
+
+
+#: A mistake confined to one input, finer than the broad mistake it is listed
+#: under: when the outputs cannot tell them apart, the finer one is proven.
+FINER: dict[str, tuple[str, ...]] = {
+    "computed-in-narrower-format": ("step-through-float32", "rate-through-float32",
+                                    "decay-steps-through-float32"),
+}
+
+
+def _narrowest(keys: list[_Key]) -> list[_Key]:
+    """``keys`` without those a finer mistake of the same order replaces."""
+    def replaced(k: _Key) -> bool:
+        return len(k[1]) == 1 and any(
+            k2[0] == k[0] and len(k2[1]) == 1 and k2[1][0] in FINER.get(k[1][0], ())
+            for k2 in keys)
+    return [k for k in keys if not replaced(k)] or keys
+
+
+def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], float]],
+                     failing: Sequence[int], fmt: Format, profile: str) -> list[Diagnosis]:
+    """The causes of the failing outputs of one schedule.
+
+    ``outputs`` are ``(test, group, value)``: every value an implementation
+    gave for one schedule (one group, or several groups with the same
+    parameters), the passes as well as the failures; ``failing`` indexes
+    the failures to diagnose.  An explanation is *proven* only when its
+    recomputation reproduces every one of ``outputs``: one output it does
+    not reproduce rejects it.  Of the explanations left, those with the
+    fewest ids are kept, a mistake confined to one input preferred to a
+    broad one it is finer than (:data:`FINER`); several left make the
+    diagnosis ambiguous, none leaves it unexplained: the diagnosis then
+    shows the pattern of the schedule's outputs (signed ulp distances, the
+    steps wrong and right, a property of the inputs that separates them)
+    and, as ``consistent``, the explanations of that output alone.
+    Returns one diagnosis per entry of ``failing``."""
+    out: dict[int, Diagnosis] = {}
+    wanted = set(failing)
+    evidence = []
+    for i, (_t, _g, v) in enumerate(outputs):
+        if math.isnan(v) or is_representable(v, fmt):
+            evidence.append(i)
+        elif i in wanted:
+            out[i] = fact("output-not-in-format", f"got {v!r}, not a {fmt.name} value")
+    wrong = [i for i in dict.fromkeys(failing) if i not in out]
+    if not wrong:
+        return [out[i] for i in failing]
+    wrong_set = set(wrong)
+    right = [i for i in evidence if i not in wrong_set]
+    tables = {i: _table(outputs[i][0], outputs[i][1], fmt, profile) for i in evidence}
+    vk = {i: _vkey(outputs[i][2], fmt) for i in evidence}
+    _fill((tables[i], k) for i in wrong for k in tables[i].entries)
+    survivors: dict[_Key, int] = {k: 0 for i in wrong for k in tables[i].entries}
+    for group_of_outputs, fill in ((wrong, False), (right, True)):
+        if fill and survivors:
+            _fill((tables[i], k) for i in group_of_outputs for k in survivors)
+        for i in group_of_outputs:
+            if not survivors:
+                break
+            for k in list(survivors):
+                lv = tables[i].level(k, vk[i])
+                if lv is None:
+                    del survivors[k]
+                elif lv > survivors[k]:
+                    survivors[k] = lv
+    if not survivors:
+        pattern = _pattern(outputs, evidence, wrong, tables, fmt, profile)
+        for i in wrong:
+            e, o = tables[i].expected, outputs[i][2]
+            here = (f"this output: {_signed(e[profile], o, fmt)} ulp from the expected value, "
+                    f"{_signed(e['keras'], o, fmt)} from the keras order")
+            alone = _alone(tables[i], vk[i], profile)
+            extra = ["consistent with this output alone, refuted by the schedule's other "
+                     "outputs: " + " or ".join("+".join(a) for a in alone)] if alone else []
+            out[i] = Diagnosis("unexplained", details=[*pattern, here, *extra],
+                               consistent=[list(a) for a in alone])
+        return [out[i] for i in failing]
+    cost = {k: len(_ids(k, profile, True, lv == 1)) for k, lv in survivors.items()}
+    best = min(cost.values())
+    keys = _narrowest(sorted(k for k in survivors if cost[k] == best))
+    n_out, n_wrong = len(evidence), len(wrong)
+    why = (f"reproduces every output of this schedule ({n_out}, {n_wrong} of them wrong)"
+           if n_out > 1 else "")
+    for i in wrong:
+        labels: dict[tuple[str, ...], set[str]] = {}
+        for k in keys:
+            acts = tables[i].acts(k)
+            ids = _ids(k, profile, acts, tables[i].level(k, vk[i]) == 1)
+            if ids:
+                labels.setdefault(ids, set()).update(tables[i].details(k) if acts else ())
+        if len(labels) == 1:
+            [(ids, details)] = labels.items()
+            out[i] = Diagnosis("proven", list(ids),
+                               details=sorted(details) + ([why] if why else []))
+        else:
+            out[i] = Diagnosis("ambiguous", alternatives=[list(a) for a in sorted(labels)],
+                               details=[why] if why else [])
+    return [out[i] for i in failing]
+
+
+def _alone(table: _Table, v: _VKey, profile: str) -> list[tuple[str, ...]]:
+    """The simplest explanations of one output taken alone."""
+    found = set()
+    for k in table.entries:
+        lv = table.level(k, v)
+        if lv is not None:
+            ids = _ids(k, profile, True, lv == 1)
+            if ids:
+                found.add(ids)
+    if not found:
+        return []
+    best = min(len(a) for a in found)
+    return sorted(a for a in found if len(a) == best)
 
 
 def diagnose(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str,
              observed: float) -> Diagnosis:
-    """The cause of a failing output (see the module docstring)."""
-    if not math.isnan(observed) and not is_representable(observed, fmt):
-        return fact("output-not-in-format", f"got {observed!r}, not a {fmt.name} value")
-    found: dict[tuple[str, ...], list[str]] = {}
-    for ids, detail, v in _rows_of(test, group, fmt, profile):
-        if same_bits(v, observed, fmt):
-            found.setdefault(ids, []).append(detail)
-    expected = {o: decode_result(test[o], fmt, o) for o in ("exact", "keras")}
-    found.pop((), None)
-    if not found:
-        d = ulps_between(expected[profile], observed, fmt)
-        k = ulps_between(expected["keras"], observed, fmt)
-        return Diagnosis("unexplained", details=[
-            f"{_fmt(d)} ulp from the expected value, {_fmt(k)} from the keras order"])
-    best = min(len(set(k)) for k in found)
-    simplest = sorted({tuple(_ordered(k)) for k in found if len(set(k)) == best})
-    details = sorted({d for k in found if len(set(k)) == best for d in found[k] if d})
-    if len(simplest) == 1:
-        return Diagnosis("proven", list(simplest[0]), details=details)
-    return Diagnosis("ambiguous", alternatives=[list(a) for a in simplest])
+    """The cause of one failing output, that output the only evidence
+    (:func:`diagnose_outputs`; the runner gives it every output of the
+    schedule)."""
+    return diagnose_outputs([(test, group, observed)], [0], fmt, profile)[0]
+
+
+def _signed(expected: float, observed: float, fmt: Format) -> str:
+    """The signed distance in ulps from ``expected`` to ``observed``."""
+    if math.isnan(expected) or math.isnan(observed):
+        if math.isnan(expected) and math.isnan(observed):
+            return "0"
+        return "NaN for a number" if math.isnan(observed) else "a number for NaN"
+    d = _key_of(observed, fmt) - _key_of(expected, fmt)
+    if d == 0 and not same_bits(expected, observed, fmt):
+        return "the sign of zero"
+    return f"{d:+d}"
+
+
+def _show(v: Num) -> str:
+    return str(v) if isinstance(v, int) else repr(v)
+
+
+def _list(values: list[Num], most: int = 6) -> str:
+    shown = ", ".join(_show(v) for v in values[:most])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > most else "")
+
+
+def _ratio(x: _Inputs) -> Fraction | None:
+    try:
+        if isinstance(x.s, float) and not math.isfinite(x.s) or isinstance(x.D, float) and (
+                not math.isfinite(x.D)) or x.D == 0:
+            return None
+        return Fraction(x.s) / Fraction(x.D)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _is_step(x: _Inputs, test: Callable[[float], bool]) -> bool:
+    s = x.s
+    return (isinstance(s, int) or math.isfinite(s)) and test(float(s))
+
+
+#: Properties of a test's inputs (and expected value) that may separate the
+#: wrong outputs of a schedule from the right ones.
+_PROPERTIES: list[tuple[str, Callable[[_Inputs, float, Format], bool]]] = [
+    ("a negative step", lambda x, e, f: _is_step(x, lambda s: s < 0)),
+    ("step 0", lambda x, e, f: _is_step(x, lambda s: s == 0)),
+    ("a step that is not an integer",
+     lambda x, e, f: _is_step(x, lambda s: not s.is_integer())),
+    ("a step that is not finite", lambda x, e, f: not _is_step(x, lambda s: True)),
+    ("a step beyond 2**24", lambda x, e, f: _is_step(x, lambda s: abs(s) > 2**24)),
+    ("a step beyond 2**31", lambda x, e, f: _is_step(x, lambda s: abs(s) >= 2**31)),
+    ("s / D an integer", lambda x, e, f: (q := _ratio(x)) is not None and q.denominator == 1),
+    ("s / D between 0 and 1", lambda x, e, f: (q := _ratio(x)) is not None and 0 <= q < 1),
+    ("an expected NaN", lambda x, e, f: math.isnan(e)),
+    ("an expected infinity", lambda x, e, f: math.isinf(e)),
+    ("an expected zero", lambda x, e, f: e == 0),
+    ("an expected subnormal value",
+     lambda x, e, f: math.isfinite(e) and 0 < abs(e) < f.min_normal),
+]
+
+
+def _pattern(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], float]],
+             evidence: list[int], wrong: list[int], tables: dict[int, _Table], fmt: Format,
+             profile: str) -> list[str]:
+    """What the outputs of a schedule that no explanation reproduces show."""
+    wrong_set = set(wrong)
+    right = [i for i in evidence if i not in wrong_set]
+    lines = [f"no known mistake reproduces every output of this schedule: {len(wrong)} of "
+             f"{len(evidence)} wrong"]
+    dist = Counter(_signed(tables[i].expected[profile], outputs[i][2], fmt) for i in wrong)
+    lines.append("signed ulp distances of the wrong outputs from the expected values: " +
+                 ", ".join(f"{d} ({n})" for d, n in dist.most_common(8)) +
+                 (", ..." if len(dist) > 8 else ""))
+    steps = f"wrong at steps {_list([tables[i].x.s for i in wrong])}"
+    steps += f"; right at steps {_list([tables[i].x.s for i in right])}" if right else (
+        "; no output right")
+    lines.append(steps)
+    seen = {_vkey(outputs[i][2], fmt) for i in wrong}
+    if len(wrong) > 1 and len(seen) == 1:
+        lines.append(f"every wrong output is {_hex(outputs[wrong[0]][2])}")
+    if right:
+        def has(prop: Callable[[_Inputs, float, Format], bool], i: int) -> bool:
+            return prop(tables[i].x, tables[i].expected[profile], fmt)
+        sep = [name for name, prop in _PROPERTIES
+               if all(has(prop, i) for i in wrong) and not any(has(prop, i) for i in right)]
+        if sep:
+            lines.append("the wrong outputs are those with " + " or, equally, ".join(sep))
+    return lines
+
+
+def _hex(v: float) -> str:
+    return "nan" if math.isnan(v) else v.hex() if math.isfinite(v) else repr(v)
 
 
 _ORDER = {c: i for i, c in enumerate([*CAUSES, *FACTS])}
