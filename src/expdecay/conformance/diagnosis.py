@@ -64,6 +64,9 @@ CAUSES: dict[str, str] = {
                                    "pipeline",
     "computed-in-narrower-format": "the whole pipeline run in a narrower format: the dtype "
                                    "not honoured",
+    "input-through-narrower-format": "one input (initial_learning_rate, decay_rate, "
+                                     "decay_steps or the step) rounded through a narrower "
+                                     "format before the pipeline",
     "computed-in-wider-format": "computed in a wider format, then rounded to the format",
     "chained-product": "a chained product: the rate multiplied in once per period, each "
                        "product rounded in the format",
@@ -406,6 +409,17 @@ def _requests(x: _Inputs, work: Format, order: str
     return (x.I, x.D, x.r, x.s, x.staircase, work, "exact")
 
 
+def _through(v: Num, fmt: Format) -> float | None:
+    """``v`` rounded to ``fmt``, None when that changes nothing (or ``v`` is
+    not finite)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    y = _cast(v, fmt)
+    if math.isfinite(y) and Fraction(y) == Fraction(v):
+        return None
+    return y
+
+
 def _through_f32(v: Num, ftz: bool) -> float:
     y = _cast(v, _F32)
     if ftz and y != 0 and abs(y) < _F32.min_normal:
@@ -513,6 +527,21 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
         narrower = other.precision < fmt.precision
         yield _Candidate("computed-in-narrower-format" if narrower else
                          "computed-in-wider-format", f"computed in {name}", x, work=other)
+    # One input rounded through a narrower format (float32 in float64 has
+    # its own ids above, but for the initial rate).
+    for name in ("float32", "float16", "bfloat16"):
+        nf = get_format(name)
+        if nf.precision >= fmt.precision:
+            continue
+        for label, field_ in (("initial_learning_rate", "I"), ("decay_rate", "r"),
+                              ("decay_steps", "D"), ("step", "s")):
+            if fmt.name == "float64" and name == "float32" and field_ != "I":
+                continue
+            v = getattr(x, field_)
+            v2 = _through(v, nf)
+            if v2 is not None:
+                yield _Candidate("input-through-narrower-format", f"{label} through {name}",
+                                 with_(**{field_: v2}))
     if isinstance(D, float) and math.isfinite(D) and not D.is_integer():
         if abs(D) >= 1:
             yield _Candidate("decay-steps-truncated", "truncated", with_(D=math.trunc(D)))
@@ -751,11 +780,18 @@ def _ids(key: _Key, profile: str, acts: bool, pow_off: bool) -> tuple[str, ...]:
     return tuple(_ordered(prefix + (key[1] if acts else ()) + ((POW_CAUSE,) if pow_off else ())))
 
 
+#: Causes about special values (and the orders and ``pow``): outputs that
+#: are all zeros, infinities or NaNs can prove them; no other cause.
+SPECIAL = frozenset({"subnormal-flushed", "negative-zero-lost", "pow-nan-propagates",
+                     "zero-rate-constant", "negative-step-clamped", "keras-order",
+                     "exact-order", "pow-not-correctly-rounded"})
+
 #: A mistake confined to one input, finer than the broad mistake it is listed
 #: under: when the outputs cannot tell them apart, the finer one is proven.
 FINER: dict[str, tuple[str, ...]] = {
     "computed-in-narrower-format": ("step-through-float32", "rate-through-float32",
-                                    "decay-steps-through-float32"),
+                                    "decay-steps-through-float32",
+                                    "input-through-narrower-format"),
 }
 
 
@@ -814,21 +850,35 @@ def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], flo
                     del survivors[k]
                 elif lv > survivors[k]:
                     survivors[k] = lv
-    if not survivors:
+    keys: list[_Key] = []
+    if survivors:
+        cost = {k: len(_ids(k, profile, True, lv == 1)) for k, lv in survivors.items()}
+        best = min(cost.values())
+        keys = _narrowest(sorted(k for k in survivors if cost[k] == best))
+    # Zeros, infinities and NaNs only say that the schedule overflowed,
+    # underflowed or had no value: such outputs alone prove no mistake that
+    # is not about special values.
+    saturated = all(not (math.isfinite(outputs[i][2]) and outputs[i][2] != 0) for i in wrong)
+    weak = {k for k in keys if saturated and any(c not in SPECIAL for c in k[1])}
+    if not keys or len(weak) == len(keys):
         pattern = _pattern(outputs, evidence, wrong, tables, fmt, profile)
+        if keys:
+            pattern.append("every wrong output is a zero, an infinity or a NaN: the outputs "
+                           "cannot tell one mistake that overflows or underflows from another")
         for i in wrong:
             e, o = tables[i].expected, outputs[i][2]
             here = (f"this output: {_signed(e[profile], o, fmt)} ulp from the expected value, "
                     f"{_signed(e['keras'], o, fmt)} from the keras order")
-            alone = _alone(tables[i], vk[i], profile)
-            extra = ["consistent with this output alone, refuted by the schedule's other "
-                     "outputs: " + " or ".join("+".join(a) for a in alone)] if alone else []
+            alone = _alone(tables[i], vk[i], profile) if not keys else sorted({
+                _ids(k, profile, tables[i].acts(k), tables[i].level(k, vk[i]) == 1)
+                for k in keys})
+            why = ("consistent with every output of the schedule, which cannot prove it: "
+                   if keys else "consistent with this output alone, refuted by the "
+                   "schedule's other outputs: ")
+            extra = [why + " or ".join("+".join(a) for a in alone)] if alone else []
             out[i] = Diagnosis("unexplained", details=[*pattern, here, *extra],
                                consistent=[list(a) for a in alone])
         return [out[i] for i in failing]
-    cost = {k: len(_ids(k, profile, True, lv == 1)) for k, lv in survivors.items()}
-    best = min(cost.values())
-    keys = _narrowest(sorted(k for k in survivors if cost[k] == best))
     n_out, n_wrong = len(evidence), len(wrong)
     why = (f"reproduces every output of this schedule ({n_out}, {n_wrong} of them wrong)"
            if n_out > 1 else "")
@@ -839,7 +889,7 @@ def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], flo
             ids = _ids(k, profile, acts, tables[i].level(k, vk[i]) == 1)
             if ids:
                 labels.setdefault(ids, set()).update(tables[i].details(k) if acts else ())
-        if len(labels) == 1:
+        if len(labels) == 1 and not weak:
             [(ids, details)] = labels.items()
             out[i] = Diagnosis("proven", list(ids),
                                details=sorted(details) + ([why] if why else []))
