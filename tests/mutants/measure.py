@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE))
 import expdecay_mutants  # noqa: E402
 import unnamed_mutants  # noqa: E402
 
-from expdecay.conformance.diagnosis import FACTS  # noqa: E402
+from expdecay.conformance import diagnosis  # noqa: E402
 from expdecay.conformance.runner import check_implementation, vector_paths  # noqa: E402
 from expdecay.conformance.vectors import load_vector_file  # noqa: E402
 
@@ -42,17 +42,36 @@ NEUTRAL = {"keras-order", "exact-order", "pow-not-correctly-rounded"}
 
 
 def label_counts(report: Any, cause: str) -> dict[str, int]:
-    """How the failures of one report were labelled, relative to ``cause``."""
-    out = {"own": 0, "ambiguous": 0, "other": 0, "unexplained": 0}
+    """How the failures of one report were labelled, relative to ``cause``.
+
+    ``own``: proven with the mutant's cause (alone, or joined only by the
+    order or a pow one ulp off), or with a cause :data:`FINER` lists under
+    it (also counted in ``finer``: where the outputs cannot tell the two
+    apart, the narrower mistake is proven); ``order``: under the exact
+    profile, proven to be the keras order alone (the baseline's order,
+    where the defect did not act); ``other``: proven with a cause the
+    mutant does not have; ``ambiguous``: the alternatives include the
+    mutant's cause (``ambiguousOther``: they do not)."""
+    out = {"own": 0, "finer": 0, "order": 0, "ambiguous": 0, "ambiguousOther": 0, "other": 0,
+           "unexplained": 0}
+    finer = set(getattr(diagnosis, "FINER", {}).get(cause, ()))
     for f in report.files:
         for e in f.failures:
             ids = set(e["causeIds"])
             if e["diagnosis"] == "proven":
                 rest = ids - {cause} - NEUTRAL
-                out["own" if cause in ids and not rest else "other"] += 1
+                if cause in ids and not rest:
+                    out["own"] += 1
+                elif len(rest) == 1 and rest <= finer and cause not in ids:
+                    out["own"] += 1
+                    out["finer"] += 1
+                elif report.profile == "exact" and ids == {"keras-order"}:
+                    out["order"] += 1
+                else:
+                    out["other"] += 1
             elif e["diagnosis"] == "ambiguous":
                 alts = [set(a) for a in e.get("alternatives", [])]
-                out["ambiguous" if any(cause in a for a in alts) else "other"] += 1
+                out["ambiguous" if any(cause in a for a in alts) else "ambiguousOther"] += 1
             else:
                 out["unexplained"] += 1
     return out
@@ -61,7 +80,9 @@ def label_counts(report: Any, cause: str) -> dict[str, int]:
 def unnamed_counts(report: Any, allowed: tuple[str, ...]) -> dict[str, int]:
     """How the failures of a mutant whose defect has no cause id were
     labelled: ``wrong`` is a proven cause the mutant does not have."""
-    right = set(allowed) | set(FACTS) | ({"keras-order"} if report.profile == "exact" else set())
+    right = set(allowed) | set(diagnosis.FACTS)
+    if report.profile == "exact":
+        right.add("keras-order")
     out = {"right": 0, "wrong": 0, "ambiguous": 0, "unexplained": 0}
     for f in report.files:
         for e in f.failures:
@@ -124,7 +145,7 @@ def main() -> int:
         for n in mutants:
             for k, v in res[n][profile]["labels"].items():
                 tot[k] = tot.get(k, 0) + v
-        n_fail = sum(tot.values()) or 1
+        n_fail = sum(v for k, v in tot.items() if k != "finer") or 1
         print(f"labelling of the mutants' failures under the {profile} profile: "
               + ", ".join(f"{k} {v} ({100 * v / n_fail:.1f}%)" for k, v in tot.items()))
         totals[profile] = tot

@@ -126,7 +126,8 @@ def _make(cfg: Config) -> Callable[..., Any]:
 #: outside them is wrong), what it is modelled on).  ``pow_as_exp_log`` is a
 #: ``pow`` that is not correctly rounded, and the casts of one input through
 #: float16 or bfloat16 are ``input-through-narrower-format``: the diagnosis
-#: may prove those.
+#: may prove those.  A decay_steps below 1 rounded up is 1: there
+#: ``decay_steps_ceil`` does ignore decay_steps.
 MUTANTS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "nan_as_zero": ("nan_as_zero", (),
                     "a NaN result returned as 0 (nan_to_num on the output)"),
@@ -156,7 +157,7 @@ MUTANTS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "nan_step_to_num": ("nan_step_to_num", (),
                         "non-finite steps replaced (nan_to_num): NaN by 0, infinities by "
                         "the largest float64"),
-    "decay_steps_ceil": ("decay_steps_ceil", (),
+    "decay_steps_ceil": ("decay_steps_ceil", ("decay-steps-ignored",),
                          "a non-integer decay_steps rounded up to an integer"),
     "negative_step_abs": ("negative_step_abs", (),
                           "a negative step taken as its absolute value"),

@@ -527,11 +527,12 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
         narrower = other.precision < fmt.precision
         yield _Candidate("computed-in-narrower-format" if narrower else
                          "computed-in-wider-format", f"computed in {name}", x, work=other)
-    # One input rounded through a narrower format (float32 in float64 has
-    # its own ids above, but for the initial rate).
+    # One input rounded through a narrower format: less precision or less
+    # range (float32 in float64 has its own ids above, but for the initial
+    # rate).
     for name in ("float32", "float16", "bfloat16"):
         nf = get_format(name)
-        if nf.precision >= fmt.precision:
+        if nf == fmt or nf.precision > fmt.precision and nf.emax >= fmt.emax:
             continue
         for label, field_ in (("initial_learning_rate", "I"), ("decay_rate", "r"),
                               ("decay_steps", "D"), ("step", "s")):
@@ -783,8 +784,8 @@ def _ids(key: _Key, profile: str, acts: bool, pow_off: bool) -> tuple[str, ...]:
 #: Causes about special values (and the orders and ``pow``): outputs that
 #: are all zeros, infinities or NaNs can prove them; no other cause.
 SPECIAL = frozenset({"subnormal-flushed", "negative-zero-lost", "pow-nan-propagates",
-                     "zero-rate-constant", "negative-step-clamped", "keras-order",
-                     "exact-order", "pow-not-correctly-rounded"})
+                     "zero-rate-constant", "keras-order", "exact-order",
+                     "pow-not-correctly-rounded"})
 
 #: A mistake confined to one input, finer than the broad mistake it is listed
 #: under: when the outputs cannot tell them apart, the finer one is proven.
@@ -805,7 +806,8 @@ def _narrowest(keys: list[_Key]) -> list[_Key]:
 
 
 def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], float]],
-                     failing: Sequence[int], fmt: Format, profile: str) -> list[Diagnosis]:
+                     failing: Sequence[int], fmt: Format, profile: str, *,
+                     min_outputs: int = 2) -> list[Diagnosis]:
     """The causes of the failing outputs of one schedule.
 
     ``outputs`` are ``(test, group, value)``: every value an implementation
@@ -819,7 +821,10 @@ def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], flo
     diagnosis ambiguous, none leaves it unexplained: the diagnosis then
     shows the pattern of the schedule's outputs (signed ulp distances, the
     steps wrong and right, a property of the inputs that separates them)
-    and, as ``consistent``, the explanations of that output alone.
+    and, as ``consistent``, the explanations of that output alone.  A
+    schedule with fewer than ``min_outputs`` outputs proves nothing: a
+    candidate that matches the failing output alone is only consistent with
+    it.
     Returns one diagnosis per entry of ``failing``."""
     out: dict[int, Diagnosis] = {}
     wanted = set(failing)
@@ -855,16 +860,22 @@ def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], flo
         cost = {k: len(_ids(k, profile, True, lv == 1)) for k, lv in survivors.items()}
         best = min(cost.values())
         keys = _narrowest(sorted(k for k in survivors if cost[k] == best))
-    # Zeros, infinities and NaNs only say that the schedule overflowed,
-    # underflowed or had no value: such outputs alone prove no mistake that
-    # is not about special values.
-    saturated = all(not (math.isfinite(outputs[i][2]) and outputs[i][2] != 0) for i in wrong)
+    # A zero, an infinity or a NaN carries no bits of the mistake that gave
+    # it: it says that the schedule underflowed, overflowed or had no value,
+    # which many mistakes do alike.  Such outputs alone prove no mistake
+    # that is not about special values.
+    saturated = all(_special(outputs[i][2]) for i in wrong)
     weak = {k for k in keys if saturated and any(c not in SPECIAL for c in k[1])}
+    if len(evidence) < min_outputs:
+        weak = set(keys)
     if not keys or len(weak) == len(keys):
         pattern = _pattern(outputs, evidence, wrong, tables, fmt, profile)
-        if keys:
+        if keys and len(evidence) < min_outputs:
+            pattern.append("a single output cannot tell one mistake from another")
+        elif keys:
             pattern.append("every wrong output is a zero, an infinity or a NaN: the outputs "
-                           "cannot tell one mistake that overflows or underflows from another")
+                           "cannot tell one mistake that underflows, overflows or has no "
+                           "value from another")
         for i in wrong:
             e, o = tables[i].expected, outputs[i][2]
             here = (f"this output: {_signed(e[profile], o, fmt)} ulp from the expected value, "
@@ -872,7 +883,9 @@ def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], flo
             alone = _alone(tables[i], vk[i], profile) if not keys else sorted({
                 _ids(k, profile, tables[i].acts(k), tables[i].level(k, vk[i]) == 1)
                 for k in keys})
-            why = ("consistent with every output of the schedule, which cannot prove it: "
+            why = ("consistent with every output of the schedule, too few to prove it: "
+                   if len(evidence) < min_outputs else
+                   "consistent with every output of the schedule, which cannot prove it: "
                    if keys else "consistent with this output alone, refuted by the "
                    "schedule's other outputs: ")
             extra = [why + " or ".join("+".join(a) for a in alone)] if alone else []
@@ -899,6 +912,10 @@ def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], flo
     return [out[i] for i in failing]
 
 
+def _special(v: float) -> bool:
+    return not math.isfinite(v) or v == 0
+
+
 def _alone(table: _Table, v: _VKey, profile: str) -> list[tuple[str, ...]]:
     """The simplest explanations of one output taken alone."""
     found = set()
@@ -919,7 +936,7 @@ def diagnose(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: 
     """The cause of one failing output, that output the only evidence
     (:func:`diagnose_outputs`; the runner gives it every output of the
     schedule)."""
-    return diagnose_outputs([(test, group, observed)], [0], fmt, profile)[0]
+    return diagnose_outputs([(test, group, observed)], [0], fmt, profile, min_outputs=1)[0]
 
 
 def _signed(expected: float, observed: float, fmt: Format) -> str:
