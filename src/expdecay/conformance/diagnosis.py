@@ -540,6 +540,9 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
                 continue
             v = getattr(x, field_)
             v2 = _through(v, nf)
+            if v2 is not None and fmt.name == "float64" and field_ != "s" and (
+                    _key(v2) == _key(_cast(v, _F32))):
+                continue  # the recomputation of the float32 ids above
             if v2 is not None:
                 yield _Candidate("input-through-narrower-format", f"{label} through {name}",
                                  with_(**{field_: v2}))
@@ -781,10 +784,11 @@ def _ids(key: _Key, profile: str, acts: bool, pow_off: bool) -> tuple[str, ...]:
     return tuple(_ordered(prefix + (key[1] if acts else ()) + ((POW_CAUSE,) if pow_off else ())))
 
 
-#: Causes about special values (and the orders and ``pow``): outputs that
-#: are all zeros, infinities or NaNs can prove them; no other cause.
+#: Causes about special values (and integer truncation, whose outputs are
+#: zeros for a rate below 1, and the orders and ``pow``): outputs that are
+#: all zeros, infinities or NaNs can prove them; no other cause.
 SPECIAL = frozenset({"subnormal-flushed", "negative-zero-lost", "pow-nan-propagates",
-                     "zero-rate-constant", "keras-order", "exact-order",
+                     "zero-rate-constant", "integer-arithmetic", "keras-order", "exact-order",
                      "pow-not-correctly-rounded"})
 
 #: A mistake confined to one input, finer than the broad mistake it is listed
