@@ -245,10 +245,10 @@ FILES = {
     "staircase_ceil": ("boundaries.json", "decay_rates.json"),
     "step_through_float16": ("boundaries.json", "large_steps.json"),
     "rate_clamped_unit": ("decay_rates.json", "special_values.json"),
-    "multiply_toward_zero": ("boundaries.json",),
+    "multiply_toward_zero": ("decay_rates.json",),
     "inputs_flushed": ("ranges.json",),
     "staircase_stale_chunk": ("boundaries.json",),
-    "pow_as_exp_log": ("boundaries.json",),
+    "pow_as_exp_log": ("decay_rates.json",),
     "division_toward_zero": ("boundaries.json",),
     "zero_pow_zero_nan": ("special_values.json",),
     "overflow_saturated": ("ranges.json", "special_values.json"),
@@ -260,12 +260,18 @@ FILES = {
 }
 
 #: Proofs the outputs cannot refute (the limits of the rule, measured by
-#: tests/mutants/measure.py --set unnamed): a result one ulp off is what a
-#: pow one ulp off gives, and at a negative step a floor rounded up is a
-#: truncation.
+#: tests/mutants/measure.py --set unnamed, listed in tests/mutants/README.md):
+#: a result one ulp off is what a pow one ulp off gives; at a negative step
+#: a floor rounded up is a truncation; a rate just above 1 clamped to 1 is
+#: the rate rounded to float32; s / D rounded toward zero can be the
+#: rounding of s * (1 / D); exp(p * log(r)) in float64 can give the exact
+#: order's bits.
 LIMITS = {
     "multiply_toward_zero": {"pow-not-correctly-rounded"},
     "staircase_ceil": {"pow-not-correctly-rounded", "floor-as-trunc"},
+    "rate_clamped_unit": {"rate-through-float32"},
+    "division_toward_zero": {"reciprocal-division", "pow-not-correctly-rounded"},
+    "pow_as_exp_log": {"exact-order"},
 }
 
 

@@ -540,9 +540,6 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
                 continue
             v = getattr(x, field_)
             v2 = _through(v, nf)
-            if v2 is not None and fmt.name == "float64" and field_ != "s" and (
-                    _key(v2) == _key(_cast(v, _F32))):
-                continue  # the recomputation of the float32 ids above
             if v2 is not None:
                 yield _Candidate("input-through-narrower-format", f"{label} through {name}",
                                  with_(**{field_: v2}))
