@@ -860,7 +860,14 @@ def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], flo
     if survivors:
         cost = {k: len(_ids(k, profile, True, lv == 1)) for k, lv in survivors.items()}
         best = min(cost.values())
-        keys = _narrowest(sorted(k for k in survivors if cost[k] == best))
+        keys = sorted(k for k in survivors if cost[k] == best)
+        # The order and a pow one ulp off are no mistakes of the code: an
+        # explanation with one more of those ids but fewer mistakes is as
+        # simple (keras-order+pow-not-correctly-rounded against one mistake
+        # in the exact order).
+        fewest = min(len(k[1]) for k in keys)
+        keys += sorted(k for k in survivors if cost[k] == best + 1 and len(k[1]) < fewest)
+        keys = _narrowest(keys)
     # A zero, an infinity or a NaN carries no bits of the mistake that gave
     # it: it says that the schedule underflowed, overflowed or had no value,
     # which many mistakes do alike.  Such outputs alone prove no mistake
