@@ -1,17 +1,24 @@
-"""Diagnosis of a failed conformance test: which known mistake explains it.
+"""Diagnosis of failed conformance tests: which known mistake explains them.
 
 A cause is reported only when it is *proven*: recomputing the schedule with
-that mistake reproduces the observed bits of the test, and no other
-explanation that is as simple does (:func:`diagnose`).  Every candidate is a
-mistake from the vocabulary :data:`CAUSES` (fixed in ``spec/conformance.md``
-§7), applied to the order the profile expects, or to the other order
-(``keras-order`` / ``exact-order`` joins the explanation), optionally with a
-``pow`` one ulp off (``pow-not-correctly-rounded`` joins it).  The
-explanations that reproduce the output with the fewest mistakes are kept:
-one left means a proven cause, several mean "ambiguous (A or B)", none means
-"unexplained".  A few findings need no recomputation (facts): an output that
-is not a value of the format, an error on a valid input, an invalid
-configuration accepted.
+that mistake reproduces every output the implementation gave for the
+schedule, the passes as well as the failures (:func:`diagnose_outputs`; the
+runner gives it every group of a file with the same parameters).  One
+output it does not reproduce rejects it.  Every candidate is a mistake from
+the vocabulary :data:`CAUSES` (``spec/conformance.md`` sections 7 and 9),
+made the same way at every step, applied to the order the profile expects
+or to the other order (``keras-order`` / ``exact-order`` joins the
+explanation), with ``pow`` one ulp off where an output needs it
+(``pow-not-correctly-rounded`` joins it).  The explanations that reproduce
+every output with the fewest ids are kept, a mistake confined to one input
+preferred to a broad one it is finer than (:data:`FINER`): one left means a
+proven cause, several mean "ambiguous (A or B)", none means "unexplained",
+shown with the pattern of the outputs and the explanations of the failing
+output alone ("consistent with", never proven).  A schedule with a single
+output, or whose wrong outputs are all zeros, infinities or NaNs, proves no
+cause but those about special values (:data:`SPECIAL`).  A few findings
+need no recomputation (facts): an output that is not a value of the
+format, an error on a valid input, an invalid configuration accepted.
 
 The ulp helpers :func:`ulps_between` and :func:`same_bits` are shared with the
 runner.
@@ -41,8 +48,8 @@ from ..inputs import to_exact
 from ..oracle import ExactOps, RoundedOps, round_node
 from .vectors import decode_number, decode_result
 
-__all__ = ["CAUSES", "FACTS", "FINER", "Diagnosis", "ulps_between", "same_bits", "diagnose",
-           "diagnose_outputs", "classify", "fact"]
+__all__ = ["CAUSES", "FACTS", "FINER", "SPECIAL", "Diagnosis", "ulps_between", "same_bits",
+           "diagnose", "diagnose_outputs", "classify", "fact"]
 
 #: The vocabulary of cause ids (spec/conformance.md §7): id -> English text.
 CAUSES: dict[str, str] = {
