@@ -264,13 +264,14 @@ FILES = {
 #: a result one ulp off is what a pow one ulp off gives; at a negative step
 #: a floor rounded up is a truncation; a rate just above 1 clamped to 1 is
 #: the rate rounded to float32; s / D rounded toward zero can be the
-#: rounding of s * (1 / D); exp(p * log(r)) in float64 can give the exact
-#: order's bits.
+#: rounding of s * (1 / D) or the quotient of the step before;
+#: exp(p * log(r)) in float64 can give the exact order's bits.
 LIMITS = {
     "multiply_toward_zero": {"pow-not-correctly-rounded"},
     "staircase_ceil": {"pow-not-correctly-rounded", "floor-as-trunc"},
     "rate_clamped_unit": {"rate-through-float32"},
-    "division_toward_zero": {"reciprocal-division", "pow-not-correctly-rounded"},
+    "division_toward_zero": {"reciprocal-division", "step-shifted",
+                             "pow-not-correctly-rounded"},
     "pow_as_exp_log": {"exact-order"},
 }
 
