@@ -293,8 +293,12 @@ def test_the_diagnosis_separates_both_arguments_dropped() -> None:
 def test_the_diagnosis_proves_an_integer_floor() -> None:
     """bfloat16, D = 1000, step 39990: the keras order rounds the step to
     39936 and the quotient up to 40.0 (floor 40); an integer s // D keeps 39,
-    and with r = 0.9 no other single mistake gives those bits."""
+    and with r = 0.9 no other single mistake gives those bits.  Step 40000
+    (rounded to 39936 too, but an exact multiple of D) is right: it refutes
+    s / D rounded toward zero (39.75, floor 39), which reproduces step
+    39990 as well."""
     g = Group("bfloat16", True, 0.1, 1000, 0.9).add(39990, "a").add(2500, "b").add(0, "c")
+    g.add(40000, "d")
     got = _causes("python:expdecay_mutants:integer_floor_division", {}, g)
     assert got[("keras", "39990")] == ("proven", ["integer-floor-division"], None)
 

@@ -15,8 +15,9 @@ preferred to a broad one it is finer than (:data:`FINER`): one left means a
 proven cause, several mean "ambiguous (A or B)", none means "unexplained",
 shown with the pattern of the outputs and the explanations of the failing
 output alone ("consistent with", never proven).  A schedule with a single
-output, or whose wrong outputs are all zeros, infinities or NaNs, proves no
-cause but those about special values (:data:`SPECIAL`).  A few findings
+output proves no cause.  Mistakes outside the vocabulary (:data:`RIVALS`)
+are recomputed too: one that reproduces every output as simply as a cause
+makes the diagnosis ambiguous; they are never proven.  A few findings
 need no recomputation (facts): an output that is not a value of the
 format, an error on a valid input, an invalid configuration accepted.
 
@@ -48,7 +49,7 @@ from ..inputs import to_exact
 from ..oracle import ExactOps, RoundedOps, round_node
 from .vectors import decode_number, decode_result
 
-__all__ = ["CAUSES", "FACTS", "FINER", "SPECIAL", "Diagnosis", "ulps_between", "same_bits",
+__all__ = ["CAUSES", "FACTS", "FINER", "RIVALS", "Diagnosis", "ulps_between", "same_bits",
            "diagnose", "diagnose_outputs", "classify", "fact"]
 
 #: The vocabulary of cause ids (spec/conformance.md §7): id -> English text.
@@ -88,6 +89,22 @@ CAUSES: dict[str, str] = {
     "integer-arithmetic": "an integer initial_learning_rate kept as an integer: decay_rate "
                           "truncated to an integer",
     "pow-nan-propagates": "pow(NaN, 0) or pow(1, NaN) gives NaN instead of 1 (C99 Annex F)",
+}
+
+#: Mistakes outside the cause vocabulary, recomputed only to block a proof:
+#: when one of them reproduces every output of a schedule as simply as a
+#: cause does, the outputs cannot tell the two apart and the diagnosis is
+#: ambiguous; alone, it leaves the failure unexplained.  They are never
+#: proven (no cause id): the vocabulary does not grow by guesses.
+RIVALS: dict[str, str] = {
+    "product-toward-zero": "(not a cause id) the final product rounded toward zero",
+    "division-toward-zero": "(not a cause id) s / D rounded toward zero",
+    "staircase-ceil": "(not a cause id) the staircase exponent rounded up",
+    "negative-step-abs": "(not a cause id) a negative step taken as its absolute value",
+    "rate-clamped-unit": "(not a cause id) decay_rate clamped to [0, 1]",
+    "nan-as-zero": "(not a cause id) a NaN result returned as 0",
+    "overflow-saturated": "(not a cause id) an infinite result saturated to the largest "
+                          "finite value",
 }
 
 #: Findings that need no recomputation: id -> English text.
@@ -274,7 +291,7 @@ class Diagnosis:
 
 
 def _english(cause: str) -> str:
-    return CAUSES.get(cause) or FACTS.get(cause) or cause
+    return CAUSES.get(cause) or FACTS.get(cause) or RIVALS.get(cause) or cause
 
 
 def fact(cause: str, detail: str = "") -> Diagnosis:
@@ -615,10 +632,73 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
     p_nan = isinstance(pk, float) and math.isnan(pk)
     if (math.isnan(rc) and pk == 0) or (rc == 1 and p_nan):
         yield _Candidate("pow-nan-propagates", "", direct=_const([math.nan]))
+    yield from _rivals(x, fmt, base_values)
     # a subnormal result flushed to zero
     for v in base_values.values():
         if v != 0 and math.isfinite(v) and abs(v) < fmt.min_normal:
             yield _Candidate("subnormal-flushed", "", direct=_const([math.copysign(0.0, v)]))
+
+
+def _toward_zero(q: Fraction, fmt: Format) -> float:
+    """``q`` rounded toward zero to ``fmt`` (the largest finite value
+    rather than an infinity)."""
+    y = round_ratio(q.numerator, q.denominator, fmt)
+    if math.isinf(y):
+        return math.copysign(fmt.max_finite, y)
+    if y != 0 and abs(Fraction(y)) > abs(q):
+        y = next_down(y, fmt) if y > 0 else next_up(y, fmt)
+    return y
+
+
+def _product_toward_zero(I: Num, D: Num, r: Num, s: Num, st: bool, fmt: Format
+                         ) -> list[float]:
+    w = _eval(1, D, r, s, st, fmt, "keras")
+    if w is None:
+        return []
+    Ic = _cast(I, fmt)
+    if not (math.isfinite(w) and math.isfinite(Ic)) or w == 0 or Ic == 0:
+        return [_mul(Ic, w, fmt)]  # exact: no rounding to direct
+    return [_toward_zero(Fraction(Ic) * Fraction(w), fmt)]
+
+
+def _rivals(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Iterator[_Candidate]:
+    """The mistakes of :data:`RIVALS` applicable to ``x``."""
+    I, D, r, s, st = x.I, x.D, x.r, x.s, x.staircase
+    yield _Candidate("product-toward-zero", "", orders=("keras",), direct=functools.partial(
+        _product_toward_zero, I, D, r, s, st, fmt))
+    try:
+        sc, Dc = _cast(s, fmt), _cast(D, fmt)
+        if math.isfinite(sc) and math.isfinite(Dc) and sc != 0 and Dc != 0:
+            p = _toward_zero(Fraction(sc) / Fraction(Dc), fmt)
+            if st:
+                p = float(math.floor(p))
+            step = _as_step(Fraction(p))
+            if step is not None:
+                yield _Candidate("division-toward-zero", "", _Inputs(I, 1, r, step, False),
+                                 orders=("keras",))
+    except (ArithmeticError, ValueError, TypeError, OverflowError):
+        pass
+    if st:
+        for order in ("keras", "exact"):
+            q = _exponent(x, fmt, order)
+            if isinstance(q, Fraction):
+                c = math.ceil(q)
+                if _INT64[0] <= c <= _INT64[1]:
+                    yield _Candidate("staircase-ceil", "", _Inputs(I, 1, r, c, False),
+                                     orders=(order,))
+    if not (isinstance(s, float) and math.isnan(s)) and s < 0:
+        t = -s
+        if not isinstance(t, int) or t <= _INT64[1]:
+            yield _Candidate("negative-step-abs", "", _Inputs(I, D, r, t, st))
+    if not (isinstance(r, float) and math.isnan(r)) and not 0 <= r <= 1:
+        yield _Candidate("rate-clamped-unit", "", _Inputs(I, D, 0.0 if r < 0 else 1.0, s, st))
+    if any(math.isnan(v) for v in base_values.values()):
+        yield _Candidate("nan-as-zero", "", direct=_const([0.0]))
+    for v in base_values.values():
+        if math.isinf(v):
+            yield _Candidate("overflow-saturated", "",
+                             direct=_const([math.copysign(fmt.max_finite, v)]))
+            break
 
 
 def _const(values: list[float]) -> Callable[[], list[float]]:
@@ -702,7 +782,7 @@ class _Table:
             mistake = (cand.cause, *cand.also)
             variant = cand.detail if cand.variant is None else cand.variant
             if cand.direct is not None:  # values of no particular order
-                for order in (profile, other):
+                for order in (o for o in (profile, other) if o in cand.orders):
                     self._add((order, mistake, variant),
                               _Entry(cand.detail, order, None, fmt, cand.direct))
             if cand.inputs is not None:
@@ -788,13 +868,6 @@ def _ids(key: _Key, profile: str, acts: bool, pow_off: bool) -> tuple[str, ...]:
     return tuple(_ordered(prefix + (key[1] if acts else ()) + ((POW_CAUSE,) if pow_off else ())))
 
 
-#: Causes about special values (and integer truncation, whose outputs are
-#: zeros for a rate below 1, and the orders and ``pow``): outputs that are
-#: all zeros, infinities or NaNs can prove them; no other cause.
-SPECIAL = frozenset({"subnormal-flushed", "negative-zero-lost", "pow-nan-propagates",
-                     "zero-rate-constant", "integer-arithmetic", "keras-order", "exact-order",
-                     "pow-not-correctly-rounded"})
-
 #: A mistake confined to one input, finer than the broad mistake it is listed
 #: under: when the outputs cannot tell them apart, the finer one is proven.
 FINER: dict[str, tuple[str, ...]] = {
@@ -875,22 +948,16 @@ def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], flo
         fewest = min(len(k[1]) for k in keys)
         keys += sorted(k for k in survivors if cost[k] == best + 1 and len(k[1]) < fewest)
         keys = _narrowest(keys)
-    # A zero, an infinity or a NaN carries no bits of the mistake that gave
-    # it: it says that the schedule underflowed, overflowed or had no value,
-    # which many mistakes do alike.  Such outputs alone prove no mistake
-    # that is not about special values.
-    saturated = all(_special(outputs[i][2]) for i in wrong)
-    weak = {k for k in keys if saturated and any(c not in SPECIAL for c in k[1])}
-    if len(evidence) < min_outputs:
+    weak: set[_Key] = set(keys) if len(evidence) < min_outputs else set()
+    rivals_only = bool(keys) and all(any(c in RIVALS for c in k[1]) for k in keys)
+    if rivals_only:
         weak = set(keys)
     if not keys or len(weak) == len(keys):
         pattern = _pattern(outputs, evidence, wrong, tables, fmt, profile)
-        if keys and len(evidence) < min_outputs:
+        if rivals_only:
+            pattern.append("only mistakes outside the cause vocabulary reproduce them")
+        elif keys and len(evidence) < min_outputs:
             pattern.append("a single output cannot tell one mistake from another")
-        elif keys:
-            pattern.append("every wrong output is a zero, an infinity or a NaN: the outputs "
-                           "cannot tell one mistake that underflows, overflows or has no "
-                           "value from another")
         for i in wrong:
             e, o = tables[i].expected, outputs[i][2]
             here = (f"this output: {_signed(e[profile], o, fmt)} ulp from the expected value, "
@@ -925,10 +992,6 @@ def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], flo
             out[i] = Diagnosis("ambiguous", alternatives=[list(a) for a in sorted(labels)],
                                details=[why] if why else [])
     return [out[i] for i in failing]
-
-
-def _special(v: float) -> bool:
-    return not math.isfinite(v) or v == 0
 
 
 def _alone(table: _Table, v: _VKey, profile: str) -> list[tuple[str, ...]]:
@@ -1043,7 +1106,7 @@ def _hex(v: float) -> str:
     return "nan" if math.isnan(v) else v.hex() if math.isfinite(v) else repr(v)
 
 
-_ORDER = {c: i for i, c in enumerate([*CAUSES, *FACTS])}
+_ORDER = {c: i for i, c in enumerate([*CAUSES, *FACTS, *RIVALS])}
 
 
 def _ordered(ids: tuple[str, ...]) -> list[str]:
