@@ -34,7 +34,7 @@ if str(MUTANT_DIR) not in sys.path:
 
 import unnamed_mutants  # noqa: E402
 
-from expdecay.conformance.diagnosis import FACTS  # noqa: E402
+from expdecay.conformance.diagnosis import CAUSES, FACTS, RIVALS  # noqa: E402
 from expdecay.conformance.runner import check_implementation, summarise  # noqa: E402
 from expdecay.conformance.vectors import decode_number, decode_result  # noqa: E402
 from expdecay.floats import get_format  # noqa: E402
@@ -284,3 +284,18 @@ def test_the_unnamed_mutants_are_documented() -> None:
     assert len(unnamed_mutants.MUTANTS) >= 12
     assert math.isnan(unnamed_mutants.baseline(0.1, 1000, -0.5, [500], staircase=False,
                                                dtype="float32")[0])
+
+
+def test_a_product_rounded_toward_zero_is_not_proven_a_pow_one_ulp_off() -> None:
+    """Results one ulp low: a pow one ulp off reproduces every output, but so
+    does the final product rounded toward zero (a rival with no cause id):
+    ambiguous, never proven."""
+    reps = _mutant("multiply_toward_zero", ("decay_rates.json",))
+    for rep in reps.values():
+        fails = [e for f in rep.files for e in f.failures]
+        assert fails
+        assert not any(e["diagnosis"] == "proven" and "pow-not-correctly-rounded" in
+                       e["causeIds"] for e in fails)
+        assert any(e["diagnosis"] == "ambiguous" and any(
+            "product-toward-zero" in a for a in e["alternatives"]) for e in fails)
+    assert "product-toward-zero" in RIVALS and "product-toward-zero" not in CAUSES

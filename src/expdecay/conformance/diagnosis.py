@@ -899,7 +899,9 @@ def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], flo
     not reproduce rejects it.  Of the explanations left, those with the
     fewest ids are kept, a mistake confined to one input preferred to a
     broad one it is finer than (:data:`FINER`); several left make the
-    diagnosis ambiguous, none leaves it unexplained: the diagnosis then
+    diagnosis ambiguous (a mistake of :data:`RIVALS` among them too: it
+    blocks the proof, never is proven), none, or rivals alone, leave it
+    unexplained: the diagnosis then
     shows the pattern of the schedule's outputs (signed ulp distances, the
     steps wrong and right, a property of the inputs that separates them)
     and, as ``consistent``, the explanations of that output alone.  A
