@@ -268,10 +268,12 @@ def test_the_runner_proves_the_paddle_legacy_bug() -> None:
     adapter("paddle", api="legacy")
     g = Group("float64", True, 0.5, 4, 0.25).add(2.5, "fractional").add(12, "integer")
     got = _causes("paddle", {"api": "legacy"}, g)
-    assert got[("keras", "12")] == ("proven", ["decay-steps-ignored"], None)
+    # one explanation of the schedule's outputs: both arguments dropped
+    assert got[("keras", "12")] == ("proven", ["staircase-ignored",
+                                               "decay-steps-ignored"], None)
     assert got[("keras", "0x1.4p+1")] == ("proven", ["staircase-ignored",
                                                      "decay-steps-ignored"], None)
-    g = Group("float64", False, 0.1, 1000, 0.5).add(1000, "one period")
+    g = Group("float64", False, 0.1, 1000, 0.5).add(1000, "one period").add(0, "start")
     got = _causes("paddle", {"api": "legacy"}, g)
     assert got[("keras", "1000")] == ("proven", ["decay-steps-ignored"], None)
 
@@ -282,14 +284,21 @@ def test_the_diagnosis_separates_both_arguments_dropped() -> None:
     got = _causes("python:expdecay_mutants:decay_steps_and_staircase_ignored", {}, g)
     assert got[("keras", "0x1.4p+1")] == ("proven", ["staircase-ignored",
                                                      "decay-steps-ignored"], None)
-    assert got[("keras", "6")] == ("proven", ["decay-steps-ignored"], None)
+    # the integer step alone is explained by decay-steps-ignored, but the
+    # schedule's other output refutes it: the proven cause covers both
+    assert got[("keras", "6")] == ("proven", ["staircase-ignored", "decay-steps-ignored"],
+                                   None)
 
 
 def test_the_diagnosis_proves_an_integer_floor() -> None:
     """bfloat16, D = 1000, step 39990: the keras order rounds the step to
     39936 and the quotient up to 40.0 (floor 40); an integer s // D keeps 39,
-    and with r = 0.9 no other single mistake gives those bits."""
-    g = Group("bfloat16", True, 0.1, 1000, 0.9).add(39990, "a")
+    and with r = 0.9 no other single mistake gives those bits.  Step 40000
+    (rounded to 39936 too, but an exact multiple of D) is right: it refutes
+    s / D rounded toward zero (39.75, floor 39), which reproduces step
+    39990 as well."""
+    g = Group("bfloat16", True, 0.1, 1000, 0.9).add(39990, "a").add(2500, "b").add(0, "c")
+    g.add(40000, "d")
     got = _causes("python:expdecay_mutants:integer_floor_division", {}, g)
     assert got[("keras", "39990")] == ("proven", ["integer-floor-division"], None)
 

@@ -3,7 +3,11 @@
 Each mutant of ``tests/mutants/expdecay_mutants.py`` must fail under at
 least one profile and carry its cause: at least one of its failures is
 proven with its own cause id (alone, or joined only by the order or a pow
-one ulp off), and none is proven with another cause.  The unmutated
+one ulp off), or, where the outputs cannot tell it from another, has it
+among the alternatives of an ambiguous diagnosis (a finer mistake that
+``diagnosis.FINER`` lists under it counts as its own: where the outputs
+cannot tell the whole pipeline in float32 from one input through float32,
+the narrower mistake is proven); none is proven with another cause.  The unmutated
 baseline passes the keras profile on every vector file.  The full
 measurement (every file, mutation score, labelling accuracy) is
 ``tests/mutants/measure.py``.
@@ -28,6 +32,7 @@ if str(MUTANT_DIR) not in sys.path:
 
 import expdecay_mutants  # noqa: E402
 
+from expdecay.conformance.diagnosis import FINER  # noqa: E402
 from expdecay.conformance.runner import check_implementation  # noqa: E402
 from expdecay.conformance.vectors import decode_number, iter_tests  # noqa: E402
 
@@ -87,9 +92,15 @@ def test_each_mutant_is_killed_and_labelled(name: str) -> None:
             ids = set(e["causeIds"])
             if cause in ids and not ids - {cause} - NEUTRAL:
                 own += 1
+            elif len(ids - NEUTRAL) == 1 and ids - NEUTRAL <= set(FINER.get(cause, ())):
+                own += 1  # a finer mistake the outputs cannot tell from the cause
             else:
                 wrong += 1  # proven with a cause the mutant does not have
-    assert own > 0, f"{name}: no failure proven as {cause}"
+    # Where the schedule's outputs cannot tell the cause from another, the
+    # failures are ambiguous with the cause among the alternatives.
+    among = sum(any(cause in a for a in e.get("alternatives", []))
+                for f in reps["keras"].files for e in f.failures)
+    assert own > 0 or among > 0, f"{name}: no failure proven as {cause}"
     assert wrong == 0, f"{name}: {wrong} failures proven with another cause"
 
 

@@ -69,34 +69,52 @@ def test_bits_helpers_agree_with_exact_rationals(x: float, y: float,
 
 def _clear() -> None:
     diagnosis._CACHE.clear()
-    diagnosis._ROWS.clear()
+    diagnosis._TABLES.clear()
 
 
-def test_a_group_prepared_at_once_gives_the_diagnoses_made_one_by_one() -> None:
-    """Outputs that a mistake explains (the other order's bits) or that none
-    may (one ulp off): the same diagnoses with and without :func:`prepare`."""
+def test_a_group_recomputed_at_once_gives_the_values_recomputed_one_by_one() -> None:
+    """The recomputations of a schedule's explanations made in bulk
+    (:func:`diagnosis._fill`, one fast-path call per schedule) and one by
+    one with every cache empty: the same bits for every explanation and
+    test, and the same diagnoses of outputs one ulp off."""
     doc = json.loads((ROOT / "conformance" / "vectors" / "defect_classes.json").read_text())
-    cases: list[tuple[dict[str, Any], dict[str, Any], floats.Format, float]] = []
-    for g in doc["testGroups"]:
-        fmt = floats.get_format(g["dtype"])
-        for t in g["tests"]:
-            if t["result"] != "valid":
-                continue
-            k = decode_result(t["keras"], fmt, "keras")
-            cases.append((g, t, fmt, k))
-            if math.isfinite(k):
-                cases.append((g, t, fmt, floats.next_up(k, fmt)))
-    assert len(cases) > 200
-    _clear()
-    one = [diagnosis.diagnose(t, g, fmt, "exact", v).to_json() for g, t, fmt, v in cases]
-    _clear()
-    by_group: dict[int, list[dict[str, Any]]] = {}
-    for g, t, _fmt, _v in cases:
-        by_group.setdefault(id(g), []).append(t)
-    for g in doc["testGroups"]:
-        if id(g) in by_group:
-            diagnosis.prepare(by_group[id(g)], g, floats.get_format(g["dtype"]), "exact")
-    assert diagnosis._ROWS
-    batched = [diagnosis.diagnose(t, g, fmt, "exact", v).to_json() for g, t, fmt, v in cases]
+    groups = [g for g in doc["testGroups"] if all(t["result"] == "valid" for t in g["tests"])]
+    assert len(groups) > 20
+
+    def tables(bulk: bool) -> list[dict[Any, Any]]:
+        _clear()
+        out = []
+        for g in groups:
+            fmt = floats.get_format(g["dtype"])
+            tabs = [diagnosis._table(t, g, fmt, "exact") for t in g["tests"]]
+            keys = sorted({k for tab in tabs for k in tab.entries})
+            if bulk:
+                diagnosis._fill((tab, k) for tab in tabs for k in keys)
+            else:
+                diagnosis._CACHE.clear()
+            for tab in tabs:
+                for k in keys:
+                    tab.level(k, 0)
+                out.append(dict(tab.values))
+        return out
+
+    one, batched = tables(False), tables(True)
     assert batched == one
-    assert any(d["diagnosis"] == "proven" for d in one)
+    assert sum(len(v) for v in one) > 1000
+
+    def diagnoses() -> list[dict[str, Any]]:
+        _clear()
+        res = []
+        for g in groups:
+            fmt = floats.get_format(g["dtype"])
+            outs = []
+            for t in g["tests"]:
+                k = decode_result(t["keras"], fmt, "keras")
+                outs.append((t, g, floats.next_up(k, fmt) if math.isfinite(k) else k))
+            res += [d.to_json() for d in diagnosis.diagnose_outputs(
+                outs, list(range(len(outs))), fmt, "keras")]
+        return res
+
+    first = diagnoses()
+    assert first == diagnoses()
+    assert any(d["diagnosis"] == "proven" for d in first)

@@ -1,17 +1,25 @@
-"""Diagnosis of a failed conformance test: which known mistake explains it.
+"""Diagnosis of failed conformance tests: which known mistake explains them.
 
 A cause is reported only when it is *proven*: recomputing the schedule with
-that mistake reproduces the observed bits of the test, and no other
-explanation that is as simple does (:func:`diagnose`).  Every candidate is a
-mistake from the vocabulary :data:`CAUSES` (fixed in ``spec/conformance.md``
-§7), applied to the order the profile expects, or to the other order
-(``keras-order`` / ``exact-order`` joins the explanation), optionally with a
-``pow`` one ulp off (``pow-not-correctly-rounded`` joins it).  The
-explanations that reproduce the output with the fewest mistakes are kept:
-one left means a proven cause, several mean "ambiguous (A or B)", none means
-"unexplained".  A few findings need no recomputation (facts): an output that
-is not a value of the format, an error on a valid input, an invalid
-configuration accepted.
+that mistake reproduces every output the implementation gave for the
+schedule, the passes as well as the failures (:func:`diagnose_outputs`; the
+runner gives it every group of a file with the same parameters).  One
+output it does not reproduce rejects it.  Every candidate is a mistake from
+the vocabulary :data:`CAUSES` (``spec/conformance.md`` sections 7 and 9),
+made the same way at every step, applied to the order the profile expects
+or to the other order (``keras-order`` / ``exact-order`` joins the
+explanation), with ``pow`` one ulp off where an output needs it
+(``pow-not-correctly-rounded`` joins it).  The explanations that reproduce
+every output with the fewest ids are kept, a mistake confined to one input
+preferred to a broad one it is finer than (:data:`FINER`): one left means a
+proven cause, several mean "ambiguous (A or B)", none means "unexplained",
+shown with the pattern of the outputs and the explanations of the failing
+output alone ("consistent with", never proven).  A schedule with a single
+output proves no cause.  Mistakes outside the vocabulary (:data:`RIVALS`)
+are recomputed too: one that reproduces every output as simply as a cause
+makes the diagnosis ambiguous; they are never proven.  A few findings
+need no recomputation (facts): an output that is not a value of the
+format, an error on a valid input, an invalid configuration accepted.
 
 The ulp helpers :func:`ulps_between` and :func:`same_bits` are shared with the
 runner.
@@ -19,8 +27,10 @@ runner.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -39,8 +49,8 @@ from ..inputs import to_exact
 from ..oracle import ExactOps, RoundedOps, round_node
 from .vectors import decode_number, decode_result
 
-__all__ = ["CAUSES", "FACTS", "Diagnosis", "ulps_between", "same_bits", "diagnose",
-           "classify", "fact"]
+__all__ = ["CAUSES", "FACTS", "FINER", "RIVALS", "Diagnosis", "ulps_between", "same_bits",
+           "diagnose", "diagnose_outputs", "classify", "fact"]
 
 #: The vocabulary of cause ids (spec/conformance.md §7): id -> English text.
 CAUSES: dict[str, str] = {
@@ -62,6 +72,9 @@ CAUSES: dict[str, str] = {
                                    "pipeline",
     "computed-in-narrower-format": "the whole pipeline run in a narrower format: the dtype "
                                    "not honoured",
+    "input-through-narrower-format": "one input (initial_learning_rate, decay_rate, "
+                                     "decay_steps or the step) rounded through a narrower "
+                                     "format before the pipeline",
     "computed-in-wider-format": "computed in a wider format, then rounded to the format",
     "chained-product": "a chained product: the rate multiplied in once per period, each "
                        "product rounded in the format",
@@ -76,6 +89,22 @@ CAUSES: dict[str, str] = {
     "integer-arithmetic": "an integer initial_learning_rate kept as an integer: decay_rate "
                           "truncated to an integer",
     "pow-nan-propagates": "pow(NaN, 0) or pow(1, NaN) gives NaN instead of 1 (C99 Annex F)",
+}
+
+#: Mistakes outside the cause vocabulary, recomputed only to block a proof:
+#: when one of them reproduces every output of a schedule as simply as a
+#: cause does, the outputs cannot tell the two apart and the diagnosis is
+#: ambiguous; alone, it leaves the failure unexplained.  They are never
+#: proven (no cause id): the vocabulary does not grow by guesses.
+RIVALS: dict[str, str] = {
+    "product-toward-zero": "(not a cause id) the final product rounded toward zero",
+    "division-toward-zero": "(not a cause id) s / D rounded toward zero",
+    "staircase-ceil": "(not a cause id) the staircase exponent rounded up",
+    "negative-step-abs": "(not a cause id) a negative step taken as its absolute value",
+    "rate-clamped-unit": "(not a cause id) decay_rate clamped to [0, 1]",
+    "nan-as-zero": "(not a cause id) a NaN result returned as 0",
+    "overflow-saturated": "(not a cause id) an infinite result saturated to the largest "
+                          "finite value",
 }
 
 #: Findings that need no recomputation: id -> English text.
@@ -216,15 +245,19 @@ def same_bits(a: float, b: float, fmt: Format) -> bool:
 class Diagnosis:
     """The verdict on a failure's cause.
 
-    ``status`` is ``proven`` (``ids`` is the one simplest explanation, or a
-    fact), ``ambiguous`` (``alternatives`` lists the explanations that
-    reproduce the output equally simply) or ``unexplained``.
+    ``status`` is ``proven`` (``ids`` is the one simplest explanation of
+    every output of the schedule, or a fact), ``ambiguous``
+    (``alternatives`` lists the explanations that reproduce them equally
+    simply) or ``unexplained`` (``details`` shows the pattern;
+    ``consistent`` lists the explanations of this output alone, which the
+    schedule's other outputs refute: never proven).
     """
 
     status: str
     ids: list[str] = field(default_factory=list)
     alternatives: list[list[str]] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
+    consistent: list[list[str]] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -244,7 +277,7 @@ class Diagnosis:
             out = ["ambiguous: " + " or ".join(
                 "(" + "; ".join(_english(i) for i in a) + ")" for a in self.alternatives)]
         else:
-            out = ["unexplained: no known mistake reproduces the output"]
+            out = ["unexplained: no known mistake reproduces every output of the schedule"]
         return out + self.details
 
     def to_json(self) -> dict[str, Any]:
@@ -252,11 +285,13 @@ class Diagnosis:
                                "causes": self.text}
         if self.alternatives:
             out["alternatives"] = [list(a) for a in self.alternatives]
+        if self.consistent:
+            out["consistentWith"] = [list(a) for a in self.consistent]
         return out
 
 
 def _english(cause: str) -> str:
-    return CAUSES.get(cause) or FACTS.get(cause) or cause
+    return CAUSES.get(cause) or FACTS.get(cause) or RIVALS.get(cause) or cause
 
 
 def fact(cause: str, detail: str = "") -> Diagnosis:
@@ -398,6 +433,17 @@ def _requests(x: _Inputs, work: Format, order: str
     return (x.I, x.D, x.r, x.s, x.staircase, work, "exact")
 
 
+def _through(v: Num, fmt: Format) -> float | None:
+    """``v`` rounded to ``fmt``, None when that changes nothing (or ``v`` is
+    not finite)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    y = _cast(v, fmt)
+    if math.isfinite(y) and Fraction(y) == Fraction(v):
+        return None
+    return y
+
+
 def _through_f32(v: Num, ftz: bool) -> float:
     y = _cast(v, _F32)
     if ftz and y != 0 and abs(y) < _F32.min_normal:
@@ -454,8 +500,11 @@ class _Candidate:
     inputs: _Inputs | None = None  # recomputed in both orders
     work: Format | None = None
     orders: tuple[str, ...] = ("keras", "exact")
-    direct: list[float] = field(default_factory=list)  # values computed by hand
+    direct: Callable[[], list[float]] | None = None  # values computed by hand, on demand
     also: tuple[str, ...] = ()  # further causes the same recomputation makes
+    #: What makes this mistake the same one at another step (``detail``
+    #: unless the detail depends on the step).
+    variant: str | None = None
 
 
 def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Iterator[_Candidate]:
@@ -502,6 +551,22 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
         narrower = other.precision < fmt.precision
         yield _Candidate("computed-in-narrower-format" if narrower else
                          "computed-in-wider-format", f"computed in {name}", x, work=other)
+    # One input rounded through a narrower format: less precision or less
+    # range (float32 in float64 has its own ids above, but for the initial
+    # rate).
+    for name in ("float32", "float16", "bfloat16"):
+        nf = get_format(name)
+        if nf == fmt or nf.precision > fmt.precision and nf.emax >= fmt.emax:
+            continue
+        for label, field_ in (("initial_learning_rate", "I"), ("decay_rate", "r"),
+                              ("decay_steps", "D"), ("step", "s")):
+            if fmt.name == "float64" and name == "float32" and field_ != "I":
+                continue
+            v = getattr(x, field_)
+            v2 = _through(v, nf)
+            if v2 is not None:
+                yield _Candidate("input-through-narrower-format", f"{label} through {name}",
+                                 with_(**{field_: v2}))
     if isinstance(D, float) and math.isfinite(D) and not D.is_integer():
         if abs(D) >= 1:
             yield _Candidate("decay-steps-truncated", "truncated", with_(D=math.trunc(D)))
@@ -513,7 +578,8 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
     if isinstance(D, int) and not -2**31 <= D < 2**31 and _wrap32(D) > 0:
         yield _Candidate("decay-steps-truncated", "wrapped to int32", with_(D=_wrap32(D)))
     if isinstance(s, int) and not -2**31 <= s < 2**31:
-        yield _Candidate("step-wrapped-int32", f"step {_wrap32(s)}", with_(s=_wrap32(s)))
+        yield _Candidate("step-wrapped-int32", f"step {_wrap32(s)}", with_(s=_wrap32(s)),
+                         variant="")
     if (isinstance(s, int) and s < 0) or (isinstance(s, float) and s < 0):
         yield _Candidate("negative-step-clamped", "", with_(s=0))
     if r == 0:
@@ -544,8 +610,8 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
         if isinstance(n, Fraction) and st:
             n = Fraction(math.floor(n))
         if isinstance(n, Fraction) and n.denominator == 1 and 0 <= n <= CHAIN_MAX:
-            yield _Candidate("chained-product", f"{int(n)} products",
-                             direct=_chained(I, r, int(n), fmt))
+            yield _Candidate("chained-product", f"{int(n)} products", variant="",
+                             direct=functools.partial(_chained, I, r, int(n), fmt))
     # integer arithmetic: an integer initial rate keeps the computation integral.
     if isinstance(I, int):
         p = _exponent(x, fmt, "exact")
@@ -554,8 +620,8 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
                 p = Fraction(math.floor(p))
             try:
                 v = float(I * math.trunc(r) ** float(p))
-                yield _Candidate("integer-arithmetic", "", direct=[_to(float(math.trunc(v)),
-                                                                       fmt)])
+                yield _Candidate("integer-arithmetic", "",
+                                 direct=_const([_to(float(math.trunc(v)), fmt)]))
             except (ArithmeticError, ValueError, OverflowError):
                 pass
     # pow(NaN, 0) / pow(1, NaN) = NaN
@@ -565,11 +631,78 @@ def _candidates(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Itera
         pk = Fraction(math.floor(pk))
     p_nan = isinstance(pk, float) and math.isnan(pk)
     if (math.isnan(rc) and pk == 0) or (rc == 1 and p_nan):
-        yield _Candidate("pow-nan-propagates", "", direct=[math.nan])
+        yield _Candidate("pow-nan-propagates", "", direct=_const([math.nan]))
+    yield from _rivals(x, fmt, base_values)
     # a subnormal result flushed to zero
     for v in base_values.values():
         if v != 0 and math.isfinite(v) and abs(v) < fmt.min_normal:
-            yield _Candidate("subnormal-flushed", "", direct=[math.copysign(0.0, v)])
+            yield _Candidate("subnormal-flushed", "", direct=_const([math.copysign(0.0, v)]))
+
+
+def _toward_zero(q: Fraction, fmt: Format) -> float:
+    """``q`` rounded toward zero to ``fmt`` (the largest finite value
+    rather than an infinity)."""
+    y = round_ratio(q.numerator, q.denominator, fmt)
+    if math.isinf(y):
+        return math.copysign(fmt.max_finite, y)
+    if y != 0 and abs(Fraction(y)) > abs(q):
+        y = next_down(y, fmt) if y > 0 else next_up(y, fmt)
+    return y
+
+
+def _product_toward_zero(I: Num, D: Num, r: Num, s: Num, st: bool, fmt: Format
+                         ) -> list[float]:
+    w = _eval(1, D, r, s, st, fmt, "keras")
+    if w is None:
+        return []
+    Ic = _cast(I, fmt)
+    if not (math.isfinite(w) and math.isfinite(Ic)) or w == 0 or Ic == 0:
+        return [_mul(Ic, w, fmt)]  # exact: no rounding to direct
+    return [_toward_zero(Fraction(Ic) * Fraction(w), fmt)]
+
+
+def _rivals(x: _Inputs, fmt: Format, base_values: dict[str, float]) -> Iterator[_Candidate]:
+    """The mistakes of :data:`RIVALS` applicable to ``x``."""
+    I, D, r, s, st = x.I, x.D, x.r, x.s, x.staircase
+    yield _Candidate("product-toward-zero", "", orders=("keras",), direct=functools.partial(
+        _product_toward_zero, I, D, r, s, st, fmt))
+    try:
+        sc, Dc = _cast(s, fmt), _cast(D, fmt)
+        if math.isfinite(sc) and math.isfinite(Dc) and sc != 0 and Dc != 0:
+            p = _toward_zero(Fraction(sc) / Fraction(Dc), fmt)
+            if st:
+                p = float(math.floor(p))
+            step = _as_step(Fraction(p))
+            if step is not None:
+                yield _Candidate("division-toward-zero", "", _Inputs(I, 1, r, step, False),
+                                 orders=("keras",))
+    except (ArithmeticError, ValueError, TypeError, OverflowError):
+        pass
+    if st:
+        for order in ("keras", "exact"):
+            q = _exponent(x, fmt, order)
+            if isinstance(q, Fraction):
+                c = math.ceil(q)
+                if _INT64[0] <= c <= _INT64[1]:
+                    yield _Candidate("staircase-ceil", "", _Inputs(I, 1, r, c, False),
+                                     orders=(order,))
+    if not (isinstance(s, float) and math.isnan(s)) and s < 0:
+        t = -s
+        if not isinstance(t, int) or t <= _INT64[1]:
+            yield _Candidate("negative-step-abs", "", _Inputs(I, D, r, t, st))
+    if not (isinstance(r, float) and math.isnan(r)) and not 0 <= r <= 1:
+        yield _Candidate("rate-clamped-unit", "", _Inputs(I, D, 0.0 if r < 0 else 1.0, s, st))
+    if any(math.isnan(v) for v in base_values.values()):
+        yield _Candidate("nan-as-zero", "", direct=_const([0.0]))
+    for v in base_values.values():
+        if math.isinf(v):
+            yield _Candidate("overflow-saturated", "",
+                             direct=_const([math.copysign(fmt.max_finite, v)]))
+            break
+
+
+def _const(values: list[float]) -> Callable[[], list[float]]:
+    return lambda: values
 
 
 def _exact_floor(s: Num, D: Num) -> int | None:
@@ -596,10 +729,6 @@ def _chained(I: Num, r: Num, n: int, fmt: Format) -> list[float]:
     return out
 
 
-#: One recomputed value: the ids of the mistakes made, a detail, the value.
-_Row = tuple[tuple[str, ...], str, float]
-
-
 def _test_inputs(test: dict[str, Any], group: dict[str, Any], fmt: Format
                  ) -> tuple[_Inputs, dict[str, float]]:
     x = _Inputs(decode_number(group["initialLearningRate"]), decode_number(group["decaySteps"]),
@@ -608,113 +737,378 @@ def _test_inputs(test: dict[str, Any], group: dict[str, Any], fmt: Format
     return x, {o: decode_result(test[o], fmt, o) for o in ("exact", "keras")}
 
 
-def _plan_rows(x: _Inputs, fmt: Format, profile: str, cands: list[_Candidate]
-               ) -> Iterator[tuple[tuple[str, ...], str, _Inputs | None, Format, str,
-                                   bool, list[float]]]:
-    """What :func:`_rows` recomputes: ``(ids, detail, inputs, work, order,
-    pow_off_only, direct values)``, in the order the explanations are tried."""
-    other = "keras" if profile == "exact" else "exact"
-    # The other order, and each order with pow one ulp off.
-    yield (ORDER_CAUSE[other],), "", x, fmt, other, False, []
-    yield (), "", x, fmt, profile, True, []
-    for cand in cands:
-        ids = (cand.cause, *cand.also)
-        if cand.direct:
-            yield ids, cand.detail, None, fmt, profile, False, cand.direct
-        if cand.inputs is None:
-            continue
-        for order in cand.orders:
-            prefix = () if order == profile else (ORDER_CAUSE[order],)
-            yield prefix + ids, cand.detail, cand.inputs, cand.work or fmt, order, False, []
+#: An explanation of a schedule's outputs: the order it computes in, the ids
+#: of the mistake it makes (none: the order alone) and the variant of that
+#: mistake (``"step +1"``, ``"computed in float32"``...), the same at every
+#: step.  Whether ``pow`` is one ulp off is decided output by output.
+_Key = tuple[str, tuple[str, ...], str]
+#: An output's bits (every NaN alike), comparable across recomputations.
+_VKey = int | str
 
 
-def _rows(x: _Inputs, fmt: Format, profile: str, cands: list[_Candidate]) -> list[_Row]:
-    """Every value an explanation recomputes for inputs ``x`` (none depends
-    on the observed output): ``(ids, detail, value)``."""
-    out: list[_Row] = []
-    for ids, detail, inputs, work, order, off_only, direct in _plan_rows(x, fmt, profile,
-                                                                         cands):
-        out += [(ids, detail, v) for v in direct]
-        if inputs is None:
-            continue
-        for v, pow_off in _values(inputs, work, order, fmt):
-            if pow_off or not off_only:
-                out.append((ids + ((POW_CAUSE,) if pow_off else ()), detail, v))
-    return out
+def _vkey(v: float, fmt: Format) -> _VKey:
+    return "nan" if math.isnan(v) else _bits(v, fmt)
 
 
-#: Recomputed values per test and profile (keyed by the identity of the test
-#: and group objects, which each entry keeps alive): the diagnoses of several
-#: implementations' outputs of one test share them.
-_ROWS: dict[tuple[int, int, str], tuple[dict[str, Any], dict[str, Any], list[_Row]]] = {}
-_ROWS_MAX = 50_000
+@dataclass
+class _Entry:
+    """One recomputation an explanation makes at one test."""
+
+    detail: str
+    order: str
+    inputs: _Inputs | None
+    work: Format
+    direct: Callable[[], list[float]] | None
 
 
-def _rows_of(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str
-             ) -> list[_Row]:
+class _Table:
+    """What every explanation predicts for one test under one profile.
+
+    An explanation whose mistake applies to the test's inputs
+    (:func:`_candidates`) has its own recomputations; one whose mistake does
+    not apply predicts what its order alone gives (a negative step clamped
+    to 0 changes nothing at a positive step).  Values are recomputed on
+    demand and kept as bits."""
+
+    def __init__(self, test: dict[str, Any], group: dict[str, Any], fmt: Format,
+                 profile: str) -> None:
+        self.test, self.group, self.fmt = test, group, fmt
+        self.x, self.expected = _test_inputs(test, group, fmt)
+        other = "keras" if profile == "exact" else "exact"
+        self.entries: dict[_Key, list[_Entry]] = {}
+        for order in (profile, other):
+            self._add((order, (), ""), _Entry("", order, self.x, fmt, None))
+        for cand in _candidates(self.x, fmt, self.expected):
+            mistake = (cand.cause, *cand.also)
+            variant = cand.detail if cand.variant is None else cand.variant
+            if cand.direct is not None:  # values of no particular order
+                for order in (o for o in (profile, other) if o in cand.orders):
+                    self._add((order, mistake, variant),
+                              _Entry(cand.detail, order, None, fmt, cand.direct))
+            if cand.inputs is not None:
+                for order in cand.orders:
+                    self._add((order, mistake, variant),
+                              _Entry(cand.detail, order, cand.inputs, cand.work or fmt, None))
+        #: key -> (bits with pow correctly rounded, bits only with pow one ulp off)
+        self.values: dict[_Key, tuple[frozenset[_VKey], frozenset[_VKey]]] = {}
+
+    def _add(self, key: _Key, entry: _Entry) -> None:
+        self.entries.setdefault(key, []).append(entry)
+
+    def acts(self, key: _Key) -> bool:
+        """True when the mistake of ``key`` applies to this test."""
+        return key in self.entries and bool(key[1])
+
+    def resolve(self, key: _Key) -> _Key:
+        return key if key in self.entries else (key[0], (), "")
+
+    def requests(self, key: _Key) -> Iterator[tuple[Num, Num, Num, Num, bool, Format, str]]:
+        """The fast-path calls :meth:`level` will make for ``key``."""
+        key = self.resolve(key)
+        if key not in self.values:
+            for e in self.entries[key]:
+                if e.inputs is not None:
+                    yield _requests(e.inputs, e.work, e.order)
+
+    def level(self, key: _Key, v: _VKey) -> int | None:
+        """0 when explanation ``key`` reproduces the bits ``v`` with ``pow``
+        correctly rounded, 1 when only with ``pow`` one ulp off, None when
+        it does not reproduce them."""
+        key = self.resolve(key)
+        hit = self.values.get(key)
+        if hit is None:
+            exact: set[_VKey] = set()
+            off: set[_VKey] = set()
+            for e in self.entries[key]:
+                if e.direct is not None:
+                    exact.update(_vkey(y, self.fmt) for y in e.direct())
+                    continue
+                assert e.inputs is not None
+                for y, pow_off in _values(e.inputs, e.work, e.order, self.fmt):
+                    (off if pow_off else exact).add(_vkey(y, self.fmt))
+            hit = self.values[key] = (frozenset(exact), frozenset(off - exact))
+        return 0 if v in hit[0] else 1 if v in hit[1] else None
+
+    def details(self, key: _Key) -> list[str]:
+        return [e.detail for e in self.entries.get(key, []) if e.detail]
+
+
+#: The tables of the tests diagnosed in this process, keyed by the identity
+#: of the test and group objects (which each table keeps alive): the
+#: diagnoses of several implementations' outputs share them.
+_TABLES: dict[tuple[int, int, str], _Table] = {}
+_TABLES_MAX = 50_000
+
+
+def _table(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str) -> _Table:
     key = (id(test), id(group), profile)
-    hit = _ROWS.get(key)
-    if hit is not None and hit[0] is test and hit[1] is group:
-        return hit[2]
-    x, expected = _test_inputs(test, group, fmt)
-    rows = _rows(x, fmt, profile, list(_candidates(x, fmt, expected)))
-    if len(_ROWS) >= _ROWS_MAX:
-        _ROWS.clear()
-    _ROWS[key] = (test, group, rows)
-    return rows
+    hit = _TABLES.get(key)
+    if hit is not None and hit.test is test and hit.group is group:
+        return hit
+    if len(_TABLES) >= _TABLES_MAX:
+        _TABLES.clear()
+    t = _TABLES[key] = _Table(test, group, fmt, profile)
+    return t
 
 
-def prepare(tests: list[dict[str, Any]], group: dict[str, Any], fmt: Format,
-            profile: str) -> None:
-    """Recompute at once, with one call of the fast path per schedule and
-    kind of step, what the diagnoses of ``tests`` (tests of ``group``) under
-    ``profile`` will compare with: each diagnosis then only compares bits.
-    The diagnoses are the same with or without this."""
-    todo = []
+def _fill(pairs: Iterator[tuple[_Table, _Key]]) -> None:
+    """Recompute at once, one fast-path call per schedule, order and kind of
+    step, what :meth:`_Table.level` will need for ``pairs``.  The results
+    are the same without this, only slower."""
     requests: set[tuple[Num, Num, Num, Num, bool, Format, str]] = set()
-    for test in tests:
-        key = (id(test), id(group), profile)
-        hit = _ROWS.get(key)
-        if hit is not None and hit[0] is test and hit[1] is group:
-            continue
-        x, expected = _test_inputs(test, group, fmt)
-        cands = list(_candidates(x, fmt, expected))
-        for *_, inputs, work, order, _off, _direct in _plan_rows(x, fmt, profile, cands):
-            if inputs is not None:
-                requests.add(_requests(inputs, work, order))
-        todo.append((test, key, x, cands))
-    _eval_many(requests)
-    if len(_ROWS) + len(todo) > _ROWS_MAX:
-        _ROWS.clear()
-    for test, key, x, cands in todo:
-        _ROWS[key] = (test, group, _rows(x, fmt, profile, cands))
+    for table, key in pairs:
+        requests.update(table.requests(key))
+    if len(requests) > 1:
+        _eval_many(requests)
+
+
+def _ids(key: _Key, profile: str, acts: bool, pow_off: bool) -> tuple[str, ...]:
+    """The cause ids of explanation ``key`` at one output."""
+    prefix = (ORDER_CAUSE[key[0]],) if key[0] != profile else ()
+    return tuple(_ordered(prefix + (key[1] if acts else ()) + ((POW_CAUSE,) if pow_off else ())))
+
+
+#: A mistake confined to one input, finer than the broad mistake it is listed
+#: under: when the outputs cannot tell them apart, the finer one is proven.
+FINER: dict[str, tuple[str, ...]] = {
+    "computed-in-narrower-format": ("step-through-float32", "rate-through-float32",
+                                    "decay-steps-through-float32",
+                                    "input-through-narrower-format"),
+}
+
+
+def _narrowest(keys: list[_Key]) -> list[_Key]:
+    """``keys`` without those a finer mistake of the same order replaces."""
+    def replaced(k: _Key) -> bool:
+        return len(k[1]) == 1 and any(
+            k2[0] == k[0] and len(k2[1]) == 1 and k2[1][0] in FINER.get(k[1][0], ())
+            for k2 in keys)
+    return [k for k in keys if not replaced(k)] or keys
+
+
+def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], float]],
+                     failing: Sequence[int], fmt: Format, profile: str, *,
+                     min_outputs: int = 2) -> list[Diagnosis]:
+    """The causes of the failing outputs of one schedule.
+
+    ``outputs`` are ``(test, group, value)``: every value an implementation
+    gave for one schedule (one group, or several groups with the same
+    parameters), the passes as well as the failures; ``failing`` indexes
+    the failures to diagnose.  An explanation is *proven* only when its
+    recomputation reproduces every one of ``outputs``: one output it does
+    not reproduce rejects it.  Of the explanations left, those with the
+    fewest ids are kept, a mistake confined to one input preferred to a
+    broad one it is finer than (:data:`FINER`); several left make the
+    diagnosis ambiguous (a mistake of :data:`RIVALS` among them too: it
+    blocks the proof, never is proven), none, or rivals alone, leave it
+    unexplained: the diagnosis then
+    shows the pattern of the schedule's outputs (signed ulp distances, the
+    steps wrong and right, a property of the inputs that separates them)
+    and, as ``consistent``, the explanations of that output alone.  A
+    schedule with fewer than ``min_outputs`` outputs proves nothing: a
+    candidate that matches the failing output alone is only consistent with
+    it.
+    Returns one diagnosis per entry of ``failing``."""
+    out: dict[int, Diagnosis] = {}
+    wanted = set(failing)
+    evidence = []
+    for i, (_t, _g, v) in enumerate(outputs):
+        if math.isnan(v) or is_representable(v, fmt):
+            evidence.append(i)
+        elif i in wanted:
+            out[i] = fact("output-not-in-format", f"got {v!r}, not a {fmt.name} value")
+    wrong = [i for i in dict.fromkeys(failing) if i not in out]
+    if not wrong:
+        return [out[i] for i in failing]
+    wrong_set = set(wrong)
+    right = [i for i in evidence if i not in wrong_set]
+    tables = {i: _table(outputs[i][0], outputs[i][1], fmt, profile) for i in evidence}
+    vk = {i: _vkey(outputs[i][2], fmt) for i in evidence}
+    _fill((tables[i], k) for i in wrong for k in tables[i].entries)
+    survivors: dict[_Key, int] = {k: 0 for i in wrong for k in tables[i].entries}
+    for group_of_outputs, fill in ((wrong, False), (right, True)):
+        if fill and survivors:
+            _fill((tables[i], k) for i in group_of_outputs for k in survivors)
+        for i in group_of_outputs:
+            if not survivors:
+                break
+            for k in list(survivors):
+                lv = tables[i].level(k, vk[i])
+                if lv is None:
+                    del survivors[k]
+                elif lv > survivors[k]:
+                    survivors[k] = lv
+    keys: list[_Key] = []
+    if survivors:
+        cost = {k: len(_ids(k, profile, True, lv == 1)) for k, lv in survivors.items()}
+        best = min(cost.values())
+        keys = sorted(k for k in survivors if cost[k] == best)
+        # The order and a pow one ulp off are no mistakes of the code: an
+        # explanation with one more of those ids but fewer mistakes is as
+        # simple (keras-order+pow-not-correctly-rounded against one mistake
+        # in the exact order).
+        fewest = min(len(k[1]) for k in keys)
+        keys += sorted(k for k in survivors if cost[k] == best + 1 and len(k[1]) < fewest)
+        keys = _narrowest(keys)
+    weak: set[_Key] = set(keys) if len(evidence) < min_outputs else set()
+    rivals_only = bool(keys) and all(any(c in RIVALS for c in k[1]) for k in keys)
+    if rivals_only:
+        weak = set(keys)
+    if not keys or len(weak) == len(keys):
+        pattern = _pattern(outputs, evidence, wrong, tables, fmt, profile)
+        if rivals_only:
+            pattern.append("only mistakes outside the cause vocabulary reproduce them")
+        elif keys and len(evidence) < min_outputs:
+            pattern.append("a single output cannot tell one mistake from another")
+        for i in wrong:
+            e, o = tables[i].expected, outputs[i][2]
+            here = (f"this output: {_signed(e[profile], o, fmt)} ulp from the expected value, "
+                    f"{_signed(e['keras'], o, fmt)} from the keras order")
+            alone = _alone(tables[i], vk[i], profile) if not keys else sorted({
+                _ids(k, profile, tables[i].acts(k), tables[i].level(k, vk[i]) == 1)
+                for k in keys})
+            why = ("consistent with every output of the schedule, too few to prove it: "
+                   if len(evidence) < min_outputs else
+                   "consistent with every output of the schedule, which cannot prove it: "
+                   if keys else "consistent with this output alone, refuted by the "
+                   "schedule's other outputs: ")
+            extra = [why + " or ".join("+".join(a) for a in alone)] if alone else []
+            out[i] = Diagnosis("unexplained", details=[*pattern, here, *extra],
+                               consistent=[list(a) for a in alone])
+        return [out[i] for i in failing]
+    n_out, n_wrong = len(evidence), len(wrong)
+    why = (f"reproduces every output of this schedule ({n_out}, {n_wrong} of them wrong)"
+           if n_out > 1 else "")
+    for i in wrong:
+        labels: dict[tuple[str, ...], set[str]] = {}
+        for k in keys:
+            acts = tables[i].acts(k)
+            ids = _ids(k, profile, acts, tables[i].level(k, vk[i]) == 1)
+            if ids:
+                labels.setdefault(ids, set()).update(tables[i].details(k) if acts else ())
+        if len(labels) == 1 and not weak:
+            [(ids, details)] = labels.items()
+            out[i] = Diagnosis("proven", list(ids),
+                               details=sorted(details) + ([why] if why else []))
+        else:
+            out[i] = Diagnosis("ambiguous", alternatives=[list(a) for a in sorted(labels)],
+                               details=[why] if why else [])
+    return [out[i] for i in failing]
+
+
+def _alone(table: _Table, v: _VKey, profile: str) -> list[tuple[str, ...]]:
+    """The simplest explanations of one output taken alone."""
+    found = set()
+    for k in table.entries:
+        lv = table.level(k, v)
+        if lv is not None:
+            ids = _ids(k, profile, True, lv == 1)
+            if ids:
+                found.add(ids)
+    if not found:
+        return []
+    best = min(len(a) for a in found)
+    return sorted(a for a in found if len(a) == best)
 
 
 def diagnose(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str,
              observed: float) -> Diagnosis:
-    """The cause of a failing output (see the module docstring)."""
-    if not math.isnan(observed) and not is_representable(observed, fmt):
-        return fact("output-not-in-format", f"got {observed!r}, not a {fmt.name} value")
-    found: dict[tuple[str, ...], list[str]] = {}
-    for ids, detail, v in _rows_of(test, group, fmt, profile):
-        if same_bits(v, observed, fmt):
-            found.setdefault(ids, []).append(detail)
-    expected = {o: decode_result(test[o], fmt, o) for o in ("exact", "keras")}
-    found.pop((), None)
-    if not found:
-        d = ulps_between(expected[profile], observed, fmt)
-        k = ulps_between(expected["keras"], observed, fmt)
-        return Diagnosis("unexplained", details=[
-            f"{_fmt(d)} ulp from the expected value, {_fmt(k)} from the keras order"])
-    best = min(len(set(k)) for k in found)
-    simplest = sorted({tuple(_ordered(k)) for k in found if len(set(k)) == best})
-    details = sorted({d for k in found if len(set(k)) == best for d in found[k] if d})
-    if len(simplest) == 1:
-        return Diagnosis("proven", list(simplest[0]), details=details)
-    return Diagnosis("ambiguous", alternatives=[list(a) for a in simplest])
+    """The cause of one failing output, that output the only evidence
+    (:func:`diagnose_outputs`; the runner gives it every output of the
+    schedule)."""
+    return diagnose_outputs([(test, group, observed)], [0], fmt, profile, min_outputs=1)[0]
 
 
-_ORDER = {c: i for i, c in enumerate([*CAUSES, *FACTS])}
+def _signed(expected: float, observed: float, fmt: Format) -> str:
+    """The signed distance in ulps from ``expected`` to ``observed``."""
+    if math.isnan(expected) or math.isnan(observed):
+        if math.isnan(expected) and math.isnan(observed):
+            return "0"
+        return "NaN for a number" if math.isnan(observed) else "a number for NaN"
+    d = _key_of(observed, fmt) - _key_of(expected, fmt)
+    if d == 0 and not same_bits(expected, observed, fmt):
+        return "the sign of zero"
+    return f"{d:+d}"
+
+
+def _show(v: Num) -> str:
+    return str(v) if isinstance(v, int) else repr(v)
+
+
+def _list(values: list[Num], most: int = 6) -> str:
+    shown = ", ".join(_show(v) for v in values[:most])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > most else "")
+
+
+def _ratio(x: _Inputs) -> Fraction | None:
+    try:
+        if isinstance(x.s, float) and not math.isfinite(x.s) or isinstance(x.D, float) and (
+                not math.isfinite(x.D)) or x.D == 0:
+            return None
+        return Fraction(x.s) / Fraction(x.D)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _is_step(x: _Inputs, test: Callable[[float], bool]) -> bool:
+    s = x.s
+    return (isinstance(s, int) or math.isfinite(s)) and test(float(s))
+
+
+#: Properties of a test's inputs (and expected value) that may separate the
+#: wrong outputs of a schedule from the right ones.
+_PROPERTIES: list[tuple[str, Callable[[_Inputs, float, Format], bool]]] = [
+    ("a negative step", lambda x, e, f: _is_step(x, lambda s: s < 0)),
+    ("step 0", lambda x, e, f: _is_step(x, lambda s: s == 0)),
+    ("a step that is not an integer",
+     lambda x, e, f: _is_step(x, lambda s: not s.is_integer())),
+    ("a step that is not finite", lambda x, e, f: not _is_step(x, lambda s: True)),
+    ("a step beyond 2**24", lambda x, e, f: _is_step(x, lambda s: abs(s) > 2**24)),
+    ("a step beyond 2**31", lambda x, e, f: _is_step(x, lambda s: abs(s) >= 2**31)),
+    ("s / D an integer", lambda x, e, f: (q := _ratio(x)) is not None and q.denominator == 1),
+    ("s / D between 0 and 1", lambda x, e, f: (q := _ratio(x)) is not None and 0 <= q < 1),
+    ("an expected NaN", lambda x, e, f: math.isnan(e)),
+    ("an expected infinity", lambda x, e, f: math.isinf(e)),
+    ("an expected zero", lambda x, e, f: e == 0),
+    ("an expected subnormal value",
+     lambda x, e, f: math.isfinite(e) and 0 < abs(e) < f.min_normal),
+]
+
+
+def _pattern(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], float]],
+             evidence: list[int], wrong: list[int], tables: dict[int, _Table], fmt: Format,
+             profile: str) -> list[str]:
+    """What the outputs of a schedule that no explanation reproduces show."""
+    wrong_set = set(wrong)
+    right = [i for i in evidence if i not in wrong_set]
+    lines = [f"no known mistake reproduces every output of this schedule: {len(wrong)} of "
+             f"{len(evidence)} wrong"]
+    dist = Counter(_signed(tables[i].expected[profile], outputs[i][2], fmt) for i in wrong)
+    lines.append("signed ulp distances of the wrong outputs from the expected values: " +
+                 ", ".join(f"{d} ({n})" for d, n in dist.most_common(8)) +
+                 (", ..." if len(dist) > 8 else ""))
+    steps = f"wrong at steps {_list([tables[i].x.s for i in wrong])}"
+    steps += f"; right at steps {_list([tables[i].x.s for i in right])}" if right else (
+        "; no output right")
+    lines.append(steps)
+    seen = {_vkey(outputs[i][2], fmt) for i in wrong}
+    if len(wrong) > 1 and len(seen) == 1:
+        lines.append(f"every wrong output is {_hex(outputs[wrong[0]][2])}")
+    if right:
+        def has(prop: Callable[[_Inputs, float, Format], bool], i: int) -> bool:
+            return prop(tables[i].x, tables[i].expected[profile], fmt)
+        sep = [name for name, prop in _PROPERTIES
+               if all(has(prop, i) for i in wrong) and not any(has(prop, i) for i in right)]
+        if sep:
+            lines.append("the wrong outputs are those with " + " or, equally, ".join(sep))
+    return lines
+
+
+def _hex(v: float) -> str:
+    return "nan" if math.isnan(v) else v.hex() if math.isfinite(v) else repr(v)
+
+
+_ORDER = {c: i for i, c in enumerate([*CAUSES, *FACTS, *RIVALS])}
 
 
 def _ordered(ids: tuple[str, ...]) -> list[str]:

@@ -26,6 +26,7 @@ passes either way.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shlex
@@ -63,11 +64,11 @@ from .diagnosis import (
     Diagnosis,
     classify,
     diagnose,
+    diagnose_outputs,
     fact,
     same_bits,
     ulps_between,
 )
-from .diagnosis import prepare as prepare_diagnoses
 from .vectors import (
     decode_number,
     decode_result,
@@ -399,21 +400,15 @@ def summarise(name: str, doc: dict[str, Any], outputs: Outputs,
     judged = []
     for group in doc["testGroups"]:
         fmt = get_format(group["dtype"])
-        todo = []
         for test in group["tests"]:
             output = outputs.get(test["tcId"], (None, None, None, "no output"))
             v = _verdict(test, fmt, profile, output)
             if fresh is not None:
                 v = _rerun_state(test, fmt, profile, output, v, fresh, again) or v
             judged.append((group, test, fmt, output, v))
-            if explain and v.status == "fail" and v.diagnosis is None and \
-                    output[0] is not None and not _is_diagnosed(test, group, profile,
-                                                                output[0]):
-                todo.append(test)
-        if len(todo) > 1:  # the recomputations of the group's failures at once
-            with _DIAG_LOCK:
-                prepare_diagnoses(todo, group, fmt, profile)
-    for group, test, fmt, output, v in judged:
+    if explain:
+        _diagnose_schedules(judged, profile)
+    for group, test, _fmt, _output, v in judged:
         if v.status == "na":
             summary.na += 1
             continue
@@ -427,9 +422,6 @@ def summarise(name: str, doc: dict[str, Any], outputs: Outputs,
             summary.within_tolerance += v.within_tolerance
         else:
             summary.failed += 1
-            value = output[0]
-            if v.diagnosis is None and value is not None and explain:
-                v.diagnosis = _diagnose(test, group, fmt, profile, value)
             if v.diagnosis is None:
                 v.diagnosis = Diagnosis("unexplained")
             summary.classes[v.diagnosis.label] += 1
@@ -463,32 +455,59 @@ def _note_state(summary: FileSummary, entry: dict[str, Any], state: dict[str, An
         "freshError") if k in entry})
 
 
-#: Diagnoses already made in this process: the same output of the same test
-#: (several implementations often agree) is diagnosed once.  Keyed by the
-#: test object's identity, which the entry keeps alive; :data:`_DIAG_LOCK`
-#: also serialises the diagnoses of parallel checks.
-_DIAG_CACHE: dict[tuple[int, int, str, bytes], tuple[dict[str, Any], Diagnosis]] = {}
+def _schedule_key(group: dict[str, Any]) -> str:
+    return json.dumps([group[k] for k in ("dtype", "staircase", "initialLearningRate",
+                                          "decaySteps", "decayRate")], sort_keys=True)
+
+
+def _diagnose_schedules(judged: list[tuple[dict[str, Any], dict[str, Any], Format,
+                                           tuple[Any, Any, Any, Any], TestResult]],
+                        profile: str) -> None:
+    """Give each failure still without a diagnosis the diagnosis of its
+    schedule's outputs (:func:`diagnose_outputs`): every value the
+    implementation gave for the groups of this document with the same
+    parameters, the passes as well as the failures, is the evidence."""
+    schedules: dict[str, list[tuple[dict[str, Any], dict[str, Any], float, TestResult]]] = {}
+    for group, test, _fmt, output, v in judged:
+        value, error, na, crashed = output
+        if value is None or error is not None or na is not None or crashed is not None or (
+                test["result"] == "invalid" or v.status not in ("pass", "fail") or (
+                v.diagnosis is not None)):
+            continue
+        schedules.setdefault(_schedule_key(group), []).append((test, group, float(value), v))
+    for items in schedules.values():
+        failing = [k for k, item in enumerate(items) if item[3].status == "fail"]
+        if not failing:
+            continue
+        fmt = get_format(items[0][1]["dtype"])
+        diagnoses = _diagnose(items, failing, fmt, profile)
+        for k, d in zip(failing, diagnoses, strict=True):
+            items[k][3].diagnosis = d
+
+
+#: Diagnoses already made in this process: the same outputs of the same
+#: schedule (several implementations often agree) are diagnosed once.
+#: Keyed by the identities of the test objects, which the entry keeps alive;
+#: :data:`_DIAG_LOCK` also serialises the diagnoses of parallel checks.
+_DIAG_CACHE: dict[tuple[Any, ...], tuple[list[dict[str, Any]], list[Diagnosis]]] = {}
 _DIAG_LOCK = threading.RLock()
-_DIAG_CACHE_MAX = 200_000
+_DIAG_CACHE_MAX = 20_000
 
 
-def _is_diagnosed(test: dict[str, Any], group: dict[str, Any], profile: str,
-                  value: float) -> bool:
-    hit = _DIAG_CACHE.get((id(test), id(group), profile, np.float64(value).tobytes()))
-    return hit is not None and hit[0] is test
-
-
-def _diagnose(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str,
-              value: float) -> Diagnosis:
-    key = (id(test), id(group), profile, np.float64(value).tobytes())
-    hit = _DIAG_CACHE.get(key)
-    if hit is not None and hit[0] is test:
-        return hit[1]
-    d = diagnose(test, group, fmt, profile, value)
-    if len(_DIAG_CACHE) >= _DIAG_CACHE_MAX:
-        _DIAG_CACHE.clear()
-    _DIAG_CACHE[key] = (test, d)
-    return d
+def _diagnose(items: list[tuple[dict[str, Any], dict[str, Any], float, TestResult]],
+              failing: list[int], fmt: Format, profile: str) -> list[Diagnosis]:
+    key = (profile, tuple((id(t), id(g), np.float64(v).tobytes()) for t, g, v, _ in items),
+           tuple(failing))
+    with _DIAG_LOCK:
+        hit = _DIAG_CACHE.get(key)
+        if hit is not None and all(a is b for a, (b, *_rest) in zip(hit[0], items,
+                                                                     strict=True)):
+            return hit[1]
+        d = diagnose_outputs([(t, g, v) for t, g, v, _ in items], failing, fmt, profile)
+        if len(_DIAG_CACHE) >= _DIAG_CACHE_MAX:
+            _DIAG_CACHE.clear()
+        _DIAG_CACHE[key] = ([t for t, *_rest in items], d)
+        return d
 
 
 @dataclass
