@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from fractions import Fraction
 
 #: True in CI (`CI=true`), where a missing peer framework is a failure, never a skip.
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_peers(*modules: str) -> None:
+    """Skip the calling test module when one of ``modules`` is not installed,
+    or fail it in CI (:data:`IN_CI`), where a missing peer is never a skip."""
+    import pytest
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return
+    if IN_CI:
+        raise ImportError(f"the peers extra is not installed: {missing}")
+    pytest.skip(f"peers not installed: {missing}", allow_module_level=True)
 
 
 def pow2(k: int) -> Fraction:

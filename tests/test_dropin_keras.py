@@ -13,7 +13,6 @@ hand-derived values (``decay_rate`` a power of two: every value is exact).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -28,16 +27,11 @@ import numpy as np
 import pytest
 
 from arb_oracle import arb_evaluate
-from bits import IN_CI
+from bits import require_peers
 
 pytestmark = pytest.mark.peers
 
-_MISSING = [m for m in ("keras", "tensorflow", "tf_keras", "jax", "torch")
-            if importlib.util.find_spec(m) is None]
-if _MISSING:  # in CI a missing peer is a failure, never a skip
-    if IN_CI:
-        raise ImportError(f"the peers extra is not installed: {_MISSING}")
-    pytest.skip(f"peers not installed: {_MISSING}", allow_module_level=True)
+require_peers("keras", "tensorflow", "tf_keras", "jax", "torch")
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"

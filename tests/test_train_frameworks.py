@@ -15,7 +15,6 @@ of two, or 0 once it underflows).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -28,17 +27,12 @@ import numpy as np
 import pytest
 
 import expdecay
-from bits import IN_CI
+from bits import require_peers
 from expdecay.floats import get_format
 
 pytestmark = pytest.mark.peers
 
-_MISSING = [m for m in ("keras", "tensorflow", "tf_keras", "jax", "optax", "torch")
-            if importlib.util.find_spec(m) is None]
-if _MISSING:  # in CI a missing peer is a failure, never a skip
-    if IN_CI:
-        raise ImportError(f"the peers extra is not installed: {_MISSING}")
-    pytest.skip(f"peers not installed: {_MISSING}", allow_module_level=True)
+require_peers("keras", "tensorflow", "tf_keras", "jax", "optax", "torch")
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
