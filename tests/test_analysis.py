@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from expdecay import oracle
 from expdecay.analysis import Schedule, analyze, parse_steps, write_report
 from expdecay.analysis.search import boundary_distance, python_inputs, search_worst, write_vectors
-from expdecay.analysis.sweep import ErrorStats, StepSet, quantisation, sweep, ulp_diff, ulp_keys
+from expdecay.analysis.sweep import ErrorStats, StepSet, quantisation, sweep
 from expdecay.cli import main
-from expdecay.floats import from_bits, get_format, to_numpy, ulp_distance
+from expdecay.floats import from_bits, get_format, to_numpy, ulp_diff, ulp_distance, ulp_keys
 
 FORMATS = ("float16", "bfloat16", "float32", "float64")
 

@@ -33,6 +33,8 @@ __all__ = [
     "round_ratio",
     "round_dyadic",
     "to_bits",
+    "ulp_keys",
+    "ulp_diff",
     "from_bits",
     "to_hex",
     "ulp_distance",
@@ -333,6 +335,36 @@ def next_up(x: float, fmt: Format) -> float:
 def next_down(x: float, fmt: Format) -> float:
     """The greatest value of ``fmt`` less than ``x``."""
     return -next_up(-x, fmt)
+
+
+def ulp_keys(x: np.ndarray, fmt: Format) -> np.ndarray:
+    """The array form of the order key of :func:`ulp_distance`: integer keys,
+    monotone in value, whose differences count ulps of ``fmt`` (+0 and -0
+    share a key; NaN gives an arbitrary key). ``x`` holds values of ``fmt``'s
+    dtype."""
+    bits = np.ascontiguousarray(x).view(f"u{fmt.width // 8}").astype(np.int64)
+    sign = 1 << (fmt.width - 1)
+    if fmt.width == 64:
+        raw = np.ascontiguousarray(x).view(np.uint64)
+        mag = (raw & np.uint64(sign - 1)).astype(np.int64)
+        neg = (raw >> np.uint64(63)).astype(bool)
+    else:
+        mag = bits & (sign - 1)
+        neg = (bits & sign) != 0
+    return np.where(neg, -mag, mag)
+
+
+def ulp_diff(ka: np.ndarray, kb: np.ndarray) -> np.ndarray:
+    """``ka - kb`` for keys of :func:`ulp_keys`, saturated to int64 (only
+    float64 distances across most of the number line can overflow)."""
+    with np.errstate(over="ignore"):
+        d = ka - kb
+    over = ((ka < 0) != (kb < 0)) & ((d < 0) != (ka < 0))
+    if over.any():
+        d = np.where(over, np.where(ka < 0, np.iinfo(np.int64).min + 1,
+                                    np.iinfo(np.int64).max), d)
+    out: np.ndarray = d
+    return out
 
 
 def to_numpy(x: float, fmt: Format) -> np.floating[Any]:

@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import fast as _fast
 from ..fast import evaluate as fast_evaluate
-from ..floats import Format, get_format, round_rational
+from ..floats import Format, get_format, round_rational, ulp_diff, ulp_keys
 from ..inputs import check_decay_steps, to_exact
 
 __all__ = [
@@ -41,8 +41,6 @@ __all__ = [
     "SweepResult",
     "sweep",
     "quantisation",
-    "ulp_keys",
-    "ulp_diff",
     "evaluate_order",
 ]
 
@@ -289,32 +287,6 @@ def evaluate_order(
     ).astype(fmt.dtype, copy=False)
 
 
-def ulp_keys(x: np.ndarray, fmt: Format) -> np.ndarray:
-    """Integer keys, monotone in value, whose differences count ulps of
-    ``fmt`` (+0 and -0 share a key; NaN gives an arbitrary key)."""
-    bits = np.ascontiguousarray(x).view(f"u{fmt.width // 8}").astype(np.int64)
-    sign = 1 << (fmt.width - 1)
-    if fmt.width == 64:
-        raw = np.ascontiguousarray(x).view(np.uint64)
-        mag = (raw & np.uint64(sign - 1)).astype(np.int64)
-        neg = (raw >> np.uint64(63)).astype(bool)
-    else:
-        mag = bits & (sign - 1)
-        neg = (bits & sign) != 0
-    return np.where(neg, -mag, mag)
-
-
-def ulp_diff(ka: np.ndarray, kb: np.ndarray) -> np.ndarray:
-    """``ka - kb`` for keys of :func:`ulp_keys`, saturated to int64 (only
-    float64 distances across most of the number line can overflow)."""
-    with np.errstate(over="ignore"):
-        d = ka - kb
-    over = ((ka < 0) != (kb < 0)) & ((d < 0) != (ka < 0))
-    if over.any():
-        d = np.where(over, np.where(ka < 0, np.iinfo(np.int64).min + 1,
-                                    np.iinfo(np.int64).max), d)
-    out: np.ndarray = d
-    return out
 
 
 # ---------------------------------------------------------------------------
