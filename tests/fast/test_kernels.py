@@ -10,7 +10,7 @@
   ends of every run are checked with Arb balls (python-flint) against the
   format's midpoints around the output, falling back to the Arb oracle of
   ``tests/support/arb_oracle.py`` when a ball straddles a midpoint.
-* Slow tier (``--run-slow``): all 2**31 int32 steps of float32 schedules in
+* Slow tier (``--tier slow``): all 2**31 int32 steps of float32 schedules in
   the same way, the keras order exhaustively for float16/bfloat16 with the
   Arb oracle at every run end, and 10**6 random cases against the Arb oracle.
 * Hypothesis: broadcast inputs, all formats, both orders and staircase modes,

@@ -32,7 +32,7 @@ Files: ``README.md``, ``conformance/README.md`` and ``spec/*.md``.
   ``--implementation`` keras, tf-keras, optax or torch) is skipped, with
   that reason, where the framework is not installed.
 * An example taking more than a few seconds goes to the slow tier
-  (``--run-slow``): put the line ``<!-- console: slow -->`` just before its
+  (``--tier slow``): put the line ``<!-- console: slow -->`` just before its
   fence (invisible on a rendered page).
 """
 
