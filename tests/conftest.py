@@ -1,11 +1,15 @@
-"""Shared test configuration: options, markers and Hypothesis profiles."""
+"""Shared test configuration: options, tiers, markers and Hypothesis profiles."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+#: The tests folder (``EXTENDED`` is relative to it).
+TESTS = Path(__file__).resolve().parent
 
 settings.register_profile(
     "default",
@@ -22,11 +26,53 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 TIERS = ("core", "extended", "slow")
 
 
+#: The extended tier: node ids relative to ``tests/`` (a file, or a test of a file with
+#: all its parameters). These are the checks that take most of the suite's time: whole
+#: conformance runs against the mutants through workers, machine code compiled for every
+#: named CPU, bit identity across CPU targets in children, pytest run in children.
+EXTENDED = (
+    # fast: every kernel compiled for five CPUs; children per CPU target; long random runs
+    "fast/test_kernels_machine_code.py",
+    "fast/test_fast_reproducible.py",
+    "fast/test_kernels_f64_broadcast.py::test_small_formats_keras_random_schedules",
+    "fast/test_kernels.py::test_broadcast_kernels_vs_arb",
+    # conformance: the runner end to end, through workers and fresh processes
+    "conformance/test_conformance_mutants.py",
+    "conformance/test_causes.py",
+    "conformance/test_verdicts.py",
+    "conformance/test_runner_speed.py",
+    "conformance/test_runner_robustness.py",
+    "conformance/test_runner_lifecycle.py",
+    "conformance/test_hub.py",
+    "conformance/test_campaign.py",
+    "conformance/test_conformance.py::test_isolation",
+    "conformance/test_conformance.py::test_c_example_counts_match_an_independent_derivation",
+    # analysis: long ranges, searches and interrupted drawing in children
+    "analysis/test_analysis.py::test_default_budgets_bound_a_huge_range",
+    "analysis/test_analysis.py::test_cli_search_writes_valid_vectors",
+    "analysis/test_analysis.py::test_killed_while_drawing_keeps_previous_files",
+    "analysis/test_analyze_exhaustive.py::test_exhaustive_float32_takes_the_fused_route",
+    "analysis/test_scaleout.py::test_grid_same_everywhere",
+    "analysis/test_misfloor.py::test_exhaustive_int32_range_float32_d1000",
+    # testing API: pytest itself run in children on the plugin
+    "testing_api/test_testing_plugin.py",
+    "testing_api/test_testing_strategies.py::test_invalid_schedules_cover_the_documented_kinds",
+    "testing_api/test_testing_strategies.py::test_shrinks_to_readable_values",
+)
+
+
 def tier_of(item: pytest.Item) -> str:
-    """The tier of a collected test: its ``slow`` or ``extended`` marker, else core."""
-    for tier in ("slow", "extended"):
-        if item.get_closest_marker(tier) is not None:
-            return tier
+    """The tier of a collected test: ``slow`` by its marker, ``extended`` by its
+    marker or by :data:`EXTENDED`, else ``core``."""
+    if item.get_closest_marker("slow") is not None:
+        return "slow"
+    if item.get_closest_marker("extended") is not None:
+        return "extended"
+    path = Path(str(item.path))
+    if TESTS in path.parents:
+        node = f"{path.relative_to(TESTS).as_posix()}::{item.name.partition('[')[0]}"
+        if any(node == entry or node.startswith(f"{entry}::") for entry in EXTENDED):
+            return "extended"
     return "core"
 
 
