@@ -23,7 +23,7 @@ from ..conformance.adapters import (
     missing_configurations,
     parse_options,
 )
-from ..conformance.adapters.protocol import MAX_TIMEOUT, STARTUP_FACTOR
+from ..conformance.adapters.codec import MAX_TIMEOUT, STARTUP_FACTOR
 from ..conformance.runner import (
     PROFILES,
     ImplementationReport,

@@ -53,7 +53,8 @@ from ..fast import FastStats, round_int_to_format, round_to_format
 from ..fast import evaluate as fast_evaluate
 from ..fileio import atomic_write
 from ..floats import Format, get_format
-from .adapters import Adapter, ImplementationLookupError, Params, get_adapter, label
+from .adapters import Adapter, ImplementationLookupError, Params, get_adapter
+from .adapters.registry import label
 from .adapters.base import Outcome
 from .runner import PROFILES, FileSummary, ImplementationReport, check_output_path, summarise
 from .vectors import (

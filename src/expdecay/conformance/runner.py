@@ -2,7 +2,7 @@
 
 ``expdecay check`` loads the vector files, runs each implementation in a
 worker subprocess (one per implementation, the JSON-lines protocol of
-:mod:`expdecay.conformance.adapters.protocol`), compares every output with the expected
+:mod:`expdecay.conformance.adapters.client`), compares every output with the expected
 bits of the chosen profile and prints, per file, the passed / failed /
 not-applicable counts, the largest ulp error and the worst case; then one
 table over all implementations.  Each failure gets a proven cause, or is
@@ -45,19 +45,17 @@ import numpy as np
 
 from ..floats import Format, get_format, to_hex
 from .adapters import (
-    HUB_MODULES,
     Adapter,
     ImplementationLookupError,
     Params,
     check_loadable,
     get_adapter,
-    hub_env,
-    hub_family,
-    label,
 )
 from .adapters.base import Outcome
-from .adapters.hub import Hub
-from .adapters.protocol import CHUNK, STARTUP_FACTOR, SubprocessAdapter, WorkerSet, owning
+from .adapters.client import CHUNK, SubprocessAdapter, WorkerSet, owning
+from .adapters.codec import STARTUP_FACTOR
+from .adapters.hub import HUB_MODULES, Hub, hub_env, hub_family
+from .adapters.registry import label
 from .diagnosis import (
     CAUSES,
     FACTS,
