@@ -96,7 +96,11 @@ def fresh_answers(respond: Respond, groups: list[Any], timeout: float,
         while todo or running:
             while todo and len(running) < parallel:
                 i = todo.pop()
-                pid, read_end = fork_writer(lambda g=groups[i]: [respond(g)])
+
+                def one(group: Any = groups[i]) -> list[dict[str, Any]]:
+                    return [respond(group)]
+
+                pid, read_end = fork_writer(one)
                 sel.register(read_end, selectors.EVENT_READ)
                 running[read_end] = (pid, i, time.monotonic() + child_timeout, [])
             now = time.monotonic()

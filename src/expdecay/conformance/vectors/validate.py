@@ -246,7 +246,7 @@ def _compare(want: dict[str, Any], got: dict[str, Any], where: str) -> list[str]
 
 def _regenerate(group: Group, picked: list[dict[str, Any]]) -> list[str]:
     """Compare the picked tests of a group with :func:`make_tests`' records."""
-    from ..oracle import PrecisionError
+    from ...oracle import PrecisionError
 
     try:
         records = make_tests(group, [t["tcId"] for t in picked])
