@@ -18,7 +18,7 @@ import pytest
 
 from expdecay import fileio
 from expdecay.conformance import vectors
-from expdecay.conformance.vectors import generate as vectors_generate
+from expdecay.conformance.vectors import generation as vectors_generation
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX processes and signals")
 
@@ -72,7 +72,7 @@ def test_atomic_write_str_and_bytes(tmp_path: Path) -> None:
 
 def test_vectors_keeps_the_same_writer() -> None:
     """The vector writer imports atomic_write from fileio: it is this one."""
-    assert vectors_generate.atomic_write is fileio.atomic_write
+    assert vectors_generation.atomic_write is fileio.atomic_write
 
 
 def test_replaces_rather_than_rewrites(tmp_path: Path) -> None:

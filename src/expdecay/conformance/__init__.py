@@ -1,7 +1,7 @@
 """Conformance: the test vectors, the runner and the implementations it checks.
 
 * :mod:`.vectors`: the vector files (:mod:`.vectors.expectations`,
-  :mod:`.vectors.generate`, :mod:`.vectors.validate`);
+  :mod:`.vectors.generation`, :mod:`.vectors.validation`);
 * :mod:`.runner`: checks an implementation against the vectors, one verdict per
   test, per-file summaries and the conformance table;
 * :mod:`.diagnosis`: which known mistake explains a failure;

@@ -10,9 +10,9 @@ bits of both orders, the exact value to 40 digits, flags explained in
 
 * :mod:`.expectations`: the flags and notes, the number encoding, and
   :func:`make_tests`, the one definition of a test's record;
-* :mod:`.generate`: the themes and the writer (the same version of the
+* :mod:`.generation`: the themes and the writer (the same version of the
   package rewrites byte-identical files);
-* :mod:`.validate`: loading (bounded, strict JSON, schema) and validation,
+* :mod:`.validation`: loading (bounded, strict JSON, schema) and validation,
   which regenerates every test with :func:`make_tests` and compares it
   field by field.
 """
@@ -35,8 +35,8 @@ from .expectations import (
     keras_tolerance,
     make_tests,
 )
-from .generate import ALGORITHM, SCHEMA_NAME, THEMES, dumps, generate, write_vectors
-from .validate import (
+from .generation import ALGORITHM, SCHEMA_NAME, THEMES, dumps, generate, write_vectors
+from .validation import (
     VectorFileError,
     default_vectors_dir,
     iter_tests,

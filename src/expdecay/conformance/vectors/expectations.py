@@ -4,8 +4,8 @@ encoding of numbers, and the one definition of a test's record.
 :func:`make_tests` turns the cases of a test group into test entries with
 the expected bits of both orders, the exact value to 40 digits, the flags
 (declared by a theme, or derived from the inputs and results) and the
-tolerances.  The generator (:mod:`.generate`) writes what it returns, and
-the validator (:mod:`.validate`) compares every test of a file with it.
+tolerances.  The generator (:mod:`.generation`) writes what it returns, and
+the validator (:mod:`.validation`) compares every test of a file with it.
 """
 
 from __future__ import annotations

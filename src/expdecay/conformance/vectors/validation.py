@@ -33,7 +33,7 @@ from .expectations import (
     make_tests,
     valid_decay_steps,
 )
-from .generate import THEMES
+from .generation import THEMES
 
 __all__ = ["VectorFileError", "MAX_FILE_BYTES", "MAX_PROBLEMS", "default_vectors_dir", "schema",
            "load_vector_file", "check_schema", "iter_tests", "group_inputs", "lint",
