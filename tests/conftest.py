@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -106,3 +108,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+class AdapterPool:
+    """The adapters of one test module: one worker process per implementation
+    and options, started on first use and closed when the module is done
+    (fixture :func:`adapter_pool`)."""
+
+    def __init__(self) -> None:
+        self._adapters: dict[str, Any] = {}
+
+    def get(self, name: str, options: dict[str, Any], timeout: float = 120.0) -> Any:
+        """The adapter ``name`` with ``options`` (a working one: not broken)."""
+        from expdecay.conformance.adapters import get_adapter
+
+        key = f"{name}{sorted(options.items())}"
+        if key not in self._adapters:
+            a = get_adapter(name, timeout=timeout, **options)
+            assert getattr(a, "broken", None) is None, a.broken  # type: ignore[attr-defined]
+            self._adapters[key] = a
+        return self._adapters[key]
+
+    def close(self) -> None:
+        for a in self._adapters.values():
+            a.close()
+        self._adapters.clear()
+
+
+@pytest.fixture(scope="module")
+def adapter_pool() -> Iterator[AdapterPool]:
+    """A pool of adapters shared by the tests of a module (:class:`AdapterPool`)."""
+    pool = AdapterPool()
+    try:
+        yield pool
+    finally:
+        pool.close()

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Iterator
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
-from expdecay.conformance.adapters import Params, available_adapters, get_adapter
+from expdecay.conformance.adapters import Params, available_adapters
 from support.bits import IN_CI
+
+if TYPE_CHECKING:
+    from conftest import AdapterPool
 
 F32 = np.float32
 
@@ -31,26 +33,10 @@ def _require(name: str, options: dict[str, Any]) -> None:
         pytest.skip(f"{name} {options} not installed")
 
 
-_CACHE: dict[str, Any] = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_adapters() -> Iterator[None]:
-    yield
-    for a in _CACHE.values():
-        a.close()
-    _CACHE.clear()
-
-
-def adapter(name: str, options: dict[str, Any]) -> Any:
-    """One worker process per implementation for the whole module."""
+def adapter(pool: AdapterPool, name: str, options: dict[str, Any]) -> Any:
+    """The module's worker for ``name`` and ``options`` (skipped when missing)."""
     _require(name, options)
-    key = f"{name}{sorted(options.items())}"
-    if key not in _CACHE:
-        a = get_adapter(name, timeout=120, **options)
-        assert a.broken is None, a.broken
-        _CACHE[key] = a
-    return _CACHE[key]
+    return pool.get(name, options)
 
 
 def ids(cfg: tuple[str, dict[str, Any]]) -> str:
@@ -62,10 +48,11 @@ def f32_fraction(x: float) -> Fraction:
 
 
 @pytest.mark.parametrize("cfg", FLOAT32_IMPLS, ids=ids)
-def test_float32_staircase_decays_one_step_early(cfg: tuple[str, dict[str, Any]]) -> None:
+def test_float32_staircase_decays_one_step_early(
+        cfg: tuple[str, dict[str, Any]], adapter_pool: AdapterPool) -> None:
     """step 16777999, D=1000: float32 rounds the step to 16778000, so the
     floor is 16778, not 16777 (the value is one step early)."""
-    a = adapter(*cfg)
+    a = adapter(adapter_pool, *cfg)
     [got] = a.evaluate(Params(0.1, 1000, 0.999, True, "float32"), [16777999])
     early = f32_fraction(0.1) * f32_fraction(0.999) ** 16778
     right = f32_fraction(0.1) * f32_fraction(0.999) ** 16777
@@ -75,10 +62,11 @@ def test_float32_staircase_decays_one_step_early(cfg: tuple[str, dict[str, Any]]
 
 
 @pytest.mark.parametrize("cfg", FLOAT32_IMPLS, ids=ids)
-def test_float32_bits_where_pow_is_exact(cfg: tuple[str, dict[str, Any]]) -> None:
+def test_float32_bits_where_pow_is_exact(
+        cfg: tuple[str, dict[str, Any]], adapter_pool: AdapterPool) -> None:
     """r = 0.5, D = 1: pow is a power of two, so every output is exactly
     float32(0.1) * 2**-s, bit for bit."""
-    a = adapter(*cfg)
+    a = adapter(adapter_pool, *cfg)
     steps = list(range(40))
     got = a.evaluate(Params(0.1, 1, 0.5, False, "float32"), steps)
     want = [float(F32(0.1)) * 2.0**-s for s in steps]
@@ -87,8 +75,8 @@ def test_float32_bits_where_pow_is_exact(cfg: tuple[str, dict[str, Any]]) -> Non
     assert one == float(F32(0.1) * F32(0.999))  # pow(r, 1) = r, one rounding
 
 
-def test_torch_closed_forms_are_python_float_arithmetic() -> None:
-    a = adapter("torch", {})
+def test_torch_closed_forms_are_python_float_arithmetic(adapter_pool: AdapterPool) -> None:
+    a = adapter(adapter_pool, "torch", {})
     got = a.evaluate(Params(0.1, 1000, 0.999, True, "float64"), [16777999, 0, 999, 1000])
     assert got.tolist() == [0.1 * 0.999**16777, 0.1, 0.1, 0.1 * 0.999]
     assert a.evaluate(Params(0.1, 1, 0.5, False, "float64"), [3]).tolist() == [0.1 * 0.125]
@@ -98,16 +86,16 @@ def test_torch_closed_forms_are_python_float_arithmetic() -> None:
     assert set(out.not_applicable) == {0, 1} and out.values[2] == 0.1
 
 
-def test_optax_x64_has_no_step_cast() -> None:
-    a = adapter("optax", {"x64": True})
+def test_optax_x64_has_no_step_cast(adapter_pool: AdapterPool) -> None:
+    a = adapter(adapter_pool, "optax", {"x64": True})
     [got] = a.evaluate(Params(0.1, 1000, 0.999, True, "float64"), [16777999])
     assert got == pytest.approx(0.1 * 0.999**16777, rel=4 * 2**-52)
     why = a.applicable(Params(0.1, 1000, 0.999, True, "float32"))
     assert why and "float64" in why
 
 
-def test_optax_measured_facts() -> None:
-    a = adapter("optax", {})
+def test_optax_measured_facts(adapter_pool: AdapterPool) -> None:
+    a = adapter(adapter_pool, "optax", {})
     out = a.evaluate_outcome(Params(0.1, 1000, 0.999, True, "float32"), [2**31, 5])
     assert 0 in out.not_applicable and 1 not in out.not_applicable
     # transition_steps = 0 is not rejected: a constant schedule (the Python float).
@@ -115,16 +103,17 @@ def test_optax_measured_facts() -> None:
 
 
 @pytest.mark.parametrize("cfg", KERAS, ids=ids)
-def test_keras_rejects_decay_steps_zero_but_not_nan(cfg: tuple[str, dict[str, Any]]) -> None:
-    a = adapter(*cfg)
+def test_keras_rejects_decay_steps_zero_but_not_nan(
+        cfg: tuple[str, dict[str, Any]], adapter_pool: AdapterPool) -> None:
+    a = adapter(adapter_pool, *cfg)
     out = a.evaluate_outcome(Params(0.1, 0, 0.96, False, "float32"), [0])
     assert "decay_steps" in out.errors[0]
     out = a.evaluate_outcome(Params(0.1, math.nan, 0.96, False, "float32"), [0])
     assert not out.errors and math.isnan(out.values[0])
 
 
-def test_tf_keras_does_not_validate_decay_steps() -> None:
-    a = adapter("tf-keras", {})
+def test_tf_keras_does_not_validate_decay_steps(adapter_pool: AdapterPool) -> None:
+    a = adapter(adapter_pool, "tf-keras", {})
     out = a.evaluate_outcome(Params(0.1, 0, 0.96, False, "float32"), [0, 1000])
     assert not out.errors and math.isnan(out.values[0]) and out.values[1] == 0.0
 
@@ -133,17 +122,18 @@ def test_tf_keras_does_not_validate_decay_steps() -> None:
     (("keras", {"backend": "numpy"}), False), (("keras", {"backend": "jax"}), False),
     (("keras", {"backend": "torch"}), True), (("keras", {"backend": "tensorflow"}), True),
     (("tf-keras", {}), True)], ids=lambda x: ids(x) if isinstance(x, tuple) else str(x))
-def test_float64_is_honoured_or_not(cfg: tuple[str, dict[str, Any]], honoured: bool) -> None:
+def test_float64_is_honoured_or_not(
+        cfg: tuple[str, dict[str, Any]], honoured: bool, adapter_pool: AdapterPool) -> None:
     """With a float64 initial rate, numpy and jax backends compute in float32."""
-    a = adapter(*cfg)
+    a = adapter(adapter_pool, *cfg)
     [got] = a.evaluate(Params(0.1, 1000, 0.96, False, "float64"), [500])
     assert got == pytest.approx(0.1 * 0.96**0.5, rel=2**-20)
     assert (float(F32(got)) != got) == honoured
 
 
-def test_scalar_step_mode_matches_array_mode() -> None:
-    arr = adapter("keras", {"backend": "tensorflow"})
-    sca = adapter("keras", {"backend": "tensorflow", "step_mode": "scalar"})
+def test_scalar_step_mode_matches_array_mode(adapter_pool: AdapterPool) -> None:
+    arr = adapter(adapter_pool, "keras", {"backend": "tensorflow"})
+    sca = adapter(adapter_pool, "keras", {"backend": "tensorflow", "step_mode": "scalar"})
     p = Params(0.1, 1000, 0.96, False, "float32")
     steps = [0, 1, 999, 1000, 123456]
     assert sca.evaluate(p, steps).tolist() == arr.evaluate(p, steps).tolist()

@@ -15,9 +15,8 @@ import importlib.util
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -36,33 +35,21 @@ from expdecay.conformance.vectors import Group, encode_number, make_tests
 from support.bits import IN_CI
 from support.paths import MUTANT_DIR
 
+if TYPE_CHECKING:
+    from conftest import AdapterPool
+
 F32 = np.float32
 if str(MUTANT_DIR) not in sys.path:
     sys.path.insert(0, str(MUTANT_DIR))  # the workers inherit sys.path
 
-_CACHE: dict[str, Any] = {}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_adapters() -> Iterator[None]:
-    yield
-    for a in _CACHE.values():
-        a.close()
-    _CACHE.clear()
-
-
-def adapter(name: str, **options: Any) -> Any:
-    """One worker process per implementation and options, for the module."""
+def adapter(pool: AdapterPool, name: str, **options: Any) -> Any:
+    """The module's worker for ``name`` and ``options`` (skipped when missing)."""
     if name not in available_adapters():
         if IN_CI and name != "mindspore":
             pytest.fail(f"{name} is not installed in CI")
         pytest.skip(f"{name} not installed")
-    key = f"{name}{sorted(options.items())}"
-    if key not in _CACHE:
-        a = get_adapter(name, timeout=120, **options)
-        assert a.broken is None, a.broken
-        _CACHE[key] = a
-    return _CACHE[key]
+    return pool.get(name, options)
 
 
 def f32(x: float) -> float:
@@ -101,8 +88,8 @@ def test_per_step_rate_is_exact_or_none() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
-def test_tf_compat_v1_exact_powers(dtype: str) -> None:
-    a = adapter("tf-compat-v1")
+def test_tf_compat_v1_exact_powers(dtype: str, adapter_pool: AdapterPool) -> None:
+    a = adapter(adapter_pool, "tf-compat-v1")
     steps = [0, 1, 2, 3, 7, 20]
     got = a.evaluate(Params(0.5, 2, 0.25, False, dtype), steps)
     assert got.tolist() == powers(0.5, steps, lambda s: s)  # 0.25 ** (s/2) = 2**-s
@@ -110,20 +97,20 @@ def test_tf_compat_v1_exact_powers(dtype: str) -> None:
     assert got.tolist() == powers(0.5, steps, lambda s: s // 3)
 
 
-def test_tf_compat_v1_float32_casts() -> None:
+def test_tf_compat_v1_float32_casts(adapter_pool: AdapterPool) -> None:
     """decay_steps 16777217 is 2**24 in float32, and so is step 16777216:
     the keras order decays one whole period (0.5) where the exact schedule,
     16777216 / 16777217 < 1, has not decayed at all (1.0)."""
-    a = adapter("tf-compat-v1")
+    a = adapter(adapter_pool, "tf-compat-v1")
     got = a.evaluate(Params(1.0, 16777217, 0.5, True, "float32"), [16777216, 16777215])
     assert got.tolist() == [0.5, 1.0]
     got = a.evaluate(Params(1.0, 16777217, 0.5, True, "float64"), [16777216, 16777217])
     assert got.tolist() == [1.0, 0.5]
 
 
-def test_tf_compat_v1_scalar_mode_matches_array_mode() -> None:
-    arr = adapter("tf-compat-v1")
-    sca = adapter("tf-compat-v1", step_mode="scalar")
+def test_tf_compat_v1_scalar_mode_matches_array_mode(adapter_pool: AdapterPool) -> None:
+    arr = adapter(adapter_pool, "tf-compat-v1")
+    sca = adapter(adapter_pool, "tf-compat-v1", step_mode="scalar")
     p = Params(0.1, 1000, 0.96, False, "float32")
     steps = [0, 1, 999, 1000, 123456]
     assert sca.evaluate(p, steps).tolist() == arr.evaluate(p, steps).tolist()
@@ -134,8 +121,8 @@ def test_tf_compat_v1_scalar_mode_matches_array_mode() -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_jax_example_libraries_continuous_only() -> None:
-    a = adapter("jax-example-libraries")
+def test_jax_example_libraries_continuous_only(adapter_pool: AdapterPool) -> None:
+    a = adapter(adapter_pool, "jax-example-libraries")
     steps = [0, 1, 2, 5, 30]
     got = a.evaluate(Params(0.5, 2, 0.25, False, "float32"), steps)
     assert got.tolist() == powers(0.5, steps, lambda s: s)
@@ -147,8 +134,8 @@ def test_jax_example_libraries_continuous_only() -> None:
     assert 0 in out.not_applicable and out.values[1] == 0.5 / 16
 
 
-def test_jax_example_libraries_x64_float64() -> None:
-    a = adapter("jax-example-libraries", x64=True)
+def test_jax_example_libraries_x64_float64(adapter_pool: AdapterPool) -> None:
+    a = adapter(adapter_pool, "jax-example-libraries", x64=True)
     [got] = a.evaluate(Params(0.1, 1000, 0.96, False, "float64"), [500])
     assert got == pytest.approx(0.1 * 0.96**0.5, rel=4 * 2**-52)
     assert float(F32(got)) != got  # computed in float64
@@ -160,8 +147,8 @@ def test_jax_example_libraries_x64_float64() -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_mlx_step_decay_and_exponential_decay() -> None:
-    a = adapter("mlx")
+def test_mlx_step_decay_and_exponential_decay(adapter_pool: AdapterPool) -> None:
+    a = adapter(adapter_pool, "mlx")
     steps = [0, 1, 2, 3, 5, 6, 20]
     got = a.evaluate(Params(0.5, 3, 0.5, True, "float32"), steps)
     assert got.tolist() == powers(0.5, steps, lambda s: s // 3)
@@ -172,18 +159,18 @@ def test_mlx_step_decay_and_exponential_decay() -> None:
     assert got1 == float(F32(0.1) * F32(0.96))  # pow(r, 1) = r, one rounding
 
 
-def test_mlx_floor_is_integer_division() -> None:
+def test_mlx_floor_is_integer_division(adapter_pool: AdapterPool) -> None:
     """step_decay floors in uint64 (step // step_size): at step 16777999 it
     keeps 16777 periods where float32 arithmetic gets 16778."""
-    a = adapter("mlx")
+    a = adapter(adapter_pool, "mlx")
     [got] = a.evaluate(Params(1.0, 1000, 0.999, True, "float32"), [16777999])
     right = Fraction(f32(0.999)) ** 16777
     assert got == pytest.approx(float(right), rel=2**-20)
     assert abs(got / float(Fraction(f32(0.999)) ** 16778) - 1 / 0.999) < 1e-6
 
 
-def test_mlx_reports_what_it_cannot_express() -> None:
-    a = adapter("mlx")
+def test_mlx_reports_what_it_cannot_express(adapter_pool: AdapterPool) -> None:
+    a = adapter(adapter_pool, "mlx")
     why = a.applicable(Params(0.1, 1000, 0.96, False, "float32"))
     assert why and "rate per step" in why
     why = a.applicable(Params(0.1, 2.5, 0.96, True, "float32"))
@@ -203,8 +190,8 @@ def test_mlx_reports_what_it_cannot_express() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "bfloat16"])
-def test_paddle_classes_map_exactly(dtype: str) -> None:
-    a = adapter("paddle")
+def test_paddle_classes_map_exactly(dtype: str, adapter_pool: AdapterPool) -> None:
+    a = adapter(adapter_pool, "paddle")
     steps = [0, 1, 2, 3, 5, 6, 20]
     got = a.evaluate(Params(0.5, 3, 0.5, True, dtype), steps)  # StepDecay(3, 0.5)
     assert got.tolist() == powers(0.5, steps, lambda s: s // 3)
@@ -212,8 +199,9 @@ def test_paddle_classes_map_exactly(dtype: str) -> None:
     assert got.tolist() == powers(0.5, steps, lambda s: s)
 
 
-def test_paddle_reports_what_it_cannot_express_and_what_it_refuses() -> None:
-    a = adapter("paddle")
+def test_paddle_reports_what_it_cannot_express_and_what_it_refuses(
+        adapter_pool: AdapterPool) -> None:
+    a = adapter(adapter_pool, "paddle")
     why = a.applicable(Params(0.1, 1000, 0.96, False, "float64"))
     assert why and "rate per epoch" in why
     why = a.applicable(Params(0.1, 2.5, 0.96, True, "float64"))
@@ -225,10 +213,10 @@ def test_paddle_reports_what_it_cannot_express_and_what_it_refuses() -> None:
     assert "gamma" in out.errors[0]
 
 
-def test_paddle_legacy_function_ignores_decay_steps() -> None:
+def test_paddle_legacy_function_ignores_decay_steps(adapter_pool: AdapterPool) -> None:
     """paddle.optimizer.lr.exponential_decay(0.1, 1000, 0.5): epoch 1000
     should be 0.1 * 0.5 = 0.05; Paddle returns 0.1 * 0.5 ** 1000."""
-    a = adapter("paddle", api="legacy")
+    a = adapter(adapter_pool, "paddle", api="legacy")
     got = a.evaluate(Params(0.1, 1000, 0.5, False, "float64"), [0, 1000])
     assert got[0] == 0.1
     assert got[1] == float(Fraction(0.1) / 2**1000) != 0.05
@@ -260,11 +248,11 @@ def _causes(name: str, options: dict[str, Any], g: Group) -> dict[tuple[str, Any
     return out
 
 
-def test_the_runner_proves_the_paddle_legacy_bug() -> None:
+def test_the_runner_proves_the_paddle_legacy_bug(adapter_pool: AdapterPool) -> None:
     """Integer epochs: decay-steps-ignored (the floor of s / 1 is s, so a
     dropped staircase is invisible); a fractional epoch of a staircase
     group shows both arguments dropped."""
-    adapter("paddle", api="legacy")
+    adapter(adapter_pool, "paddle", api="legacy")
     g = Group("float64", True, 0.5, 4, 0.25).add(2.5, "fractional").add(12, "integer")
     got = _causes("paddle", {"api": "legacy"}, g)
     # one explanation of the schedule's outputs: both arguments dropped
@@ -308,8 +296,8 @@ def test_the_diagnosis_proves_an_integer_floor() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
-def test_timm_step_lr_scheduler(dtype: str) -> None:
-    a = adapter("timm")
+def test_timm_step_lr_scheduler(dtype: str, adapter_pool: AdapterPool) -> None:
+    a = adapter(adapter_pool, "timm")
     steps = [0, 1, 2, 3, 5, 6, 20]
     got = a.evaluate(Params(0.5, 3, 0.5, True, dtype), steps)
     assert got.tolist() == powers(0.5, steps, lambda s: s // 3)
@@ -319,8 +307,8 @@ def test_timm_step_lr_scheduler(dtype: str) -> None:
     assert why and "decay_steps = 1" in why
 
 
-def test_timm_quirks() -> None:
-    a = adapter("timm")
+def test_timm_quirks(adapter_pool: AdapterPool) -> None:
+    a = adapter(adapter_pool, "timm")
     # a float decay_t is Python's float floor division
     got = a.evaluate(Params(0.5, 2.5, 0.5, True, "float64"), [2, 3, 5, 7])
     assert got.tolist() == [0.5, 0.25, 0.125, 0.125]
@@ -358,15 +346,15 @@ def test_mindspore_missing_is_reported_not_crashed() -> None:
         get_adapter("mindspore")
 
 
-def test_mindspore_runs() -> None:
+def test_mindspore_runs(adapter_pool: AdapterPool) -> None:
     """Only with MindSpore installed (not in CI)."""
-    a = adapter("mindspore")
+    a = adapter(adapter_pool, "mindspore")
     steps = [0, 1, 2, 3, 6]
     assert a.evaluate(Params(0.5, 3, 0.5, True, "float32"), steps).tolist() == powers(
         0.5, steps, lambda s: s // 3)
     out = a.evaluate_outcome(Params(0.5, 3, 0.0, True, "float32"), [1])
     assert out.errors  # decay_rate <= 0 refused (valid in the spec)
-    b = adapter("mindspore", form="list")
+    b = adapter(adapter_pool, "mindspore", form="list")
     assert b.evaluate(Params(0.5, 3, 0.5, True, "float64"), steps).tolist() == powers(
         0.5, steps, lambda s: s // 3)
 

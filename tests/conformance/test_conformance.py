@@ -367,9 +367,10 @@ def test_c_example_counts_match_an_independent_derivation(tmp_path: Path) -> Non
 
 def test_the_default_run_lists_what_it_did_not_find(monkeypatch: pytest.MonkeyPatch) -> None:
     from expdecay.conformance import adapters
+    from expdecay.conformance.adapters import registry
 
-    real = adapters._installed
-    monkeypatch.setattr(adapters, "_installed",
+    real = registry.installed
+    monkeypatch.setattr(registry, "installed",
                         lambda m: m not in ("tf_keras", "jax") and real(m))
     missing = dict(adapters.missing_configurations())
     assert missing["tf-keras"] == "not installed (tf_keras missing)"

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from expdecay.conformance import adapters, runner
-from expdecay.conformance.adapters import Params, get_adapter, worker_env
+from expdecay.conformance import runner
+from expdecay.conformance.adapters import Params, get_adapter
 from expdecay.conformance.adapters import hub as hub_module
+from expdecay.conformance.adapters.client import SubprocessAdapter
 from expdecay.conformance.adapters.hub import Hub
-from expdecay.conformance.adapters.protocol import SubprocessAdapter
+from expdecay.conformance.adapters.registry import worker_env
 from expdecay.conformance.vectors import load_vector_file
 
 # 0.5 ** (step / 2) for even steps: exact powers of two.
@@ -130,7 +131,7 @@ def test_check_implementations_shares_a_hub_and_gives_the_same_reports(
         return proc
 
     monkeypatch.setattr(Hub, "spawn", spawn)
-    monkeypatch.setitem(adapters.HUB_MODULES, "test-family", ("json",))
+    monkeypatch.setitem(hub_module.HUB_MODULES, "test-family", ("json",))
     monkeypatch.setattr(runner, "hub_family", lambda name, options: "test-family")
     shared = reports()
     assert len(spawned) == 4  # two configurations, both orders each: every worker came from it

@@ -34,8 +34,8 @@ import pytest
 
 from expdecay.cli import main
 from expdecay.conformance import runner
-from expdecay.conformance.adapters import Params, get_adapter, protocol
-from expdecay.conformance.adapters.protocol import SubprocessAdapter
+from expdecay.conformance.adapters import Params, client, codec, get_adapter
+from expdecay.conformance.adapters.client import SubprocessAdapter
 from expdecay.conformance.runner import check_implementations, evaluate_docs, evaluate_file
 from support.paths import ROOT
 
@@ -89,11 +89,11 @@ def test_a_large_batch_of_a_slow_implementation_is_not_ended(tmp_path: Path) -> 
 def test_batch_deadlines() -> None:
     """The documented rule: one timeout per group; a fresh batch of n groups
     with k children at once gets n + k timeouts, each child k."""
-    assert protocol.batch_deadline(2.0, 512) == 1024.0
-    assert protocol.batch_deadline(2.0, 0) == 2.0
-    assert protocol.fresh_batch_deadline(2.0, 10, 4) == 28.0
-    assert protocol.fresh_child_timeout(2.0, 4) == 8.0
-    assert protocol.batch_deadline(protocol.MAX_TIMEOUT, 3) == protocol.MAX_TIMEOUT
+    assert codec.batch_deadline(2.0, 512) == 1024.0
+    assert codec.batch_deadline(2.0, 0) == 2.0
+    assert codec.fresh_batch_deadline(2.0, 10, 4) == 28.0
+    assert codec.fresh_child_timeout(2.0, 4) == 8.0
+    assert codec.batch_deadline(codec.MAX_TIMEOUT, 3) == codec.MAX_TIMEOUT
 
 
 SLOW_CHILD = '''
@@ -114,7 +114,7 @@ def test_fresh_children_run_at_once_are_allowed_their_share(
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("EXPDECAY_TEST_SLEEP", "2.6")
-    monkeypatch.setattr(protocol, "FRESH_PARALLEL", 2)
+    monkeypatch.setattr(client, "FRESH_PARALLEL", 2)
     a = get_adapter("python:slowchild:f", isolated=True, timeout=2.0, zygote=True)
     try:
         assert isinstance(a, SubprocessAdapter) and "fresh-batch" in a.ops

@@ -29,17 +29,18 @@ from expdecay.conformance.adapters import (
     ImplementationLookupError,
     Params,
     check_options,
+    client,
+    codec,
     get_adapter,
     parse_options,
-    protocol,
 )
-from expdecay.conformance.adapters.protocol import (
+from expdecay.conformance.adapters.client import (
     MAX_QUEUED_LINES,
     SubprocessAdapter,
     Worker,
     WorkerError,
-    decode_value,
 )
+from expdecay.conformance.adapters.codec import decode_value
 from support.paths import ROOT
 
 EXAMPLES = ROOT / "conformance" / "vectors" / "examples.json"
@@ -182,7 +183,7 @@ def test_hello_wait_follows_the_timeout(tmp_path: Path) -> None:
     cmd, pidfile = program(tmp_path, "pids()\ntime.sleep(60)\n")
     t0 = time.monotonic()
     a = within(10, lambda: get_adapter(cmd, timeout=0.5))
-    assert time.monotonic() - t0 >= 0.5 * protocol.STARTUP_FACTOR
+    assert time.monotonic() - t0 >= 0.5 * codec.STARTUP_FACTOR
     assert a.broken == "timeout: no answer to start-up within 1 s"
     assert a.startup_timeout == 1.0
     assert ended(read_pids(pidfile))
@@ -524,7 +525,7 @@ while True:
 
 def test_line_longer_than_the_limit_is_a_protocol_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(protocol, "MAX_LINE", 1000)
+    monkeypatch.setattr(client, "MAX_LINE", 1000)
     cmd, pidfile = _answering(
         tmp_path, 'json.dumps({"id": rid, "results": ["0x1p-4"] * n, "pad": "y" * 2000})')
     a = get_adapter(cmd, timeout=30)

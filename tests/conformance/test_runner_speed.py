@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from expdecay.conformance.adapters import Params, get_adapter
-from expdecay.conformance.adapters.protocol import SubprocessAdapter
+from expdecay.conformance.adapters.client import SubprocessAdapter
 from expdecay.conformance.runner import (
     check_implementation,
     check_implementations,
@@ -191,10 +191,10 @@ def test_a_fresh_rerun_that_hangs_is_bounded_and_leaves_nothing(tmp_path: Path,
     # A short request timeout (the hung re-run is given up after it), but a
     # start-up allowance that a loaded machine meets (2 x 3 s was missed at
     # load average 20, and the worker was reported unavailable).
-    from expdecay.conformance import adapters, runner
-    from expdecay.conformance.adapters import protocol
+    from expdecay.conformance import runner
+    from expdecay.conformance.adapters import client, registry
 
-    for module in (runner, adapters, protocol):
+    for module in (runner, registry, client):
         monkeypatch.setattr(module, "STARTUP_FACTOR", 20.0)
     t0 = time.monotonic()
     reps = check_implementation("python:hangmod:f", {}, {"examples.json": doc}, ("keras",),

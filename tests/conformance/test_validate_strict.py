@@ -302,7 +302,7 @@ def test_reads_stop_after_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     status = Path("/proc/self/status")
     if not status.exists() or status.stat().st_size != 0:
         pytest.skip("needs Linux /proc")
-    monkeypatch.setattr(vectors, "MAX_FILE_BYTES", 64)
+    monkeypatch.setattr(vectors.validation, "MAX_FILE_BYTES", 64)
     assert vectors.validate_file(status) == [f"{status}: larger than 64 bytes"]
 
 

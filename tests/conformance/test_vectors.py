@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from expdecay.cli import main
 from expdecay.conformance import vectors
-from expdecay.floats import next_up
+from expdecay.floats import get_format, next_up
 from support.arb_oracle import arb_evaluate
 from support.paths import ROOT
 
@@ -84,7 +84,7 @@ def test_sample_agrees_with_the_arb_oracle() -> None:
         I, D, r, s = _inputs(g, t)
         for order in ("exact", "keras"):
             want = arb_evaluate(I, D, r, s, g["staircase"], g["dtype"], order)
-            fmt = vectors.get_format(g["dtype"])
+            fmt = get_format(g["dtype"])
             got = vectors.decode_result(t[order], fmt, "x")
             assert _same(got, want), (t["tcId"], order, got, want)
 
@@ -94,7 +94,7 @@ def test_misfloor_example_is_one_step_early() -> None:
     16778000, so the keras order takes 0.999**16778 instead of 0.999**16777."""
     [(g, t)] = [(g, t) for g, t in _tests("examples")
                 if t["step"] == {"int": "16777999"} and g["staircase"]]
-    fmt = vectors.get_format("float32")
+    fmt = get_format("float32")
     keras = vectors.decode_result(t["keras"], fmt, "k")
     exact = vectors.decode_result(t["exact"], fmt, "e")
     # keras order: float32 casts of 0.1 and 0.999, exponent 16778 (one step early)
@@ -134,7 +134,7 @@ def test_hard_cases_are_close_to_a_midpoint() -> None:
     for g, t in _tests("hard_rounding"):
         if "HardRounding" not in t["flags"]:
             continue
-        fmt = vectors.get_format(g["dtype"])
+        fmt = get_format(g["dtype"])
         I, D, r, s = _inputs(g, t)
         with mpmath.workprec(fmt.precision + 100):
             v = mpmath.mpf(I) * mpmath.power(mpmath.mpf(r), mpmath.mpf(s) / D)
@@ -193,7 +193,7 @@ def _mutations() -> dict[str, object]:
     huge_count["numberOfTests"] = 10**400
     tampered = _good()
     t0 = tampered["testGroups"][0]["tests"][0]
-    fmt = vectors.get_format(tampered["testGroups"][0]["dtype"])
+    fmt = get_format(tampered["testGroups"][0]["dtype"])
     near = next_up(vectors.decode_result(t0["exact"], fmt, "x"), fmt)
     t0["exact"] = vectors.encode_result(near, fmt)
     hexbits = _good()

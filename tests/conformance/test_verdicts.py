@@ -298,7 +298,7 @@ def test_a_fresh_sequence_is_one_process_forked_from_the_fresh_state(
             return np.full(len(steps), I)
     '''))
     from expdecay.conformance.adapters import Params, get_adapter
-    from expdecay.conformance.adapters.protocol import SubprocessAdapter
+    from expdecay.conformance.adapters.client import SubprocessAdapter
 
     monkeypatch.syspath_prepend(str(tmp_path))
     a = get_adapter("python:zeromod:f", isolated=True, timeout=60, zygote=True)

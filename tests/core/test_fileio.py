@@ -18,6 +18,7 @@ import pytest
 
 from expdecay import fileio
 from expdecay.conformance import vectors
+from expdecay.conformance.vectors import generation as vectors_generation
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX processes and signals")
 
@@ -70,8 +71,8 @@ def test_atomic_write_str_and_bytes(tmp_path: Path) -> None:
 
 
 def test_vectors_keeps_the_same_writer() -> None:
-    """conformance.py imports atomic_write from vectors: it is this one."""
-    assert vectors.atomic_write is fileio.atomic_write
+    """The vector writer imports atomic_write from fileio: it is this one."""
+    assert vectors_generation.atomic_write is fileio.atomic_write
 
 
 def test_replaces_rather_than_rewrites(tmp_path: Path) -> None:

@@ -270,7 +270,7 @@ def _check_resources(args: argparse.Namespace) -> None:
 
 def _end_workers() -> None:
     """End every worker process, deaf meanwhile to a second Ctrl-C or SIGTERM."""
-    protocol = sys.modules.get("expdecay.conformance.adapters.protocol")
+    protocol = sys.modules.get("expdecay.conformance.adapters.client")
     if protocol is None:
         return  # no worker was ever started
     previous: dict[int, Any] = {}

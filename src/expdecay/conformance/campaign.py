@@ -53,8 +53,10 @@ from ..fast import FastStats, round_int_to_format, round_to_format
 from ..fast import evaluate as fast_evaluate
 from ..fileio import atomic_write
 from ..floats import Format, get_format
-from .adapters import Adapter, ImplementationLookupError, Params, get_adapter, label
+from ..orders import Order, check_order
+from .adapters import Adapter, ImplementationLookupError, Params, get_adapter
 from .adapters.base import Outcome
+from .adapters.registry import label
 from .runner import PROFILES, FileSummary, ImplementationReport, check_output_path, summarise
 from .vectors import (
     ALGORITHM,
@@ -388,7 +390,7 @@ def draw(seed: int, first: int, count: int, dtypes: Sequence[str] = DTYPES) -> B
 # ---------------------------------------------------------------------------
 
 
-def expected(block: Block, order: str, stats: FastStats | None = None) -> np.ndarray:
+def expected(block: Block, order: Order, stats: FastStats | None = None) -> np.ndarray:
     """The expected outputs (float64, exact) of every case of ``block`` in
     ``order``: :func:`expdecay.fast.evaluate`, one vectorised call per dtype,
     staircase mode and kind of step (its counters added to ``stats``)."""
@@ -713,7 +715,8 @@ def run_campaign(adapter: Adapter, cases: int, seed: int = 0, *,
         count = min(BLOCK, schedules - first)
         block = draw(seed, first, count, dtypes)
         t1 = time.monotonic()
-        want = {p: expected(block, p, camp.expected_stats) for p in profiles}
+        want = {p: expected(block, check_order(p, "profiles"), camp.expected_stats)
+                for p in profiles}
         return count, block, want, time.monotonic() - t1
 
     # The next block is drawn and its expected values computed in a second
@@ -895,7 +898,8 @@ def write_failures(camp: Campaign, path: Path | str) -> int:
 
 
 def parse_dtypes(items: Sequence[str] | None) -> tuple[str, ...] | None:
-    """``--dtype`` values (repeatable, comma-separated) as format names."""
+    """``dtype`` values (each a comma-separated list of format names) as a
+    tuple of format names; ``ValueError`` naming ``dtype`` otherwise."""
     if not items:
         return None
     out: list[str] = []
@@ -903,7 +907,7 @@ def parse_dtypes(items: Sequence[str] | None) -> tuple[str, ...] | None:
         for part in item.split(","):
             name = part.strip()
             if name not in DTYPES:
-                raise ValueError(f"--dtype must be among {', '.join(DTYPES)}; got {name!r}")
+                raise ValueError(f"dtype must be among {', '.join(DTYPES)}; got {name!r}")
             if name not in out:
                 out.append(name)
     return tuple(out)
@@ -930,7 +934,8 @@ def check_random(name: str, options: dict[str, Any], cases: int, seed: int,
     draw(seed, 0, 1, dtypes or DTYPES)
     if write is not None:  # a file that cannot be written is refused before the campaign
         check_output_path(write, "write")
-    orders: tuple[str | None, ...] = profiles if name == "expdecay" else (None,)
+    orders: tuple[Order | None, ...] = tuple(
+        check_order(p, "profiles") for p in profiles) if name == "expdecay" else (None,)
     reports: list[ImplementationReport] = []
     camps: list[Campaign] = []
     for order in orders:

@@ -47,6 +47,7 @@ from ..floats import (
 )
 from ..inputs import to_exact
 from ..oracle import ExactOps, RoundedOps, round_node
+from ..orders import Order, check_order
 from .vectors import decode_number, decode_result
 
 __all__ = ["CAUSES", "FACTS", "FINER", "RIVALS", "Diagnosis", "ulps_between", "same_bits",
@@ -320,7 +321,7 @@ _CACHE_MAX = 200_000
 
 
 def _eval(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format,
-          order: str) -> float | None:
+          order: Order) -> float | None:
     """The schedule in ``order`` (bits of the fast path), None when the
     inputs are outside its domain (invalid decay_steps, step beyond int64)."""
     key = (_key(I), _key(D), _key(r), _key(s), staircase, fmt.name, order)
@@ -406,7 +407,7 @@ class _Inputs:
     staircase: bool
 
 
-def _values(x: _Inputs, work: Format, order: str, fmt: Format) -> Iterator[tuple[float, bool]]:
+def _values(x: _Inputs, work: Format, order: Order, fmt: Format) -> Iterator[tuple[float, bool]]:
     """The schedule on inputs ``x`` computed in ``order`` and format ``work``,
     rounded to ``fmt``: ``(value, pow_off)``, first the correctly rounded
     pipeline, then (keras order) with pow one ulp off."""
@@ -425,7 +426,7 @@ def _values(x: _Inputs, work: Format, order: str, fmt: Format) -> Iterator[tuple
         yield _to(y, fmt), False  # one rounding: no separate pow to be off
 
 
-def _requests(x: _Inputs, work: Format, order: str
+def _requests(x: _Inputs, work: Format, order: Order
               ) -> tuple[Num, Num, Num, Num, bool, Format, str]:
     """The :func:`_eval` call :func:`_values` makes."""
     if order == "keras":
@@ -451,7 +452,7 @@ def _through_f32(v: Num, ftz: bool) -> float:
     return y
 
 
-def _exponent(x: _Inputs, fmt: Format, order: str, *, reciprocal: bool = False) -> Any:
+def _exponent(x: _Inputs, fmt: Format, order: Order, *, reciprocal: bool = False) -> Any:
     """The exponent ``s / D`` (unfloored) as the order computes it (keras:
     each operation rounded to ``fmt``); a Fraction, a float, or None."""
     try:
@@ -499,7 +500,7 @@ class _Candidate:
     detail: str
     inputs: _Inputs | None = None  # recomputed in both orders
     work: Format | None = None
-    orders: tuple[str, ...] = ("keras", "exact")
+    orders: tuple[Order, ...] = ("keras", "exact")
     direct: Callable[[], list[float]] | None = None  # values computed by hand, on demand
     also: tuple[str, ...] = ()  # further causes the same recomputation makes
     #: What makes this mistake the same one at another step (``detail``
@@ -755,7 +756,7 @@ class _Entry:
     """One recomputation an explanation makes at one test."""
 
     detail: str
-    order: str
+    order: Order
     inputs: _Inputs | None
     work: Format
     direct: Callable[[], list[float]] | None
@@ -774,9 +775,10 @@ class _Table:
                  profile: str) -> None:
         self.test, self.group, self.fmt = test, group, fmt
         self.x, self.expected = _test_inputs(test, group, fmt)
-        other = "keras" if profile == "exact" else "exact"
+        first = check_order(profile, "profile")
+        other: Order = "keras" if first == "exact" else "exact"
         self.entries: dict[_Key, list[_Entry]] = {}
-        for order in (profile, other):
+        for order in (first, other):
             self._add((order, (), ""), _Entry("", order, self.x, fmt, None))
         for cand in _candidates(self.x, fmt, self.expected):
             mistake = (cand.cause, *cand.also)

@@ -2,7 +2,7 @@
 
 ``expdecay check`` loads the vector files, runs each implementation in a
 worker subprocess (one per implementation, the JSON-lines protocol of
-:mod:`expdecay.conformance.adapters.protocol`), compares every output with the expected
+:mod:`expdecay.conformance.adapters.client`), compares every output with the expected
 bits of the chosen profile and prints, per file, the passed / failed /
 not-applicable counts, the largest ulp error and the worst case; then one
 table over all implementations.  Each failure gets a proven cause, or is
@@ -43,21 +43,21 @@ from typing import Any
 
 import numpy as np
 
-from ..floats import Format, get_format, to_hex
+from ..errors import ExpdecayError
+from ..floats import Format, get_format, is_representable, to_hex, ulp_distance
+from ..orders import Order, check_order
 from .adapters import (
-    HUB_MODULES,
     Adapter,
     ImplementationLookupError,
     Params,
     check_loadable,
     get_adapter,
-    hub_env,
-    hub_family,
-    label,
 )
 from .adapters.base import Outcome
-from .adapters.hub import Hub
-from .adapters.protocol import CHUNK, STARTUP_FACTOR, SubprocessAdapter, WorkerSet, owning
+from .adapters.client import CHUNK, SubprocessAdapter, WorkerSet, owning
+from .adapters.codec import STARTUP_FACTOR
+from .adapters.hub import HUB_MODULES, Hub, hub_env, hub_family
+from .adapters.registry import label
 from .diagnosis import (
     CAUSES,
     FACTS,
@@ -66,8 +66,6 @@ from .diagnosis import (
     diagnose,
     diagnose_outputs,
     fact,
-    same_bits,
-    ulps_between,
 )
 from .vectors import (
     decode_number,
@@ -84,8 +82,6 @@ __all__ = [
     "markdown_table",
     "vector_paths",
     "check_name",
-    "ulps_between",
-    "same_bits",
     "diagnose",
     "classify",
     "CAUSES",
@@ -131,6 +127,26 @@ class TestResult:
         return self.diagnosis.text if self.diagnosis is not None else []
 
 
+def _same_bits(expected: float, value: float) -> bool:
+    """Whether ``value`` has the bits of ``expected`` (a value of the format),
+    every NaN matching any NaN: equal values of the same sign are the same
+    value of the format."""
+    if math.isnan(expected) or math.isnan(value):
+        return math.isnan(expected) and math.isnan(value)
+    return expected == value and math.copysign(1.0, expected) == math.copysign(1.0, value)
+
+
+def _ulps_from(expected: float, value: float, fmt: Format) -> float:
+    """|distance| in ulps of ``fmt`` from ``expected`` (a value of the format)
+    to ``value``: inf when ``value`` is not a value of the format or only
+    one of them is NaN (:func:`expdecay.floats.ulp_distance`)."""
+    if math.isnan(expected) or math.isnan(value):
+        return 0.0 if math.isnan(expected) and math.isnan(value) else math.inf
+    if not is_representable(value, fmt):
+        return math.inf
+    return float(abs(ulp_distance(expected, value, fmt)))
+
+
 def judge(test: dict[str, Any], fmt: Format, profile: str, value: float | None,
           error: str | None, na: str | None, crashed: str | None = None) -> TestResult:
     """The verdict of ``profile`` on one output (``value``), error, n/a, or
@@ -155,10 +171,10 @@ def judge(test: dict[str, Any], fmt: Format, profile: str, value: float | None,
                           diagnosis=fact("raised", error[:120]))
     assert value is not None
     obs = _hex(value)
-    if same_bits(expected, value, fmt):
+    if _same_bits(expected, value):
         return TestResult(tc, "pass", ulps=0.0, observed=obs, expected=exp_hex)
     tol = int(test["tolerance"][profile])
-    d = ulps_between(expected, value, fmt)
+    d = _ulps_from(expected, value, fmt)
     finite_both = math.isfinite(expected) and math.isfinite(value)
     zero_sign = expected == 0 and value == 0
     if d <= tol and finite_both and not zero_sign:
@@ -665,9 +681,10 @@ def _check_implementations(configs: list[tuple[str, dict[str, Any]]],
                            timeout: float, progress: Callable[[str], object] | None,
                            rerun: bool | str, jobs: int | None
                            ) -> Generator[list[ImplementationReport], None, None]:
-    units: list[list[tuple[str, dict[str, Any], str | None]]] = []
+    units: list[list[tuple[str, dict[str, Any], Order | None]]] = []
     for name, options in configs:
-        orders = profiles if name == "expdecay" else (None,)
+        orders: tuple[Order | None, ...] = tuple(
+            check_order(p, "profiles") for p in profiles) if name == "expdecay" else (None,)
         units.append([(name, options, order) for order in orders])
     flat = [u for us in units for u in us]
     if not flat:
@@ -736,7 +753,7 @@ class _Hubs:
     they would otherwise each do).  A hub that cannot start is not retried;
     its workers start the usual way."""
 
-    def __init__(self, units: list[tuple[str, dict[str, Any], str | None]],
+    def __init__(self, units: list[tuple[str, dict[str, Any], Order | None]],
                  timeout: float) -> None:
         families = Counter(hub_family(name, options) for name, options, _ in units)
         self.wanted = {f for f, n in families.items() if f is not None and n >= 2}
@@ -766,11 +783,11 @@ class _Hubs:
                 hub.close()
 
 
-class _CancelledError(Exception):
+class _CancelledError(ExpdecayError):
     """Another check failed or the run was interrupted: stop this one."""
 
 
-def _check_unit(name: str, options: dict[str, Any], order: str | None,
+def _check_unit(name: str, options: dict[str, Any], order: Order | None,
                 docs: dict[str, dict[str, Any]], profiles: tuple[str, ...], timeout: float,
                 progress: Callable[[str], object] | None, rerun: bool | str,
                 stop: threading.Event | None = None, cache_dir: str | None = None,
@@ -784,7 +801,7 @@ def _check_unit(name: str, options: dict[str, Any], order: str | None,
                           stop, cache_dir, hubs)
 
 
-def _check_one(name: str, options: dict[str, Any], order: str | None,
+def _check_one(name: str, options: dict[str, Any], order: Order | None,
                docs: dict[str, dict[str, Any]], profiles: tuple[str, ...], timeout: float,
                progress: Callable[[str], object] | None, rerun: bool | str,
                stop: threading.Event | None, cache_dir: str | None,
@@ -1129,7 +1146,9 @@ def markdown_table(reports: list[ImplementationReport]) -> str:
 
 
 def vector_paths(items: list[str] | None) -> list[Path]:
-    """Files named, or the ``*.json`` of directories named (sorted)."""
+    """Files named, or the ``*.json`` of directories named (sorted).
+    ``ValueError`` naming ``vectors`` (the argument of
+    :func:`expdecay.testing.assert_conforms`) for a missing path."""
     if not items:
         items = [str(default_vectors_dir())]
     out: list[Path] = []
@@ -1140,39 +1159,40 @@ def vector_paths(items: list[str] | None) -> list[Path]:
         elif p.exists():
             out.append(p)
         else:
-            raise ValueError(f"--vectors: no such file or directory: {it}")
+            raise ValueError(f"vectors: no such file or directory: {it}")
     if not out:
         raise ValueError(f"vectors: no .json files in {', '.join(items)}")
     return out
 
 
 def check_name(name: str, timeout: float = 60.0) -> str:
-    """``ValueError`` (:class:`ImplementationLookupError`) unless ``name``
-    names an implementation.  A ``python:`` module is imported in a throwaway
+    """``ValueError`` (:class:`ImplementationLookupError`, its message naming
+    ``impl``, the argument of :func:`expdecay.testing.assert_conforms`)
+    unless ``name`` names an implementation.  A ``python:`` module is imported in a throwaway
     worker process, never in the runner's (it may even ``sys.exit`` at import)."""
-    from .adapters import IMPLEMENTATIONS
+    from .adapters.registry import IMPLEMENTATIONS
 
     ok = name in IMPLEMENTATIONS or (name.startswith("cmd:") and name[4:].strip()) or (
         name.startswith("python:") and ":" in name[7:])
     if not ok:
         raise ImplementationLookupError(
-            f"--impl must be one of {', '.join(IMPLEMENTATIONS)}, "
+            f"impl must be one of {', '.join(IMPLEMENTATIONS)}, "
             f"python:module:function or cmd:COMMAND; got {name[:80]!r}")
     if name.startswith("cmd:"):
         try:
             argv = shlex.split(name[4:])
         except ValueError as e:
-            raise ImplementationLookupError(f"--impl {name[:80]!r}: {e}") from None
+            raise ImplementationLookupError(f"impl {name[:80]!r}: {e}") from None
         if not argv:
-            raise ImplementationLookupError(f"--impl {name[:80]!r}: no program")
+            raise ImplementationLookupError(f"impl {name[:80]!r}: no program")
         if shutil.which(argv[0]) is None:
             raise ImplementationLookupError(
-                f"--impl {name[:80]!r}: no executable program {argv[0]!r}")
+                f"impl {name[:80]!r}: no executable program {argv[0]!r}")
     elif name.startswith("python:"):
         try:
             check_loadable(name, timeout=timeout)
         except ImplementationLookupError as e:
-            raise ImplementationLookupError(f"--impl {e}") from None
+            raise ImplementationLookupError(f"impl {e}") from None
     return name
 
 

@@ -10,7 +10,7 @@ one call::
 
 ``impl`` is a Python callable with the signature of the ``python:`` adapter
 (``fn(initial_learning_rate, decay_steps, decay_rate, steps, *, staircase,
-dtype)``, see :mod:`expdecay.conformance.adapters.pycallable`), or any name
+dtype)``, see :mod:`expdecay.conformance.adapters.python`), or any name
 ``expdecay check --impl`` accepts: ``expdecay``, ``keras``, ``tf-keras``,
 ``optax``, ``torch``, ``python:module:function`` or ``cmd:COMMAND``.
 
@@ -20,7 +20,7 @@ one test group per call, :func:`~expdecay.conformance.runner.summarise`
 judges it and diagnoses the failures), so ``assert_conforms``, the pytest
 plugin (:mod:`expdecay.testing.plugin`) and ``expdecay check`` cannot
 disagree.  A callable is wrapped in the ``python:`` adapter's class
-(:class:`~expdecay.conformance.adapters.pycallable.PythonAdapter`) with the
+(:class:`~expdecay.conformance.adapters.python.PythonAdapter`) with the
 function object in place of an imported name, and runs in this process; a
 name is resolved by :func:`~expdecay.conformance.adapters.get_adapter`
 exactly as the runner does (frameworks, ``python:`` modules and ``cmd:``
@@ -48,7 +48,7 @@ from typing import Any
 
 from ..conformance.adapters import Adapter, get_adapter
 from ..conformance.adapters.base import exact_outputs
-from ..conformance.adapters.pycallable import PythonAdapter
+from ..conformance.adapters.python import PythonAdapter
 from ..conformance.runner import (
     PROFILES,
     FileSummary,

@@ -58,7 +58,7 @@ from typing import Any
 import pytest
 
 from ..conformance.adapters import Adapter
-from ..conformance.adapters.protocol import MAX_TIMEOUT
+from ..conformance.adapters.codec import MAX_TIMEOUT
 from ..conformance.runner import PROFILES, check_name, group_params
 from ..conformance.vectors import (
     VectorFileError,

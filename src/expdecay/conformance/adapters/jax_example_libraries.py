@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Adapter, Params
-from .keras3 import STEP_MODES, step_array
+from .keras import STEP_MODES, step_array
 
 
 class JaxExampleLibrariesAdapter(Adapter):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Adapter, Params
-from .keras3 import STEP_MODES, step_array
+from .keras import STEP_MODES, step_array
 
 #: dtypes the step count may be given in (None: int32, or int64 with x64).
 COUNT_DTYPES = (None, "int32", "int64", "float32", "float64")

@@ -24,7 +24,7 @@ from .base import (
     Params,
     describe_exception,
 )
-from .keras3 import step_array
+from .keras import step_array
 
 
 def load_callable(spec: str) -> Callable[..., Any]:

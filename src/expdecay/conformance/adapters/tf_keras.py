@@ -1,6 +1,6 @@
 """tf.keras (the ``tf_keras`` package) on TensorFlow.
 
-Same conventions as :mod:`expdecay.conformance.adapters.keras3`: the dtype of
+Same conventions as :mod:`expdecay.conformance.adapters.keras`: the dtype of
 ``initial_learning_rate`` decides the computation dtype; steps are an int64
 array (float64 when a step is not an integer) or one Python number per call.
 """
@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from .base import Adapter, Params
-from .keras3 import STEP_MODES, initial_value, step_array, to_numpy_values
+from .keras import STEP_MODES, initial_value, step_array, to_numpy_values
 
 
 class TfKerasAdapter(Adapter):

@@ -12,7 +12,7 @@ import numpy as np
 
 from ... import __version__
 from ...floats import get_format
-from ...oracle import ORDERS
+from ...orders import Order, check_order
 from ...schedule import ExponentialDecay
 from .base import Adapter, Params
 
@@ -29,10 +29,8 @@ class ReferenceAdapter(Adapter):
 
     vectorised = True
 
-    def __init__(self, order: str = "exact") -> None:
-        if order not in ORDERS:
-            raise ValueError(f"order must be 'exact' or 'keras'; got {order!r}")
-        self.order = order
+    def __init__(self, order: Order = "exact") -> None:
+        self.order: Order = check_order(order)
         self.name = "expdecay" if order == "exact" else "expdecay[keras]"
         self.version = __version__
 
