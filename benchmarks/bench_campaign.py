@@ -10,7 +10,7 @@ Each implementation's own time (the time inside its function, measured
 around the call) is subtracted: the figure is the campaign's throughput,
 in wall time and in this process's CPU time (the second is what a quiet
 machine would show when other processes share the cores),
-drawing, expected values (:func:`expdecay.fast.evaluate`), the adapter
+drawing, expected values (:func:`expdecay.fast.evaluate_array`), the adapter
 interface, judging and recording included.  The breakdown shows the
 expected values apart (computed in the campaign's second thread, so
 partly hidden behind the main thread's work).  The target (issue 13) is

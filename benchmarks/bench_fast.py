@@ -1,6 +1,6 @@
-"""Benchmark of :func:`expdecay.fast.evaluate` against plain numpy, same run.
+"""Benchmark of :func:`expdecay.fast.evaluate_array` against plain numpy, same run.
 
-For each schedule, format and order, the time of ``fast.evaluate`` on ``n``
+For each schedule, format and order, the time of ``fast.evaluate_array`` on ``n``
 int64 steps spread over ``[0, 10**7]`` is divided by the time of plain numpy
 ``I * np.power(r, steps.astype(dt) / D)`` in the same dtype (float64 for
 float64).  Also shown: the fraction of elements sent to the oracle, the
@@ -84,7 +84,7 @@ def run(n: int, repeat: int, staircase: bool) -> list[dict[str, Any]]:
 
                 def call(stats: fast.FastStats | None = None, order: str = order,
                          fmt: str = fmt, sched: tuple[float, int, float] = (I, D, r)) -> Any:
-                    return fast.evaluate(*sched, steps, staircase=staircase, dtype=fmt,
+                    return fast.evaluate_array(*sched, steps, staircase=staircase, dtype=fmt,
                                          order=order, stats=stats)
 
                 t0 = time.perf_counter()
