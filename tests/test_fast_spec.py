@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,8 +17,9 @@ import pytest
 from expdecay import oracle
 from expdecay.fast import evaluate_array
 from expdecay.floats import get_format, to_bits
+from support.paths import ROOT
 
-SPEC = Path(__file__).resolve().parents[1] / "spec" / "kernels.md"
+SPEC = ROOT / "spec" / "kernels.md"
 HEADER = "| parameter kind | example | accepted |"
 PARAMS = ("initial_learning_rate", "decay_steps", "decay_rate")
 BASE: dict[str, Any] = {"initial_learning_rate": 0.1, "decay_steps": 1000, "decay_rate": 0.96}
