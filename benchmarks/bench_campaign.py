@@ -35,6 +35,7 @@ import numpy as np
 from expdecay.conformance.adapters import Adapter, Params, get_adapter
 from expdecay.conformance.campaign import run_campaign
 from expdecay.floats import get_format
+from expdecay.orders import Order
 
 FORMATS = ("float16", "bfloat16", "float32", "float64")
 
@@ -72,7 +73,7 @@ def plain_numpy(params: Params, steps: np.ndarray) -> np.ndarray:
         return (I * np.power(r, p)).astype(get_format(params.dtype).dtype)
 
 
-def reference(order: str) -> Any:
+def reference(order: Order) -> Any:
     inner = get_adapter("expdecay", isolated=False, order=order)
     return lambda params, steps: inner._evaluate(params, list(steps.tolist()))
 

@@ -31,9 +31,9 @@ import numpy as np
 
 from expdecay import fast
 from expdecay.floats import get_format
+from expdecay.orders import ORDERS, Order
 
 FORMATS = ("float16", "bfloat16", "float32", "float64")
-ORDERS = ("exact", "keras")
 TARGETS = {"float32": 2.0, "float64": 4.0}
 
 #: (label, I, D, r): the brief's schedule (0.96 per 100000 steps: 4 e-folds
@@ -82,7 +82,7 @@ def run(n: int, repeat: int, staircase: bool) -> list[dict[str, Any]]:
             for order in ORDERS:
                 stats = fast.FastStats()
 
-                def call(stats: fast.FastStats | None = None, order: str = order,
+                def call(stats: fast.FastStats | None = None, order: Order = order,
                          fmt: str = fmt, sched: tuple[float, int, float] = (I, D, r)) -> Any:
                     return fast.evaluate_array(*sched, steps, staircase=staircase, dtype=fmt,
                                          order=order, stats=stats)

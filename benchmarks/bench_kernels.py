@@ -45,9 +45,9 @@ import numpy as np
 from expdecay import fast
 from expdecay.fast import dispatch
 from expdecay.floats import get_format
+from expdecay.orders import ORDERS, Order
 
 FORMATS = ("float16", "bfloat16", "float32", "float64")
-ORDERS = ("exact", "keras")
 SCHEDULE = (0.1, 100000, 0.96)  # 0.96 per 100000 steps, as in bench_fast.py
 
 
@@ -75,7 +75,7 @@ def ratios(n: int, repeat: int, formats: tuple[str, ...] = FORMATS) -> list[dict
 
         for order in ORDERS:
             for staircase in (False, True):
-                def call(stats: fast.FastStats | None = None, order: str = order,
+                def call(stats: fast.FastStats | None = None, order: Order = order,
                          fmt: str = fmt, staircase: bool = staircase) -> Any:
                     return fast.evaluate_array(I, D, r, steps, staircase=staircase, dtype=fmt,
                                          order=order, stats=stats)
@@ -108,7 +108,7 @@ def random_workload(n: int, seed: int = 1) -> tuple[np.ndarray, ...]:
 
 
 def random_schedules(n: int, formats: tuple[str, ...] = FORMATS
-                     ) -> list[tuple[str, str, bool, float, float]]:
+                     ) -> list[tuple[str, Order, bool, float, float]]:
     """Elements per second through the broadcasting path (one call on ``n``
     elements, after a warm-up call that loads the compiled kernel) and the
     fraction of elements sent to the oracle, per format x order x staircase."""
