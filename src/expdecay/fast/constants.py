@@ -62,6 +62,7 @@ def split(a: np.ndarray | float) -> tuple[Any, Any]:
     return hi, a - hi
 
 
+# spec/kernels.md, section 6.2
 @functools.cache
 def exp2_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``2**(j/1024)`` for ``j < 1024`` as double-doubles, hi part pre-split."""
@@ -117,6 +118,7 @@ def _mpf_dd(x: Any) -> tuple[float, float, int]:
     return h, l_, max(-(1 << 60), min(e, 1 << 60))  # beyond, every product is 0 or inf
 
 
+# spec/kernels.md, section 6.5
 @functools.lru_cache(maxsize=32)
 def power_table(base: Fraction, step: Fraction, start: Fraction, size: int) -> np.ndarray:
     """Rows ``(hh, hl, l, e)`` for ``a < size``: ``start * base**(a * step)`` is
@@ -140,6 +142,7 @@ def power_table(base: Fraction, step: Fraction, start: Fraction, size: int) -> n
 
 
 
+# spec/kernels.md, section 7.6
 @functools.cache
 def log2_tables() -> tuple[Any, ...]:
     """The constants of the float64 per-element kernel's ``log2`` (see

@@ -100,6 +100,7 @@ def _staircase_exponents(steps: np.ndarray, plan: Plan) -> np.ndarray | None:
     return q if ok.all() else None
 
 
+# spec/kernels.md, section 6.7
 def staircase_table(flat: np.ndarray, plan: Plan, stats: FastStats
                      ) -> tuple[int, np.ndarray] | None:
     """``(lo, table)`` with ``table[q - lo]`` the value for exponent ``q``, for
@@ -228,6 +229,7 @@ def _kernel_evaluate(flat: np.ndarray, result: np.ndarray, plan: Plan,
     return True
 
 
+# spec/kernels.md, section 3
 def run_kernel(steps: np.ndarray, result: np.ndarray, plan: Plan, fallback: Fallback) -> None:
     """The kernel loop: compiled evaluation, oracle for the undecided."""
     mod = kernel_module()

@@ -232,6 +232,7 @@ def _bits_of(val: float, prec: int, emin: int, bias: int) -> int:
 # ---------------------------------------------------------------------------
 
 
+# spec/kernels.md, section 7.1
 @_inline
 def small_pow2(t: float, scale_h: float, scale_e: int, tab: np.ndarray, ln2: float,
                 prec: int, emin: int, emax: int, pow2: np.ndarray, kt: float
@@ -272,6 +273,7 @@ def small_pow2(t: float, scale_h: float, scale_e: int, tab: np.ndarray, ln2: flo
     return decided, val
 
 
+# spec/kernels.md, section 7.1
 @_jit
 def small_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.ndarray,
                  prec: int, emin: int, emax: int, bias: int, keras: bool, staircase: bool,
@@ -346,6 +348,7 @@ def _split(a: float) -> tuple[float, float]:
     return hi, a - hi
 
 
+# spec/kernels.md, section 7.1
 @_inline
 def f64_value(a: float, ch: float, cl: float, ih: float, il: float, ei: int,
                hi_t: np.ndarray, lo_t: np.ndarray, hh_t: np.ndarray, hl_t: np.ndarray,
@@ -390,6 +393,7 @@ def f64_value(a: float, ch: float, cl: float, ih: float, il: float, ei: int,
     return ok, _ldexp(r, e, pow2)
 
 
+# spec/kernels.md, section 7.1
 @_jit
 def f64_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.ndarray,
                keras: bool, staircase: bool, ch: float, cl: float, ih: float, il: float,
@@ -468,6 +472,7 @@ ATANH = (1.0 / 3, 1.0 / 5, 1.0 / 7, 1.0 / 9, 1.0 / 11, 1.0 / 13, 1.0 / 15, 1.0 /
 KT_BROADCAST = 14.0
 
 
+# spec/kernels.md, section 7.5
 @_inline
 def log2_approx(x: float) -> float:
     """``log2(x)`` for a positive normal float64, relative error below ``8 u``.
@@ -677,6 +682,7 @@ def _integer_quotient(s: Any, x_d: float) -> tuple[bool, int]:
     return False, 0
 
 
+# spec/kernels.md, section 7.5
 @_jit
 def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.ndarray,
                            out: np.ndarray, start: int, undecided: np.ndarray, prec: int,
@@ -875,6 +881,7 @@ def _block_exponents(steps: np.ndarray, b0: int, m: int, abuf: np.ndarray, okb: 
             abuf[k] = _i2f(s if inr else 0)
 
 
+# spec/kernels.md, section 7.4
 @_jit
 def f32_block_kernel(steps: np.ndarray, out: np.ndarray, out_f: np.ndarray, start: int,
                      undecided: np.ndarray, keras: bool, staircase: bool, c0: float,
@@ -995,6 +1002,7 @@ def _rnd_bf16(x: float) -> float:
     return r
 
 
+# spec/kernels.md, section 7.4
 @_jit
 def bf16_block_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.ndarray,
                       keras: bool, staircase: bool, c0: float, scale_h: float, scale_e: int,
@@ -1098,6 +1106,7 @@ def bf16_block_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided:
     return n, count
 
 
+# spec/kernels.md, section 7.4
 @_jit
 def f64_block_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.ndarray,
                      keras: bool, staircase: bool, ch: float, cl: float, ih: float,
@@ -1223,6 +1232,7 @@ def _two_sum(a: float, b: float) -> tuple[float, float]:
     return s, (a - (s - bb)) + (b - bb)
 
 
+# spec/kernels.md, section 7.6
 @_inline
 def log2_dd(x: float, g1: np.ndarray, l1h: np.ndarray, l1l: np.ndarray, g2: np.ndarray,
              l2h_t: np.ndarray, l2l_t: np.ndarray, ilh: float, ill: float, thh: float,
@@ -1274,6 +1284,7 @@ def log2_dd(x: float, g1: np.ndarray, l1h: np.ndarray, l1l: np.ndarray, g2: np.n
     return _two_sum(a3, rl)
 
 
+# spec/kernels.md, section 7.6
 @_inline
 def f64_value_accurate(a: float, ch: float, cl: float, ih: float, ei: int,
                         hi_t: np.ndarray, lo_t: np.ndarray, hh_t: np.ndarray,
@@ -1348,6 +1359,7 @@ def f64_value_accurate(a: float, ch: float, cl: float, ih: float, ei: int,
     return ok, nn * _TINY
 
 
+# spec/kernels.md, section 7.6
 @_jit
 def f64_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.ndarray,
                          out: np.ndarray, start: int, undecided: np.ndarray, keras: bool,

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------------------
 
 
+# spec/kernels.md, section 6.4
 def _round_scaled(
     v: np.ndarray, scale: np.ndarray | int, err: np.ndarray | int, fmt: Format
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +125,7 @@ def round_int(s: np.ndarray, fmt: Format) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
+# spec/kernels.md, section 6.4
 def _pow2_f64(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``2**t ~ w * 2**E`` with ``w`` in ``[0.999, 2.001]`` (relative error in the
     spec/kernels.md section 6.4); ``t`` finite with ``|t| < 2**40``."""
@@ -143,6 +145,7 @@ def _two_prod(a: np.ndarray, bh: float | np.ndarray, bl: float | np.ndarray,
     return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
 
 
+# spec/kernels.md, section 6.6
 def pow2_dd(
     a: np.ndarray, c: tuple[float, float], scale: tuple[float, float, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -180,6 +183,7 @@ def pow2_dd(
     return r, re, (ni >> TABLE_BITS) + ei
 
 
+# spec/kernels.md, section 6.5
 def _table_product(a: np.ndarray, tables: list[np.ndarray]
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``prod_i T_i[(a >> 12 i) & 4095]`` as ``(R, Re, E)``: value ``(R + Re) 2**E``.
@@ -209,6 +213,7 @@ def _table_product(a: np.ndarray, tables: list[np.ndarray]
     return r, l_ - (r - h), np.clip(e, -2.0**40, 2.0**40).astype(np.int64)
 
 
+# spec/kernels.md, section 6.6
 def decide_f64(r: np.ndarray, re: np.ndarray, e: np.ndarray, bound: float = B64
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Rounding test of ``(r + re) * 2**e`` to float64: ``r`` positive in
@@ -232,6 +237,7 @@ def decide_f64(r: np.ndarray, re: np.ndarray, e: np.ndarray, bound: float = B64
 
 
 
+# spec/kernels.md, section 6.8
 def floor_div(s: np.ndarray, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     """``floor(s / D)`` for int64 or float64 ``s`` as int64, and the mask of
     elements where it is proven (the others go to the oracle)."""
@@ -292,6 +298,7 @@ def _keras_exponent(steps: np.ndarray, plan: Plan) -> tuple[np.ndarray, np.ndarr
     return np.where(ok, p, 0.0), ok
 
 
+# spec/kernels.md, section 6.8
 def keras_p(steps: np.ndarray, plan: Plan) -> np.ndarray:
     fmt = plan.fmt
     if fmt.name == "float32" and steps.dtype.kind != "f" and _all_below(steps, 1 << 24):
@@ -311,6 +318,7 @@ def keras_p(steps: np.ndarray, plan: Plan) -> np.ndarray:
     return p
 
 
+# spec/kernels.md, section 6.3
 @functools.cache
 def exp2_sample_ok() -> bool:
     """``numpy.exp2`` within a sixteenth of the assumed bound on a sample,
@@ -325,6 +333,7 @@ def exp2_sample_ok() -> bool:
     return bool(np.all(rel < EXP2_ERR / 16))
 
 
+# spec/kernels.md, section 6.3
 def hardware_ok() -> bool:
     """Subnormal float32 arithmetic and conversions work (no flush-to-zero or
     denormals-are-zero mode set by another library) and ``exp2`` is sane."""
@@ -354,6 +363,7 @@ def regular_chunk(steps: np.ndarray, plan: Plan) -> tuple[np.ndarray, np.ndarray
     return val, ok
 
 
+# spec/kernels.md, section 6.3
 def _chunk_f32(steps: np.ndarray, plan: Plan) -> tuple[np.ndarray, np.ndarray] | None:
     """The float32 path through ``numpy.exp2`` and IEEE float64 -> float32
     conversions (spec/kernels.md section 6.3).
@@ -401,6 +411,7 @@ def _all_below(steps: np.ndarray, limit: int) -> bool:
     return steps.size == 0 or (int(steps.max()) < limit and int(steps.min()) > -limit)
 
 
+# spec/kernels.md, section 6.4
 def _chunk_small(a: np.ndarray, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     t = a * plan.c[0]
     big = ~(np.abs(t) < 2.0**40)
@@ -444,6 +455,7 @@ def _tables_for(plan: Plan, negated: bool, count: int,
                          start if i == 0 else Fraction(1), size) for i in range(count)]
 
 
+# spec/kernels.md, section 6.5
 def _tables_f64(steps: np.ndarray, plan: Plan) -> tuple[np.ndarray, np.ndarray] | None:
     """The power-table path for a chunk (integer exponents), or None."""
     ok = np.ones(steps.shape, bool)
@@ -476,19 +488,13 @@ def _tables_f64(steps: np.ndarray, plan: Plan) -> tuple[np.ndarray, np.ndarray] 
     return _keras_residual(steps, p, ai, negated, count, plan)
 
 
+# spec/kernels.md, section 6.5
 def _keras_residual(steps: np.ndarray, p: np.ndarray, ai: np.ndarray, negated: bool,
                     count: int, plan: Plan) -> tuple[np.ndarray, np.ndarray] | None:
-    """Keras order, float64, continuous, integer steps: ``rf**p`` for
-    ``p = RN(s / Df)`` from the power tables of ``rf**(s / Df)`` and the
-    residual ``delta = p - s / Df``: ``rf**p = rf**(s/Df) (1 + kappa + O(kappa**2))``
-    with ``kappa = delta ln rf``.
-
-    ``P + e = p Df`` exactly (Dekker), ``P - s`` is exact (Sterbenz: ``P`` is
-    within ``2u`` of ``s``), so ``delta`` is known to ``2u`` and ``kappa`` to ``5u``
-    relatively; ``|kappa| <= u |p ln rf| <= 2**-42`` once ``|t| <= 2200`` is
-    checked, so ``kappa**2 / 2 < 2**-85`` and the rounding errors of adding it
-    are below ``2**-94``: with the tables' ``2**-99`` the bound ``2**-80`` holds.
-    None when the chunk does not qualify (then the double-double path runs).
+    """Keras order, float64, continuous, integer steps: ``rf**p`` from the
+    power tables of ``rf**(s / Df)`` and the residual ``p - s / Df``, with the
+    bound ``2**-80`` (spec/kernels.md, section 6.5).  None when the chunk does
+    not qualify (then the double-double path runs).
     """
     d = plan.d_fmt
     p_max = float(ai.max()) / d * (1 + 2.0**-50)
@@ -514,6 +520,7 @@ def _chunk_f64(steps: np.ndarray, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     return val, ok & dec
 
 
+# spec/kernels.md, section 6.6
 def _chunk_dd(a: np.ndarray, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     """The double-double path: ``I 2**(a c)`` decided for float64."""
     scale = (1.0, 0.0, 0) if plan.order == "keras" else plan.scale
