@@ -5,7 +5,7 @@ under torch), and inside a compiled step no bit of the learning rate may come
 from the device's ``pow`` or division (XLA divides float32 by a rounded
 reciprocal; CUDA's ``powf`` is a 4-ulp function).  So the device does only
 integer work and gathers: expdecay computes the values ahead of time on the
-host with its own vectorised path (:func:`expdecay.fast.evaluate`,
+host with its own vectorised path (:func:`expdecay.fast.evaluate_array`,
 bit-identical to the oracle) and the graph picks one with an integer index.
 
 Why a table can be small
@@ -84,6 +84,7 @@ import numpy as np
 from . import fast
 from .floats import Format, get_format, round_rational
 from .inputs import check_decay_steps, to_exact
+from .orders import check_order
 
 __all__ = [
     "Table", "View", "build_table", "host_values", "check_table_arguments",
@@ -105,10 +106,10 @@ DEFAULT_MAX_ENTRIES = 1 << 20
 
 def host_values(schedule: Any, order: str, steps: Any) -> np.ndarray:
     """The schedule at integer ``steps`` in ``order``: expdecay's own values."""
-    return fast.evaluate(
+    return fast.evaluate_array(
         schedule.initial_learning_rate, schedule.decay_steps, schedule.decay_rate,
         np.asarray(steps, dtype=np.int64), staircase=schedule.staircase,
-        dtype=schedule.format, order=order,
+        dtype=schedule.format, order=check_order(order),
     )
 
 

@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import fast
 from .floats import Format, round_rational
 from .inputs import check_decay_steps, check_staircase, resolve_dtype, to_exact
+from .orders import check_order
 
 __all__ = ["ExponentialDecay", "serialize", "deserialize"]
 
@@ -148,14 +149,14 @@ class ExponentialDecay:
         if steps.dtype.kind not in "iuf" and steps.dtype.name != "bfloat16":
             raise TypeError(
                 f"step must be an integer or float number or array; got {_describe(step)}")
-        out = fast.evaluate(
+        out = fast.evaluate_array(
             self.initial_learning_rate,
             self.decay_steps,
             self.decay_rate,
             steps,
             staircase=self.staircase,
             dtype=self.format,
-            order=order,
+            order=check_order(order),
         )
         return out[()] if steps.ndim == 0 and not isinstance(step, np.ndarray) else out
 

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from expdecay import oracle
 from expdecay.analysis import Schedule, analyze, parse_steps, write_report
 from expdecay.analysis.search import boundary_distance, python_inputs, search_worst, write_vectors
-from expdecay.analysis.sweep import ErrorStats, StepSet, quantisation, sweep
+from expdecay.analysis.sweep import StepSet, quantisation, sweep
+from expdecay.analysis.sweep.stats import ErrorStats
 from expdecay.cli import main
 from expdecay.floats import from_bits, get_format, to_numpy, ulp_diff, ulp_distance, ulp_keys
 
@@ -281,17 +282,17 @@ def test_cli_analyze_huge_range_is_sampled_within_budget(capsys, monkeypatch):
     """0:2**62 used to ask numpy for 2**40 log-spaced points (8 TiB).  The
     budgets are shrunk here so that the test is quick; the code path is the
     one the defaults take."""
-    from expdecay.analysis import sweep as analysis_sweep
+    from expdecay.analysis.sweep import steps as step_sets
 
-    monkeypatch.setattr(analysis_sweep, "FAST_BUDGET", 1 << 14)
-    monkeypatch.setattr(analysis_sweep, "FAST_SAMPLES", 1 << 12)
+    monkeypatch.setattr(step_sets, "FAST_BUDGET", 1 << 14)
+    monkeypatch.setattr(step_sets, "FAST_SAMPLES", 1 << 12)
     rc = main(["analyze", "--initial-learning-rate", "0.1", "--decay-steps", "1000",
                "--decay-rate", "0.9999", "--steps", "0:2**62", "--json", "--quiet"])
     assert rc == 0
     doc = json.loads(capsys.readouterr().out)
     sw = doc["sweep"]
     # log-spaced samples plus a handful of special steps, all inside the range
-    assert 0 < sw["evaluated_steps"] <= (1 << 12) + 16 <= analysis_sweep.FAST_BUDGET
+    assert 0 < sw["evaluated_steps"] <= (1 << 12) + 16 <= step_sets.FAST_BUDGET
     assert sw["vs_exact"]["count"] == sw["evaluated_steps"]
     assert "log-spaced samples in [0, 4611686018427387904)" in sw["steps"]
     assert any("cut to about 4096 log-spaced samples" in n for n in sw["notes"])
@@ -299,7 +300,7 @@ def test_cli_analyze_huge_range_is_sampled_within_budget(capsys, monkeypatch):
 
 def test_default_budgets_bound_a_huge_range():
     """The default sample of the largest range stays within the budget and the range."""
-    from expdecay.analysis.sweep import FAST_BUDGET, FAST_SAMPLES
+    from expdecay.analysis.sweep.steps import FAST_BUDGET, FAST_SAMPLES
 
     assert FAST_SAMPLES <= FAST_BUDGET <= 1 << 26
     s = StepSet(0, 2**62).sample(FAST_SAMPLES, extra=(2**24, 2**62 - 1, 2**62))
@@ -572,16 +573,16 @@ def test_cli_search_writes_valid_vectors(tmp_path, capsys):
 
 
 def test_sweep_worker_count_is_capped_and_validated():
-    from expdecay.analysis import sweep as analysis_sweep
+    from expdecay.analysis.sweep import driver
 
-    cores = analysis_sweep._worker_count(None, 10**6)
+    cores = driver.worker_count(None, 10**6)
     assert 1 <= cores
-    assert analysis_sweep._worker_count(4300, 10**6) == cores  # never more than the cores
-    assert analysis_sweep._worker_count(48, 1) == 1  # nor more than the tasks
+    assert driver.worker_count(4300, 10**6) == cores  # never more than the cores
+    assert driver.worker_count(48, 1) == 1  # nor more than the tasks
     with pytest.raises(ValueError, match="workers must be at least 1; got 0"):
-        analysis_sweep._worker_count(0, 4)
+        driver.worker_count(0, 4)
     with pytest.raises(TypeError, match="workers must be an int; got float 2.5"):
-        analysis_sweep._worker_count(2.5, 4)
+        driver.worker_count(2.5, 4)
 
 
 # ---------------------------------------------------------------------------
@@ -589,7 +590,7 @@ def test_sweep_worker_count_is_capped_and_validated():
 # against the oracle
 # ---------------------------------------------------------------------------
 
-from expdecay.analysis import sweep as sweep_module  # noqa: E402
+from expdecay.analysis.sweep import fused as fused_route  # noqa: E402
 
 
 def _same(a, b) -> None:
@@ -607,17 +608,17 @@ def _same(a, b) -> None:
 
 @pytest.fixture
 def unfused(monkeypatch):
-    """A function running the sweep on the unfused route (fast.evaluate and
+    """A function running the sweep on the unfused route (fast.evaluate_array and
     numpy reductions), the reference the fused route must equal."""
 
     def run(sch, steps, **kw):
         monkeypatch.setenv("EXPDECAY_FUSED_SWEEP", "0")
-        sweep_module._SETUPS.clear()
+        fused_route.SETUPS.clear()
         try:
             res = sweep(sch, steps, workers=1, pow_ulps=None, **kw)
         finally:
             monkeypatch.delenv("EXPDECAY_FUSED_SWEEP")
-            sweep_module._SETUPS.clear()
+            fused_route.SETUPS.clear()
         assert res.evaluator == "fast"
         return res
 
@@ -678,16 +679,16 @@ def test_fused_sweep_oracle_fixups(unfused, monkeypatch):
     sch = Schedule("0.1", 1000, "0.9999", False, "float32")
     steps = StepSet(19_595_264, 20_578_304 + 2**16)
     seen = []
-    real = sweep_module.evaluate_order
+    real = fused_route.evaluate_order
 
     def counting(*a, **kw):
         seen.append(len(a[3]))
         return real(*a, **kw)
 
-    monkeypatch.setattr(sweep_module, "evaluate_order", counting)
+    monkeypatch.setattr(fused_route, "evaluate_order", counting)
     fused = _fused(sch, steps, workers=1)
     assert sum(seen) >= 3  # the fix-up path ran (three orders per pending step)
-    monkeypatch.setattr(sweep_module, "evaluate_order", real)
+    monkeypatch.setattr(fused_route, "evaluate_order", real)
     _same(fused, unfused(sch, steps))
 
 
@@ -765,30 +766,30 @@ def test_fused_sweep_matches_oracle_over_int32(staircase):
 def test_fused_setups_stay_bounded():
     """A process analysing many schedules keeps the fused setups of the
     recent ones only (at most a few dozen); one in steady use stays cached."""
-    cache = sweep_module._SETUPS
+    cache = fused_route.SETUPS
     cache.clear()
     try:
         kept = Schedule("0.1", 1000, "0.9999", True, "float32")
-        setup = sweep_module._fused_setup(kept)
+        setup = fused_route.fused_setup(kept)
         assert setup is not None
         early = Schedule("0.2", 1001, "0.9999", True, "float32")
         for i in range(200):
             sch = early if i == 0 else Schedule(f"0.{i + 2}", 1001 + i, "0.9999", True, "float32")
-            assert sweep_module._fused_setup(sch) is not None
-            assert sweep_module._fused_setup(kept) is setup  # a hit: the same object
+            assert fused_route.fused_setup(sch) is not None
+            assert fused_route.fused_setup(kept) is setup  # a hit: the same object
             assert len(cache) <= 64, i
         assert early not in cache and kept in cache
         # An evicted schedule's setup is made again, with the same parameters.
-        again = sweep_module._fused_setup(early)
-        assert again is not None and np.array_equal(again.fp, sweep_module._make_setup(early).fp)
+        again = fused_route.fused_setup(early)
+        assert again is not None and np.array_equal(again.fp, fused_route.make_setup(early).fp)
     finally:
         cache.clear()
 
 
 def test_fused_route_applies():
     sch = Schedule("0.1", 1000, "0.9999", True, "float32")
-    assert sweep_module.fused_available(sch)
-    assert not sweep_module.fused_available(sch, pow_ulps=1)  # the bound: unfused
-    assert not sweep_module.fused_available(sch, "keras")
-    assert not sweep_module.fused_available(Schedule("0.1", 1000, "0.9999", True, "float64"))
-    assert not sweep_module.fused_available(Schedule("0", 1000, "0.9999", True, "float32"))
+    assert fused_route.fused_available(sch)
+    assert not fused_route.fused_available(sch, pow_ulps=1)  # the bound: unfused
+    assert not fused_route.fused_available(sch, "keras")
+    assert not fused_route.fused_available(Schedule("0.1", 1000, "0.9999", True, "float64"))
+    assert not fused_route.fused_available(Schedule("0", 1000, "0.9999", True, "float32"))

@@ -11,9 +11,11 @@ import sys
 import numpy as np
 import pytest
 
-from expdecay import fast
 from expdecay.analysis import sweep as sweep_module
+from expdecay.analysis.sweep import steps as step_sets
+from expdecay.analysis.sweep.stats import ErrorStats
 from expdecay.cli import main
+from expdecay.fast import dispatch
 
 SCHEDULE = ["--initial-learning-rate", "0.1", "--decay-steps", "1000", "--decay-rate", "0.96",
             "--dtype", "bfloat16"]
@@ -28,8 +30,8 @@ def test_exhaustive_evaluates_every_step(monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     # A small budget stands for the real one (2**26 steps): a range just above
     # it is sampled by default and evaluated in full with --exhaustive.
-    monkeypatch.setattr(sweep_module, "FAST_BUDGET", 20_000)
-    monkeypatch.setattr(sweep_module, "FAST_SAMPLES", 2_000)
+    monkeypatch.setattr(step_sets, "FAST_BUDGET", 20_000)
+    monkeypatch.setattr(step_sets, "FAST_SAMPLES", 2_000)
     n = 20_005
     steps = f"--steps=0:{n}"
     assert main(["analyze", *SCHEDULE, steps, "--json", "--no-bound", "--workers", "1"]) == 0
@@ -57,7 +59,7 @@ def test_eval_does_not_import_numba() -> None:
             "main(['eval', '--initial-learning-rate', '0.1', '--decay-steps', '10', "
             "'--decay-rate', '0.5', '--step', '7']); "
             "from expdecay import fast; import numpy as np; "
-            "fast.evaluate(0.1, 10, 0.5, np.arange(100)); "
+            "fast.evaluate_array(0.1, 10, 0.5, np.arange(100)); "
             "print('numba' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=False)
@@ -68,11 +70,12 @@ def test_eval_does_not_import_numba() -> None:
 def test_without_numba_same_bits() -> None:
     """EXPDECAY_KERNELS=0 (as when numba is missing) gives the kernels' bytes."""
     code = ("import numpy as np, sys; from expdecay import fast; "
+            "from expdecay.fast import dispatch; "
             "s = np.arange(0, 3 * 10**6, 37); "
-            "print(fast.kernels() is not None); "
-            "sys.stdout.write(''.join(fast.evaluate('0.1', 1000, '0.96', s, dtype=d, order=o,"
+            "print(dispatch.kernel_module() is not None); "
+            "sys.stdout.write(''.join(fast.evaluate_array('0.1', 1000, '0.96', s, dtype=d, order=o,"
             " staircase=st).tobytes().hex()[:0] + __import__('hashlib').sha256("
-            "fast.evaluate('0.1', 1000, '0.96', s, dtype=d, order=o, staircase=st).tobytes())"
+            "fast.evaluate_array('0.1', 1000, '0.96', s, dtype=d, order=o, staircase=st).tobytes())"
             ".hexdigest() + '\\n' for d in ('float16', 'bfloat16', 'float32', 'float64') "
             "for o in ('exact', 'keras') for st in (False, True)))")
     outs = []
@@ -82,7 +85,7 @@ def test_without_numba_same_bits() -> None:
                               timeout=600, check=False, env=env)
         assert done.returncode == 0, done.stderr
         outs.append(done.stdout.splitlines())
-    assert outs[0][0] == str(fast.kernels() is not None) and outs[1][0] == "False"
+    assert outs[0][0] == str(dispatch.kernel_module() is not None) and outs[1][0] == "False"
     assert len(outs[0]) == 17 and outs[0][1:] == outs[1][1:]
     assert np.unique(outs[0][1:]).size == 16
 
@@ -123,7 +126,7 @@ def test_exhaustive_all_int32_steps_float32() -> None:
     parts = [sweep_module.sweep(sch, sweep_module.StepSet(a, a + 2**27), workers=1,
                                 pow_ulps=None) for a in range(0, 2**31, 2**27)]
     for key, name in (("vs_exact", "vs_exact"), ("vs_exact_on_rounded_inputs", "vs_rounded")):
-        merged = sweep_module.ErrorStats()
+        merged = ErrorStats()
         for p in parts:
             merged.merge(getattr(p, name), 10)
         assert got[key] == merged.to_json(), key

@@ -31,7 +31,7 @@ def _expected_digests(start: int, stop: int, chunk: int) -> list[str]:
     for I, D, r in SCHEDULES:
         h = hashlib.sha256()
         for a in range(start, stop, chunk):
-            vals = fast.evaluate(I, D, r, np.arange(a, min(a + chunk, stop)), dtype="float32",
+            vals = fast.evaluate_array(I, D, r, np.arange(a, min(a + chunk, stop)), dtype="float32",
                                  order="exact")
             h.update(hashlib.sha256(vals.tobytes()).digest())
         out.append(h.hexdigest())

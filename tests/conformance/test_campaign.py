@@ -167,7 +167,7 @@ def test_midpoint_region_hits_midpoints() -> None:
 
 
 def test_range_region_reaches_the_thresholds() -> None:
-    from expdecay.fast import evaluate
+    from expdecay.fast import evaluate_array as evaluate
 
     idx = _region(BLOCK, "range")
     near = 0

@@ -23,6 +23,8 @@ from hypothesis import example, find, given, settings
 from hypothesis import strategies as st
 
 from expdecay import fast, inputs, oracle
+from expdecay.fast import dispatch, numpy_paths
+from expdecay.fast.plan import make_plan
 from expdecay.floats import FORMATS, Format, get_format, to_bits
 
 FORMAT_NAMES = list(FORMATS)
@@ -55,7 +57,7 @@ def _bits(a: np.ndarray, fmt: Format) -> list[int]:
 def _check(case: Case, name: str, order: str, staircase: bool) -> fast.FastStats:
     fmt = get_format(name)
     stats = fast.FastStats()
-    got = fast.evaluate(case.I, case.D, case.r, case.steps, staircase=staircase, dtype=name,
+    got = fast.evaluate_array(case.I, case.D, case.r, case.steps, staircase=staircase, dtype=name,
                         order=order, stats=stats)
     assert got.dtype == fmt.dtype and got.shape == case.steps.shape
     want = _expected_bits(case, fmt, order, staircase)
@@ -188,12 +190,12 @@ def test_fast_matches_oracle(name: str, order: str, staircase: bool, case: Case)
 @example(case=Case(0.1, 1e-30, 0.96, np.array([0])))
 def test_float64_power_tables_match_oracle(order: str, staircase: bool, case: Case) -> None:
     """The table path (used for large arrays) forced on small ones."""
-    saved = fast.TABLE_MIN_ELEMENTS
-    fast.TABLE_MIN_ELEMENTS = 0
+    saved = dispatch.TABLE_MIN_ELEMENTS
+    dispatch.TABLE_MIN_ELEMENTS = 0
     try:
         _check(case, "float64", order, staircase)
     finally:
-        fast.TABLE_MIN_ELEMENTS = saved
+        dispatch.TABLE_MIN_ELEMENTS = saved
 
 
 @pytest.mark.parametrize(("order", "staircase"), [(o, s) for o in ORDERS for s in (False, True)])
@@ -203,19 +205,19 @@ def test_float64_power_tables_match_oracle(order: str, staircase: bool, case: Ca
 def test_float32_without_exp2_matches_oracle(order: str, staircase: bool, case: Case) -> None:
     """The float32 path that does not use numpy.exp2 (taken when a flush-to-zero
     mode is detected or the exp2 sample check fails)."""
-    saved = fast._hardware_ok
-    fast._hardware_ok = lambda: False
+    saved = numpy_paths.hardware_ok
+    numpy_paths.hardware_ok = lambda: False
     try:
         _check(case, "float32", order, staircase)
     finally:
-        fast._hardware_ok = saved
+        numpy_paths.hardware_ok = saved
 
 
 def test_exp2_sample_check_passes_here() -> None:
     """On this machine numpy.exp2 is within the assumed bound (else the float32
     path through it is off and this test reports it)."""
-    assert fast._exp2_sample_ok()
-    assert fast._hardware_ok()
+    assert numpy_paths.exp2_sample_ok()
+    assert numpy_paths.hardware_ok()
 
 
 # ---------------------------------------------------------------------------
@@ -301,14 +303,14 @@ def test_shapes_and_dtypes(name: str, steps: Any) -> None:
 
 
 def test_scalar_step_gives_0d_array() -> None:
-    got = fast.evaluate(0.5, 1, 0.5, 3, dtype="float32", order="exact")
+    got = fast.evaluate_array(0.5, 1, 0.5, 3, dtype="float32", order="exact")
     assert got.shape == () and got.dtype == np.float32 and float(got) == 0.0625
 
 
 def test_hand_values() -> None:
     """Exact powers of two, derived by hand: 0.5 * 0.25**(s/2) = 2**(-1 - s)."""
     steps = np.array([0, 1, 2, 10, 148, 149, 150], np.int64)
-    got = fast.evaluate(0.5, 2, 0.25, steps, dtype="float32", order="exact")
+    got = fast.evaluate_array(0.5, 2, 0.25, steps, dtype="float32", order="exact")
     want = [0.5, 0.25, 0.125, 2.0**-11, 2.0**-149, 0.0, 0.0]  # 2**-150 ties to even, to 0
     assert got.tolist() == want
 
@@ -316,21 +318,21 @@ def test_hand_values() -> None:
 def test_stats_count_fast_and_oracle() -> None:
     stats = fast.FastStats()
     steps = np.concatenate([np.arange(0, 10**6, 997), np.array([-1, 0])])
-    fast.evaluate("0.1", 1000, "0.96", steps, dtype="float32", order="exact", stats=stats)
+    fast.evaluate_array("0.1", 1000, "0.96", steps, dtype="float32", order="exact", stats=stats)
     assert stats.elements == steps.size
     assert stats.fast + stats.oracle == steps.size
     assert stats.fast >= steps.size - 2
     special = fast.FastStats()
-    fast.evaluate(NAN, 1000, 0.96, np.array([0.5, 0.5, 2.5, 0.5]), dtype="float16",
+    fast.evaluate_array(NAN, 1000, 0.96, np.array([0.5, 0.5, 2.5, 0.5]), dtype="float16",
                   order="exact", stats=special)
     assert (special.elements, special.fast, special.oracle, special.oracle_calls) == (4, 0, 4, 2)
     keras = fast.FastStats()
-    out = fast.evaluate(0.1, 100000, 0.96, np.arange(0, 70000, 7), dtype="float16",
+    out = fast.evaluate_array(0.1, 100000, 0.96, np.arange(0, 70000, 7), dtype="float16",
                         order="keras", stats=keras)
     # float16 rounds D = 100000 to inf: p = +0 (or NaN beyond 65504), one call each
     assert keras.oracle == out.size and keras.oracle_calls == 2
     constant = fast.FastStats()
-    out = fast.evaluate("0.1", 10, 1, np.arange(5), dtype="float64", order="exact",
+    out = fast.evaluate_array("0.1", 10, 1, np.arange(5), dtype="float64", order="exact",
                         stats=constant)
     assert out.tolist() == [0.1] * 5 and constant.fast == 5 and constant.oracle == 0
 
@@ -340,7 +342,7 @@ def test_staircase_fallback_shares_calls_per_floor() -> None:
     Expected: 0.1 * (-0.5)**k is exact in float64, then rounded once."""
     stats = fast.FastStats()
     steps = np.arange(5000, dtype=np.int64)
-    got = fast.evaluate(0.1, 1000, -0.5, steps, staircase=True, dtype="float32",
+    got = fast.evaluate_array(0.1, 1000, -0.5, steps, staircase=True, dtype="float32",
                         order="exact", stats=stats)
     want = np.array([0.1 * (-0.5) ** k for k in steps // 1000]).astype(np.float32)
     assert got.tobytes() == want.tobytes()
@@ -350,7 +352,7 @@ def test_staircase_fallback_shares_calls_per_floor() -> None:
 def test_nan_is_canonical() -> None:
     for name in FORMAT_NAMES:
         fmt = get_format(name)
-        got = fast.evaluate(0.1, 10, -0.5, np.array([5, 15]), dtype=name, order="exact")
+        got = fast.evaluate_array(0.1, 10, -0.5, np.array([5, 15]), dtype=name, order="exact")
         assert _bits(got, fmt) == [fmt.nan_bits, fmt.nan_bits]
 
 
@@ -370,17 +372,18 @@ def test_bad_input(kwargs: dict[str, Any], exc: type, word: str) -> None:
                                 steps=np.arange(3))
     base.update(kwargs)
     with pytest.raises(exc, match=word):
-        fast.evaluate(base.pop("initial_learning_rate"), base.pop("decay_steps"),
+        fast.evaluate_array(base.pop("initial_learning_rate"), base.pop("decay_steps"),
                       base.pop("decay_rate"), base.pop("steps"), **base)
 
 
 def test_chunks_agree_with_single_elements() -> None:
     """Several chunks in one call give what the elements give one by one."""
     steps = np.arange(0, 3 * fast.CHUNK + 5, dtype=np.int64) * 613
-    whole = fast.evaluate("0.1", 777, "0.96", steps, dtype="float64", order="exact")
+    whole = fast.evaluate_array("0.1", 777, "0.96", steps, dtype="float64", order="exact")
     picks = [0, fast.CHUNK - 1, fast.CHUNK, 2 * fast.CHUNK + 3, steps.size - 1]
     for i in picks:
-        one = fast.evaluate("0.1", 777, "0.96", steps[i:i + 1], dtype="float64", order="exact")
+        one = fast.evaluate_array("0.1", 777, "0.96", steps[i:i + 1], dtype="float64",
+                                  order="exact")
         assert one.view(np.uint64)[0] == whole.view(np.uint64)[i]
 
 
@@ -392,17 +395,17 @@ def test_staircase_gather_matches_elementwise_path(fmt, order, monkeypatch):
     rng = np.random.default_rng(7)
     D, top = (2**14, 2**25) if fmt != "float16" else (31, 60000)
     r = 0.9999 if fmt in ("float32", "float64") else 0.99  # 0.9999 rounds to 1 in 16 bits
-    steps = rng.integers(0, top, 4 * fast.GATHER_MIN_ELEMENTS, dtype=np.int64)
+    steps = rng.integers(0, top, 4 * dispatch.GATHER_MIN_ELEMENTS, dtype=np.int64)
     steps[:6] = [0, D - 1, D, D + 1, 16777999 % top, top - 1]
-    plan = fast._plan(*(inputs.to_exact(x) for x in (0.1, D, r)), get_format(fmt), order,
+    plan = make_plan(*(inputs.to_exact(x) for x in (0.1, D, r)), get_format(fmt), order,
                       True, False)
-    assert fast._staircase_table(steps, plan, fast.FastStats()) is not None  # the path is used
+    assert dispatch.staircase_table(steps, plan, fast.FastStats()) is not None  # the path is used
     stats = fast.FastStats()
-    got = fast.evaluate(0.1, D, r, steps, staircase=True, dtype=fmt, order=order,
+    got = fast.evaluate_array(0.1, D, r, steps, staircase=True, dtype=fmt, order=order,
                         stats=stats)
     assert (stats.elements, stats.fast + stats.oracle) == (steps.size, steps.size)
-    monkeypatch.setattr(fast, "GATHER_MIN_ELEMENTS", 10**12)
-    ref = fast.evaluate(0.1, D, r, steps, staircase=True, dtype=fmt, order=order)
+    monkeypatch.setattr(dispatch, "GATHER_MIN_ELEMENTS", 10**12)
+    ref = fast.evaluate_array(0.1, D, r, steps, staircase=True, dtype=fmt, order=order)
     assert got.tobytes() == ref.tobytes()
     for i in range(0, steps.size, 211):
         want = oracle.evaluate(0.1, D, r, int(steps[i]), staircase=True, dtype=fmt,

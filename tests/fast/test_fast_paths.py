@@ -17,7 +17,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from expdecay import fast
+from expdecay.fast import dispatch
 from expdecay.schedule import ExponentialDecay
 from support.arb_oracle import FORMATS, arb_evaluate, round_fraction
 from support.bits import same
@@ -38,7 +38,7 @@ def _sizes(threshold: int) -> list[int]:
 
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("fmt", FMT_NAMES)
-@pytest.mark.parametrize("size", _sizes(fast.GATHER_MIN_ELEMENTS))
+@pytest.mark.parametrize("size", _sizes(dispatch.GATHER_MIN_ELEMENTS))
 def test_gather_threshold_with_int64_extremes(size, fmt, order):
     """``0.1 * 0.96**q`` with ``q`` up to 2**63 - 1 (D = 1): +0 for the huge
     positive exponents, inf for the huge negative ones, 0.1 rounded at 0."""
@@ -56,7 +56,7 @@ def test_gather_threshold_with_int64_extremes(size, fmt, order):
 
 
 @pytest.mark.parametrize("order", ORDERS)
-@pytest.mark.parametrize("size", _sizes(fast.GATHER_MIN_ELEMENTS))
+@pytest.mark.parametrize("size", _sizes(dispatch.GATHER_MIN_ELEMENTS))
 def test_gather_threshold_tiny_decay_steps(size, order):
     """D = 1e-6: ``floor(s / D)`` is about 10**19 > 2**63 for s = 10**13."""
     sch = ExponentialDecay(0.1, 1e-6, 0.5, staircase=True)
@@ -67,7 +67,7 @@ def test_gather_threshold_tiny_decay_steps(size, order):
 
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("fmt", FMT_NAMES)
-@pytest.mark.parametrize("size", _sizes(fast.GATHER_MIN_ELEMENTS))
+@pytest.mark.parametrize("size", _sizes(dispatch.GATHER_MIN_ELEMENTS))
 def test_gather_threshold_ordinary_steps_vs_arb(size, fmt, order):
     """Ordinary staircase steps on both sides of the gather threshold: every
     distinct exponent checked against the Arb oracle."""
@@ -84,7 +84,7 @@ def test_gather_threshold_ordinary_steps_vs_arb(size, fmt, order):
 
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("staircase", [False, True])
-@pytest.mark.parametrize("size", _sizes(fast.TABLE_MIN_ELEMENTS))
+@pytest.mark.parametrize("size", _sizes(dispatch.TABLE_MIN_ELEMENTS))
 def test_table_threshold_float64_vs_arb(size, staircase, order):
     """float64 integer exponents on both sides of the power-table threshold,
     including exponents past the tables' 2**36 range; a sample of the
@@ -110,7 +110,7 @@ def test_oracle_fallback_elements_in_large_array(fmt):
     """Non-finite and huge float steps inside a large array go to the oracle
     element by element and keep their hand-derived values."""
     sch = ExponentialDecay(0.5, 2, 0.5, dtype=fmt)
-    steps = np.zeros(fast.GATHER_MIN_ELEMENTS + 1)
+    steps = np.zeros(dispatch.GATHER_MIN_ELEMENTS + 1)
     steps[:4] = [np.nan, np.inf, -np.inf, 2.0**1000]
     got = sch.exact(steps).astype(np.float64).tolist()
     assert np.isnan(got[0]) and same(got[1], 0.0) and same(got[2], np.inf)

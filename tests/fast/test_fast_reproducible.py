@@ -42,6 +42,7 @@ import numpy as np
 import pytest
 
 from expdecay import fast, inputs, oracle
+from expdecay.fast import constants, dispatch, numpy_paths
 from expdecay.floats import get_format, to_bits
 from support.kernel_asm import TARGETS, is_x86, runnable
 
@@ -49,6 +50,7 @@ CHILD = r"""
 import hashlib, json, sys
 import numpy as np
 from expdecay import fast
+from expdecay.fast import dispatch
 
 try:
     from numpy._core._multiarray_umath import (__cpu_baseline__, __cpu_dispatch__,
@@ -58,7 +60,7 @@ except ImportError:  # numpy < 2
                                               __cpu_features__)
 
 out_dir = sys.argv[1]
-fast.TABLE_MIN_ELEMENTS = 0  # exercise the float64 power tables of the numpy path too
+dispatch.TABLE_MIN_ELEMENTS = 0  # exercise the float64 power tables of the numpy path too
 rng = np.random.default_rng(20261124)
 steps = {
     "int": np.concatenate([rng.integers(0, 2**30, 6000), rng.integers(-10**6, 10**6, 2000),
@@ -69,7 +71,7 @@ schedules = [("0.1", 1000, "0.96"), (3.0, 7, 1.5), ("1e-30", 3, "0.5")]
 report = {"outputs": {}, "controls": {},
           "targets": [t for t in __cpu_dispatch__
                       if __cpu_features__.get(t) and t not in __cpu_baseline__],
-          "kernels": fast.kernels() is not None}
+          "kernels": dispatch.kernel_module() is not None}
 for fmt in ("float16", "bfloat16", "float32", "float64"):
     for order in ("exact", "keras"):
         for staircase in (False, True):
@@ -77,7 +79,8 @@ for fmt in ("float16", "bfloat16", "float32", "float64"):
                 for kind, s in steps.items():
                     if fmt == "float64" and kind == "float" and k:
                         continue
-                    got = fast.evaluate(I, D, r, s, staircase=staircase, dtype=fmt, order=order)
+                    got = fast.evaluate_array(I, D, r, s, staircase=staircase, dtype=fmt,
+                                              order=order)
                     name = f"{fmt}-{order}-{int(staircase)}-{k}-{kind}"
                     np.save(f"{out_dir}/{name}.npy", got.view(f"u{got.itemsize}"))
                     report["outputs"][name] = hashlib.sha256(got.tobytes()).hexdigest()
@@ -218,16 +221,16 @@ def test_numpy_path_independent_of_exp2_bits(monkeypatch: pytest.MonkeyPatch) ->
     (2**-20) does change bits, so the comparison can fail, and the perturbed
     ``exp2`` is really called."""
     monkeypatch.setenv("EXPDECAY_KERNELS", "0")
-    fast.kernels.cache_clear()
+    dispatch.kernel_module.cache_clear()
     try:
-        if not fast._hardware_ok():
+        if not numpy_paths.hardware_ok():
             pytest.skip("float32 through numpy.exp2 is switched off on this machine")
         rng = np.random.default_rng(5)
         steps = np.concatenate([rng.integers(0, 2**24, 20000), np.arange(0, 20000)])
         cases = [("0.1", 1000, "0.96", False), (3.0, 7, 1.5, False), ("0.1", 10, "0.999", True)]
 
         def outputs() -> list[np.ndarray]:
-            return [fast.evaluate(I, D, r, steps, staircase=st, dtype="float32",
+            return [fast.evaluate_array(I, D, r, steps, staircase=st, dtype="float32",
                                   order=o).view(np.uint32)
                     for I, D, r, st in cases for o in ("exact", "keras")]
 
@@ -245,7 +248,7 @@ def test_numpy_path_independent_of_exp2_bits(monkeypatch: pytest.MonkeyPatch) ->
 
             monkeypatch.setattr(np, "exp2", exp2)
 
-        perturb(fast._EXP2_ERR / 4)
+        perturb(constants.EXP2_ERR / 4)
         within = outputs()
         assert calls[0] > 0
         for a, b in zip(reference, within, strict=True):
@@ -254,4 +257,4 @@ def test_numpy_path_independent_of_exp2_bits(monkeypatch: pytest.MonkeyPatch) ->
         beyond = outputs()
         assert any(not np.array_equal(a, b) for a, b in zip(reference, beyond, strict=True))
     finally:
-        fast.kernels.cache_clear()
+        dispatch.kernel_module.cache_clear()

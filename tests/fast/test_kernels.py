@@ -30,6 +30,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from expdecay import fast
+from expdecay.fast import dispatch
 from expdecay.floats import Format, get_format, to_bits
 from support.arb_oracle import arb_evaluate
 from support.kernel_asm import kernels_for_every_size
@@ -95,7 +96,7 @@ def test_every_output_exact_order(name: str) -> None:
     r = Fraction(1, 2)
     ctx.prec = 128
     steps = np.arange(n, dtype=np.int64)
-    got = fast.evaluate(I, D, r, steps, dtype=name, order="exact")
+    got = fast.evaluate_array(I, D, r, steps, dtype=name, order="exact")
     bits = _bits(got)
     # Every finite non-negative value of the format appears, in order.
     finite_top = int(np.array([fmt.max_finite], fmt.dtype).view(f"u{fmt.width // 8}")[0])
@@ -114,7 +115,7 @@ def test_exhaustive_check_can_fail() -> None:
     ctx.prec = 128
     r = Fraction(1, 2)
     for s in (1000, 30000, 100000, 150000):
-        got = fast.evaluate(I, D, r, np.array([s]), dtype="float16", order="exact")
+        got = fast.evaluate_array(I, D, r, np.array([s]), dtype="float16", order="exact")
         b = int(_bits(got)[0])
         assert _check_exact_at(I, D, r, s, b, fmt)
         assert not _check_exact_at(I, D, r, s, b + 1, fmt)
@@ -133,7 +134,7 @@ def test_other_modes_monotone_and_sampled(name: str, order: str, staircase: bool
     I, D, n = EXHAUSTIVE[name]
     D = D if order == "exact" else Fraction(64)
     steps = np.arange(n, dtype=np.int64)
-    got = fast.evaluate(I, D, Fraction(1, 2), steps, staircase=staircase, dtype=name,
+    got = fast.evaluate_array(I, D, Fraction(1, 2), steps, staircase=staircase, dtype=name,
                         order=order)
     bits = _bits(got)
     assert np.all(np.diff(bits) <= 0)
@@ -154,7 +155,7 @@ def test_other_modes_monotone_and_sampled(name: str, order: str, staircase: bool
 def test_every_run_end_slow(name: str, order: str, staircase: bool) -> None:
     I, D, n = EXHAUSTIVE[name]
     D = D if order == "exact" else Fraction(64)
-    got = fast.evaluate(I, D, Fraction(1, 2), np.arange(n, dtype=np.int64),
+    got = fast.evaluate_array(I, D, Fraction(1, 2), np.arange(n, dtype=np.int64),
                         staircase=staircase, dtype=name, order=order)
     bits = _bits(got)
     assert np.all(np.diff(bits) <= 0)
@@ -177,7 +178,7 @@ def test_all_int32_steps_float32_slow(schedule: tuple[str, int, str]) -> None:
     prev_last = None
     for start in range(0, 1 << 31, block):
         steps = np.arange(start, start + block, dtype=np.int32)
-        bits = _bits(fast.evaluate(I, D, r, steps, dtype="float32", order="exact"))
+        bits = _bits(fast.evaluate_array(I, D, r, steps, dtype="float32", order="exact"))
         assert np.all(np.diff(bits) <= 0)
         if prev_last is not None:
             assert bits[0] <= prev_last
@@ -202,7 +203,7 @@ def test_million_random_cases_vs_arb() -> None:
         D = int(rng.integers(1, 5000))
         r = float(rng.uniform(0.3, 0.9999))
         steps = rng.integers(0, 10**6, 1000)
-        got = fast.evaluate(np.full(1000, I), D, r, steps, staircase=staircase, dtype=name,
+        got = fast.evaluate_array(np.full(1000, I), D, r, steps, staircase=staircase, dtype=name,
                             order=order)
         fmt = get_format(name)
         bits = _bits(got)
@@ -242,7 +243,7 @@ def test_broadcast_kernels_vs_arb(name: str, order: str, staircase: bool, I: lis
     ra = np.array(r).reshape(-1, 1)
     sa = np.array(s, dtype=np.float64 if any(isinstance(x, float) for x in s) else np.int64)
     with kernels_for_every_size():
-        got = fast.evaluate(Ia, Da, ra, sa, staircase=staircase, dtype=name, order=order)
+        got = fast.evaluate_array(Ia, Da, ra, sa, staircase=staircase, dtype=name, order=order)
     assert got.shape == np.broadcast_shapes(Ia.shape, Da.shape, ra.shape, sa.shape)
     fmt = get_format(name)
     flat = _bits(got.reshape(-1))
@@ -260,7 +261,7 @@ def test_small_broadcasts_reach_the_kernels(name: str, monkeypatch: pytest.Monke
     """With ``kernels_for_every_size``, even two schedules go through the
     per-element kernel (so the Hypothesis test above tests the kernel; its
     sample of schedules was once empty, and no kernel ran)."""
-    mod = fast.kernels()
+    mod = dispatch.kernel_module()
     if mod is None:
         pytest.skip("numba is not importable")
     kernel = "f64_broadcast_kernel" if name == "float64" else "small_broadcast_kernel"
@@ -273,7 +274,7 @@ def test_small_broadcasts_reach_the_kernels(name: str, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(mod, kernel, recording)
     with kernels_for_every_size():
-        got = fast.evaluate(np.array([0.5, 0.75]), 1000, np.array([0.5, 0.25]), 2000,
+        got = fast.evaluate_array(np.array([0.5, 0.75]), 1000, np.array([0.5, 0.25]), 2000,
                             dtype=name, order="exact")
     assert calls == [2]
     assert got.tolist() == [0.125, 0.046875]  # 0.5 * 0.5**2 and 0.75 * 0.25**2, exact
@@ -287,7 +288,7 @@ def test_per_element_kernel_random_schedules(name: str, order: str, staircase: b
     log2): the same bits as one evaluation per schedule, and a sample agrees
     with the Arb oracle."""
     rng = np.random.default_rng(99)
-    n = fast.KERNEL_MIN_ELEMENTS
+    n = dispatch.KERNEL_MIN_ELEMENTS
     I = rng.uniform(1e-4, 2.0, n)
     D = rng.integers(1, 3000, n).astype(np.float64)
     D[::5] = rng.uniform(0.3, 50.0, D[::5].size)
@@ -299,14 +300,14 @@ def test_per_element_kernel_random_schedules(name: str, order: str, staircase: b
     s = np.minimum(rng.uniform(0, 40, n) * D / np.maximum(e_folds, 1e-6), 2.0**40).astype(np.int64)
     s[::11] = rng.integers(0, 60000 if name == "float16" else 2**31, s[::11].size)
     s[::7] = rng.integers(0, 50, s[::7].size)
-    mod = fast.kernels()
+    mod = dispatch.kernel_module()
     stats = fast.FastStats()
-    got = fast.evaluate(I, D, r, s, staircase=staircase, dtype=name, order=order, stats=stats)
+    got = fast.evaluate_array(I, D, r, s, staircase=staircase, dtype=name, order=order, stats=stats)
     if mod is not None:
         assert mod.small_broadcast_kernel.signatures  # the per-element kernel ran
     # A subset, below the kernels' size: one evaluation per schedule.
     pick = np.concatenate([np.arange(n - 6, n), rng.choice(n - 6, 400, replace=False)])
-    ref = fast.evaluate(I[pick], D[pick], r[pick], s[pick], staircase=staircase, dtype=name,
+    ref = fast.evaluate_array(I[pick], D[pick], r[pick], s[pick], staircase=staircase, dtype=name,
                         order=order)
     assert np.array_equal(_bits(got)[pick], _bits(ref))
     fmt = get_format(name)
@@ -318,10 +319,10 @@ def test_per_element_kernel_random_schedules(name: str, order: str, staircase: b
 
 
 def test_log2_constants_are_rounded_to_nearest() -> None:
-    mod = fast.kernels()
+    mod = dispatch.kernel_module()
     if mod is None:
         pytest.skip("numba is not importable")
-    for k, c in enumerate(mod._ATANH, start=1):
+    for k, c in enumerate(mod.ATANH, start=1):
         assert c == float(Fraction(1, 2 * k + 1))
     ctx.prec = 200
     two_over_ln2 = arb(2) / arb(2).log()
@@ -334,4 +335,4 @@ def test_log2_constants_are_rounded_to_nearest() -> None:
 
 def test_broadcast_shape_mismatch_names_arguments() -> None:
     with pytest.raises(ValueError, match="broadcast together"):
-        fast.evaluate(np.array([0.1, 0.2]), 10, np.array([0.5, 0.6, 0.7]), 3)
+        fast.evaluate_array(np.array([0.1, 0.2]), 10, np.array([0.5, 0.6, 0.7]), 3)

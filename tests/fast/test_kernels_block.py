@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from expdecay import fast
+from expdecay.fast import dispatch
 from expdecay.floats import get_format
 from support.arb_oracle import arb_evaluate
 
@@ -41,9 +42,9 @@ def test_block_kernels_against_arb(fmt: str, order: str, staircase: bool,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     steps = _steps()
     I, D, r = schedule
-    got = fast.evaluate(I, D, r, steps, staircase=staircase, dtype=fmt, order=order)
+    got = fast.evaluate_array(I, D, r, steps, staircase=staircase, dtype=fmt, order=order)
     monkeypatch.setenv("EXPDECAY_BLOCK_KERNELS", "0")
-    per_element = fast.evaluate(I, D, r, steps, staircase=staircase, dtype=fmt, order=order)
+    per_element = fast.evaluate_array(I, D, r, steps, staircase=staircase, dtype=fmt, order=order)
     width = get_format(fmt).width // 8
     gb, pb = got.view(f"u{width}"), per_element.view(f"u{width}")
     assert np.array_equal(gb, pb)
@@ -62,21 +63,21 @@ def test_float64_fallback_through_power_tables(order: str, staircase: bool,
     undecided go through the power tables, not the oracle (fallback 0 here,
     about 2e-5 of the elements without the tables), with the Arb oracle's
     bits."""
-    if fast.kernels() is None:
+    if dispatch.kernel_module() is None:
         pytest.skip("numba is not importable")
     I, D, r = 0.1, 100000, 0.96
-    n = fast.TABLE_MIN_ELEMENTS + 40000
+    n = dispatch.TABLE_MIN_ELEMENTS + 40000
     steps = np.linspace(0, 10**7, n).astype(np.int64)
     seen: list[np.ndarray] = []
-    original = fast._regular_chunk
+    original = dispatch.regular_chunk
 
     def recording(chunk: np.ndarray, plan: Any) -> Any:
         seen.append(chunk.copy())
         return original(chunk, plan)
 
-    monkeypatch.setattr(fast, "_regular_chunk", recording)
+    monkeypatch.setattr(dispatch, "regular_chunk", recording)
     stats = fast.FastStats()
-    got = fast.evaluate(I, D, r, steps, staircase=staircase, dtype="float64", order=order,
+    got = fast.evaluate_array(I, D, r, steps, staircase=staircase, dtype="float64", order=order,
                         stats=stats)
     assert stats.oracle == 0
     rescued = np.concatenate(seen) if seen else np.empty(0, np.int64)

@@ -26,6 +26,7 @@ import pytest
 
 from expdecay import fast
 from expdecay.conformance.campaign import REGIONS, draw
+from expdecay.fast import constants, dispatch
 from expdecay.floats import get_format, to_bits
 from support.arb_oracle import arb_evaluate, round_fraction
 
@@ -35,7 +36,7 @@ FORMATS = ("float16", "bfloat16", "float32", "float64")
 
 
 def _kernels() -> Any:
-    mod = fast.kernels()
+    mod = dispatch.kernel_module()
     if mod is None:
         pytest.skip("numba is not importable")
     return mod
@@ -52,7 +53,7 @@ def test_exact_scaled_pow_vs_rationals(name: str) -> None:
     ``|p|`` of both signs, against exact rationals."""
     mod = _kernels()
     fmt = get_format(name)
-    pow2 = fast._kernel_tables()[4]
+    pow2 = dispatch.kernel_tables()[4]
     rng = np.random.default_rng(11)
     computed = ties = 0
     for _ in range(4000):
@@ -61,7 +62,7 @@ def test_exact_scaled_pow_vs_rationals(name: str) -> None:
         x = math.ldexp(mx, int(rng.integers(-60, 20)))
         r = math.ldexp(mr, int(rng.integers(-12, 3)))
         p = int(rng.integers(-3, 9))
-        ok, got = mod._exact_scaled_pow(_bits(x), _bits(r), p, fmt.precision, fmt.emin,
+        ok, got = mod.exact_scaled_pow(_bits(x), _bits(r), p, fmt.precision, fmt.emin,
                                         fmt.emax, pow2)
         fits = mr == 1 or (p >= 0 and mx.bit_length() + p * mr.bit_length() <= 62)
         assert bool(ok) == fits, (x, r, p)
@@ -78,7 +79,7 @@ def test_exact_scaled_pow_vs_rationals(name: str) -> None:
         r = math.ldexp(1.0, e)
         for p in (-(1 << 40), -40000, -7, 5, 40000, 1 << 40):
             x = 1.5
-            ok, got = mod._exact_scaled_pow(_bits(x), _bits(r), p, fmt.precision, fmt.emin,
+            ok, got = mod.exact_scaled_pow(_bits(x), _bits(r), p, fmt.precision, fmt.emin,
                                             fmt.emax, pow2) if r > 0 and r >= 2.0**-1022 \
                 else (False, 0.0)
             if not ok:
@@ -100,7 +101,7 @@ def test_floor_checked_vs_fractions() -> None:
         x = float(max(math.floor(k * d) + int(rng.integers(-1, 3)), 0))
         if x >= 2.0**53:
             continue
-        ok, a = mod._floor_checked(x, d)
+        ok, a = mod.floor_checked(x, d)
         total += 1
         if ok:
             assert a == math.floor(Fraction(x) / Fraction(d)), (x, d, a)
@@ -117,16 +118,16 @@ def test_floor_checked_vs_fractions() -> None:
                 continue
             want = math.floor(Fraction(x) / Fraction(d))
             tricky += x / d == k and want == k - 1
-            ok, a = mod._floor_checked(x, d)
+            ok, a = mod.floor_checked(x, d)
             assert not ok or a == want, (x, d, a, want)
     assert tricky > 100
     # Exact multiples of a dyadic D: the float quotient is an integer.
     for d in (0.75, 2.5, 1.125, 3.0517578125e-05):
         for k in (1, 2, 3, 1000, 2**40 + 1):
             x = k * d
-            ok, a = mod._floor_checked(x, d)
+            ok, a = mod.floor_checked(x, d)
             assert ok and a == k, (x, d, a)
-            ok, a = mod._floor_checked(math.nextafter(x, 0.0), d)
+            ok, a = mod.floor_checked(math.nextafter(x, 0.0), d)
             assert not ok or a == k - 1, (x, d, a)
 
 
@@ -142,20 +143,20 @@ def _undecided(block: Any, rows: np.ndarray, order: str, staircase: bool, name: 
     r = np.ascontiguousarray(np.repeat(block.r[rows], k))
     s = np.ascontiguousarray((block.fsteps if floats else block.steps)[rows].reshape(-1))
     n = s.size
-    hi, lo, hh, hl, pow2 = fast._kernel_tables()
+    hi, lo, hh, hl, pow2 = dispatch.kernel_tables()
     buf = np.empty(n, np.int64)
     fmt = get_format(name)
     if fmt.precision == 53:
         out64 = np.empty(n)
         _, count = mod.f64_broadcast_kernel(I, D, r, s, out64, 0, buf, order == "keras",
-                                            staircase, hi, lo, hh, hl, *fast._ln2_dd(),
-                                            pow2, *fast.log2_tables())
+                                            staircase, hi, lo, hh, hl, *constants.ln2_dd(),
+                                            pow2, *constants.log2_tables())
     else:
         out = np.empty(n, np.uint16 if fmt.width == 16 else np.uint32)
         _, count = mod.small_broadcast_kernel(I, D, r, s, out, 0, buf, fmt.precision,
                                               fmt.emin, fmt.emax, 1 - fmt.emin,
                                               order == "keras", staircase, hi,
-                                              fast._ln2_dd()[0], pow2)
+                                              constants.ln2_dd()[0], pow2)
     return I, D, r, s, buf[:count], int(count)
 
 
@@ -180,7 +181,7 @@ def test_campaign_hard_cases_decided_and_vs_arb(name: str, order: str,
     I, D, r, s, und, count = _undecided(block, rows, order, staircase, name, False)
     assert count <= 0.06 * s.size, (count, s.size)
     with np.errstate(all="ignore"):
-        got = fast.evaluate(I, D, r, s, staircase=staircase, dtype=name, order=order)
+        got = fast.evaluate_array(I, D, r, s, staircase=staircase, dtype=name, order=order)
     bits = got.view(f"u{fmt.width // 8}")
     rng = np.random.default_rng(13)
     region = np.repeat(block.region[rows], block.steps.shape[1])
@@ -209,13 +210,13 @@ def test_keras_zero_rate_decided() -> None:
         for staircase in (False, True):
             block_I, block_D, block_r, block_s = I, D, r, s
             mod = _kernels()
-            hi, lo, hh, hl, pow2 = fast._kernel_tables()
+            hi, lo, hh, hl, pow2 = dispatch.kernel_tables()
             buf = np.empty(n, np.int64)
             out = np.empty(n, np.uint16 if fmt.width == 16 else np.uint32)
             _, count = mod.small_broadcast_kernel(block_I, block_D, block_r, block_s, out, 0,
                                                   buf, fmt.precision, fmt.emin, fmt.emax,
                                                   1 - fmt.emin, True, staircase, hi,
-                                                  fast._ln2_dd()[0], pow2)
+                                                  constants.ln2_dd()[0], pow2)
             assert count == 0
             for j in range(n):
                 want = arb_evaluate(float(I[j]), int(D[j]), float(r[j]), int(s[j]), staircase,

@@ -28,6 +28,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from expdecay import fast
+from expdecay.fast import broadcast, constants, dispatch, numpy_paths
 from expdecay.floats import get_format, to_bits
 from support.arb_oracle import arb_evaluate
 from support.kernel_asm import kernels_for_every_size
@@ -43,7 +44,7 @@ def _q(x: float | Fraction) -> fmpq:
 
 
 def _kernels() -> Any:
-    mod = fast.kernels()
+    mod = dispatch.kernel_module()
     if mod is None:
         pytest.skip("numba is not importable")
     return mod
@@ -73,13 +74,13 @@ def test_log2_dd_within_bound() -> None:
     """``_log2_dd`` within ``2**-94`` relatively of ``log2 r`` (Arb, 300
     bits), the bound the error analysis of the module docstring proves."""
     mod = _kernels()
-    tables = fast.log2_tables()
+    tables = constants.log2_tables()
     xs = _rates(np.random.default_rng(7))
     ctx.prec = 300
     ln2 = arb(2).log()
     worst = Fraction(0)
     for x in xs.tolist():
-        h, l_ = mod._log2_dd(x, *tables)
+        h, l_ = mod.log2_dd(x, *tables)
         ref = arb(_q(x)).log() / ln2
         err = abs((arb(_q(h)) + arb(_q(l_)) - ref) / ref)
         assert err < arb(2) ** -94, (x, h, l_)
@@ -93,7 +94,7 @@ def test_log2_tables_rounded_as_stated() -> None:
     """The reduction tables: ``g1`` is ``RN(1/c)`` (halved from j = 64),
     ``L1`` and ``L2`` within ``2**-105`` of ``-log2`` of the factor they
     undo (Arb)."""
-    g1, l1h, l1l, g2, l2h, l2l, ilh, ill, thh, thl = fast.log2_tables()
+    g1, l1h, l1l, g2, l2h, l2l, ilh, ill, thh, thl = constants.log2_tables()
     ctx.prec = 300
     ln2 = arb(2).log()
     for j in range(128):
@@ -118,25 +119,25 @@ def test_log2_tables_rounded_as_stated() -> None:
 def _phase2_cases(mod: Any, n: int) -> list[tuple[float, float, float, float, int]]:
     """``(a, ch, cl, ih, ei)`` where phase 1 (:func:`_f64_value`) leaves the
     element undecided: candidates screened with the numpy path's copy of
-    phase 1 (``fast._pow2_dd``, same operations), then confirmed with the
+    phase 1 (``numpy_paths.pow2_dd``, same operations), then confirmed with the
     kernel's own function; plus rates within 1000 ulps of 1 (results just
     below a power of two)."""
     rng = np.random.default_rng(31)
-    hi, lo, hh, hl, pow2 = fast._kernel_tables()
-    l2h, l2l = fast._ln2_dd()
-    tables = fast.log2_tables()
+    hi, lo, hh, hl, pow2 = dispatch.kernel_tables()
+    l2h, l2l = constants.ln2_dd()
+    tables = constants.log2_tables()
     found: list[tuple[float, float, float, float, int]] = []
     for k in range(12):
         r = float(rng.uniform(0.3, 0.9999)) if k % 3 else float(_near_one(rng, 1)[0])
-        ch, cl = mod._log2_dd(r, *tables)
+        ch, cl = mod.log2_dd(r, *tables)
         ih = float(rng.uniform(1.0, 2.0)) if k % 2 else 1.0
         a = rng.integers(0, 2**31, 600_000).astype(np.float64) if k % 4 else rng.uniform(
             0, 1000 / abs(ch), 600_000)
         a = a[np.abs(a * ch) <= 1000]
-        R, re, E = fast._pow2_dd(a, (ch, cl), (ih, 0.0, 0))
-        _, ok = fast._decide_f64(R, re, E)
+        R, re, E = numpy_paths.pow2_dd(a, (ch, cl), (ih, 0.0, 0))
+        _, ok = numpy_paths.decide_f64(R, re, E)
         for x in a[~ok][: n // 12 + 1].tolist():
-            okk, _ = mod._f64_value(x, ch, cl, ih, 0.0, 0, hi, lo, hh, hl, l2h, l2l, pow2)
+            okk, _ = mod.f64_value(x, ch, cl, ih, 0.0, 0, hi, lo, hh, hl, l2h, l2l, pow2)
             if not okk:
                 found.append((x, ch, cl, ih, 0))
     return found
@@ -147,14 +148,14 @@ def test_accurate_exponential_within_bound() -> None:
     value is the correctly rounded ``ih 2**(a (ch + cl))`` (Arb), and it
     decides almost all of them."""
     mod = _kernels()
-    hi, lo, hh, hl, pow2 = fast._kernel_tables()
-    l2h, l2l = fast._ln2_dd()
+    hi, lo, hh, hl, pow2 = dispatch.kernel_tables()
+    l2h, l2l = constants.ln2_dd()
     cases = _phase2_cases(mod, 150)
     assert len(cases) >= 40
     ctx.prec = 400
     decided = 0
     for a, ch, cl, ih, ei in cases:
-        ok, val = mod._f64_value_accurate(a, ch, cl, ih, ei, hi, lo, hh, hl, l2h, l2l, pow2)
+        ok, val = mod.f64_value_accurate(a, ch, cl, ih, ei, hi, lo, hh, hl, l2h, l2l, pow2)
         if not ok:
             continue
         decided += 1
@@ -215,7 +216,7 @@ def test_hard_regions_vs_arb(order: str, staircase: bool) -> None:
                  else s[mask].astype(np.int64))
         stats = fast.FastStats()
         with kernels_for_every_size():
-            got = fast.evaluate(I[mask], D[mask], r[mask], steps, staircase=staircase,
+            got = fast.evaluate_array(I[mask], D[mask], r[mask], steps, staircase=staircase,
                                 dtype="float64", order=order, stats=stats)
         assert stats.fast > 0
         for k, (i, d, rr, ss) in enumerate(zip(I[mask].tolist(), D[mask].tolist(),
@@ -238,7 +239,7 @@ def test_random_schedules_fallback(order: str, staircase: bool) -> None:
     r = rng.uniform(0.5, 0.9999, n)
     s = rng.integers(0, 10**7, n)
     stats = fast.FastStats()
-    got = fast.evaluate(I, D, r, s, staircase=staircase, dtype="float64", order=order,
+    got = fast.evaluate_array(I, D, r, s, staircase=staircase, dtype="float64", order=order,
                         stats=stats)
     assert stats.elements == n and stats.oracle == 0
     for i in rng.choice(n, 200, replace=False).tolist():
@@ -280,7 +281,7 @@ def test_per_element_schedules_vs_arb(name: str, order: str, staircase: bool,
     r = np.array([x[2] for x in rows])
     s = np.array([x[3] for x in rows], dtype=np.int64)
     with kernels_for_every_size():
-        got = fast.evaluate(I, D, r, s, staircase=staircase, dtype=name, order=order)
+        got = fast.evaluate_array(I, D, r, s, staircase=staircase, dtype=name, order=order)
     fmt = get_format(name)
     bits = got.view(f"u{fmt.width // 8}")
     for k, (i, d, rr, ss) in enumerate(rows):
@@ -304,15 +305,15 @@ def test_small_formats_keras_random_schedules(name: str, staircase: bool) -> Non
     r = rng.uniform(0.5, 0.9999, n)
     s = rng.integers(0, 10**7, n)
     stats = fast.FastStats()
-    got = fast.evaluate(I, D, r, s, staircase=staircase, dtype=name, order="keras",
+    got = fast.evaluate_array(I, D, r, s, staircase=staircase, dtype=name, order="keras",
                         stats=stats)
     assert stats.oracle == 0
-    saved = fast.BROADCAST_KERNEL_MIN_SCHEDULES
-    fast.BROADCAST_KERNEL_MIN_SCHEDULES = 10**9  # one evaluation per schedule
+    saved = broadcast.BROADCAST_KERNEL_MIN_SCHEDULES
+    broadcast.BROADCAST_KERNEL_MIN_SCHEDULES = 10**9  # one evaluation per schedule
     try:
-        ref = fast.evaluate(I, D, r, s, staircase=staircase, dtype=name, order="keras")
+        ref = fast.evaluate_array(I, D, r, s, staircase=staircase, dtype=name, order="keras")
     finally:
-        fast.BROADCAST_KERNEL_MIN_SCHEDULES = saved
+        broadcast.BROADCAST_KERNEL_MIN_SCHEDULES = saved
     w = get_format(name).width // 8
     assert np.array_equal(got.view(f"u{w}"), ref.view(f"u{w}"))
     fmt = get_format(name)
@@ -332,7 +333,7 @@ def test_exact_int_pow_vs_rationals(name: str) -> None:
 
     mod = _kernels()
     fmt = get_format(name)
-    pow2 = fast._kernel_tables()[4]
+    pow2 = dispatch.kernel_tables()[4]
     prec = fmt.precision
     rng = np.random.default_rng(8)
     width = fmt.width // 8
@@ -343,7 +344,7 @@ def test_exact_int_pow_vs_rationals(name: str) -> None:
     ties = 0
     for x in rates.tolist():
         for p in range(1, 62 // prec + 1):
-            got = mod._exact_int_pow(x, p, prec, fmt.emin, fmt.emax, pow2)
+            got = mod.exact_int_pow(x, p, prec, fmt.emin, fmt.emax, pow2)
             want = round_fraction(Fraction(x) ** p, name)
             assert got == want, (x, p, got, want)
             scaled = Fraction(x) ** p / Fraction(2) ** (fmt.emin - prec + 1)
@@ -352,5 +353,5 @@ def test_exact_int_pow_vs_rationals(name: str) -> None:
     for e in range(fmt.emin - prec + 1, fmt.emax + 1, 7):  # powers of two, large p
         x = 2.0**e
         for p in (1, 9, 134, 1000, 40000):
-            got = mod._exact_int_pow(x, p, prec, fmt.emin, fmt.emax, pow2)
+            got = mod.exact_int_pow(x, p, prec, fmt.emin, fmt.emax, pow2)
             assert got == round_fraction(Fraction(x) ** p, name), (x, p, got)

@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 from expdecay import fast
+from expdecay.fast import dispatch
 from support.kernel_asm import (
     FMA,
     TARGETS,
@@ -55,10 +56,10 @@ def _call_every_kernel(mod: Any) -> None:
         for steps in (np.arange(5000, dtype=np.int64), np.arange(5000, dtype=np.int32)):
             for name in ("float16", "bfloat16", "float32", "float64"):
                 for order in ("exact", "keras"):
-                    fast.evaluate(0.1, 1000, 0.96, steps, dtype=name, order=order)
+                    fast.evaluate_array(0.1, 1000, 0.96, steps, dtype=name, order=order)
         rates = np.linspace(0.5, 0.99, 200)  # a schedule per element
         for name in ("float32", "float64"):
-            fast.evaluate(np.full(200, 0.1), np.full(200, 1000.0), rates,
+            fast.evaluate_array(np.full(200, 0.1), np.full(200, 1000.0), rates,
                           np.arange(200, dtype=np.int64), dtype=name)
     missing = [k for k in KERNELS if not getattr(mod, k).signatures]
     assert not missing, f"never called: {missing}"
@@ -68,7 +69,7 @@ def _call_every_kernel(mod: Any) -> None:
 def machine_code() -> dict[str, dict[str, Any]]:
     """``{target: {"features", "kernels": {name: asm}, "fma_control", "width_control"}}``
     for the host and every named target (the targets compiled two at a time)."""
-    mod = fast.kernels()
+    mod = dispatch.kernel_module()
     if mod is None:
         pytest.skip("numba is not importable: there is no machine code")
     _call_every_kernel(mod)

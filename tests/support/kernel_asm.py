@@ -49,7 +49,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from expdecay import fast
+from expdecay.fast import broadcast, dispatch
 
 _SSE = ("sse", "sse2")
 _SSE4 = _SSE + ("sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "cx16", "sahf")
@@ -129,13 +129,13 @@ def packed_product_widths(asm: str) -> set[int]:
 
 @contextmanager
 def kernels_for_every_size() -> Iterator[None]:
-    saved = fast.KERNEL_MIN_ELEMENTS, fast.BROADCAST_KERNEL_MIN_SCHEDULES
-    fast.KERNEL_MIN_ELEMENTS = 0
-    fast.BROADCAST_KERNEL_MIN_SCHEDULES = 0
+    saved = dispatch.KERNEL_MIN_ELEMENTS, broadcast.BROADCAST_KERNEL_MIN_SCHEDULES
+    dispatch.KERNEL_MIN_ELEMENTS = 0
+    broadcast.BROADCAST_KERNEL_MIN_SCHEDULES = 0
     try:
         yield
     finally:
-        fast.KERNEL_MIN_ELEMENTS, fast.BROADCAST_KERNEL_MIN_SCHEDULES = saved
+        dispatch.KERNEL_MIN_ELEMENTS, broadcast.BROADCAST_KERNEL_MIN_SCHEDULES = saved
 
 
 def _work(kernels: Iterable[Any]) -> list[tuple[str, list[Any]]]:
@@ -163,12 +163,12 @@ def compile_here(work: list[tuple[str, list[Any]]]) -> dict[str, Any]:
     the registers the target's vectoriser chooses).  Nothing is run."""
     import numba
 
-    from expdecay import _kernels
+    from expdecay.fast import kernels
 
     out: dict[str, Any] = {"kernels": [], "cpu": numba.core.config.CPU_NAME}
     for name, sigs in work:
         fresh = numba.njit(nogil=True, fastmath=False, error_model="numpy")(
-            getattr(_kernels, name).py_func)
+            getattr(kernels, name).py_func)
         for sig in sigs:
             fresh.compile(sig)
             out["kernels"].append(fresh.inspect_asm(sig))

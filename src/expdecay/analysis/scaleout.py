@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..fast import FastStats
-from ..fast import evaluate as fast_evaluate
+from ..fast import evaluate_array as fast_evaluate
+from ..orders import check_order
 
 __all__ = ["map_ordered", "GridResult", "run_grid", "CampaignResult", "random_campaign"]
 
@@ -131,7 +132,7 @@ def _grid_task(task: _GridTask) -> tuple[bytes, int, int]:
     steps = np.arange(task.start, task.stop, dtype=np.int64)
     stats = FastStats()
     out = fast_evaluate(*task.schedule, steps, staircase=task.staircase, dtype=task.dtype,
-                        order=task.order, stats=stats)
+                        order=check_order(task.order), stats=stats)
     return hashlib.sha256(out.tobytes()).digest(), stats.elements, stats.oracle
 
 
@@ -192,7 +193,7 @@ def _campaign_task(task: _CampaignTask) -> tuple[bytes, int, int]:
     s = rng.integers(0, 1 << 31, n)
     stats = FastStats()
     out = fast_evaluate(I, D, r, s, staircase=task.staircase, dtype=task.dtype,
-                        order=task.order, stats=stats)
+                        order=check_order(task.order), stats=stats)
     return hashlib.sha256(out.tobytes()).digest(), stats.elements, stats.oracle
 
 

@@ -24,7 +24,8 @@ from ..floats import Format, next_down, next_up, ulp_keys
 from ..inputs import to_exact
 from ..oracle import Power, amplification_bits, enclose, exact_node
 from ..resources import require
-from .sweep import Schedule, StepSet, evaluate_order, implementation_values
+from .sweep import Schedule, StepSet, evaluate_order
+from .sweep.evaluation import implementation_values
 
 __all__ = ["Finding", "SearchResult", "search_worst", "boundary_distance", "write_vectors"]
 

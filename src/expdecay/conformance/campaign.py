@@ -23,7 +23,7 @@ floating-point sampler of numpy.  The cases are therefore the same on every
 machine, and the first ``M`` cases of a longer campaign are the ``M`` cases
 of the shorter one.  They depend on the seed, ``N`` and the list of dtypes.
 
-**Expected bits** come from :func:`expdecay.fast.evaluate` (bit-identical to
+**Expected bits** come from :func:`expdecay.fast.evaluate_array` (bit-identical to
 the oracle), vectorised over every schedule of a block at once.  An output
 is judged as :func:`expdecay.conformance.runner.judge` judges a vector test;
 the vectorised comparison settles every output that has the expected bits or
@@ -50,7 +50,7 @@ import numpy as np
 
 from .. import __version__
 from ..fast import FastStats, round_int_to_format, round_to_format
-from ..fast import evaluate as fast_evaluate
+from ..fast import evaluate_array as fast_evaluate
 from ..fileio import atomic_write
 from ..floats import Format, get_format
 from ..orders import Order, check_order
@@ -392,7 +392,7 @@ def draw(seed: int, first: int, count: int, dtypes: Sequence[str] = DTYPES) -> B
 
 def expected(block: Block, order: Order, stats: FastStats | None = None) -> np.ndarray:
     """The expected outputs (float64, exact) of every case of ``block`` in
-    ``order``: :func:`expdecay.fast.evaluate`, one vectorised call per dtype,
+    ``order``: :func:`expdecay.fast.evaluate_array`, one vectorised call per dtype,
     staircase mode and kind of step (its counters added to ``stats``)."""
     out = np.empty(block.steps.shape)
     for d, name in enumerate(block.dtypes):
@@ -406,7 +406,7 @@ def expected(block: Block, order: Order, stats: FastStats | None = None) -> np.n
                 with np.errstate(all="ignore"):
                     got = fast_evaluate(block.I[idx, None], block.D[idx, None],
                                         block.r[idx, None], steps, staircase=st, dtype=name,
-                                        order=order, stats=stats)
+                                        order=check_order(order), stats=stats)
                 out[idx] = got.astype(np.float64)
     return out
 

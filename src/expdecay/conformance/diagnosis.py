@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..fast import evaluate as fast_evaluate
+from ..fast import evaluate_array as fast_evaluate
 from ..floats import (
     Format,
     from_bits,
@@ -334,7 +334,7 @@ def _eval(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format,
         else:
             steps = np.array([s], dtype=np.int64 if isinstance(s, int) else np.float64)
             out = float(fast_evaluate(I, D, r, steps, staircase=staircase, dtype=fmt.name,
-                                      order=order).astype(np.float64)[0])
+                                      order=check_order(order)).astype(np.float64)[0])
     except (ArithmeticError, ValueError, TypeError, OverflowError):
         out = None
     if len(_CACHE) > _CACHE_MAX:
@@ -363,7 +363,7 @@ def _eval_many(requests: set[tuple[Num, Num, Num, Num, bool, Format, str]]) -> N
         arr = np.array([steps[k] for k in keys], dtype=np.int64 if head[-1] else np.float64)
         try:
             got = fast_evaluate(I, D, r, arr, staircase=st, dtype=fmt.name,
-                                order=order).astype(np.float64)
+                                order=check_order(order)).astype(np.float64)
         except (ArithmeticError, ValueError, TypeError, OverflowError):
             continue
         if len(_CACHE) + len(keys) > _CACHE_MAX:

@@ -59,6 +59,7 @@ import numpy as np
 
 from .. import fast
 from ..floats import FORMATS, Format, get_format, round_rational
+from ..orders import check_order
 from ..resources import require
 from ..schedule import ExponentialDecay
 
@@ -548,9 +549,9 @@ def expected(schedule: Schedule, steps: Any, order: str = "keras") -> np.ndarray
     if order not in ORDERS:
         raise ValueError(f"order must be 'keras' or 'exact'; got {order!r}")
     def run(arr: np.ndarray) -> np.ndarray:
-        return fast.evaluate(schedule.initial_learning_rate, schedule.decay_steps,
+        return fast.evaluate_array(schedule.initial_learning_rate, schedule.decay_steps,
                              schedule.decay_rate, arr, staircase=schedule.staircase,
-                             dtype=schedule.dtype, order=order)
+                             dtype=schedule.dtype, order=check_order(order))
 
     if isinstance(steps, np.ndarray):
         return np.asarray(run(steps))

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from expdecay.fast import evaluate as _correct_pow_source
+from expdecay.fast import evaluate_array as _correct_pow_source
 from expdecay.floats import Format, get_format, is_representable, next_up, round_rational
 
 F32 = get_format("float32")

@@ -375,7 +375,7 @@ def _expected_values(g: Group) -> list[tuple[float, float]]:
     """``(exact, keras)`` results of every case of ``g`` (valid decay_steps),
     from the vectorised fast path: one call per order and kind of step (int64
     or float64 array), bit-identical to :func:`expdecay.oracle.evaluate_exact`."""
-    from ...fast import evaluate as fast_evaluate
+    from ...fast import evaluate_array as fast_evaluate
 
     out = [(0.0, 0.0)] * len(g.cases)
     for kind, dtype in ((int, np.int64), (float, np.float64)):

@@ -3,7 +3,7 @@ sweep's reductions in one pass over a chunk of steps.
 
 :func:`expdecay.analysis.sweep.sweep` measures expdecay's keras order against
 the ``exact`` order and against the ``exact`` order on the rounded inputs.
-Evaluating the three orders with :func:`expdecay.fast.evaluate` and reducing
+Evaluating the three orders with :func:`expdecay.fast.evaluate_array` and reducing
 the results with numpy costs about seven times as much as the evaluations
 (ulp keys, differences, histogram, worst steps and envelope bins each make
 a pass and temporaries over the whole chunk).  The kernels here do it in one
@@ -13,9 +13,9 @@ the cache):
 1. the steps of the sub-block (``start + stride * i``, or taken from an
    array of explicit steps);
 2. the three orders, each by the compiled kernel :mod:`expdecay.fast` uses
-   for the format (:func:`expdecay._kernels.f32_block_kernel` for float32,
-   :func:`expdecay._kernels.small_kernel` for float16 and bfloat16), with the
-   same parameters as :func:`expdecay.fast.run_kernel` passes it, so the
+   for the format (:func:`expdecay.fast.kernels.f32_block_kernel` for float32,
+   :func:`expdecay.fast.kernels.small_kernel` for float16 and bfloat16), with the
+   same parameters as :func:`expdecay.fast.dispatch.run_kernel` passes it, so the
    decided values are the same bits;
 3. for every step that all three decided: the signed ulp distance of the
    keras value to each reference, folded into exact reductions (count, NaN
@@ -32,9 +32,9 @@ depend on the order in which steps, sub-blocks or chunks are folded: it is
 the same, bit for bit, as the unfused route.
 
 numba caches machine code per source file, and this module's kernels call
-those of :mod:`expdecay._kernels`: a change there would not invalidate the
+those of :mod:`expdecay.fast.kernels`: a change there would not invalidate the
 cached fused kernels by itself.  The kernels are therefore built as closures
-over a digest of ``_kernels.py``'s source, which numba includes in the cache
+over a digest of ``fast/kernels.py``'s source, which numba includes in the cache
 key (the closure's cell contents), so that any change recompiles them.
 """
 
@@ -48,7 +48,7 @@ from typing import Any, cast
 import numba
 import numpy as np
 
-from .. import _kernels
+from ...fast import kernels
 
 __all__ = ["HIST", "SUB", "fused32", "fused16"]
 
@@ -59,16 +59,16 @@ SUB = 1 << 14
 #: ones are written out for the caller.
 HIST = 1 << 16
 
-_STAMP = int(hashlib.sha256(Path(_kernels.__file__).read_bytes()).hexdigest()[:15], 16)
+_STAMP = int(hashlib.sha256(Path(kernels.__file__).read_bytes()).hexdigest()[:15], 16)
 
 
 _jit = cast(Callable[[Callable[..., Any]], Callable[..., Any]],
             numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy"))
 # Module globals, not closure cells: numba keys a closure's cache entry on
 # the pickled cell contents, and a pickled dispatcher differs per process.
-_f32_block_kernel = _kernels.f32_block_kernel
-_small_kernel = _kernels.small_kernel
-_keras_p = _kernels._keras_p  # the keras exponent exactly as the kernels form it
+_f32_block_kernel = kernels.f32_block_kernel
+_small_kernel = kernels.small_kernel
+_keras_p = kernels.keras_p  # the keras exponent exactly as the kernels form it
 
 
 @_jit
@@ -407,7 +407,7 @@ def _build(stamp: int) -> tuple[Callable[..., Any], Callable[..., Any]]:
                 emin: np.ndarray, emax: np.ndarray, pend: np.ndarray, npend0: int
                 ) -> tuple[int, int]:
         """:func:`fused32` for float16 and bfloat16 (``fmt``: precision,
-        emin, emax, bias) through :func:`expdecay._kernels.small_kernel`."""
+        emin, emax, bias) through :func:`expdecay.fast.kernels.small_kernel`."""
         if stamp < 0:  # never: the stamp only keys numba's cache
             return pos, npend0
         prec, fmin, fmax = fmt[0], fmt[1], fmt[2]

@@ -1,238 +1,15 @@
 """Compiled kernels of the fast path (numba), one pass over the steps.
 
-This module is imported lazily by :mod:`expdecay.fast`, only for arrays of at
-least :data:`expdecay.fast.KERNEL_MIN_ELEMENTS` elements, so scalar work
-(``expdecay eval``, the oracle, small arrays) never imports numba nor pays for
-compilation.  When numba cannot be imported, :mod:`expdecay.fast` keeps its
-numpy path, whose results are the same bits (both give the oracle's).
+Imported lazily by :mod:`expdecay.fast.dispatch`, only for arrays of at least
+:data:`expdecay.fast.KERNEL_MIN_ELEMENTS` elements, so scalar work never
+imports numba nor pays for compilation; without numba the numpy paths give
+the same bits.  What each kernel computes, its error bound and rounding test,
+why the machine code is the same on every CPU, and how the code is cached:
+spec/kernels.md, section 7 (normative; section 6 for the approximations the
+kernels share with the numpy paths).
 
-What the kernels compute
-------------------------
-For every element, the kernel either writes the correctly rounded result
-(the oracle's bits) into the output or records the element's index as
-*undecided*; :mod:`expdecay.fast` then asks the oracle for those.  The
-approximations and their error bounds are the ones of the numpy path,
-written out in :mod:`expdecay.fast`'s docstring, restated here for the parts
-the kernels use:
-
-* 16- and 32-bit formats (float16, bfloat16, float32): ``t~ = RN(a c)`` with
-  ``c = RN(log2(r) / divisor)`` and ``a`` the exponent operand (the step as a
-  float64, ``floor(s / D)``, or the keras exponent ``p``); three roundings, so
-  ``|t~ - t| <= 3.0001 u |t|``.  ``2**t~ = 2**(n >> 10) T[n & 1023] exp(x)``
-  with ``n = rint(1024 t~)`` (the round-to-nearest-even of ``1024 t~`` by
-  adding and subtracting ``1.5 * 2**52``, exact for ``|1024 t~| < 2**51``),
-  ``x = RN((t~ - n/1024) RN(ln 2))`` (the reduction is exact, Sterbenz),
-  ``exp(x)`` by the degree-4 Taylor polynomial in Horner form, ``T[j] =
-  RN(2**(j/1024))`` from :mod:`expdecay.intervals`.  Relative error below
-  ``(2.08 |t| + 5.02) u`` to first order; the rounding test uses ``3 |t| + 17``
-  units of the 53-bit significand ``M`` of the float64 approximation (a unit
-  of ``M`` is at least ``u`` relatively).  An element is decided when ``M``
-  is farther than that from every rounding boundary (midpoint) of the target
-  format and the error is below a quarter of the half-ulp, so the nearest
-  midpoint of a neighbouring binade cannot interfere.  The rounding to the
-  format is done on integers (``M >> shift``, round half to even), subnormals
-  and overflow included.  No libm function and no numpy transcendental is
-  used: this replaces the numpy path's ``numpy.exp2`` route for float32.
-* float64: the double-double exponential of the numpy path (``t = a c`` as a
-  double-double from Dekker's exact product, reduction by 1024ths, degree-5
-  polynomial, ``T[j]`` as double-doubles, the product by ``I``'s mantissa as a
-  double-double), relative error below ``2**-71``; the test uses
-  ``B = 2**-69``: decided when ``|Re| + B R < ulp(R) / 2`` and not (``R`` a
-  power of two and ``Re < 0``); subnormal results are undecided unless below
-  half the smallest subnormal.  The test leaves about 2e-5 of the elements
-  undecided; for arrays large enough to have the numpy path's power tables
-  (bound ``2**-96``, integer exponents of one sign below ``2**36``),
-  :func:`expdecay.fast.run_kernel` passes those elements through them
-  before the oracle, which then sees almost none.
-* keras order: ``sf = rnd(s)`` (exact integer rounding of int64 steps, exact
-  rounding of float steps), ``p = rnd(RN(sf / Df))`` (innocuous double
-  rounding for precisions up to 24 bits; float64 divides once), floored when
-  staircase; then ``w = rnd(rf ** p)`` as above with ``I = 1``, and the result
-  ``rnd(If * w)``: the float64 product of two values of at most 24 bits is
-  exact, then rounded to the format exactly (float64: one IEEE product).
-* exact-order staircase exponents: ``floor(s / D)`` by int64 floor division
-  when ``D = num / den`` (``num < 2**62``, ``den <= 2**20``) and the step
-  allows it; otherwise the floor of the float64 quotient, accepted when the
-  quotient is farther than ``4 u |x|`` from an integer, undecided otherwise.
-
-Reproducibility
----------------
-Every floating-point operation here is an IEEE 754 binary64 ``+ - * /`` or a
-conversion between integers and binary64, each correctly rounded; the
-exponent and significand manipulations are integer operations on the bits
-(a bit cast written as an LLVM ``bitcast``).  The kernels are compiled without
-``fastmath``: numba then emits LLVM floating-point instructions without the
-``contract`` (or any other fast-math) flag, and LLVM never fuses a multiply
-and an add into an FMA without it, so the evaluation order written here is
-the one executed, on every CPU (spec/kernels.md says how the tests check
-the machine code of several CPUs and the output bytes).  Whatever the CPU, the
-rounding test only accepts a value when every real number within the proven
-bound rounds to it, so the output is the oracle's; the bound, not the CPU,
-decides which elements go to the oracle.
-
-Caching
--------
-The kernels are compiled with ``cache=True``: numba stores the machine code
-in ``__pycache__`` beside this file, or, when that directory is not writable
-(a system-wide install), in the user's cache directory, or in
-``NUMBA_CACHE_DIR`` when set.  The first call in a fresh install compiles
-(5 to 12 s per step dtype and format family on a 2-core AMD EPYC, measured by
-``benchmarks/bench_kernels.py``); later processes load the cached code (2 to
-4 s there, numba's import included).  Measured the same way for the later
-kernels: the bfloat16 block kernel 13.1 s (3.4 s cached), the float64
-per-element kernel 6.5 s (2.05 s cached).
-
-Block kernels (bfloat16, float32 and float64, int64 steps)
-----------------------------------------------------------
-:func:`bf16_block_kernel`, :func:`f32_block_kernel` and :func:`f64_block_kernel` compute the same
-approximations with the same operations in the same order, and the same
-rounding tests, as :func:`small_kernel` and :func:`f64_kernel`, for blocks
-of :data:`BLOCK` elements at a time, as loops without branches or
-conditional stores so that LLVM vectorises them (packed ``+ - *`` and
-conversions are the same IEEE operations as the scalar ones; the table
-lookups are a loop of their own).  The differences, none of which changes a
-value or weakens a test:
-
-* ``float(s)`` is formed from the bits of ``1.5 * 2**52 + s`` and ``int(n)``
-  as the low bits of ``1024 t + 1.5 * 2**52`` (both exact for ``|s|,
-  |1024 t| < 2**51``); steps of ``2**51`` or more are left to the
-  per-element pass;
-* the float32 test uses ``err = rint(3 |t| + 18) >= int(3 |t| + 17)`` units
-  (a stricter test) and handles normal results only (shift 29 of the
-  53-bit significand); subnormal results, ``|t| > 2200`` and exponents the
-  float64 quotient does not decide (exact staircase) go to the per-element
-  pass, which is :func:`small_kernel` / :func:`f64_kernel` on that element;
-* bfloat16 (8-bit significand, float32's exponent range) follows the float32
-  kernel with the constant shift 45; its roundings to the format are done on
-  the float64 bits: for a normal float64 ``x``, adding ``2**44 - 1`` plus bit
-  45 of its bits and clearing the 45 low bits is round-to-nearest-even to 8
-  bits (a carry into the exponent is the right result).  The keras exponent
-  is ``rnd(RN(rnd(s) / Df))`` as in :func:`_keras_p` (``rnd(s)`` rounds the
-  exact float64 of ``|s| < 2**51``; ``RN`` then ``rnd`` is the correctly
-  rounded quotient since ``53 >= 2*8 + 2``) when the quotient is 0 or at
-  least ``2**-126`` and ``p`` below ``2**128``; other elements go to the
-  per-element pass.  The keras product ``If w`` (8 by 8 bits, within
-  float64's normal range: exact) is rounded on the bits when at least
-  ``2**-126`` and, below, to the subnormal grid by ``(v + 1.5 * 2**-81) -
-  1.5 * 2**-81`` (one IEEE addition rounds ``v`` to a multiple of
-  ``2**-133``, ties to even, since the sum stays in ``[2**-81, 2**-80)``; the
-  subtraction is exact); ``w`` of ``2**128`` or more is inf.  The rounding
-  test and its bound are those of :func:`_small_pow2` (``err <= 6618`` units
-  is always below a quarter of the half-ulp ``2**44``);
-* float64 always multiplies by ``I``'s mantissa ``ih + il``: with
-  ``ih = 1``, ``il = 0`` (keras order, or ``I`` a power of two) Dekker's
-  product is exact with a zero error term,
-  so ``r`` and ``|re|`` are the values the skipped product gives; ``2**k``
-  of the final scaling comes from its bits instead of a table (same value).
-
-A schedule per element
-----------------------
-:func:`small_broadcast_kernel` (16- and 32-bit formats) takes ``I``, ``D`` and
-``r`` per element as float64 values and computes ``log2 r`` itself
-(:func:`_log2`, relative error below ``8 u``); the error of ``t`` is then
-``(8 + 3.0001) u |t|`` and the rounding test uses ``14 |t| + 17`` units
-(:data:`KT_BROADCAST`).  Elements with special parameters are left undecided
-and evaluated by the caller one schedule at a time.  In the keras order
-``Df`` may be inf (``D`` beyond float16's range): ``p = rnd(s) / Df`` is
-then 0, and ``p`` of +-inf or NaN is decided exactly (``rf**p`` is 0 or inf
-by the sign of ``p log2 rf``; ``rf**NaN`` is NaN for ``rf != 1``, written as
-the canonical NaN).  A keras element the rounding test leaves with an
-integer ``p`` (``|p| <= 2**40``) is computed exactly instead
-(:func:`_exact_scaled_pow` with a factor 1): 8-bit rates raised to small
-integers are often exact midpoints, which no rounding test decides; a rate
-cast to +0 (a tiny rate) gives ``pow(+0, p)`` (1, +0 or +inf by the sign of
-``p``, NaN for ``p`` NaN) and then ``rnd(If * w)``.  In the exact order, an
-element the rounding test leaves with an integer exponent (staircase, or a
-step that is a multiple of an integer ``D``) is computed exactly as ``|I|
-r**p`` (:func:`_exact_scaled_pow`: odd parts as integers, rounded once by
-:func:`_round_scaled_int`) when the product fits in 62 bits or ``r`` is a
-power of two; the float64 kernel does the same after its accurate stage.
-Exact staircase exponents (:func:`_staircase_exponent`): int64 floor
-division for an integer ``D < 2**62`` (any int64 step), a floor verified by
-Dekker's exact products for other ``D`` (:func:`_floor_checked`); an
-exponent of ``2**53`` or more is held as a float64 within ``2**-51`` and
-only used to decide ``|t| > 2200`` (0 or inf in every format); so is a step
-of ``2**53`` or more in the float64 kernel's continuous exact order.
-
-float64 with a schedule per element
------------------------------------
-:func:`f64_broadcast_kernel` takes ``I``, ``D``, ``r`` per element (float64,
-exact) and needs ``log2 r`` to double-double accuracy for each.
-
-``log2 r`` (:func:`_log2_dd`), ``r`` a positive normal float64, ``r != 1``.
-Write ``r = 2**k m``, ``m`` in ``[1, 2)``, ``j`` the top 7 bits of ``m``'s
-fraction.  Table ``g1[j] = RN(1/c_j)``, ``c_j = 1 + (j + 1/2)/128``, for
-``j < 64``; from ``j = 64`` on the mantissa is taken as ``m/2`` (``k + 1``)
-and ``g1[j] = RN(2/c_j)/2``; ``g1[0] = 1``, ``g1[127] = 1/2`` exactly, so
-that for ``r`` in ``[1 - 2**-8, 1 + 2**-7)`` no table logarithm enters.
-``z1 = m g1 - 1`` exactly (Dekker's product ``p + e``, ``p - 1`` exact by
-Sterbenz, a TwoSum), ``|z1| < 2**-7``.  Second table, ``i = rint(2**14
-z1h)`` in ``[-128, 128]``: ``g2 = RN(1 / (1 + i 2**-14))`` (``g2 = 1`` for
-``i = 0``), ``z2 = (g2 - 1) + z1 g2`` (``g2 - 1`` exact, Dekker's product of
-``z1h g2``, ``z1l g2`` and two additions rounded): ``|z2| < 2**-14.98`` and an
-error below ``3 u**2 |z1|`` (none when ``g2 = 1``).  ``ln(1 + z) = z - z**2/2
-+ z**3/3 + z**4 H(z)``, ``H = -1/4 + z/5 - z**2/6 + z**3/7`` (truncation
-``|z|**8/8 < 2**-107 |z|``): ``z**2`` and ``z**3/3`` as double-doubles
-(relative errors below ``2**-102``), ``z**4 H`` in float64 at ``zh`` (about
-``6 u`` relatively on a term below ``2**-46.9 |z|``: ``2**-97.4 |z|``), the sum
-by two TwoSums and a float64 sum of the low parts (``2**-102 |z|``): within
-``2**-97 |z|``, and ``|ln(1 + z)| >= |z| (1 - 2**-15)``.  Times ``1/ln 2``
-(double-double, ``2**-106``) and the product's roundings: ``2**-103``.  Then
-``k + L1[j] + L2[i] + P`` with ``L = -log2(g)`` as double-doubles within
-``2**-105`` (:func:`expdecay.fast.log2_tables`, from the rigorous enclosures):
-three TwoSums and float64 sums of the low parts (``2**-101`` of the largest
-part).  The parts never cancel badly: whenever ``k + L1`` is not 0,
-``|log2 r| >= |k + L1| / 2`` (``|L2 + P| = |log2(1 + z1)|`` is at most
-0.0038 where ``|L1|`` is smallest, 0.0085 at ``j = 126``, and at most 0.0057
-against ``|L1| >= 0.0168`` at ``j = 1``; ``L1 = 0`` only with ``k`` not 0),
-and when ``k + L1 = 0``, ``|L2 + P| >= 0.46 |L2|`` (``|P| <= 2**-14.37 <
-2**-13.47 <= |L2|``).  Hence ``log2 r`` within ``2**-94`` relatively (the
-tests measure below ``2**-98``).
-
-``c = log2(r) / D`` (exact continuous order; ``D`` in ``[2**-900, 2**900]``
-and ``c`` in ``(2**-900, 2**900)``, else the element goes to the caller):
-``q1 = RN(ch / D)``, ``ch - q1 D`` from Dekker's product (``ch - P`` exact by
-Sterbenz), one correction ``q2``: ``c`` within ``2**-93.9`` in all.  The
-staircase and keras orders use ``c = log2 r`` (``log2 rf``: float64 inputs
-are their own keras casts).
-
-Phase 1 is :func:`_f64_value` (bound ``B = 2**-69``).  Its analysis assumed
-``c`` within ``2**-105``; with ``2**-93.9`` the error of ``t`` grows to
-``|t| 2**-93.8 <= 2**-82.7`` (``|t| <= 2200``), which adds ``2**-83.2`` to the
-relative error: the total stays below ``2**-71.4``, inside ``B``.
-
-Phase 2 (:func:`_f64_value_accurate`) takes the elements phase 1 leaves
-(about ``2e-5``) and the subnormal results.  ``t = th + tl`` as before,
-``n = rint(1024 th)``, ``x = (th - n/1024) + tl`` by a TwoSum (exact), ``X =
-x ln 2`` as a double-double (``|X| <= 2**-11.52``, relative error
-``2**-103``), ``exp(X) = 1 + Y``, ``Y = X + X**2/2 + X**3 P3(X)`` with ``P3``
-the Taylor coefficients ``1/6 .. 1/5040`` in float64 at ``Xh`` (truncation
-``2**-107.5``; ``X**2`` a double-double; ``X**3 P3`` within ``6 u`` of a term
-below ``2**-37.1``: ``2**-87.5``; the low-part sum ``2**-88.4``); times
-``T[j]`` (double-double; the low-part sum of magnitude ``2**-36`` and its six
-roundings ``2**-86.4``), times ``I``'s mantissa (exact float64; ``2**-104``),
-Fast2Sum into ``R + Re``.  With ``ln 2 |dt| <= 2**-83.2``: below ``2**-82``
-in all; the test uses ``2**-80``.  When ``n = 0`` (``|t| < 2**-11``, ``T[0]
-= 1`` exactly, ``X = t ln 2``) every error term but the last additions is
-proportional to ``|t|`` (``X**3 P3``: ``u |X|**3 <= 2**-76.5 |t|``; ``t``:
-``2**-94.3 |t|``): the bound ``|t| 2**-74 + 2**-102`` is used there, so that
-rates within a few ulps of 1 are decided.  The test:
-
-* normal results (``R 2**e >= 2**-1022``): decided when ``|Re| + B R <
-  ulp(R)/2``, with half that margin when ``R`` is a power of two and ``Re <
-  0`` (the grid below ``R`` is twice as fine);
-* subnormal results: ``Y = (R + Re) 2**(e + 1074)`` (exact scalings, ``Y <
-  2**52``) in units of the smallest subnormal; ``N = rint(R 2**(e+1074))``
-  by adding and subtracting ``2**52``, ``d = (R 2**(e+1074) - N) + Re
-  2**(e+1074)`` (the first difference exact, the sum within ``2**-54``),
-  ``N`` moved by one when ``|d| > 1/2``; decided (value ``N 2**-1074``, an
-  exact product) when ``|d| + 2 B Y + 2**-50 < 1/2``; below ``2**-1075`` the
-  result is 0 (the bound cannot reach ``2**-1075``, as in phase 1).
-
-Elements still undecided (exact midpoints, special parameters, steps of
-``2**53`` or more, staircase floors the float64 quotient cannot decide when
-``D`` is not an integer) go to the caller, which evaluates them one schedule
-at a time (the oracle for the undecided among those).
+The helpers and the kernels that inline them stay in this one file: numba
+invalidates a cached kernel only when its own source file changes.
 """
 
 from __future__ import annotations
@@ -414,7 +191,7 @@ def _floor_exact(s: Any, is_int: bool, d_num: int, d_den: int, d_float: float
 
 
 @_inline
-def _keras_p(s: Any, is_int: bool, prec: int, emin: int, emax: int, staircase: bool,
+def keras_p(s: Any, is_int: bool, prec: int, emin: int, emax: int, staircase: bool,
              d_fmt: float, pow2: np.ndarray) -> float:
     """``p = rnd(rnd(s) / Df)``, floored when staircase (NaN/inf possible)."""
     if prec == 24:
@@ -455,8 +232,9 @@ def _bits_of(val: float, prec: int, emin: int, bias: int) -> int:
 # ---------------------------------------------------------------------------
 
 
+# spec/kernels.md, section 7.1
 @_inline
-def _small_pow2(t: float, scale_h: float, scale_e: int, tab: np.ndarray, ln2: float,
+def small_pow2(t: float, scale_h: float, scale_e: int, tab: np.ndarray, ln2: float,
                 prec: int, emin: int, emax: int, pow2: np.ndarray, kt: float
                 ) -> tuple[bool, float]:
     """``h 2**(t + e)`` rounded to the format (magnitude), and whether the
@@ -495,6 +273,7 @@ def _small_pow2(t: float, scale_h: float, scale_e: int, tab: np.ndarray, ln2: fl
     return decided, val
 
 
+# spec/kernels.md, section 7.1
 @_jit
 def small_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.ndarray,
                  prec: int, emin: int, emax: int, bias: int, keras: bool, staircase: bool,
@@ -512,7 +291,7 @@ def small_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.n
         ok = True
         a = 0.0
         if keras:
-            a = _keras_p(s, _is_int(s), prec, emin, emax, staircase, d_fmt, pow2)
+            a = keras_p(s, _is_int(s), prec, emin, emax, staircase, d_fmt, pow2)
             ok = a - a == 0.0
         elif staircase:
             ok, a = _floor_exact(s, _is_int(s), d_num, d_den, d_float)
@@ -525,9 +304,9 @@ def small_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.n
             if not abs(t) <= _T_LIMIT:
                 val = np.inf if t + log2_i > 0 else 0.0
             elif keras:
-                ok, val = _small_pow2(t, 1.0, 0, tab, ln2, prec, emin, emax, pow2, 3.0)
+                ok, val = small_pow2(t, 1.0, 0, tab, ln2, prec, emin, emax, pow2, 3.0)
             else:
-                ok, val = _small_pow2(t, scale_h, scale_e, tab, ln2, prec, emin, emax, pow2,
+                ok, val = small_pow2(t, scale_h, scale_e, tab, ln2, prec, emin, emax, pow2,
                                       3.0)
         if ok:
             if keras:
@@ -569,8 +348,9 @@ def _split(a: float) -> tuple[float, float]:
     return hi, a - hi
 
 
+# spec/kernels.md, section 7.1
 @_inline
-def _f64_value(a: float, ch: float, cl: float, ih: float, il: float, ei: int,
+def f64_value(a: float, ch: float, cl: float, ih: float, il: float, ei: int,
                hi_t: np.ndarray, lo_t: np.ndarray, hh_t: np.ndarray, hl_t: np.ndarray,
                l2h: float, l2l: float, pow2: np.ndarray) -> tuple[bool, float]:
     """``(ih + il) 2**(ei + a c)`` decided for float64 (the numpy path's
@@ -613,6 +393,7 @@ def _f64_value(a: float, ch: float, cl: float, ih: float, il: float, ei: int,
     return ok, _ldexp(r, e, pow2)
 
 
+# spec/kernels.md, section 7.1
 @_jit
 def f64_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.ndarray,
                keras: bool, staircase: bool, ch: float, cl: float, ih: float, il: float,
@@ -656,10 +437,10 @@ def f64_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.nda
             if not abs(t) <= _T_LIMIT:
                 val = np.inf if t + log2_i > 0 else 0.0
             elif keras:
-                ok, val = _f64_value(a, ch, cl, 1.0, 0.0, 0, hi_t, lo_t, hh_t, hl_t,
+                ok, val = f64_value(a, ch, cl, 1.0, 0.0, 0, hi_t, lo_t, hh_t, hl_t,
                                      l2h, l2l, pow2)
             else:
-                ok, val = _f64_value(a, ch, cl, ih, il, ei, hi_t, lo_t, hh_t, hl_t,
+                ok, val = f64_value(a, ch, cl, ih, il, ei, hi_t, lo_t, hh_t, hl_t,
                                      l2h, l2l, pow2)
         if ok:
             if keras:
@@ -683,16 +464,17 @@ def f64_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.nda
 #: ``2 / ln 2`` rounded to nearest (checked against an enclosure in the tests).
 TWO_OVER_LN2 = 2.8853900817779268
 #: ``1 / (2 k + 1)`` for ``k = 1 .. 10``, each rounded to nearest.
-_ATANH = (1.0 / 3, 1.0 / 5, 1.0 / 7, 1.0 / 9, 1.0 / 11, 1.0 / 13, 1.0 / 15, 1.0 / 17,
+ATANH = (1.0 / 3, 1.0 / 5, 1.0 / 7, 1.0 / 9, 1.0 / 11, 1.0 / 13, 1.0 / 15, 1.0 / 17,
           1.0 / 19, 1.0 / 21)
 #: The coefficient of ``|t|`` in the rounding test's error (units of the
-#: 53-bit significand) when ``log2 r`` comes from :func:`_log2`: ``ln 2 (eps_L
+#: 53-bit significand) when ``log2 r`` comes from :func:`log2_approx`: ``ln 2 (eps_L
 #: / u + 3.0001)`` with ``eps_L <= 8 u`` is below 7.7; 14 leaves a margin.
 KT_BROADCAST = 14.0
 
 
+# spec/kernels.md, section 7.5
 @_inline
-def _log2(x: float) -> float:
+def log2_approx(x: float) -> float:
     """``log2(x)`` for a positive normal float64, relative error below ``8 u``.
 
     ``x = 2**k m`` with ``m`` in ``[sqrt(2)/2, sqrt(2)]`` (exact scaling);
@@ -713,16 +495,16 @@ def _log2(x: float) -> float:
         k += 1
     z = (m - 1.0) / (m + 1.0)
     w = z * z
-    q = _ATANH[9]
-    q = _ATANH[8] + w * q
-    q = _ATANH[7] + w * q
-    q = _ATANH[6] + w * q
-    q = _ATANH[5] + w * q
-    q = _ATANH[4] + w * q
-    q = _ATANH[3] + w * q
-    q = _ATANH[2] + w * q
-    q = _ATANH[1] + w * q
-    q = _ATANH[0] + w * q
+    q = ATANH[9]
+    q = ATANH[8] + w * q
+    q = ATANH[7] + w * q
+    q = ATANH[6] + w * q
+    q = ATANH[5] + w * q
+    q = ATANH[4] + w * q
+    q = ATANH[3] + w * q
+    q = ATANH[2] + w * q
+    q = ATANH[1] + w * q
+    q = ATANH[0] + w * q
     lm = (z * (1.0 + w * q)) * TWO_OVER_LN2
     if k == 0:
         return lm
@@ -780,12 +562,12 @@ def _odd_split(b: int) -> tuple[int, int]:
     return M, E
 
 
-#: Largest ``|p|`` :func:`_exact_scaled_pow` takes.
+#: Largest ``|p|`` :func:`exact_scaled_pow` takes.
 _P_EXACT = 1 << 40
 
 
 @_inline
-def _exact_scaled_pow(bi: int, br: int, p: int, prec: int, emin: int, emax: int,
+def exact_scaled_pow(bi: int, br: int, p: int, prec: int, emin: int, emax: int,
                       pow2: np.ndarray) -> tuple[bool, float]:
     """``x r**p`` rounded to the format exactly, for an integer ``|p| <=
     2**40`` and positive normal float64s ``x`` and ``r`` given by their
@@ -816,20 +598,20 @@ def _exact_scaled_pow(bi: int, br: int, p: int, prec: int, emin: int, emax: int,
 
 
 @_inline
-def _exact_int_pow(x: float, p: int, prec: int, emin: int, emax: int,
+def exact_int_pow(x: float, p: int, prec: int, emin: int, emax: int,
                    pow2: np.ndarray) -> float:
     """``x**p`` rounded to the format exactly, for ``x`` a positive value of
     the format and ``1 <= p`` with ``p prec <= 62`` (``p <= 2**20`` when ``x``
-    is a power of two): :func:`_exact_scaled_pow` with a factor 1, which
+    is a power of two): :func:`exact_scaled_pow` with a factor 1, which
     computes every such case.  Exact results and exact midpoints, which no
     rounding test decides, are common among these."""
-    ok, val = _exact_scaled_pow(_IMPLICIT | (1023 << 52), _bits(x), p, prec, emin, emax,
+    ok, val = exact_scaled_pow(_IMPLICIT | (1023 << 52), _bits(x), p, prec, emin, emax,
                                 pow2)
     return val
 
 
 @_inline
-def _floor_checked(x: float, d: float) -> tuple[bool, float]:
+def floor_checked(x: float, d: float) -> tuple[bool, float]:
     """``(True, floor(x / d))`` when proven, for a float64 ``x`` (the exact
     step) and ``d`` in ``[2**-900, 2**900]``; ``(False, 0)`` otherwise.
 
@@ -863,7 +645,7 @@ def _floor_checked(x: float, d: float) -> tuple[bool, float]:
 def _staircase_exponent(s: Any, x_d: float) -> tuple[bool, float]:
     """``floor(s / D)`` (exact order) for the per-element kernels, and whether
     proven: :func:`_floor_exact` (int64 floor division for an integer ``D <
-    2**62``, any int64 step), then :func:`_floor_checked`, then, when ``|s /
+    2**62``, any int64 step), then :func:`floor_checked`, then, when ``|s /
     D| >= 2**53``, the float64 quotient itself.  A result below ``2**53`` in
     magnitude is the exact floor; callers treat larger ones as approximations
     (within ``2**-51`` relatively) and use them only to decide ``|t| >
@@ -877,7 +659,7 @@ def _staircase_exponent(s: Any, x_d: float) -> tuple[bool, float]:
     if not ok and x_d >= _TWO_M900 and x_d <= _TWO_900:
         x = float(s)
         if not _is_int(s) or (int(s) < (1 << 53) and int(s) > -(1 << 53)):
-            ok, a = _floor_checked(x, x_d)
+            ok, a = floor_checked(x, x_d)
     if not ok:
         # |s / D| >= 2**53 (within 2**-52): the floor as the float64
         # quotient, within 2**-51 relatively; the caller treats every |a|
@@ -900,6 +682,7 @@ def _integer_quotient(s: Any, x_d: float) -> tuple[bool, int]:
     return False, 0
 
 
+# spec/kernels.md, section 7.5
 @_jit
 def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.ndarray,
                            out: np.ndarray, start: int, undecided: np.ndarray, prec: int,
@@ -911,7 +694,7 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
     ``I``; ``r`` not a positive normal number; keras casts of ``I`` or ``r``
     that are 0 or inf) are left undecided for the caller's general path;
     ``r = 1`` (keras: ``rf = 1``) gives ``rnd(I)``.  ``log2 r`` comes
-    from :func:`_log2` and the rounding test uses :data:`KT_BROADCAST`."""
+    from :func:`log2_approx` and the rounding test uses :data:`KT_BROADCAST`."""
     n = steps.shape[0]
     count = 0
     i = start
@@ -939,7 +722,7 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
         big = False
         if ok:
             if keras:
-                a = _keras_p(s, _is_int(s), prec, emin, emax, staircase, x_d, pow2)
+                a = keras_p(s, _is_int(s), prec, emin, emax, staircase, x_d, pow2)
                 # p = +-inf: rf**p is 0 or inf (t below); p = NaN (rnd(s) and
                 # Df both inf): rf**NaN = NaN for rf != 1, and so is If NaN.
                 nan = a != a
@@ -958,7 +741,7 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
             # F.9.4.4, p = +-inf included); NaN for p = NaN (kept in nan).
             val = 1.0 if a == 0.0 else (0.0 if a > 0.0 else np.inf)
         elif ok:
-            lr = _log2(x_r)
+            lr = log2_approx(x_r)
             c = lr if keras or staircase else lr / x_d
             t = a * c
             if not abs(t) <= _T_LIMIT:
@@ -968,16 +751,16 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
             elif big:
                 ok = False
             elif keras:
-                ok, val = _small_pow2(t, 1.0, 0, tab, ln2, prec, emin, emax, pow2,
+                ok, val = small_pow2(t, 1.0, 0, tab, ln2, prec, emin, emax, pow2,
                                       KT_BROADCAST)
                 if not ok and a == np.floor(a) and abs(a) <= 1099511627776.0:
                     # An integer p: rf**p exactly when computable (factor 1).
-                    ok, val = _exact_scaled_pow(_IMPLICIT | (1023 << 52), br, int(a), prec,
+                    ok, val = exact_scaled_pow(_IMPLICIT | (1023 << 52), br, int(a), prec,
                                                 emin, emax, pow2)
             else:
                 e_i = (bi >> 52) - 1023
                 h = _from_bits((bi & _FRAC) | 0x3FF0000000000000)
-                ok, val = _small_pow2(t, h, e_i, tab, ln2, prec, emin, emax, pow2,
+                ok, val = small_pow2(t, h, e_i, tab, ln2, prec, emin, emax, pow2,
                                       KT_BROADCAST)
                 if not ok:
                     # An integer exponent: |I| r**p exactly when computable.
@@ -986,7 +769,7 @@ def small_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: n
                     else:
                         whole, pi = _integer_quotient(s, x_d)
                     if whole:
-                        ok, val = _exact_scaled_pow(bi, br, pi, prec, emin, emax, pow2)
+                        ok, val = exact_scaled_pow(bi, br, pi, prec, emin, emax, pow2)
         if ok and nan:
             out[i] = (((2 * bias + 1) << 1) | 1) << (prec - 2)  # the canonical NaN
         elif ok:
@@ -1098,6 +881,7 @@ def _block_exponents(steps: np.ndarray, b0: int, m: int, abuf: np.ndarray, okb: 
             abuf[k] = _i2f(s if inr else 0)
 
 
+# spec/kernels.md, section 7.4
 @_jit
 def f32_block_kernel(steps: np.ndarray, out: np.ndarray, out_f: np.ndarray, start: int,
                      undecided: np.ndarray, keras: bool, staircase: bool, c0: float,
@@ -1106,7 +890,7 @@ def f32_block_kernel(steps: np.ndarray, out: np.ndarray, out_f: np.ndarray, star
                      tab: np.ndarray, ln2: float, pow2: np.ndarray) -> tuple[int, int]:
     """:func:`small_kernel` for float32 and int64 steps, by blocks of
     :data:`BLOCK` elements: branch-free loops compute the exponent, the
-    approximation of :func:`_small_pow2` (same operations, same bound) and
+    approximation of :func:`small_pow2` (same operations, same bound) and
     the rounding test for the whole block, writing the result bits (``out``,
     uint32) or values (``out_f``, the same memory as float32); a scalar pass
     then redoes the elements not decided there with :func:`small_kernel`
@@ -1150,7 +934,7 @@ def f32_block_kernel(steps: np.ndarray, out: np.ndarray, out_f: np.ndarray, star
             t = abuf[k]
             v = pbuf[k]
             ni = nbuf[k]
-            # err >= int(3 |t| + 17), the bound of _small_pow2 (rint of +18).
+            # err >= int(3 |t| + 17), the bound of small_pow2 (rint of +18).
             err = _bits((3.0 * abs(t) + 18.0) + _RINT) - _RINT_BITS
             b = _bits(v)
             M = (b & _FRAC) | _IMPLICIT
@@ -1218,6 +1002,7 @@ def _rnd_bf16(x: float) -> float:
     return r
 
 
+# spec/kernels.md, section 7.4
 @_jit
 def bf16_block_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.ndarray,
                       keras: bool, staircase: bool, c0: float, scale_h: float, scale_e: int,
@@ -1229,7 +1014,7 @@ def bf16_block_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided:
     exponent ``rnd(RN(rnd(s) / Df))`` and the final ``rnd(If w)`` are
     roundings on the bits (normal values; the subnormal grid by adding and
     subtracting ``1.5 * 2**-81``), the rounding test is the one of
-    :func:`_small_pow2` at the constant shift 45 (normal results); the rest
+    :func:`small_pow2` at the constant shift 45 (normal results); the rest
     goes to :func:`small_kernel` one element at a time."""
     prec, emin, emax, bias = 8, -126, 127, 127
     n = steps.shape[0]
@@ -1321,6 +1106,7 @@ def bf16_block_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided:
     return n, count
 
 
+# spec/kernels.md, section 7.4
 @_jit
 def f64_block_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: np.ndarray,
                      keras: bool, staircase: bool, ch: float, cl: float, ih: float,
@@ -1329,7 +1115,7 @@ def f64_block_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: 
                      hi_t: np.ndarray, lo_t: np.ndarray, hh_t: np.ndarray, hl_t: np.ndarray,
                      l2h: float, l2l: float, pow2: np.ndarray) -> tuple[int, int]:
     """:func:`f64_kernel` for int64 steps by blocks, as
-    :func:`f32_block_kernel`: the operations of :func:`_f64_value` written
+    :func:`f32_block_kernel`: the operations of :func:`f64_value` written
     branch-free (the product by ``ih + il`` is always done: with ``ih = 1``,
     ``il = 0`` it changes neither ``r`` nor ``|re|``; ``2**k`` from its
     bits instead of a table), then a scalar pass through :func:`f64_kernel`
@@ -1429,7 +1215,7 @@ def f64_block_kernel(steps: np.ndarray, out: np.ndarray, start: int, undecided: 
 # A different schedule per element, float64
 # ---------------------------------------------------------------------------
 
-#: Phase 2's relative error bound (the accurate exponential, module docstring).
+#: Phase 2's relative error bound (the accurate exponential, spec/kernels.md section 7.6).
 _B64_ACCURATE = 2.0**-80
 #: Phase 2's bound for ``|t| < 2**-11``: ``|t| 2**-74 + 2**-102``.
 _B_SMALL_T = 2.0**-74
@@ -1446,12 +1232,13 @@ def _two_sum(a: float, b: float) -> tuple[float, float]:
     return s, (a - (s - bb)) + (b - bb)
 
 
+# spec/kernels.md, section 7.6
 @_inline
-def _log2_dd(x: float, g1: np.ndarray, l1h: np.ndarray, l1l: np.ndarray, g2: np.ndarray,
+def log2_dd(x: float, g1: np.ndarray, l1h: np.ndarray, l1l: np.ndarray, g2: np.ndarray,
              l2h_t: np.ndarray, l2l_t: np.ndarray, ilh: float, ill: float, thh: float,
              thl: float) -> tuple[float, float]:
     """``log2(x)`` for a positive normal float64 ``x != 1`` as a double-double,
-    relative error below ``2**-94`` (module docstring, "float64 with a
+    relative error below ``2**-94`` (spec/kernels.md section 7.6, "float64 with a
     schedule per element")."""
     b = _bits(x)
     k = (b >> 52) - 1023
@@ -1497,8 +1284,9 @@ def _log2_dd(x: float, g1: np.ndarray, l1h: np.ndarray, l1l: np.ndarray, g2: np.
     return _two_sum(a3, rl)
 
 
+# spec/kernels.md, section 7.6
 @_inline
-def _f64_value_accurate(a: float, ch: float, cl: float, ih: float, ei: int,
+def f64_value_accurate(a: float, ch: float, cl: float, ih: float, ei: int,
                         hi_t: np.ndarray, lo_t: np.ndarray, hh_t: np.ndarray,
                         hl_t: np.ndarray, l2h: float, l2l: float,
                         pow2: np.ndarray) -> tuple[bool, float]:
@@ -1539,7 +1327,7 @@ def _f64_value_accurate(a: float, ch: float, cl: float, ih: float, ei: int,
     re = low - (r - s)
     e = (ni >> 10) + ei
     # |t| < 2**-11 (n = 0, T[0] = 1 exactly): every error is proportional
-    # to |t| but for the last additions (module docstring).
+    # to |t| but for the last additions (spec/kernels.md section 7.6).
     bnd = _B64_ACCURATE
     if ni == 0:
         bnd = min(bnd, abs(th) * _B_SMALL_T + 2.0**-102)
@@ -1571,6 +1359,7 @@ def _f64_value_accurate(a: float, ch: float, cl: float, ih: float, ei: int,
     return ok, nn * _TINY
 
 
+# spec/kernels.md, section 7.6
 @_jit
 def f64_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.ndarray,
                          out: np.ndarray, start: int, undecided: np.ndarray, keras: bool,
@@ -1580,9 +1369,9 @@ def f64_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.
                          g2: np.ndarray, l2h_t: np.ndarray, l2l_t: np.ndarray, ilh: float,
                          ill: float, thh: float, thl: float) -> tuple[int, int]:
     """:func:`f64_kernel` with a schedule per element (``I``, ``D``, ``R``
-    float64, ``out`` float64): ``log2 r`` by :func:`_log2_dd`, the
-    exponential of :func:`_f64_value` (bound ``2**-69``) and, for what it
-    leaves, :func:`_f64_value_accurate` (bound ``2**-80``, subnormal results
+    float64, ``out`` float64): ``log2 r`` by :func:`log2_dd`, the
+    exponential of :func:`f64_value` (bound ``2**-69``) and, for what it
+    leaves, :func:`f64_value_accurate` (bound ``2**-80``, subnormal results
     too).  Elements with special parameters (zero, subnormal or non-finite
     ``I``; ``r`` not a positive normal number or 1; ``D`` outside
     ``[2**-900, 2**900]`` in the exact continuous order) and elements still
@@ -1628,7 +1417,7 @@ def f64_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.
                 ok = a - a == 0.0 and x_d >= _TWO_M900 and x_d <= _TWO_900
         val = 0.0
         if ok:
-            lh, ll = _log2_dd(x_r, g1, l1h, l1l, g2, l2h_t, l2l_t, ilh, ill, thh, thl)
+            lh, ll = log2_dd(x_r, g1, l1h, l1l, g2, l2h_t, l2l_t, ilh, ill, thh, thl)
             if keras or staircase:
                 ch, cl = lh, ll
             else:
@@ -1655,10 +1444,10 @@ def f64_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.
                 else:
                     ei = (bi >> 52) - 1023
                     ih = _from_bits((bi & _FRAC) | 0x3FF0000000000000)
-                ok, val = _f64_value(a, ch, cl, ih, 0.0, ei, hi_t, lo_t, hh_t, hl_t,
+                ok, val = f64_value(a, ch, cl, ih, 0.0, ei, hi_t, lo_t, hh_t, hl_t,
                                      l2h, l2l, pow2)
                 if not ok:
-                    ok, val = _f64_value_accurate(a, ch, cl, ih, ei, hi_t, lo_t, hh_t,
+                    ok, val = f64_value_accurate(a, ch, cl, ih, ei, hi_t, lo_t, hh_t,
                                                   hl_t, l2h, l2l, pow2)
                 if not ok:
                     # An integer exponent: (|I| or 1) r**p exactly when computable.
@@ -1668,7 +1457,7 @@ def f64_broadcast_kernel(I: np.ndarray, D: np.ndarray, R: np.ndarray, steps: np.
                     else:
                         whole, pi = _integer_quotient(s, x_d)
                     if whole:
-                        ok, val = _exact_scaled_pow(_IMPLICIT | (1023 << 52) if keras else bi,
+                        ok, val = exact_scaled_pow(_IMPLICIT | (1023 << 52) if keras else bi,
                                                     br, pi, 53, -1022, 1023, pow2)
         if ok:
             if keras:
