@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..floats import Format, get_format, to_hex
+from ..floats import Format, get_format, same_bits, to_hex, ulps_between
 from .adapters import (
     HUB_MODULES,
     Adapter,
@@ -66,8 +66,6 @@ from .diagnosis import (
     diagnose,
     diagnose_outputs,
     fact,
-    same_bits,
-    ulps_between,
 )
 from .vectors import (
     decode_number,
