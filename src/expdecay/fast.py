@@ -168,6 +168,7 @@ from mpmath.libmp import (
 from . import inputs, oracle
 from .floats import Format, get_format, round_rational
 from .intervals import fraction_interval, ln_interval, mpf_to_fraction, power_interval
+from .orders import Order
 
 __all__ = ["FastStats", "evaluate", "CHUNK", "round_to_format", "round_int_to_format"]
 
@@ -514,7 +515,7 @@ class _Plan:
     """Everything about a schedule that does not depend on the step."""
 
     fmt: Format
-    order: str
+    order: Order
     staircase: bool
     args: tuple[Any, Any, Any]  # exact I, D, r
     kind: str  # "regular", "constant" or "oracle"

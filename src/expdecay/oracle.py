@@ -54,6 +54,7 @@ from mpmath.libmp import (
 )
 
 from . import formula
+from .errors import ExpdecayError
 from .floats import Format, round_dyadic, round_ratio, round_rational, to_numpy
 from .inputs import (
     Exact,
@@ -72,6 +73,7 @@ from .intervals import (
     power_interval,
 )
 from .introot import exact_root
+from .orders import ORDERS, Order, check_order
 
 __all__ = [
     "evaluate",
@@ -83,8 +85,6 @@ __all__ = [
     "DEFAULT_MAX_PREC",
 ]
 
-ORDERS = ("exact", "keras")
-
 #: Working-precision cap (bits) of the Ziv loops.
 DEFAULT_MAX_PREC = 1 << 16
 
@@ -94,7 +94,7 @@ MAX_DECIMAL_AMPLIFICATION = 256
 
 
 
-class PrecisionError(ArithmeticError):
+class PrecisionError(ExpdecayError, ArithmeticError):
     """A Ziv loop reached its precision cap without deciding the rounding."""
 
 
@@ -705,7 +705,7 @@ def _plain_pairs(I: Any, D: Any, r: Any, s: Any) -> _Pairs | None:  # noqa: N803
 
 
 def _evaluate_pairs(
-    pairs: _Pairs, staircase: bool, fmt: Format, order: str, max_prec: int,
+    pairs: _Pairs, staircase: bool, fmt: Format, order: Order, max_prec: int,
 ) -> float | None:
     """The integer path on :func:`_plain_pairs`' pairs, or None when it does
     not settle the value by itself (the general path then decides)."""
@@ -734,12 +734,6 @@ def check_max_prec(max_prec: Any) -> int:
     return int(max_prec)
 
 
-def _check_order(order: Any) -> str:
-    if order not in ORDERS:
-        raise ValueError(f"order must be 'exact' or 'keras'; got {order!r}")
-    return order  # type: ignore[no-any-return]
-
-
 def evaluate(
     initial_learning_rate: Any,
     decay_steps: Any,
@@ -748,7 +742,7 @@ def evaluate(
     *,
     staircase: bool = False,
     dtype: Any = None,
-    order: str = "exact",
+    order: Order = "exact",
     max_prec: int = DEFAULT_MAX_PREC,
 ) -> np.floating[Any]:
     """The schedule's value in ``dtype``, correctly rounded, in ``order``.
@@ -764,7 +758,7 @@ def evaluate(
     np.float16(0.375)
     """
     fmt = resolve_dtype(initial_learning_rate, dtype)
-    _check_order(order)
+    order = check_order(order)
     max_prec = check_max_prec(max_prec)
     pairs = None
     if staircase is True or staircase is False:
@@ -785,7 +779,7 @@ def evaluate_exact(
     args: tuple[Exact, Exact, Exact, Exact],
     staircase: bool,
     fmt: Format,
-    order: str,
+    order: Order,
     max_prec: int = DEFAULT_MAX_PREC,
 ) -> float:
     """:func:`evaluate` on already-converted exact inputs; returns a Python float."""
@@ -801,7 +795,7 @@ def _evaluate_general(
     args: tuple[Exact, Exact, Exact, Exact],
     staircase: bool,
     fmt: Format,
-    order: str,
+    order: Order,
     max_prec: int,
 ) -> float:
     """The general path (exact nodes, :func:`round_node`) on converted inputs."""

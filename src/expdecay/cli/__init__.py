@@ -29,6 +29,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from ..errors import ExpdecayError
+from ..orders import ORDERS, Order, check_order
 from ..resources import MissingExtraError
 
 #: subcommand -> (module of :mod:`expdecay.cli` that provides it, one-line help).
@@ -55,7 +57,7 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class UsageError(Exception):
+class UsageError(ExpdecayError):
     """A bad command-line argument or value: one line, exit status 2."""
 
 
@@ -160,7 +162,7 @@ def number(text: str, as_float: bool, name: str = "value") -> Any:
 
 def _add_eval(p: argparse.ArgumentParser) -> None:
     add_schedule_arguments(p)
-    p.add_argument("--order", default="both", choices=["exact", "keras", "both"])
+    p.add_argument("--order", default="both", choices=[*ORDERS, "both"])
     p.add_argument("--digits", type=int, default=40)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -176,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
     I, D, r = schedule_inputs(args)
     s = number(args.step, args.float64_inputs, "step")
     fmt = get_format(args.dtype)
-    orders = ["exact", "keras"] if args.order == "both" else [args.order]
+    orders: list[Order] = (list(ORDERS) if args.order == "both"
+                           else [check_order(args.order)])
     try:
         exact_value = value(I, D, r, s, staircase=args.staircase, digits=args.digits)
     except PrecisionError as e:  # the rounded values below are still proven
