@@ -123,11 +123,26 @@ def test_command_line_module_loads_no_heavy_dependency():
 
 
 def test_lazy_public_names_match_all():
+    """Every name of ``expdecay.__all__`` loads on first use, as the object of
+    the module the type checkers are told it comes from (the ``TYPE_CHECKING``
+    imports of ``expdecay/__init__.py``, read from its source)."""
+    import ast
+    import importlib
+    from pathlib import Path
+
     import expdecay
 
-    assert sorted(expdecay.__all__) == sorted([*expdecay._PUBLIC, "__version__"])
-    import importlib
-
-    for name, module in expdecay._PUBLIC.items():
+    tree = ast.parse(Path(expdecay.__file__).read_text(encoding="utf-8"))
+    owners = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom) and imp.level == 1
+                owners.update({a.name: imp.module for a in imp.names})
+    assert sorted(expdecay.__all__) == sorted([*owners, "__version__"])
+    assert set(expdecay.__all__) <= set(dir(expdecay))
+    for name, module in owners.items():
         owner = importlib.import_module(f"expdecay.{module}")
         assert getattr(expdecay, name) is getattr(owner, name)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        expdecay.nope  # noqa: B018

@@ -541,7 +541,7 @@ def _power_parts(
         prec = min(max_prec, 2 * prec)
 
 
-def _parts_exact(
+def parts_exact(
     I: tuple[int, int], D: tuple[int, int], r: tuple[int, int], s: tuple[int, int],
     staircase: bool, fmt: Format, max_prec: int,
 ) -> float | None:
@@ -597,7 +597,7 @@ def _casts(
     return got
 
 
-def _parts_keras(
+def parts_keras(
     I: tuple[int, int], D: tuple[int, int], r: tuple[int, int], s: tuple[int, int],
     staircase: bool, fmt: Format, max_prec: int,
 ) -> float | None:
@@ -641,7 +641,7 @@ def _keras_special(
     If: float, Df: float, rf: float, sf: float, staircase: bool, fmt: Format,  # noqa: N803
     max_prec: int,
 ) -> float | None:
-    """:func:`_parts_keras` when a cast, ``s / D`` or the power is a zero or
+    """:func:`parts_keras` when a cast, ``s / D`` or the power is a zero or
     an infinity, or ``rf`` is 1 (None: the general path decides)."""
     if If == 0.0 or math.isinf(If) or rf == 0.0 or math.isinf(rf) or Df == 0.0 or sf == 0.0:
         return None
@@ -710,8 +710,8 @@ def _evaluate_pairs(
     """The integer path on :func:`_plain_pairs`' pairs, or None when it does
     not settle the value by itself (the general path then decides)."""
     if order == "exact":
-        return _parts_exact(*pairs, staircase, fmt, max_prec)
-    return _parts_keras(*pairs, staircase, fmt, max_prec)
+        return parts_exact(*pairs, staircase, fmt, max_prec)
+    return parts_keras(*pairs, staircase, fmt, max_prec)
 
 
 # ---------------------------------------------------------------------------
@@ -771,7 +771,7 @@ def evaluate(
     if pairs is not None:
         # The integer path has already run on these values (validation turns
         # a plain dyadic input into the same pair) and left them undecided.
-        return to_numpy(_evaluate_general(args, bool(staircase), fmt, order, max_prec), fmt)
+        return to_numpy(evaluate_general(args, bool(staircase), fmt, order, max_prec), fmt)
     return to_numpy(evaluate_exact(args, bool(staircase), fmt, order, max_prec), fmt)
 
 
@@ -788,10 +788,10 @@ def evaluate_exact(
         got = _evaluate_pairs(pairs, staircase, fmt, order, max_prec)
         if got is not None:
             return got
-    return _evaluate_general(args, staircase, fmt, order, max_prec)
+    return evaluate_general(args, staircase, fmt, order, max_prec)
 
 
-def _evaluate_general(
+def evaluate_general(
     args: tuple[Exact, Exact, Exact, Exact],
     staircase: bool,
     fmt: Format,
