@@ -3,8 +3,10 @@
 expects.
 
 The modules are found by walking the package (not listed by hand), so a class
-added anywhere later is checked too.  A module that cannot be imported here
-because an optional framework is missing is read as source instead.
+added anywhere later is checked too.  A module that imports an optional
+framework when it loads (the drop-ins) is read as source instead: importing
+TensorFlow or torch costs more than the rest of the check, and they may be
+missing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ import expdecay
 from expdecay.errors import ExpdecayError
 
 SRC = Path(expdecay.__file__).resolve().parent
+
+#: The optional frameworks (the ``peers`` extra).
+PEERS = {"keras", "tensorflow", "tf_keras", "jax", "jaxlib", "optax", "torch", "mlx",
+         "paddle", "timm", "mindspore"}
 
 
 def module_names() -> list[str]:
@@ -39,19 +45,34 @@ def source_of(name: str) -> Path:
     raise AssertionError(f"no source for {name}")
 
 
+def imports_a_peer(source: str) -> bool:
+    """Whether the module's top level (try blocks included) imports a framework."""
+    def top(nodes: list[ast.stmt]) -> list[ast.stmt]:
+        out = []
+        for n in nodes:
+            out.append(n)
+            if isinstance(n, ast.Try):
+                out += top(n.body)
+        return out
+
+    for n in top(ast.parse(source).body):
+        names = ([a.name for a in n.names] if isinstance(n, ast.Import) else
+                 [n.module or ""] if isinstance(n, ast.ImportFrom) and n.level == 0 else [])
+        if any(m.split(".")[0] in PEERS for m in names):
+            return True
+    return False
+
+
 def classes_by_import() -> tuple[list[type], list[str]]:
-    """The exception classes of every importable module, and the modules that
-    need a missing optional dependency."""
+    """The exception classes of every module imported here, and the modules
+    read as source (they import a framework)."""
     found: list[type] = []
     missing: list[str] = []
     for name in module_names():
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name is None or e.name.split(".")[0] == "expdecay":
-                raise
+        if imports_a_peer(source_of(name).read_text(encoding="utf-8")):
             missing.append(name)
             continue
+        module = importlib.import_module(name)
         for _, obj in inspect.getmembers(module, inspect.isclass):
             if issubclass(obj, BaseException) and obj.__module__ == name:
                 found.append(obj)
@@ -71,7 +92,8 @@ def test_every_exception_class_derives_from_expdecay_error() -> None:
     # an error a caller handles; each is private to its module.
     control = [c for c in found if not issubclass(c, Exception)]
     assert all(c.__name__.startswith("_") for c in control), control
-    # Modules whose optional framework is missing here: their source says the same.
+    # The drop-ins, read as source: the same rule.
+    assert {"expdecay.keras", "expdecay.torch", "expdecay.optax"} <= set(missing)
     known = {c.__name__ for c in found if issubclass(c, ExpdecayError)} | {"ExpdecayError"}
     for name in missing:
         assert source_offenders(source_of(name).read_text(encoding="utf-8"), known) == [], name
@@ -90,7 +112,11 @@ def source_offenders(source: str, known: set[str]) -> list[str]:
     return out
 
 
-def test_source_check_of_modules_that_cannot_be_imported() -> None:
+def test_source_check_of_modules_that_are_not_imported() -> None:
+    assert imports_a_peer("import numpy\ntry:\n    import torch\nexcept ImportError: pass\n")
+    assert imports_a_peer("from keras.src import ops\n")
+    assert not imports_a_peer("def f():\n    import torch\nfrom . import keras\n")
+
     source = (
         "import errors\n"
         "class A(ExpdecayError, ValueError): pass\n"
