@@ -1,4 +1,8 @@
-"""Binary floating-point formats and exact rounding into them.
+"""Binary floating-point formats, exact rounding into them, and the facts
+about their values: bits, representability, ulp distance and neighbours, for
+single values and for whole arrays.  The rest of the package (the oracle, the
+conformance runner and its diagnosis, the analysis, ``expdecay.testing``)
+asks these questions here and nowhere else.
 
 Everything here is exact integer arithmetic: a value of any of the four
 formats is also a Python float (binary64 contains binary16, bfloat16 and
@@ -17,7 +21,6 @@ representable in the requested format.
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -505,9 +508,3 @@ def to_numpy(x: float, fmt: Format) -> np.floating[Any]:
     else:
         out = fmt.dtype.type(x)
     return out
-
-
-def float64_bits(x: float) -> int:
-    """Bits of a Python float, for quick checks."""
-    bits: int = struct.unpack("<Q", struct.pack("<d", x))[0]
-    return bits
