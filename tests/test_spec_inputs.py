@@ -17,7 +17,6 @@ import math
 import re
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import ml_dtypes
@@ -26,9 +25,9 @@ import pytest
 
 from expdecay import inputs, oracle
 from expdecay.inputs import to_exact
+from expdecay.resources import spec_dir
 
-SPEC = (Path(__file__).resolve().parents[1] / "spec" / "exponential_decay.md").read_text(
-    encoding="utf-8")
+SPEC = (spec_dir() / "exponential_decay.md").read_text(encoding="utf-8")
 NAN, INF = math.nan, math.inf
 
 
