@@ -39,6 +39,7 @@ from ._tables import DEFAULT_MAX_ENTRIES, INT64_MAX, build_table, host_values
 from .floats import round_rational
 from .inputs import resolve_dtype, to_exact
 from .oracle import evaluate
+from .orders import Order
 from .schedule import ExponentialDecay
 
 __all__ = ["exponential_decay"]
@@ -106,7 +107,7 @@ def exponential_decay(
     end_value: Any = None,
     *,
     dtype: Any = None,
-    order: str = "keras",
+    order: Order = "keras",
     horizon: int | None = None,
     first_step: int = 0,
     max_entries: int = DEFAULT_MAX_ENTRIES,

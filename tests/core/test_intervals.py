@@ -28,13 +28,13 @@ def _dyadic(m: int, e: int, prec: int) -> Any:
 @pytest.mark.parametrize("wide", [False, True])
 def test_exp_interval_parts_encloses_exp(wide: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     per_end = []
-    real = intervals._exp_bound
+    real = intervals.exp_bound
 
     def spy(X: int, F: int, upper: bool) -> tuple[int, int]:  # noqa: N803
         per_end.append(upper)
         return real(X, F, upper)
 
-    monkeypatch.setattr(intervals, "_exp_bound", spy)
+    monkeypatch.setattr(intervals, "exp_bound", spy)
     rng = random.Random(f"exp-interval-{wide}")
     for _ in range(300):
         F = rng.choice([40, 64, 100, 200, 500])  # noqa: N806

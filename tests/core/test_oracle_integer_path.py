@@ -190,7 +190,7 @@ def test_keras_casts_to_special_values(staircase: bool) -> None:
 
 class Route:
     """What one :func:`oracle.evaluate` call did: the results of the integer
-    path's runs (``_parts_exact`` / ``_parts_keras``; None when it gave up),
+    path's runs (``parts_exact`` / ``parts_keras``; None when it gave up),
     the pairs it ran on, and how many times the general path ran."""
 
     def __init__(self) -> None:
@@ -205,7 +205,7 @@ class Route:
 
 
 def _spy_parts(monkeypatch: pytest.MonkeyPatch, route: Route) -> None:
-    for name in ("_parts_exact", "_parts_keras"):
+    for name in ("parts_exact", "parts_keras"):
         real = getattr(oracle, name)
 
         def spy(*args: Any, _real: Any = real) -> float | None:
@@ -222,13 +222,13 @@ def route(monkeypatch: pytest.MonkeyPatch) -> Route:
     """Spies on the integer path and on the general path of the oracle."""
     out = Route()
     _spy_parts(monkeypatch, out)
-    real_general = oracle._evaluate_general
+    real_general = oracle.evaluate_general
 
     def general(*args: Any) -> float:
         out.general += 1
         return real_general(*args)
 
-    monkeypatch.setattr(oracle, "_evaluate_general", general)
+    monkeypatch.setattr(oracle, "evaluate_general", general)
     return out
 
 

@@ -174,7 +174,6 @@ def test_optax_fails_exact_profile() -> None:
 
 @pytest.mark.parametrize(("kwargs", "pattern"), [
     ({"profile": "both"}, r"profile.*'both'"),
-    ({"profile": None}, r"profile.*None"),
     ({"dtypes": ["float8"]}, r"dtypes.*'float8'"),
     ({"dtypes": []}, r"dtypes"),
     ({"dtypes": 3}, r"dtypes.*3"),
@@ -184,6 +183,12 @@ def test_optax_fails_exact_profile() -> None:
 def test_bad_arguments(kwargs: dict[str, Any], pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
         assert_conforms("expdecay", **kwargs)
+
+
+def test_a_profile_that_is_not_a_str_is_a_type_error() -> None:
+    """A profile is named after its order: the order check's rule (spec §3.3)."""
+    with pytest.raises(TypeError, match=r"profile must be a str, 'exact' or 'keras'; got None"):
+        assert_conforms("expdecay", profile=None)  # type: ignore[arg-type]
 
 
 def test_bad_implementation() -> None:

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..fast import FastStats
 from ..fast import evaluate_array as fast_evaluate
-from ..orders import check_order
+from ..orders import Order, check_order
 
 __all__ = ["map_ordered", "GridResult", "run_grid", "CampaignResult", "random_campaign"]
 
@@ -124,7 +124,7 @@ class _GridTask:
     start: int
     stop: int
     dtype: str
-    order: str
+    order: Order
     staircase: bool
 
 
@@ -147,7 +147,7 @@ class GridResult:
 
 
 def run_grid(schedules: Sequence[tuple[Any, Any, Any]], start: int, stop: int, *,
-             dtype: str = "float32", order: str = "keras", staircase: bool = False,
+             dtype: str = "float32", order: Order = "keras", staircase: bool = False,
              chunk: int = 1 << 22, scheduler: str | None = None,
              workers: int | None = None) -> GridResult:
     """Every schedule ``(I, D, r)`` at every integer step in ``[start, stop)``."""
@@ -180,7 +180,7 @@ class _CampaignTask:
     index: int
     size: int
     dtype: str
-    order: str
+    order: Order
     staircase: bool
 
 
@@ -206,7 +206,7 @@ class CampaignResult:
     oracle: int = 0
 
 
-def random_campaign(n: int, *, seed: int = 0, dtype: str = "float32", order: str = "keras",
+def random_campaign(n: int, *, seed: int = 0, dtype: str = "float32", order: Order = "keras",
                     staircase: bool = False, chunk: int = 1 << 14,
                     scheduler: str | None = None, workers: int | None = None
                     ) -> CampaignResult:

@@ -21,8 +21,7 @@ makes the diagnosis ambiguous; they are never proven.  A few findings
 need no recomputation (facts): an output that is not a value of the
 format, an error on a valid input, an invalid configuration accepted.
 
-The ulp helpers :func:`ulps_between` and :func:`same_bits` are shared with the
-runner.
+Bits, ulps and neighbours are those of :mod:`expdecay.floats`.
 """
 
 from __future__ import annotations
@@ -40,18 +39,23 @@ import numpy as np
 from ..fast import evaluate_array as fast_evaluate
 from ..floats import (
     Format,
-    from_bits,
     get_format,
+    is_representable,
+    neighbours,
+    next_down,
+    next_up,
     round_ratio,
+    same_bits,
     to_bits,
+    ulp_distance,
 )
 from ..inputs import to_exact
 from ..oracle import ExactOps, RoundedOps, round_node
 from ..orders import Order, check_order
 from .vectors import decode_number, decode_result
 
-__all__ = ["CAUSES", "FACTS", "FINER", "RIVALS", "Diagnosis", "ulps_between", "same_bits",
-           "diagnose", "diagnose_outputs", "classify", "fact"]
+__all__ = ["CAUSES", "FACTS", "FINER", "RIVALS", "Diagnosis", "diagnose", "diagnose_outputs",
+           "classify", "fact"]
 
 #: The vocabulary of cause ids (spec/conformance.md §7): id -> English text.
 CAUSES: dict[str, str] = {
@@ -125,121 +129,6 @@ CHAIN_MAX = 200_000
 _F32 = get_format("float32")
 _F64 = get_format("float64")
 _INT64 = (-2**63, 2**63 - 1)
-
-
-# ---------------------------------------------------------------------------
-# Bits of the values of a format, in integer arithmetic (the judging and the
-# recomputations compare millions of values: no Fraction on these paths).
-# Each function gives exactly what its namesake of ``expdecay.floats`` gives,
-# and defers to it for a value that is not one of the format (its error).
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Consts:
-    precision: int
-    emin: int
-    emax: int
-    quantum_min: int
-    sign: int
-    inf_bits: int
-    nan_bits: int
-    min_subnormal: float
-
-
-_CONSTS: dict[str, _Consts] = {}
-
-
-def _consts(fmt: Format) -> _Consts:
-    c = _CONSTS.get(fmt.name)
-    if c is None:
-        c = _CONSTS[fmt.name] = _Consts(
-            fmt.precision, fmt.emin, fmt.emax, fmt.quantum_min, 1 << (fmt.width - 1),
-            ((1 << fmt.exponent_bits) - 1) << (fmt.precision - 1), fmt.nan_bits,
-            fmt.min_subnormal)
-    return c
-
-
-def is_representable(x: float, fmt: Format) -> bool:
-    """True when the float ``x`` is exactly a value of ``fmt``
-    (:func:`expdecay.floats.is_representable`, without rationals)."""
-    if x == 0.0 or not math.isfinite(x):
-        return True
-    c = _consts(fmt)
-    m, e = math.frexp(abs(x))  # |x| = m * 2**e, 0.5 <= m < 1: top bit at e - 1
-    if e - 1 > c.emax:
-        return False
-    n = int(m * 9007199254740992.0)  # m * 2**53, exact
-    low = (n & -n).bit_length() - 1 + e - 53  # exponent of the lowest set bit
-    return low >= max(c.quantum_min, e - c.precision)
-
-
-def _bits(x: float, fmt: Format) -> int:
-    """:func:`expdecay.floats.to_bits` of ``x``."""
-    c = _consts(fmt)
-    if math.isnan(x):
-        return c.nan_bits
-    sign = c.sign if math.copysign(1.0, x) < 0 else 0
-    if math.isinf(x):
-        return sign | c.inf_bits
-    if x == 0.0:
-        return sign
-    if not is_representable(x, fmt):
-        return to_bits(x, fmt)  # raises: not a value of the format
-    m, e = math.frexp(abs(x))
-    n = int(m * 9007199254740992.0)  # 53 bits, top bit set: |x| = n * 2**(e - 53)
-    e -= 1
-    frac = c.precision - 1
-    if e < c.emin:  # subnormal: a multiple of 2**quantum_min
-        return sign | (n >> (c.quantum_min - e + 52))
-    return sign | ((e + c.emax) << frac) | ((n >> (52 - frac)) - (1 << frac))
-
-
-def _key_of(x: float, fmt: Format) -> int:
-    """The order key of :mod:`expdecay.floats` (ulp steps from zero, signed)."""
-    if math.isnan(x):
-        raise ValueError(f"ulp distance is undefined for NaN (format {fmt.name})")
-    bits = _bits(x, fmt)
-    sign = _consts(fmt).sign
-    return -(bits & (sign - 1)) if bits & sign else bits
-
-
-def _from_key(key: int, fmt: Format) -> float:
-    return from_bits(key if key >= 0 else (-key) | _consts(fmt).sign, fmt)
-
-
-def next_up(x: float, fmt: Format) -> float:
-    """:func:`expdecay.floats.next_up`."""
-    if math.isnan(x) or x == math.inf:
-        return x
-    if x == 0.0:
-        return _consts(fmt).min_subnormal
-    return _from_key(_key_of(x, fmt) + 1, fmt)
-
-
-def next_down(x: float, fmt: Format) -> float:
-    """:func:`expdecay.floats.next_down`."""
-    return -next_up(-x, fmt)
-
-
-def ulps_between(expected: float, observed: float, fmt: Format) -> float:
-    """|distance| in ulps of ``fmt``; inf when one is NaN and the other not."""
-    if math.isnan(expected) or math.isnan(observed):
-        return 0.0 if math.isnan(expected) and math.isnan(observed) else math.inf
-    if not is_representable(observed, fmt):
-        return math.inf
-    return float(abs(_key_of(observed, fmt) - _key_of(expected, fmt)))
-
-
-def same_bits(a: float, b: float, fmt: Format) -> bool:
-    """Bit equality with every NaN equal (a NaN matches any NaN)."""
-    if math.isnan(a) or math.isnan(b):
-        return math.isnan(a) and math.isnan(b)
-    if not is_representable(b, fmt):
-        return False
-    if a == b and math.copysign(1.0, a) == math.copysign(1.0, b):
-        return True  # b is a value of the format, so a is: the same bits
-    return _bits(a, fmt) == _bits(b, fmt)
 
 
 @dataclass
@@ -392,12 +281,6 @@ def _to(x: float, fmt: Format) -> float:
     return round_ratio(*x.as_integer_ratio(), fmt)
 
 
-def _neighbours(x: float, fmt: Format) -> list[float]:
-    if not math.isfinite(x):
-        return []
-    return [next_down(x, fmt), next_up(x, fmt)]
-
-
 @dataclass(frozen=True)
 class _Inputs:
     I: Num
@@ -417,7 +300,7 @@ def _values(x: _Inputs, work: Format, order: Order, fmt: Format) -> Iterator[tup
             return
         Ic = _cast(x.I, work)
         yield _to(_mul(Ic, w, work), fmt), False
-        for w2 in _neighbours(w, work):
+        for w2 in neighbours(w, work):
             yield _to(_mul(Ic, w2, work), fmt), True
     else:
         y = _eval(x.I, x.D, x.r, x.s, x.staircase, work, "exact")
@@ -748,7 +631,7 @@ _VKey = int | str
 
 
 def _vkey(v: float, fmt: Format) -> _VKey:
-    return "nan" if math.isnan(v) else _bits(v, fmt)
+    return "nan" if math.isnan(v) else to_bits(v, fmt)
 
 
 @dataclass
@@ -1027,7 +910,7 @@ def _signed(expected: float, observed: float, fmt: Format) -> str:
         if math.isnan(expected) and math.isnan(observed):
             return "0"
         return "NaN for a number" if math.isnan(observed) else "a number for NaN"
-    d = _key_of(observed, fmt) - _key_of(expected, fmt)
+    d = ulp_distance(expected, observed, fmt)
     if d == 0 and not same_bits(expected, observed, fmt):
         return "the sign of zero"
     return f"{d:+d}"

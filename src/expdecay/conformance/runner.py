@@ -44,7 +44,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExpdecayError
-from ..floats import Format, get_format, is_representable, to_hex, ulp_distance
+from ..floats import (
+    Format,
+    get_format,
+    same_bits,
+    to_hex,
+    ulps_between,
+)
 from ..orders import Order, check_order
 from .adapters import (
     Adapter,
@@ -127,26 +133,6 @@ class TestResult:
         return self.diagnosis.text if self.diagnosis is not None else []
 
 
-def _same_bits(expected: float, value: float) -> bool:
-    """Whether ``value`` has the bits of ``expected`` (a value of the format),
-    every NaN matching any NaN: equal values of the same sign are the same
-    value of the format."""
-    if math.isnan(expected) or math.isnan(value):
-        return math.isnan(expected) and math.isnan(value)
-    return expected == value and math.copysign(1.0, expected) == math.copysign(1.0, value)
-
-
-def _ulps_from(expected: float, value: float, fmt: Format) -> float:
-    """|distance| in ulps of ``fmt`` from ``expected`` (a value of the format)
-    to ``value``: inf when ``value`` is not a value of the format or only
-    one of them is NaN (:func:`expdecay.floats.ulp_distance`)."""
-    if math.isnan(expected) or math.isnan(value):
-        return 0.0 if math.isnan(expected) and math.isnan(value) else math.inf
-    if not is_representable(value, fmt):
-        return math.inf
-    return float(abs(ulp_distance(expected, value, fmt)))
-
-
 def judge(test: dict[str, Any], fmt: Format, profile: str, value: float | None,
           error: str | None, na: str | None, crashed: str | None = None) -> TestResult:
     """The verdict of ``profile`` on one output (``value``), error, n/a, or
@@ -171,10 +157,10 @@ def judge(test: dict[str, Any], fmt: Format, profile: str, value: float | None,
                           diagnosis=fact("raised", error[:120]))
     assert value is not None
     obs = _hex(value)
-    if _same_bits(expected, value):
+    if same_bits(expected, value, fmt):
         return TestResult(tc, "pass", ulps=0.0, observed=obs, expected=exp_hex)
     tol = int(test["tolerance"][profile])
-    d = _ulps_from(expected, value, fmt)
+    d = ulps_between(expected, value, fmt)
     finite_both = math.isfinite(expected) and math.isfinite(value)
     zero_sign = expected == 0 and value == 0
     if d <= tol and finite_both and not zero_sign:

@@ -58,6 +58,7 @@ from ..conformance.runner import (
     vector_paths,
 )
 from ..conformance.vectors import iter_tests, load_vector_file
+from ..orders import Order, check_order
 
 __all__ = [
     "DTYPES",
@@ -157,12 +158,10 @@ class FileResult:
 # ---------------------------------------------------------------------------
 
 
-def check_profile(profile: Any) -> str:
-    """``profile`` if it names a profile, else ``ValueError``."""
-    if not isinstance(profile, str) or profile not in PROFILES:
-        raise ValueError(f"profile must be one of {', '.join(map(repr, PROFILES))}; "
-                         f"got {profile!r}")
-    return profile
+def check_profile(profile: Any) -> Order:
+    """``profile`` as the order it is named after (:func:`expdecay.orders.check_order`,
+    naming the argument ``profile``)."""
+    return check_order(profile, "profile")
 
 
 def check_dtypes(dtypes: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -425,7 +424,7 @@ def _verdict_message(label: str, version: str, profile: str, results: Sequence[F
     return "\n".join(head)
 
 
-def assert_conforms(impl: Callable[..., Any] | str, *, profile: str = "keras",
+def assert_conforms(impl: Callable[..., Any] | str, *, profile: Order = "keras",
                     vectors: Sequence[str | Path] | str | Path | None = None,
                     dtypes: Iterable[str] | str | None = None, show: int = 10,
                     options: Mapping[str, Any] | None = None,

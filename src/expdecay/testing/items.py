@@ -67,6 +67,7 @@ from ..conformance.vectors import (
     iter_tests,
     load_vector_file,
 )
+from ..errors import ExpdecayError
 from ..floats import get_format
 from .conformance import (
     FileResult,
@@ -79,11 +80,11 @@ from .conformance import (
 __all__ = ["VectorFile", "VectorItem", "ConformanceError", "EvaluationError", "activate"]
 
 
-class ConformanceError(AssertionError):
+class ConformanceError(ExpdecayError, AssertionError):
     """A vector test failed; the message is the readable failure text."""
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(ExpdecayError, RuntimeError):
     """A vector file could not be evaluated (the implementation could not be
     started, or the evaluation itself failed); each of its items reports why."""
 
