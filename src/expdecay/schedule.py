@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import fast
 from .floats import Format, round_rational
 from .inputs import check_decay_steps, check_staircase, resolve_dtype, to_exact
-from .orders import Order, check_order
+from .orders import Order
 
 __all__ = ["ExponentialDecay", "serialize", "deserialize"]
 
@@ -156,7 +156,7 @@ class ExponentialDecay:
             steps,
             staircase=self.staircase,
             dtype=self.format,
-            order=check_order(order),
+            order=order,
         )
         return out[()] if steps.ndim == 0 and not isinstance(step, np.ndarray) else out
 

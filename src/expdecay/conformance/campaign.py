@@ -406,7 +406,7 @@ def expected(block: Block, order: Order, stats: FastStats | None = None) -> np.n
                 with np.errstate(all="ignore"):
                     got = fast_evaluate(block.I[idx, None], block.D[idx, None],
                                         block.r[idx, None], steps, staircase=st, dtype=name,
-                                        order=check_order(order), stats=stats)
+                                        order=order, stats=stats)
                 out[idx] = got.astype(np.float64)
     return out
 

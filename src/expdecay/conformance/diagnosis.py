@@ -223,7 +223,7 @@ def _eval(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format,
         else:
             steps = np.array([s], dtype=np.int64 if isinstance(s, int) else np.float64)
             out = float(fast_evaluate(I, D, r, steps, staircase=staircase, dtype=fmt.name,
-                                      order=check_order(order)).astype(np.float64)[0])
+                                      order=order).astype(np.float64)[0])
     except (ArithmeticError, ValueError, TypeError, OverflowError):
         out = None
     if len(_CACHE) > _CACHE_MAX:
@@ -232,12 +232,12 @@ def _eval(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format,
     return out
 
 
-def _eval_many(requests: set[tuple[Num, Num, Num, Num, bool, Format, str]]) -> None:
+def _eval_many(requests: set[tuple[Num, Num, Num, Num, bool, Format, Order]]) -> None:
     """Fill :func:`_eval`'s cache for many requests at once: the requests that
     differ only in the step are evaluated in one call of the fast path (its
     bits do not depend on the other elements of the array).  A call that
     raises fills nothing: those requests are then made one by one."""
-    todo: dict[tuple[Any, ...], tuple[tuple[Num, Num, Num, bool, Format, str],
+    todo: dict[tuple[Any, ...], tuple[tuple[Num, Num, Num, bool, Format, Order],
                                        dict[tuple[str, Any], Num]]] = {}
     for I, D, r, s, st, fmt, order in requests:
         key = (_key(I), _key(D), _key(r), _key(s), st, fmt.name, order)
@@ -252,7 +252,7 @@ def _eval_many(requests: set[tuple[Num, Num, Num, Num, bool, Format, str]]) -> N
         arr = np.array([steps[k] for k in keys], dtype=np.int64 if head[-1] else np.float64)
         try:
             got = fast_evaluate(I, D, r, arr, staircase=st, dtype=fmt.name,
-                                order=check_order(order)).astype(np.float64)
+                                order=order).astype(np.float64)
         except (ArithmeticError, ValueError, TypeError, OverflowError):
             continue
         if len(_CACHE) + len(keys) > _CACHE_MAX:
@@ -310,7 +310,7 @@ def _values(x: _Inputs, work: Format, order: Order, fmt: Format) -> Iterator[tup
 
 
 def _requests(x: _Inputs, work: Format, order: Order
-              ) -> tuple[Num, Num, Num, Num, bool, Format, str]:
+              ) -> tuple[Num, Num, Num, Num, bool, Format, Order]:
     """The :func:`_eval` call :func:`_values` makes."""
     if order == "keras":
         return (1, x.D, x.r, x.s, x.staircase, work, "keras")
@@ -687,7 +687,7 @@ class _Table:
     def resolve(self, key: _Key) -> _Key:
         return key if key in self.entries else (key[0], (), "")
 
-    def requests(self, key: _Key) -> Iterator[tuple[Num, Num, Num, Num, bool, Format, str]]:
+    def requests(self, key: _Key) -> Iterator[tuple[Num, Num, Num, Num, bool, Format, Order]]:
         """The fast-path calls :meth:`level` will make for ``key``."""
         key = self.resolve(key)
         if key not in self.values:
@@ -740,7 +740,7 @@ def _fill(pairs: Iterator[tuple[_Table, _Key]]) -> None:
     """Recompute at once, one fast-path call per schedule, order and kind of
     step, what :meth:`_Table.level` will need for ``pairs``.  The results
     are the same without this, only slower."""
-    requests: set[tuple[Num, Num, Num, Num, bool, Format, str]] = set()
+    requests: set[tuple[Num, Num, Num, Num, bool, Format, Order]] = set()
     for table, key in pairs:
         requests.update(table.requests(key))
     if len(requests) > 1:

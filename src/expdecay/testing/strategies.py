@@ -548,7 +548,7 @@ def expected(schedule: Schedule, steps: Any, order: Order = "keras") -> np.ndarr
     def run(arr: np.ndarray) -> np.ndarray:
         return fast.evaluate_array(schedule.initial_learning_rate, schedule.decay_steps,
                              schedule.decay_rate, arr, staircase=schedule.staircase,
-                             dtype=schedule.dtype, order=check_order(order))
+                             dtype=schedule.dtype, order=order)
 
     if isinstance(steps, np.ndarray):
         return np.asarray(run(steps))
