@@ -1,4 +1,4 @@
-"""The table builder's bound on its work (``expdecay._tables``): schedules whose
+"""The table builder's bound on its work (``expdecay.frameworks.tables``): schedules whose
 two saturated tails meet (``rnd(I) == 0`` in the keras order: NaN below a step,
 zero from it on), the full int64 range in the change-point search, and the
 number of evaluations, each under a time limit.  Expected values are
@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-import expdecay._tables as tables
+import expdecay.frameworks.tables as tables
 from expdecay import ExponentialDecay
-from expdecay._graph import host_lookup
-from expdecay._tables import INT64_MAX, INT64_MIN, build_table
+from expdecay.frameworks.graph import host_lookup
+from expdecay.frameworks.tables import INT64_MAX, INT64_MIN, build_table
 from support.arb_oracle import arb_evaluate, round_fraction
 
 LIMIT = 300  # seconds: generous on a loaded machine (each build takes seconds), finite
@@ -151,22 +151,22 @@ def step_function(points: list[int]) -> Any:
 ])
 def test_change_points_over_the_whole_int64_range(points: list[int]) -> None:
     with time_limit():
-        got = tables._change_points(step_function(points), INT64_MIN, INT64_MAX, 100)
+        got = tables.change_points(step_function(points), INT64_MIN, INT64_MAX, 100)
     assert got.tolist() == sorted(points)
 
 
 def test_change_points_of_an_empty_range() -> None:
     v = step_function([5])
     with time_limit():
-        assert tables._change_points(v, 5, 5, 10).tolist() == []
-        assert tables._change_points(v, 6, 5, 10).tolist() == []
-        assert tables._change_points(v, 4, 5, 10).tolist() == [5]
+        assert tables.change_points(v, 5, 5, 10).tolist() == []
+        assert tables.change_points(v, 6, 5, 10).tolist() == []
+        assert tables.change_points(v, 4, 5, 10).tolist() == [5]
 
 
 def test_change_points_stop_past_the_limit() -> None:
     v = step_function(list(range(0, 1000, 7)))
     with time_limit(), pytest.raises(tables.TooManyEntriesError):
-        tables._change_points(v, INT64_MIN, INT64_MAX, 50)
+        tables.change_points(v, INT64_MIN, INT64_MAX, 50)
 
 
 @pytest.mark.parametrize(("a", "b"), [
@@ -174,7 +174,7 @@ def test_change_points_stop_past_the_limit() -> None:
     (-3, 4), (-4, 3), (-1, 1), (5, 7), (INT64_MIN, 0), (0, INT64_MAX), (-7, -5),
 ])
 def test_midpoint_is_the_floor_of_the_mean_without_overflow(a: int, b: int) -> None:
-    got = int(tables._midpoint(np.array([a], np.int64), np.array([b], np.int64))[0])
+    got = int(tables.midpoint(np.array([a], np.int64), np.array([b], np.int64))[0])
     assert got == (a + b) // 2  # Python integers: exact
     assert a < got < b
 
@@ -214,7 +214,7 @@ def test_work_is_within_the_documented_bound(monkeypatch: pytest.MonkeyPatch, ar
             build_table(ExponentialDecay(*args, **kwargs), order, max_entries=cap)
         except ValueError:
             pass  # too many stairs for cap within the horizon: refused, still bounded
-    # the bound written in expdecay._tables' docstring
+    # the bound written in expdecay.frameworks.tables' docstring
     assert counter.calls <= 264
     assert counter.steps <= 2 + 2 * 64 + 2 * (2 + 65 * cap)
 

@@ -14,7 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from expdecay import ExponentialDecay
-from expdecay._tables import INT64_MAX, INT64_MIN, Table, build_table
+from expdecay.frameworks.tables import INT64_MAX, INT64_MIN, Table, build_table
 from support.bits import IN_CI
 
 WIDTH = {2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -171,8 +171,8 @@ def test_torch_lookup(staircase: bool, dtype: str) -> None:
     _peer("torch")
     import torch
 
-    from expdecay._graph import torch_value
-    from expdecay._tables import host_values
+    from expdecay.frameworks.graph import torch_value
+    from expdecay.frameworks.tables import host_values
 
     s = ExponentialDecay(0.1, 10000, 0.96, staircase=staircase, dtype=dtype)
     table = build_table(s)

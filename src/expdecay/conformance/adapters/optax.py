@@ -32,7 +32,7 @@ class OptaxAdapter(Adapter):
         self.count_dtype = count_dtype
         import jax
 
-        jax.config.update("jax_enable_x64", bool(x64))  # type: ignore[no-untyped-call]
+        jax.config.update("jax_enable_x64", bool(x64))
         import optax
 
         self.jax = jax

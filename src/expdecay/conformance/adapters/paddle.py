@@ -80,7 +80,7 @@ class PaddleAdapter(Adapter):
         I, D, r = params.as_python()
         if self.api == "legacy":
             staircase: Any = params.staircase  # as given: Paddle drops it anyway
-            return self.lr.exponential_decay(  # type: ignore[no-untyped-call]
+            return self.lr.exponential_decay(
                 I, D, r, staircase=staircase)
         if params.staircase:
             d = integral_value(D)

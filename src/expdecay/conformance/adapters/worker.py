@@ -117,7 +117,7 @@ def _configure_jax_cache() -> None:
         if text is not None:
             value: str | float | int = text if key.endswith("_DIR") else (
                 float(text) if key.endswith("_SECS") else int(text))
-            jax.config.update(key.lower(), value)  # type: ignore[no-untyped-call]
+            jax.config.update(key.lower(), value)
 
 
 #: Modules a framework imports at its first evaluation (measured): imported

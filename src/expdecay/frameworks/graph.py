@@ -1,12 +1,12 @@
-"""The in-graph lookup of a :class:`expdecay._tables.Table` for jax, TensorFlow
-and torch: integer arithmetic, a ``searchsorted`` on int64 (or int32)
+"""The in-graph lookup of a :class:`expdecay.frameworks.tables.Table` for jax,
+TensorFlow and torch: integer arithmetic, a ``searchsorted`` on int64 (or int32)
 boundaries, a gather and ``where`` between gathered values.  No floating-point
 operation touches a value, so the bits are the table's on every device.
 
 Steps outside the table and not in a proven-constant tail are *open*: the
 value comes from the host (``jax.pure_callback``; ``tf.numpy_function`` outside
-XLA; plain Python under torch, which runs the scheduler in Python anyway and
-breaks a ``torch.compile`` graph there).  TensorFlow under XLA cannot call the
+XLA; under torch, the custom op ``expdecay::lookup`` of :func:`torch_op`, which
+``torch.compile`` keeps opaque).  TensorFlow under XLA cannot call the
 host: a table with open regions is refused when the step is traced, unless the
 user declared the covered steps with ``horizon=``, in which case open steps
 give NaN.  Each function imports its framework lazily.
@@ -14,17 +14,22 @@ give NaN.  Each function imports its framework lazily.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ._tables import Table, View
+from .tables import Table, View
 
-__all__ = ["jax_value", "tf_value", "torch_value", "XLA_OPEN_MESSAGE"]
+__all__ = ["jax_value", "tf_value", "torch_value", "XLA_OPEN_MESSAGE", "Host", "HostStep",
+           "bits_dtype", "in_xla", "host_lookup", "torch_op", "TORCH_HOSTS"]
 
 #: Host function: an int step -> the value, a numpy scalar of the format.
 Host = Callable[[int], Any]
+#: Host function of the torch custom op: a 0-d numpy step (of an integer dtype,
+#: or float64 for a float step) -> the value, a numpy scalar of the format.
+HostStep = Callable[[np.ndarray], Any]
 
 XLA_OPEN_MESSAGE = (
     "{name}: the in-graph table covers steps [{start}, {stop}) and other steps need the "
@@ -48,7 +53,8 @@ def _covered(view: View, s: Any, ge: Callable[[Any, int], Any], lt: Callable[[An
     return out
 
 
-def _bits_dtype(itemsize: int) -> Any:
+def bits_dtype(itemsize: int) -> Any:
+    """The signed integer dtype of ``itemsize`` bytes (a value's bits)."""
     return {2: np.int16, 4: np.int32, 8: np.int64}[itemsize]
 
 
@@ -67,7 +73,7 @@ def jax_value(table: Table, step: Any, host: Host,
     import jax
     import jax.numpy as jnp
 
-    x64 = bool(jax.config.read("jax_enable_x64"))  # type: ignore[no-untyped-call]
+    x64 = bool(jax.config.read("jax_enable_x64"))
     if table.fmt.name == "float64" and not x64:
         raise ValueError("a float64 schedule needs jax's 64-bit mode "
                          "(jax.config.update('jax_enable_x64', True) or JAX_ENABLE_X64=1); "
@@ -111,7 +117,7 @@ def jax_value(table: Table, step: Any, host: Host,
                         got[i] = host(int(x[i]))
         return got
 
-    shape = jax.ShapeDtypeStruct(s.shape, dtype)  # type: ignore[no-untyped-call]
+    shape = jax.ShapeDtypeStruct(s.shape, dtype)
     # Only a call with open steps pays for the host (under vmap the condition
     # is batched and both branches run; the host then evaluates the open
     # elements only).
@@ -130,7 +136,8 @@ _TF_DTYPES = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float32"
               "float64": "float64"}
 
 
-def _in_xla() -> bool:
+def in_xla() -> bool:
+    """Whether TensorFlow is tracing for XLA here (no host call possible)."""
     import tensorflow as tf
     from tensorflow.python.ops import control_flow_util
 
@@ -144,7 +151,7 @@ def tf_value(table: Table, step: Any, host: Host, declared: bool, name: str) -> 
     import tensorflow as tf
 
     fdtype = getattr(tf, _TF_DTYPES[table.fmt.name])
-    bdtype = _bits_dtype(table.fmt.dtype.itemsize)
+    bdtype = bits_dtype(table.fmt.dtype.itemsize)
     s = tf.cast(tf.convert_to_tensor(step), tf.int64)
     view = table.view(64)
     values = tf.bitcast(tf.constant(view.values.view(bdtype)), fdtype)
@@ -165,7 +172,7 @@ def tf_value(table: Table, step: Any, host: Host, declared: bool, name: str) -> 
     if view.complete:
         return out
     covered = _covered(view, s, lambda a, b: a >= b, lambda a, b: a < b, tf.logical_and)
-    if _in_xla():
+    if in_xla():
         if not declared:
             raise ValueError(XLA_OPEN_MESSAGE.format(name=name, start=view.start,
                                                      stop=view.stop))
@@ -199,7 +206,7 @@ def torch_value(table: Table, step: Any, host: Host, cache: dict[Any, Any]) -> A
     if t.dtype.is_floating_point or t.dtype == torch.bool:
         raise TypeError(f"step must be an integer tensor; got dtype {t.dtype}")
     fdtype = getattr(torch, _TORCH_DTYPES[table.fmt.name])
-    bdtype = _bits_dtype(table.fmt.dtype.itemsize)
+    bdtype = bits_dtype(table.fmt.dtype.itemsize)
     view = table.view(64)
     key = ("torch", t.device)
     if key not in cache:
@@ -228,15 +235,10 @@ def torch_value(table: Table, step: Any, host: Host, cache: dict[Any, Any]) -> A
         return out
     # Open steps exist: the whole lookup runs on the host, in a custom op that
     # torch.compile keeps opaque (no graph break, no tracing of numpy code).
-    tkey = id(table)
-    _TORCH_TABLES[tkey] = (table, host)
-    raw = _torch_op()(s, tkey, table.fmt.dtype.itemsize)
+    op_key = id(table)  # the entry keeps the table alive: no other live object has this id
+    TORCH_HOSTS[op_key] = functools.partial(_host_lookup_step, table, host)
+    raw = torch_op()(s, op_key, table.fmt.dtype.itemsize)
     return raw.view(fdtype)
-
-
-#: id(table) -> (table, host): what the custom op looks up (kept alive here).
-_TORCH_TABLES: dict[int, tuple[Table, Host]] = {}
-_TORCH_OP: list[Any] = []
 
 
 def host_lookup(table: Table, host: Host, step: int) -> np.ndarray:
@@ -253,26 +255,43 @@ def host_lookup(table: Table, host: Host, step: int) -> np.ndarray:
     return np.asarray(value, dtype=table.fmt.dtype).reshape(())
 
 
-def _torch_op() -> Any:
-    """``expdecay::lookup(step, key, itemsize) -> bits``, defined once."""
+def _host_lookup_step(table: Table, host: Host, step: np.ndarray) -> np.ndarray:
+    return host_lookup(table, host, int(step))
+
+
+#: key -> the host function the custom op calls for that key (kept alive here).
+#: A key is the ``id()`` of an object its entry keeps alive, so two live
+#: entries never share one.
+TORCH_HOSTS: dict[int, HostStep] = {}
+_TORCH_OP: list[Any] = []
+
+
+def torch_op() -> Any:
+    """``expdecay::lookup(step, key, itemsize) -> bits``: ``TORCH_HOSTS[key]`` at
+    ``step`` (a 0-d integer or float tensor), as the signed integer bits of its
+    ``itemsize``-byte value, on the step's device.  Defined once: call it outside
+    any ``torch.compile`` trace first (defining an op cannot be traced), as the
+    Keras class does at construction under torch."""
     if _TORCH_OP:
         return _TORCH_OP[0]
     import torch
 
     signed = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
-    # The schema is spelled out: this module's annotations are strings.
-    @torch.library.custom_op("expdecay::lookup", mutates_args=(),
-                             schema="(Tensor step, int key, int itemsize) -> Tensor")
     def lookup(step: torch.Tensor, key: int, itemsize: int) -> torch.Tensor:
-        table, host = _TORCH_TABLES[key]
-        value = host_lookup(table, host, int(step))
-        bits = value.reshape(1).view(_bits_dtype(itemsize)).copy()
+        s = step.detach().cpu()
+        # float64 holds every float16, bfloat16 and float32 value exactly
+        x = s.to(torch.float64).numpy() if s.dtype.is_floating_point else s.numpy()
+        value = np.asarray(TORCH_HOSTS[key](np.asarray(x).reshape(())))
+        bits = value.reshape(1).view(bits_dtype(itemsize)).copy()
         return torch.from_numpy(bits).to(step.device)[0]
 
-    @lookup.register_fake
-    def _(step: torch.Tensor, key: int, itemsize: int) -> torch.Tensor:
+    def fake(step: torch.Tensor, key: int, itemsize: int) -> torch.Tensor:
         return torch.empty((), dtype=signed[itemsize], device=step.device)
 
-    _TORCH_OP.append(lookup)
-    return lookup
+    # The schema is spelled out: this module's annotations are strings.
+    op = torch.library.custom_op("expdecay::lookup", lookup, mutates_args=(),
+                                 schema="(Tensor step, int key, int itemsize) -> Tensor")
+    op.register_fake(fake)
+    _TORCH_OP.append(op)
+    return op

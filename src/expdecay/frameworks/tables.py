@@ -53,7 +53,7 @@ table is a single call on at most ``max_entries`` steps).  Why:
 * each saturation bisection (:func:`_first_equal`, :func:`_last_equal`) halves
   an interval of at most ``2**64`` steps (Python integers, no overflow), so it
   ends after at most 64 evaluations;
-* :func:`_change_points` keeps a list of disjoint intervals ``[a, b]`` with
+* :func:`change_points` keeps a list of disjoint intervals ``[a, b]`` with
   ``a < b`` and ``v(a) != v(b)``.  Each holds at least one change point, so
   the list is never longer than the number of change points, and the search
   stops (``TooManyEntriesError``) as soon as that count could exceed its
@@ -81,14 +81,16 @@ from typing import Any
 
 import numpy as np
 
-from . import fast
-from .floats import Format, get_format, round_rational
-from .inputs import check_decay_steps, to_exact
-from .orders import check_order
+from .. import fast
+from ..errors import ExpdecayError
+from ..floats import Format, get_format, round_rational
+from ..inputs import check_decay_steps, to_exact
+from ..orders import Order, check_order
 
 __all__ = [
     "Table", "View", "build_table", "host_values", "check_table_arguments",
     "DEFAULT_HORIZON", "DEFAULT_MAX_ENTRIES", "INT64_MIN", "INT64_MAX",
+    "change_points", "midpoint", "TooManyEntriesError",
 ]
 
 INT64_MIN = -(1 << 63)
@@ -104,7 +106,7 @@ DEFAULT_HORIZON = 1 << 20
 DEFAULT_MAX_ENTRIES = 1 << 20
 
 
-def host_values(schedule: Any, order: str, steps: Any) -> np.ndarray:
+def host_values(schedule: Any, order: Order, steps: Any) -> np.ndarray:
     """The schedule at integer ``steps`` in ``order``: expdecay's own values."""
     return fast.evaluate_array(
         schedule.initial_learning_rate, schedule.decay_steps, schedule.decay_rate,
@@ -117,12 +119,11 @@ def _bits(values: np.ndarray, fmt: Format) -> np.ndarray:
     return values.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[fmt.dtype.itemsize])
 
 
-def check_table_arguments(schedule: Any, order: str, first_step: Any, horizon: Any,
+def check_table_arguments(schedule: Any, order: Order, first_step: Any, horizon: Any,
                           max_entries: Any) -> tuple[int, int | None, int]:
     """Validate the table arguments; raise on parameters whose values are not
     monotone in the step (the tables rely on it)."""
-    if order not in ("keras", "exact"):
-        raise ValueError(f"order must be 'keras' or 'exact'; got {order!r}")
+    check_order(order)
     for name, value in (("first_step", first_step), ("max_entries", max_entries)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}")
@@ -263,17 +264,18 @@ def _last_equal(v: Any, lo: int, hi: int, target: int) -> int:
     return lo
 
 
-class TooManyEntriesError(Exception):
-    pass
+class TooManyEntriesError(ExpdecayError):
+    """Raised by :func:`change_points` when a range holds more change points
+    than its limit."""
 
 
-def _midpoint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def midpoint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``floor((a + b) / 2)`` for int64 ``a < b`` without int64 overflow."""
     mid: np.ndarray = (a >> 1) + (b >> 1) + ((a & 1) + (b & 1) >> 1)
     return mid
 
 
-def _change_points(v: Any, lo: int, hi: int, limit: int) -> np.ndarray:
+def change_points(v: Any, lo: int, hi: int, limit: int) -> np.ndarray:
     """Every ``s`` in ``(lo, hi]`` with ``v(s) != v(s - 1)``, sorted, when each
     value of ``v`` takes an interval of steps; raises
     :class:`TooManyEntriesError` past ``limit``.
@@ -300,7 +302,7 @@ def _change_points(v: Any, lo: int, hi: int, limit: int) -> np.ndarray:
             raise TooManyEntriesError
         if not a.size:
             break
-        m = _midpoint(a, b)
+        m = midpoint(a, b)
         vm = v(m)
         left, right = va != vm, vm != vb
         a, b, va, vb = (np.concatenate([a[left], m[right]]), np.concatenate([m[left], b[right]]),
@@ -311,7 +313,7 @@ def _change_points(v: Any, lo: int, hi: int, limit: int) -> np.ndarray:
     return np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
 
 
-def build_table(schedule: Any, order: str = "keras", *, first_step: int = 0,
+def build_table(schedule: Any, order: Order = "keras", *, first_step: int = 0,
                 horizon: int | None = None,
                 max_entries: int = DEFAULT_MAX_ENTRIES) -> Table:
     """The table of ``schedule`` (an :class:`expdecay.ExponentialDecay`) in ``order``.
@@ -349,7 +351,7 @@ def build_table(schedule: Any, order: str = "keras", *, first_step: int = 0,
                          low_val, high_val)
     elif (stop - start) / float(check_decay_steps(schedule.decay_steps)) <= 2 * cap:
         try:
-            changes = _change_points(v, start, stop - 1, cap - 1)
+            changes = change_points(v, start, stop - 1, cap - 1)
         except TooManyEntriesError:
             pass
         else:
@@ -376,7 +378,7 @@ def build_table(schedule: Any, order: str = "keras", *, first_step: int = 0,
         raise ValueError(f"horizon={hz} needs {stop - start} values (one per step of a "
                          f"continuous schedule), more than max_entries={cap}")
     try:
-        changes = _change_points(v, start, stop - 1, cap - 1)
+        changes = change_points(v, start, stop - 1, cap - 1)
     except TooManyEntriesError:
         raise ValueError(f"the steps [{start}, {stop}) hold more than max_entries={cap} stairs; "
                          "give a smaller horizon or a larger max_entries") from None

@@ -1,4 +1,5 @@
-"""Float (real-valued) steps for the Keras adapters, on top of :mod:`expdecay._graph`.
+"""Float (real-valued) steps for the Keras adapters, on top of
+:mod:`expdecay.frameworks.graph`.
 
 Keras accepts a step of any real dtype (``keras.Variable(1.0)`` is a float32
 step) and computes at that real step: ``p = cast(step) / cast(D)`` in the
@@ -6,7 +7,7 @@ format, then ``floor`` if staircase, then ``pow`` and the product.
 :class:`expdecay.ExponentialDecay` computes the same order (correctly rounded)
 for float steps, so:
 
-* an integer step takes the table of :mod:`expdecay._graph` unchanged;
+* an integer step takes the table of :mod:`expdecay.frameworks.graph` unchanged;
 * a float step whose value is an integer that the counter width holds is
   converted exactly to that integer in the graph and takes the table too (the
   value of a schedule depends only on the exact value of the step, not on the
@@ -14,8 +15,9 @@ for float steps, so:
 * any other float step (``1.5``, ``nan``, ``inf``, beyond the integer width)
   gets its value from the host, from :class:`expdecay.ExponentialDecay`
   itself: ``jax.pure_callback`` (inside a ``lax.cond``, so only those steps
-  pay for it), ``tf.numpy_function`` in TensorFlow outside XLA, and a
-  ``torch.library`` custom op under torch.  TensorFlow under XLA cannot call
+  pay for it), ``tf.numpy_function`` in TensorFlow outside XLA, and the
+  ``torch.library`` custom op of :func:`expdecay.frameworks.graph.torch_op`
+  under torch.  TensorFlow under XLA cannot call
   the host; a float step there is refused when traced unless the user declared
   the trained steps with ``horizon=``, and then a non-integral step gives NaN.
 
@@ -28,13 +30,14 @@ Each function imports its framework lazily.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from . import _graph
-from ._tables import Table
+from . import graph
+from .tables import Table
 
 __all__ = ["jax_value", "tf_value", "torch_value", "register_torch", "XLA_HOST_MESSAGE"]
 
@@ -61,7 +64,7 @@ def _step_error(step: Any, dtype: Any) -> TypeError:
 # ---------------------------------------------------------------------------
 
 
-def jax_value(table: Table | None, step: Any, host: _graph.Host, real: Real,
+def jax_value(table: Table | None, step: Any, host: graph.Host, real: Real,
               fmt: np.dtype[Any]) -> Any:
     """The value at ``step`` (a jax integer or float array or tracer, or a
     Python number); ``table`` None sends every step to the host."""
@@ -78,13 +81,13 @@ def jax_value(table: Table | None, step: Any, host: _graph.Host, real: Real,
             raise TypeError(f"step must be a scalar; got shape {tuple(s.shape)}")
         raise _step_error(step, s.dtype)
     if is_int and table is not None:
-        return _graph.jax_value(table, s, host)
-    x64 = bool(jax.config.read("jax_enable_x64"))  # type: ignore[no-untyped-call]
+        return graph.jax_value(table, s, host)
+    x64 = bool(jax.config.read("jax_enable_x64"))
     if fmt == np.float64 and not x64:
         raise ValueError("a float64 schedule needs jax's 64-bit mode "
                          "(jax.config.update('jax_enable_x64', True) or JAX_ENABLE_X64=1); "
                          "without it jax would silently give float32")
-    shape = jax.ShapeDtypeStruct((), fmt)  # type: ignore[no-untyped-call]
+    shape = jax.ShapeDtypeStruct((), fmt)
 
     def on_host(x: Any) -> np.ndarray:
         return np.asarray(real(np.asarray(x)), dtype=fmt)
@@ -95,7 +98,7 @@ def jax_value(table: Table | None, step: Any, host: _graph.Host, real: Real,
     limit = 2.0 ** (63 if x64 else 31)
     integral = jnp.logical_and(s == jnp.floor(s), jnp.abs(s) < limit)
     as_int = jnp.where(integral, s, jnp.zeros_like(s)).astype(int_dtype)
-    from_table = _graph.jax_value(table, as_int, host)
+    from_table = graph.jax_value(table, as_int, host)
     return jax.lax.cond(integral, lambda: from_table,
                         lambda: jax.pure_callback(on_host, shape, s))
 
@@ -105,7 +108,7 @@ def jax_value(table: Table | None, step: Any, host: _graph.Host, real: Real,
 # ---------------------------------------------------------------------------
 
 
-def tf_value(table: Table | None, step: Any, host: _graph.Host, real: Real,
+def tf_value(table: Table | None, step: Any, host: graph.Host, real: Real,
              fmt: np.dtype[Any], declared: bool, name: str) -> Any:
     """The value at ``step`` (an integer or float tensor or variable, or a
     Python number) in TensorFlow; ``table`` None sends every step to the host."""
@@ -117,10 +120,10 @@ def tf_value(table: Table | None, step: Any, host: _graph.Host, real: Real,
     if not (s.dtype.is_integer or s.dtype.is_floating) or s.dtype == tf.bool:
         raise _step_error(step, s.dtype.name)
     if s.dtype.is_integer and table is not None:
-        return _graph.tf_value(table, s, host, declared, name)
+        return graph.tf_value(table, s, host, declared, name)
     fdtype = getattr(tf, fmt.name)
     udtype = {2: np.uint16, 4: np.uint32, 8: np.uint64}[fmt.itemsize]
-    in_xla = _graph._in_xla()
+    in_xla = graph.in_xla()
     if table is None:
         if in_xla:
             raise ValueError(XLA_HOST_MESSAGE.format(
@@ -131,7 +134,7 @@ def tf_value(table: Table | None, step: Any, host: _graph.Host, real: Real,
     else:
         integral = tf.logical_and(tf.equal(s, tf.floor(s)), tf.abs(s) < 2.0 ** 63)
         as_int = tf.cast(tf.where(integral, s, tf.zeros_like(s)), tf.int64)
-        from_table = _graph.tf_value(table, as_int, host, declared, name)
+        from_table = graph.tf_value(table, as_int, host, declared, name)
         if in_xla:
             if not declared:
                 raise ValueError(XLA_HOST_MESSAGE.format(
@@ -161,12 +164,7 @@ def tf_value(table: Table | None, step: Any, host: _graph.Host, real: Real,
 # torch
 # ---------------------------------------------------------------------------
 
-#: key -> (table or None, host, real): what the custom op looks up.
-_TORCH_SCHEDULES: dict[int, tuple[Table | None, _graph.Host, Real]] = {}
-_TORCH_OP: list[Any] = []
-
-
-def torch_value(table: Table | None, step: Any, host: _graph.Host, real: Real,
+def torch_value(table: Table | None, step: Any, host: graph.Host, real: Real,
                 fmt: np.dtype[Any], key: int, cache: dict[Any, Any]) -> Any:
     """The value at ``step`` (an integer or float tensor, or a Python number)
     as a 0-d tensor; ``table`` None sends every step to the host."""
@@ -181,59 +179,31 @@ def torch_value(table: Table | None, step: Any, host: _graph.Host, real: Real,
     if t.dim() != 0:
         raise TypeError(f"step must be a scalar; got shape {tuple(t.shape)}")
     if not t.dtype.is_floating_point and table is not None:
-        return _graph.torch_value(table, t, host, cache)
-    if key not in _TORCH_SCHEDULES:
+        return graph.torch_value(table, t, host, cache)
+    if key not in graph.TORCH_HOSTS:
         register_torch(key, table, host, real)
-    raw = _torch_op()(t, key, fmt.itemsize)
+    raw = graph.torch_op()(t, key, fmt.itemsize)
     fdtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
               "float64": torch.float64}[fmt.name]
     return raw.view(fdtype)
 
 
-def host_value(table: Table | None, host: _graph.Host, real: Real, step: np.ndarray) -> Any:
+def host_value(table: Table | None, host: graph.Host, real: Real, step: np.ndarray) -> Any:
     """The value at ``step`` (a 0-d numpy array) on the host: the table for a
     step that is an int64 integer, else the schedule itself."""
     if table is not None:
         if step.dtype.kind in "iu" and -(2**63) <= int(step) < 2**63:
-            return _graph.host_lookup(table, host, int(step))
+            return graph.host_lookup(table, host, int(step))
         x = float(step)
         if x == np.floor(x) and abs(x) < 2.0**63:
-            return _graph.host_lookup(table, host, int(x))
+            return graph.host_lookup(table, host, int(x))
     return real(step)
 
 
-def register_torch(key: int, table: Table | None, host: _graph.Host, real: Real) -> None:
-    """Make the schedule known to the torch custom op under ``key``, and define
-    the op: both outside any ``torch.compile`` trace (a trace can neither
-    define an op nor be relied on to replay a write to this module's dict)."""
-    _TORCH_SCHEDULES[key] = (table, host, real)
-    _torch_op()
-
-
-def _torch_op() -> Any:
-    """``expdecay::real_lookup(step, key, itemsize) -> bits``, defined once:
-    call it outside any ``torch.compile`` trace first (defining an op cannot be
-    traced), as the Keras class does at construction under torch."""
-    if _TORCH_OP:
-        return _TORCH_OP[0]
-    import torch
-
-    signed = {2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-    @torch.library.custom_op("expdecay::real_lookup", mutates_args=(),
-                             schema="(Tensor step, int key, int itemsize) -> Tensor")
-    def real_lookup(step: torch.Tensor, key: int, itemsize: int) -> torch.Tensor:
-        table, host, real = _TORCH_SCHEDULES[key]
-        s = step.detach().cpu()
-        # float64 holds every float16, bfloat16 and float32 value exactly
-        x = s.to(torch.float64).numpy() if s.dtype.is_floating_point else s.numpy()
-        value = np.asarray(host_value(table, host, real, np.asarray(x).reshape(())))
-        bits = value.reshape(1).view(_graph._bits_dtype(itemsize)).copy()
-        return torch.from_numpy(bits).to(step.device)[0]
-
-    @real_lookup.register_fake
-    def _(step: torch.Tensor, key: int, itemsize: int) -> torch.Tensor:
-        return torch.empty((), dtype=signed[itemsize], device=step.device)
-
-    _TORCH_OP.append(real_lookup)
-    return real_lookup
+def register_torch(key: int, table: Table | None, host: graph.Host, real: Real) -> None:
+    """Make the schedule known to the torch custom op under ``key`` (the ``id()``
+    of an object that ``host`` or ``real`` keeps alive), and define the op: both
+    outside any ``torch.compile`` trace (a trace can neither define an op nor be
+    relied on to replay a write to a module's dict)."""
+    graph.TORCH_HOSTS[key] = functools.partial(host_value, table, host, real)
+    graph.torch_op()
