@@ -15,9 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-jax = pytest.importorskip("jax", reason="the optax drop-in needs jax")
-optax = pytest.importorskip("optax", reason="the optax drop-in is tested inside optax")
+from support.bits import require_peers
+
+# the drop-in needs jax, and is tested inside optax
+require_peers("jax", "optax", needed_by="the optax drop-in")
+import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
 
 import expdecay.optax  # noqa: E402
 from support.arb_oracle import arb_evaluate, round_fraction  # noqa: E402

@@ -17,7 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="the torch drop-ins need PyTorch")
+from support.bits import require_peers
+
+require_peers("torch", needed_by="the torch drop-ins")
+import torch  # noqa: E402
 import torch.optim.lr_scheduler as tl  # noqa: E402
 
 import expdecay.torch as et  # noqa: E402

@@ -22,6 +22,7 @@ from expdecay import ExponentialDecay
 from expdecay.frameworks.graph import host_lookup
 from expdecay.frameworks.tables import INT64_MAX, INT64_MIN, build_table
 from support.arb_oracle import arb_evaluate, round_fraction
+from support.bits import require_peers
 
 LIMIT = 300  # seconds: generous on a loaded machine (each build takes seconds), finite
 
@@ -222,7 +223,7 @@ def test_work_is_within_the_documented_bound(monkeypatch: pytest.MonkeyPatch, ar
 def test_keras_schedule_with_zero_initial_rate_is_built() -> None:
     """``expdecay.keras.ExponentialDecay(0.0, 1000, 0.5, staircase=True)`` never
     returned (its table's change-point search did not end)."""
-    pytest.importorskip("keras", reason="the Keras drop-in needs Keras 3")
+    require_peers("keras", needed_by="the Keras drop-in")
     import expdecay.keras
 
     with time_limit():

@@ -5,7 +5,6 @@ elsewhere), or a hand-derived power of two."""
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 
 from expdecay import ExponentialDecay
 from expdecay.frameworks.tables import INT64_MAX, INT64_MIN, Table, build_table
-from support.bits import IN_CI
+from support.bits import require_peers
 
 WIDTH = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -132,13 +131,6 @@ def test_refused_at_construction(args, kw, match):  # type: ignore[no-untyped-de
         build_table(ExponentialDecay(*args, **kw))
 
 
-def _peer(name: str) -> None:
-    if importlib.util.find_spec(name) is None:
-        if IN_CI:
-            raise ImportError(f"{name} is not installed")
-        pytest.skip(f"{name} is not installed")
-
-
 STEPS = [0, 1, 5, 99_999, 100_000, (1 << 20) - 1, 1 << 20, 16_777_990, 16_777_999,
          2**31 - 1, -1, -(2**31)]
 
@@ -146,7 +138,7 @@ STEPS = [0, 1, 5, 99_999, 100_000, (1 << 20) - 1, 1 << 20, 16_777_990, 16_777_99
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
 @pytest.mark.parametrize("staircase", [False, True])
 def test_jax_lookup_jitted(staircase: bool, dtype: str) -> None:
-    _peer("jax")
+    require_peers("jax")
     import jax
     import jax.numpy as jnp
 
@@ -168,7 +160,7 @@ def test_jax_lookup_jitted(staircase: bool, dtype: str) -> None:
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64"])
 @pytest.mark.parametrize("staircase", [False, True])
 def test_torch_lookup(staircase: bool, dtype: str) -> None:
-    _peer("torch")
+    require_peers("torch")
     import torch
 
     from expdecay.frameworks.graph import torch_value

@@ -7,21 +7,44 @@ import math
 import os
 from fractions import Fraction
 
-#: True in CI (`CI=true`), where a missing peer framework is a failure, never a skip.
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: The environment variable that turns a missing peer framework into a failure
+#: (``.ci/run`` sets it): tests and doctests that need a framework skip
+#: without it, and fail with it.
+REQUIRE_VARIABLE = "EXPDECAY_REQUIRE_FRAMEWORKS"
 
 
-def require_peers(*modules: str) -> None:
-    """Skip the calling test module when one of ``modules`` is not installed,
-    or fail it in CI (:data:`IN_CI`), where a missing peer is never a skip."""
+def frameworks_required() -> bool:
+    """Whether a missing peer framework is a failure here, never a skip:
+    ``EXPDECAY_REQUIRE_FRAMEWORKS=1`` (or ``true``/``yes``), or ``CI=true``."""
+    return any(os.environ.get(name, "").lower() in ("1", "true", "yes")
+               for name in (REQUIRE_VARIABLE, "CI"))
+
+
+#: :func:`frameworks_required` when the tests started (the name the test
+#: modules read).
+IN_CI = frameworks_required()
+
+
+def missing_peers(*modules: str) -> list[str]:
+    """Those of ``modules`` that are not installed."""
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def require_peers(*modules: str, needed_by: str = "") -> None:
+    """Skip the calling test module (or test) when one of ``modules`` is not
+    installed, with the missing ones (and ``needed_by``, what needs them) as
+    the reason; or fail it where :func:`frameworks_required`, where a missing
+    peer is never a skip."""
     import pytest
 
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    missing = missing_peers(*modules)
     if not missing:
         return
-    if IN_CI:
-        raise ImportError(f"the peers extra is not installed: {missing}")
-    pytest.skip(f"peers not installed: {missing}", allow_module_level=True)
+    what = f" (needed by {needed_by})" if needed_by else ""
+    if frameworks_required():
+        raise ImportError(f"the peers extra is not installed: {missing}{what}; "
+                          f"{REQUIRE_VARIABLE} or CI is set: a missing framework is a failure")
+    pytest.skip(f"peers not installed: {missing}{what}", allow_module_level=True)
 
 
 def pow2(k: int) -> Fraction:
