@@ -40,11 +40,13 @@ def require_peers(*modules: str, needed_by: str = "") -> None:
     missing = missing_peers(*modules)
     if not missing:
         return
-    what = f" (needed by {needed_by})" if needed_by else ""
+    names = ", ".join(missing)
+    what = f"{names} {'is' if len(missing) == 1 else 'are'} not installed" + (
+        f" (needed by {needed_by})" if needed_by else "")
     if frameworks_required():
-        raise ImportError(f"the peers extra is not installed: {missing}{what}; "
-                          f"{REQUIRE_VARIABLE} or CI is set: a missing framework is a failure")
-    pytest.skip(f"peers not installed: {missing}{what}", allow_module_level=True)
+        raise ImportError(f"{what}; {REQUIRE_VARIABLE} or CI is set: a missing framework is a "
+                          "failure (pip install -e '.[test,peers]')")
+    pytest.skip(what, allow_module_level=True)
 
 
 def pow2(k: int) -> Fraction:
