@@ -33,7 +33,7 @@ from ..conformance.runner import (
 )
 from ..conformance.vectors import VectorFileError, load_vector_file
 from ..fileio import atomic_write
-from . import to_stderr
+from . import as_flag, to_stderr
 
 __all__ = ["add_check_arguments", "run_check", "print_report", "print_table", "describe_case"]
 
@@ -211,7 +211,7 @@ def configurations(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]
             try:
                 out.append((check_name(name, args.timeout), opts))
             except ValueError as e:
-                raise _as_flag(e, "impl", "--impl") from None
+                raise as_flag(e, {"impl": "--impl"}) from None
         return out
     configs = default_configurations()
     if args.all_variants:
@@ -232,16 +232,6 @@ def configurations(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]
     return configs
 
 
-def _as_flag(e: ValueError, argument: str, flag: str) -> ValueError:
-    """``e`` (of the same type) with the Python argument that begins its
-    message, ``argument``, replaced by the command-line ``flag``: the library
-    names its arguments, the command line its flags."""
-    text = str(e)
-    if text.startswith(argument) and not text[len(argument):][:1].isalnum():
-        text = flag + text[len(argument):]
-    return type(e)(text)
-
-
 def run_check(args: argparse.Namespace) -> int:
     if not 0 < args.timeout <= MAX_TIMEOUT:
         raise ValueError(f"--timeout must be > 0 and at most {MAX_TIMEOUT:g}; got {args.timeout}")
@@ -255,7 +245,7 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         paths = vector_paths(args.vectors)
     except ValueError as e:
-        raise _as_flag(e, "vectors", "--vectors") from None
+        raise as_flag(e, {"vectors": "--vectors"}) from None
     for path in paths:
         try:
             docs[path.name] = load_vector_file(path)
@@ -335,7 +325,7 @@ def _run_random(args: argparse.Namespace, profiles: tuple[str, ...]) -> int:
     try:
         dtypes = campaign.parse_dtypes(args.dtype)
     except ValueError as e:
-        raise _as_flag(e, "dtype", "--dtype") from None
+        raise as_flag(e, {"dtype": "--dtype"}) from None
     reports: list[ImplementationReport] = []
     for name, opts in configurations(args):
         reps, _ = campaign.check_random(name, opts, args.random, args.seed, profiles, dtypes,
