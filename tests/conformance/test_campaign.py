@@ -434,14 +434,14 @@ def test_keras_tolerances_agree_with_the_rational_route() -> None:
             rows = np.flatnonzero(b.dtype == d)
             i = np.repeat(rows, STEPS_PER_SCHEDULE)
             k = np.tile(np.arange(STEPS_PER_SCHEDULE), rows.size)
-            tol = campaign._keras_tolerances(b, i, k, get_format(name))
+            tol = campaign.keras_tolerances(b, i, k, get_format(name))
             for ii, kk, t in zip(i.tolist(), k.tolist(), tol.tolist(), strict=True):
                 if t < 0:
                     asked += 1
                     continue
                 p = b.params(ii)
-                g = Group(p.dtype, bool(p.staircase), campaign._num(p.initial_learning_rate),
-                          campaign._num(p.decay_steps), campaign._num(p.decay_rate))
+                g = Group(p.dtype, bool(p.staircase), campaign.as_number(p.initial_learning_rate),
+                          campaign.as_number(p.decay_steps), campaign.as_number(p.decay_rate))
                 assert t == keras_tolerance(g, b.step_list(ii)[kk]), b.case(ii, kk)
                 known += 1
                 zeros += t == 0

@@ -18,14 +18,9 @@ from expdecay.conformance.vectors import decode_result
 from support.paths import ROOT
 
 
-def _clear() -> None:
-    diagnosis._CACHE.clear()
-    diagnosis._TABLES.clear()
-
-
 def test_a_group_recomputed_at_once_gives_the_values_recomputed_one_by_one() -> None:
     """The recomputations of a schedule's explanations made in bulk
-    (:func:`diagnosis._fill`, one fast-path call per schedule) and one by
+    (:func:`diagnosis.fill_tables`, one fast-path call per schedule) and one by
     one with every cache empty: the same bits for every explanation and
     test, and the same diagnoses of outputs one ulp off."""
     doc = json.loads((ROOT / "conformance" / "vectors" / "defect_classes.json").read_text())
@@ -33,16 +28,16 @@ def test_a_group_recomputed_at_once_gives_the_values_recomputed_one_by_one() -> 
     assert len(groups) > 20
 
     def tables(bulk: bool) -> list[dict[Any, Any]]:
-        _clear()
+        diagnosis.clear_caches()
         out = []
         for g in groups:
             fmt = floats.get_format(g["dtype"])
-            tabs = [diagnosis._table(t, g, fmt, "exact") for t in g["tests"]]
+            tabs = [diagnosis.explanation_table(t, g, fmt, "exact") for t in g["tests"]]
             keys = sorted({k for tab in tabs for k in tab.entries})
             if bulk:
-                diagnosis._fill((tab, k) for tab in tabs for k in keys)
+                diagnosis.fill_tables((tab, k) for tab in tabs for k in keys)
             else:
-                diagnosis._CACHE.clear()
+                diagnosis.clear_caches()
             for tab in tabs:
                 for k in keys:
                     tab.level(k, 0)
@@ -54,7 +49,7 @@ def test_a_group_recomputed_at_once_gives_the_values_recomputed_one_by_one() -> 
     assert sum(len(v) for v in one) > 1000
 
     def diagnoses() -> list[dict[str, Any]]:
-        _clear()
+        diagnosis.clear_caches()
         res = []
         for g in groups:
             fmt = floats.get_format(g["dtype"])

@@ -429,7 +429,7 @@ def _ordinal(x: np.ndarray, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
     return np.where(sign, -mag, mag), rep
 
 
-def _keras_tolerances(block: Block, i: np.ndarray, k: np.ndarray, fmt: Format) -> np.ndarray:
+def keras_tolerances(block: Block, i: np.ndarray, k: np.ndarray, fmt: Format) -> np.ndarray:
     """:func:`expdecay.conformance.vectors.keras_tolerance` of the cases
     ``(i, k)`` of ``block``, vectorised; -1 where it has to be asked.
 
@@ -570,14 +570,14 @@ def _judge(block: Block, outcome: list[Outcome], values: np.ndarray, want: np.nd
             where = np.argwhere(sel)
             cand = np.flatnonzero(near)
             ci, ck = where[cand, 0], where[cand, 1]
-            tol = _keras_tolerances(block, ci, ck, fmt)
+            tol = keras_tolerances(block, ci, ck, fmt)
             known = tol >= 0
             st[cand[known & (dist[cand] <= tol)]] = 0
             for j in cand[~known]:
                 i, k = where[j]
                 p = block.params(int(i))
-                g = Group(p.dtype, p.staircase, _num(p.initial_learning_rate),
-                          _num(p.decay_steps), _num(p.decay_rate))
+                g = Group(p.dtype, p.staircase, as_number(p.initial_learning_rate),
+                          as_number(p.decay_steps), as_number(p.decay_rate))
                 if dist[j] <= keras_tolerance(g, block.step_list(int(i))[int(k)]):
                     st[j] = 0
         status[sel] = st
@@ -845,16 +845,16 @@ def failures_document(camp: Campaign) -> dict[str, Any]:
         p, sched = recs[0].params, recs[0].schedule
         cases = [Case(r.step, f"random campaign seed {camp.seed}, schedule {sched}, step #{r.k}"
                               f", region {r.region}", ("RandomCampaign",)) for r in recs]
-        g = Group(p.dtype, bool(p.staircase), _num(p.initial_learning_rate),
-                  _num(p.decay_steps), _num(p.decay_rate), cases)
+        g = Group(p.dtype, bool(p.staircase), as_number(p.initial_learning_rate),
+                  as_number(p.decay_steps), as_number(p.decay_rate), cases)
         tests = make_tests(g, range(tc + 1, tc + 1 + len(recs)))
         tc += len(recs)
         groups.append({"type": "ExponentialDecayTest",
                        "comment": f"random campaign seed {camp.seed}, schedule {sched}",
                        "dtype": p.dtype, "staircase": bool(p.staircase),
-                       "initialLearningRate": encode_number(_num(p.initial_learning_rate)),
-                       "decaySteps": encode_number(_num(p.decay_steps)),
-                       "decayRate": encode_number(_num(p.decay_rate)),
+                       "initialLearningRate": encode_number(as_number(p.initial_learning_rate)),
+                       "decaySteps": encode_number(as_number(p.decay_steps)),
+                       "decayRate": encode_number(as_number(p.decay_rate)),
                        "tests": tests})
     used = {f for g in groups for t in g["tests"] for f in t["flags"]}
     notes_src = {**NOTES, **ANALYSIS_NOTES}
@@ -875,7 +875,7 @@ def failures_document(camp: Campaign) -> dict[str, Any]:
     }
 
 
-def _num(x: int | float | str) -> int | float:
+def as_number(x: int | float | str) -> int | float:
     assert not isinstance(x, str)
     return x
 

@@ -645,7 +645,7 @@ class _Entry:
     direct: Callable[[], list[float]] | None
 
 
-class _Table:
+class ExplanationTable:
     """What every explanation predicts for one test under one profile.
 
     An explanation whose mistake applies to the test's inputs
@@ -721,24 +721,32 @@ class _Table:
 #: The tables of the tests diagnosed in this process, keyed by the identity
 #: of the test and group objects (which each table keeps alive): the
 #: diagnoses of several implementations' outputs share them.
-_TABLES: dict[tuple[int, int, str], _Table] = {}
+_TABLES: dict[tuple[int, int, str], ExplanationTable] = {}
 _TABLES_MAX = 50_000
 
 
-def _table(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str) -> _Table:
+def clear_caches() -> None:
+    """Forget every recomputed value and explanation table (the diagnoses
+    are the same afterwards, only slower to make)."""
+    _CACHE.clear()
+    _TABLES.clear()
+
+
+def explanation_table(test: dict[str, Any], group: dict[str, Any], fmt: Format,
+                      profile: str) -> ExplanationTable:
     key = (id(test), id(group), profile)
     hit = _TABLES.get(key)
     if hit is not None and hit.test is test and hit.group is group:
         return hit
     if len(_TABLES) >= _TABLES_MAX:
         _TABLES.clear()
-    t = _TABLES[key] = _Table(test, group, fmt, profile)
+    t = _TABLES[key] = ExplanationTable(test, group, fmt, profile)
     return t
 
 
-def _fill(pairs: Iterator[tuple[_Table, _Key]]) -> None:
+def fill_tables(pairs: Iterator[tuple[ExplanationTable, _Key]]) -> None:
     """Recompute at once, one fast-path call per schedule, order and kind of
-    step, what :meth:`_Table.level` will need for ``pairs``.  The results
+    step, what :meth:`ExplanationTable.level` will need for ``pairs``.  The results
     are the same without this, only slower."""
     requests: set[tuple[Num, Num, Num, Num, bool, Format, Order]] = set()
     for table, key in pairs:
@@ -807,13 +815,13 @@ def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], flo
         return [out[i] for i in failing]
     wrong_set = set(wrong)
     right = [i for i in evidence if i not in wrong_set]
-    tables = {i: _table(outputs[i][0], outputs[i][1], fmt, profile) for i in evidence}
+    tables = {i: explanation_table(outputs[i][0], outputs[i][1], fmt, profile) for i in evidence}
     vk = {i: _vkey(outputs[i][2], fmt) for i in evidence}
-    _fill((tables[i], k) for i in wrong for k in tables[i].entries)
+    fill_tables((tables[i], k) for i in wrong for k in tables[i].entries)
     survivors: dict[_Key, int] = {k: 0 for i in wrong for k in tables[i].entries}
     for group_of_outputs, fill in ((wrong, False), (right, True)):
         if fill and survivors:
-            _fill((tables[i], k) for i in group_of_outputs for k in survivors)
+            fill_tables((tables[i], k) for i in group_of_outputs for k in survivors)
         for i in group_of_outputs:
             if not survivors:
                 break
@@ -881,7 +889,7 @@ def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], flo
     return [out[i] for i in failing]
 
 
-def _alone(table: _Table, v: _VKey, profile: str) -> list[tuple[str, ...]]:
+def _alone(table: ExplanationTable, v: _VKey, profile: str) -> list[tuple[str, ...]]:
     """The simplest explanations of one output taken alone."""
     found = set()
     for k in table.entries:
@@ -961,8 +969,8 @@ _PROPERTIES: list[tuple[str, Callable[[_Inputs, float, Format], bool]]] = [
 
 
 def _pattern(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], float]],
-             evidence: list[int], wrong: list[int], tables: dict[int, _Table], fmt: Format,
-             profile: str) -> list[str]:
+             evidence: list[int], wrong: list[int], tables: dict[int, ExplanationTable],
+             fmt: Format, profile: str) -> list[str]:
     """What the outputs of a schedule that no explanation reproduces show."""
     wrong_set = set(wrong)
     right = [i for i in evidence if i not in wrong_set]
