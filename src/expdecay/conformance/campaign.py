@@ -522,7 +522,7 @@ class _Verdicts:
 
 
 def _judge(block: Block, outcome: list[Outcome], values: np.ndarray, want: np.ndarray,
-           profile: str) -> _Verdicts:
+           profile: Order) -> _Verdicts:
     n, K = block.steps.shape
     status = np.zeros((n, K), dtype=np.int8)
     within = np.zeros((n, K), dtype=bool)
@@ -611,7 +611,7 @@ class Campaign:
     version: str
     seed: int
     cases: int
-    profiles: tuple[str, ...]
+    profiles: tuple[Order, ...]
     dtypes: tuple[str, ...]
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     max_ulps: dict[str, float] = field(default_factory=dict)
@@ -689,19 +689,16 @@ def run_campaign(adapter: Adapter, cases: int, seed: int = 0, *,
     :data:`BLOCK` schedules and at the end.
     """
     _check_counts(cases, max_failures)
-    profiles = tuple(profiles)
-    for p in profiles:
-        if p not in PROFILES:
-            raise ValueError(f"profile must be one of {', '.join(PROFILES)}; got {p!r}")
+    checked = tuple(check_order(p, "profiles") for p in profiles)
     dtypes = tuple(dtypes)
     draw(seed, 0, 1, dtypes)  # checks the seed and the dtypes
     K = STEPS_PER_SCHEDULE
     camp = Campaign(name or adapter.name, getattr(adapter, "version", "unknown"), seed, cases,
-                    profiles, dtypes, vectorised=bool(getattr(adapter, "vectorised", False)))
+                    checked, dtypes, vectorised=bool(getattr(adapter, "vectorised", False)))
     camp.counts = {p: {"pass": 0, "fail": 0, "na": 0, "notrun": 0, "within": 0}
-                   for p in profiles}
-    camp.max_ulps = dict.fromkeys(profiles, 0.0)
-    camp.first_failure = dict.fromkeys(profiles)
+                   for p in checked}
+    camp.max_ulps = dict.fromkeys(checked, 0.0)
+    camp.first_failure = dict.fromkeys(checked)
     if getattr(adapter, "broken", None):
         camp.broken = str(adapter.broken)[:300]
         return camp
@@ -709,14 +706,14 @@ def run_campaign(adapter: Adapter, cases: int, seed: int = 0, *,
     schedules = -(-cases // K)
     worst: dict[str, tuple[float, _Recorded]] = {}
     per_bucket: dict[tuple[str, int], int] = {}
-    bucket_cap = max(1, -(-max_failures // (len(profiles) * len(REGIONS))))
-    def prepare(first: int) -> tuple[int, Block, dict[str, np.ndarray], float]:
+    bucket_cap = max(1, -(-max_failures // (len(checked) * len(REGIONS))))
+    def prepare(first: int) -> tuple[int, Block, dict[Order, np.ndarray], float]:
         """Block ``first`` drawn, with its expected values per profile."""
         count = min(BLOCK, schedules - first)
         block = draw(seed, first, count, dtypes)
         t1 = time.monotonic()
         want = {p: expected(block, check_order(p, "profiles"), camp.expected_stats)
-                for p in profiles}
+                for p in checked}
         return count, block, want, time.monotonic() - t1
 
     # The next block is drawn and its expected values computed in a second
@@ -735,7 +732,7 @@ def run_campaign(adapter: Adapter, cases: int, seed: int = 0, *,
             if progress:
                 done = min(cases, (first + count) * K)
                 fails_txt = ", ".join(f"{camp.counts[p]['fail']} failed ({p})"
-                                      for p in profiles)
+                                      for p in checked)
                 progress(f"  random: {done}/{cases} cases ({100 * done // cases}%), "
                          f"{fails_txt}, {time.monotonic() - t0:.1f} s")
     # The worst failure of each profile is always recorded.
@@ -749,7 +746,7 @@ def run_campaign(adapter: Adapter, cases: int, seed: int = 0, *,
     return camp
 
 
-def _check_block(camp: Campaign, adapter: Adapter, block: Block, want: dict[str, np.ndarray],
+def _check_block(camp: Campaign, adapter: Adapter, block: Block, want: dict[Order, np.ndarray],
                  first: int, count: int, cases: int, schedules: int,
                  worst: dict[str, tuple[float, _Recorded]],
                  per_bucket: dict[tuple[str, int], int], bucket_cap: int,
@@ -782,7 +779,7 @@ def _check_block(camp: Campaign, adapter: Adapter, block: Block, want: dict[str,
     excluded = np.zeros(block.steps.shape, dtype=bool)
     if last < K:
         excluded[count - 1, last:] = True
-    failing: list[tuple[str, int, int]] = []
+    failing: list[tuple[Order, int, int]] = []
     for p in profiles:
         v = _judge(block, outcomes, values, want[p], p)
         st = np.where(excluded, 4, v.status)
@@ -934,8 +931,8 @@ def check_random(name: str, options: dict[str, Any], cases: int, seed: int,
     draw(seed, 0, 1, dtypes or DTYPES)
     if write is not None:  # a file that cannot be written is refused before the campaign
         check_output_path(write, "write")
-    orders: tuple[Order | None, ...] = tuple(
-        check_order(p, "profiles") for p in profiles) if name == "expdecay" else (None,)
+    checked = tuple(check_order(p, "profiles") for p in profiles)
+    orders: tuple[Order | None, ...] = checked if name == "expdecay" else (None,)
     reports: list[ImplementationReport] = []
     camps: list[Campaign] = []
     for order in orders:
@@ -943,7 +940,7 @@ def check_random(name: str, options: dict[str, Any], cases: int, seed: int,
         if order is not None:
             opts["order"] = order
         shown = label(name, options) if order in (None, "exact") else f"{name}[order=keras]"
-        mine = profiles if order is None else (order,)
+        mine = checked if order is None else (order,)
         try:
             adapter = get_adapter(name, isolated=True, timeout=timeout, **opts)
         except ImplementationLookupError:
@@ -974,7 +971,7 @@ def check_random(name: str, options: dict[str, Any], cases: int, seed: int,
             for c in camps:
                 for r in c.recorded:
                     seen.setdefault((r.schedule, r.k), r)
-            merged = Campaign(name, camps[0].version, seed, cases, profiles, camps[0].dtypes,
+            merged = Campaign(name, camps[0].version, seed, cases, checked, camps[0].dtypes,
                               recorded=sorted(seen.values(), key=lambda r: (r.schedule, r.k)))
         n = write_failures(merged, write)
         if progress:

@@ -655,7 +655,7 @@ class ExplanationTable:
     demand and kept as bits."""
 
     def __init__(self, test: dict[str, Any], group: dict[str, Any], fmt: Format,
-                 profile: str) -> None:
+                 profile: Order) -> None:
         self.test, self.group, self.fmt = test, group, fmt
         self.x, self.expected = _test_inputs(test, group, fmt)
         first = check_order(profile, "profile")
@@ -733,7 +733,7 @@ def clear_caches() -> None:
 
 
 def explanation_table(test: dict[str, Any], group: dict[str, Any], fmt: Format,
-                      profile: str) -> ExplanationTable:
+                      profile: Order) -> ExplanationTable:
     key = (id(test), id(group), profile)
     hit = _TABLES.get(key)
     if hit is not None and hit.test is test and hit.group is group:
@@ -755,7 +755,7 @@ def fill_tables(pairs: Iterator[tuple[ExplanationTable, _Key]]) -> None:
         _eval_many(requests)
 
 
-def _ids(key: _Key, profile: str, acts: bool, pow_off: bool) -> tuple[str, ...]:
+def _ids(key: _Key, profile: Order, acts: bool, pow_off: bool) -> tuple[str, ...]:
     """The cause ids of explanation ``key`` at one output."""
     prefix = (ORDER_CAUSE[key[0]],) if key[0] != profile else ()
     return tuple(_ordered(prefix + (key[1] if acts else ()) + ((POW_CAUSE,) if pow_off else ())))
@@ -780,7 +780,7 @@ def _narrowest(keys: list[_Key]) -> list[_Key]:
 
 
 def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], float]],
-                     failing: Sequence[int], fmt: Format, profile: str, *,
+                     failing: Sequence[int], fmt: Format, profile: Order, *,
                      min_outputs: int = 2) -> list[Diagnosis]:
     """The causes of the failing outputs of one schedule.
 
@@ -889,7 +889,7 @@ def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], flo
     return [out[i] for i in failing]
 
 
-def _alone(table: ExplanationTable, v: _VKey, profile: str) -> list[tuple[str, ...]]:
+def _alone(table: ExplanationTable, v: _VKey, profile: Order) -> list[tuple[str, ...]]:
     """The simplest explanations of one output taken alone."""
     found = set()
     for k in table.entries:
@@ -904,7 +904,7 @@ def _alone(table: ExplanationTable, v: _VKey, profile: str) -> list[tuple[str, .
     return sorted(a for a in found if len(a) == best)
 
 
-def diagnose(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str,
+def diagnose(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: Order,
              observed: float) -> Diagnosis:
     """The cause of one failing output, that output the only evidence
     (:func:`diagnose_outputs`; the runner gives it every output of the
@@ -970,7 +970,7 @@ _PROPERTIES: list[tuple[str, Callable[[_Inputs, float, Format], bool]]] = [
 
 def _pattern(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], float]],
              evidence: list[int], wrong: list[int], tables: dict[int, ExplanationTable],
-             fmt: Format, profile: str) -> list[str]:
+             fmt: Format, profile: Order) -> list[str]:
     """What the outputs of a schedule that no explanation reproduces show."""
     wrong_set = set(wrong)
     right = [i for i in evidence if i not in wrong_set]

@@ -133,7 +133,7 @@ class TestResult:
         return self.diagnosis.text if self.diagnosis is not None else []
 
 
-def judge(test: dict[str, Any], fmt: Format, profile: str, value: float | None,
+def judge(test: dict[str, Any], fmt: Format, profile: Order, value: float | None,
           error: str | None, na: str | None, crashed: str | None = None) -> TestResult:
     """The verdict of ``profile`` on one output (``value``), error, n/a, or
     a step that got no answer (``crashed``: never a pass)."""
@@ -176,7 +176,7 @@ _EXPECTED: dict[tuple[int, str, str], tuple[dict[str, Any], float, str]] = {}
 _EXPECTED_MAX = 200_000
 
 
-def _expected(test: dict[str, Any], fmt: Format, profile: str) -> tuple[float, str]:
+def _expected(test: dict[str, Any], fmt: Format, profile: Order) -> tuple[float, str]:
     key = (id(test), fmt.name, profile)
     hit = _EXPECTED.get(key)
     if hit is not None and hit[0] is test:
@@ -368,7 +368,7 @@ def _evaluate_items(adapter: Adapter, files: list[str],
     return {f: o for f, o in outputs.items() if o} if fresh else outputs
 
 
-def _verdict(test: dict[str, Any], fmt: Format, profile: str,
+def _verdict(test: dict[str, Any], fmt: Format, profile: Order,
              output: tuple[Any, Any, Any, Any]) -> TestResult:
     value, error, na, crashed = output
     plain = error is None and na is None and crashed is None
@@ -376,7 +376,7 @@ def _verdict(test: dict[str, Any], fmt: Format, profile: str,
 
 
 def failing_groups(doc: dict[str, Any], outputs: Outputs,
-                   profiles: tuple[str, ...]) -> set[int]:
+                   profiles: tuple[Order, ...]) -> set[int]:
     """Numbers (0-based) of the groups with a failing test under a profile."""
     out = set()
     for number, group in enumerate(doc["testGroups"]):
@@ -390,7 +390,7 @@ def failing_groups(doc: dict[str, Any], outputs: Outputs,
 
 
 def summarise(name: str, doc: dict[str, Any], outputs: Outputs,
-              profile: str, explain: bool = True, fresh: Outputs | None = None,
+              profile: Order, explain: bool = True, fresh: Outputs | None = None,
               again: Outputs | None = None) -> FileSummary:
     """Judge every test of a document under ``profile``.  ``fresh`` holds the
     outputs of the re-run of the failing groups and ``again`` those of its
@@ -464,7 +464,7 @@ def _schedule_key(group: dict[str, Any]) -> str:
 
 def _diagnose_schedules(judged: list[tuple[dict[str, Any], dict[str, Any], Format,
                                            tuple[Any, Any, Any, Any], TestResult]],
-                        profile: str) -> None:
+                        profile: Order) -> None:
     """Give each failure still without a diagnosis the diagnosis of its
     schedule's outputs (:func:`diagnose_outputs`): every value the
     implementation gave for the groups of this document with the same
@@ -497,7 +497,7 @@ _DIAG_CACHE_MAX = 20_000
 
 
 def _diagnose(items: list[tuple[dict[str, Any], dict[str, Any], float, TestResult]],
-              failing: list[int], fmt: Format, profile: str) -> list[Diagnosis]:
+              failing: list[int], fmt: Format, profile: Order) -> list[Diagnosis]:
     key = (profile, tuple((id(t), id(g), np.float64(v).tobytes()) for t, g, v, _ in items),
            tuple(failing))
     with _DIAG_LOCK:
@@ -523,7 +523,7 @@ class ImplementationReport:
 
     name: str
     version: str
-    profile: str
+    profile: Order
     vectorised: bool
     files: list[FileSummary]
     seconds: float
@@ -659,18 +659,18 @@ def check_implementations(configs: list[tuple[str, dict[str, Any]]],
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ValueError(f"jobs must be an int >= 1; got {jobs!r}")
     rerun_mode(rerun)
-    return _check_implementations(configs, docs, profiles, timeout, progress, rerun, jobs)
+    checked = tuple(check_order(p, "profiles") for p in profiles)
+    return _check_implementations(configs, docs, checked, timeout, progress, rerun, jobs)
 
 
 def _check_implementations(configs: list[tuple[str, dict[str, Any]]],
-                           docs: dict[str, dict[str, Any]], profiles: tuple[str, ...],
+                           docs: dict[str, dict[str, Any]], profiles: tuple[Order, ...],
                            timeout: float, progress: Callable[[str], object] | None,
                            rerun: bool | str, jobs: int | None
                            ) -> Generator[list[ImplementationReport], None, None]:
     units: list[list[tuple[str, dict[str, Any], Order | None]]] = []
     for name, options in configs:
-        orders: tuple[Order | None, ...] = tuple(
-            check_order(p, "profiles") for p in profiles) if name == "expdecay" else (None,)
+        orders: tuple[Order | None, ...] = profiles if name == "expdecay" else (None,)
         units.append([(name, options, order) for order in orders])
     flat = [u for us in units for u in us]
     if not flat:
@@ -774,7 +774,7 @@ class _CancelledError(ExpdecayError):
 
 
 def _check_unit(name: str, options: dict[str, Any], order: Order | None,
-                docs: dict[str, dict[str, Any]], profiles: tuple[str, ...], timeout: float,
+                docs: dict[str, dict[str, Any]], profiles: tuple[Order, ...], timeout: float,
                 progress: Callable[[str], object] | None, rerun: bool | str,
                 stop: threading.Event | None = None, cache_dir: str | None = None,
                 workers: WorkerSet | None = None, hubs: _Hubs | None = None
@@ -788,7 +788,7 @@ def _check_unit(name: str, options: dict[str, Any], order: Order | None,
 
 
 def _check_one(name: str, options: dict[str, Any], order: Order | None,
-               docs: dict[str, dict[str, Any]], profiles: tuple[str, ...], timeout: float,
+               docs: dict[str, dict[str, Any]], profiles: tuple[Order, ...], timeout: float,
                progress: Callable[[str], object] | None, rerun: bool | str,
                stop: threading.Event | None, cache_dir: str | None,
                hubs: _Hubs | None = None) -> list[ImplementationReport]:
@@ -1039,7 +1039,7 @@ def _shown(output: tuple[Any, Any, Any, Any]) -> str | None:
     return _hex(value) if value is not None else None
 
 
-def _rerun_state(test: dict[str, Any], fmt: Format, profile: str,
+def _rerun_state(test: dict[str, Any], fmt: Format, profile: Order,
                  output: tuple[Any, Any, Any, Any], verdict: TestResult,
                  fresh: Outputs | None, again: Outputs | None) -> TestResult | None:
     """The verdict on a test whose answers differ between the passes (the
@@ -1096,7 +1096,7 @@ def _rerun_in_fresh_workers(name: str, options: dict[str, Any],
 
 
 def rerun_failing(name: str, options: dict[str, Any], docs: dict[str, dict[str, Any]],
-                  outputs: dict[str, Outputs], profiles: tuple[str, ...], timeout: float,
+                  outputs: dict[str, Outputs], profiles: tuple[Order, ...], timeout: float,
                   progress: Callable[[str], object] | None = None, shown: str = ""
                   ) -> dict[str, Outputs]:
     """The outputs of every group with a failing test, each group evaluated

@@ -114,7 +114,7 @@ class ConformanceSummary:
 
     implementation: str
     version: str
-    profile: str
+    profile: Order
     dtypes: tuple[str, ...]
     passed: int
     failed: int
@@ -249,7 +249,7 @@ class _CallableAdapter(PythonAdapter):
         self.version = str(getattr(top, "__version__", "unversioned"))
 
 
-def open_implementation(impl: Callable[..., Any] | str, profile: str, *,
+def open_implementation(impl: Callable[..., Any] | str, profile: Order, *,
                         options: Mapping[str, Any] | None = None,
                         timeout: float = 60.0) -> Adapter:
     """The adapter that runs ``impl`` under ``profile``.
@@ -292,7 +292,7 @@ def close_adapter(adapter: Adapter) -> None:
 
 
 def evaluate_document(adapter: Adapter, name: str, doc: dict[str, Any],
-                      profile: str) -> FileResult:
+                      profile: Order) -> FileResult:
     """Run every test of ``doc`` (one call per test group) and judge it under
     ``profile``; failures carry :func:`describe_failure`'s text."""
     outputs = evaluate_file(adapter, doc)
@@ -338,7 +338,7 @@ def _causes(entry: Mapping[str, Any]) -> str:
     return f"[{'+'.join(ids)}] {text}" if ids else text
 
 
-def describe_failure(test_id: str, entry: Mapping[str, Any], profile: str) -> str:
+def describe_failure(test_id: str, entry: Mapping[str, Any], profile: Order) -> str:
     """A failure of the runner's report (``FileSummary.failures``) as text:
     the test, its inputs, the expected and observed hex, ulps and cause."""
     i = entry["inputs"]
@@ -392,7 +392,7 @@ def _file_lines(results: Sequence[FileResult]) -> list[str]:
     return out
 
 
-def _verdict_message(label: str, version: str, profile: str, results: Sequence[FileResult],
+def _verdict_message(label: str, version: str, profile: Order, results: Sequence[FileResult],
                      dtypes: tuple[str, ...], show: int, broken: str | None) -> str | None:
     """The assertion message, or ``None`` when the run passes."""
     passed = sum(r.summary.passed for r in results)

@@ -69,6 +69,7 @@ from ..conformance.vectors import (
 )
 from ..errors import ExpdecayError
 from ..floats import get_format
+from ..orders import Order
 from .conformance import (
     FileResult,
     close_adapter,
@@ -92,7 +93,7 @@ class EvaluationError(ExpdecayError, RuntimeError):
 class _Run:
     """The session's implementation and the verdicts of the files evaluated."""
 
-    def __init__(self, impl: str, profile: str, files: list[tuple[str, Path]],
+    def __init__(self, impl: str, profile: Order, files: list[tuple[str, Path]],
                  timeout: float) -> None:
         self.impl = impl
         self.profile = profile
