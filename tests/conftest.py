@@ -60,6 +60,10 @@ EXTENDED = (
     "testing_api/test_testing_plugin.py",
     "testing_api/test_testing_strategies.py::test_invalid_schedules_cover_the_documented_kinds",
     "testing_api/test_testing_strategies.py::test_shrinks_to_readable_values",
+    # package: the wheel built and installed in a venv (.ci/run also checks the wheel)
+    "package/test_packaging.py::test_wheel_carries_vectors_schema_and_licence",
+    "package/test_packaging.py::test_installed_package_runs_its_main_job_from_anywhere",
+    "analysis/test_analyze_exhaustive.py::test_without_numba_same_bits",
 )
 
 
