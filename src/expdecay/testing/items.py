@@ -151,8 +151,11 @@ def activate(config: pytest.Config, impl: str) -> None:
                                 f"got {timeout:g}")
     try:
         check_name(impl, timeout)
-    except ValueError as e:
-        raise pytest.UsageError(f"--expdecay-impl: {e}") from None
+    except ValueError as e:  # the library names its argument impl: say the option
+        why = str(e)
+        shown = ("--expdecay-impl" + why.removeprefix("impl") if why.startswith("impl ")
+                 else f"--expdecay-impl: {why}")
+        raise pytest.UsageError(shown) from None
     try:
         files = vector_files(vectors)
     except ValueError as e:
