@@ -97,6 +97,10 @@ def selected_tiers(config: pytest.Config) -> set[str]:
     return set(TIERS) if "all" in chosen else set(chosen)
 
 
+#: Tests collected but left out, per tier (for the closing summary line).
+NOT_RUN = pytest.StashKey[dict[str, int]]()
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     tiers = selected_tiers(config)
     return f"expdecay tiers: {', '.join(t for t in TIERS if t in tiers)}"
@@ -104,14 +108,32 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep the tests of the selected tiers; the others are deselected (pytest counts them
-    in its summary line as "deselected")."""
+    in its summary line as "deselected", and a closing line says which tiers they are)."""
     tiers = selected_tiers(config)
     keep, drop = [], []
+    not_run: dict[str, int] = {}
     for item in items:
-        (keep if tier_of(item) in tiers else drop).append(item)
+        tier = tier_of(item)
+        if tier in tiers:
+            keep.append(item)
+        else:
+            drop.append(item)
+            not_run[tier] = not_run.get(tier, 0) + 1
+    config.stash[NOT_RUN] = not_run
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """One line, even under ``-q``: the tiers run and the tests of the others."""
+    tiers = [t for t in TIERS if t in selected_tiers(config)]
+    not_run = config.stash.get(NOT_RUN, {})
+    line = f"expdecay tiers run: {', '.join(tiers)}"
+    if not_run:
+        line += "; not run: " + ", ".join(
+            f"{tier} ({n} tests, --tier {tier})" for tier, n in not_run.items())
+    terminalreporter.write_line(line)
 
 
 class AdapterPool:
