@@ -30,27 +30,27 @@ F64 = get_format("float64")
 Num = int | float
 
 
-def _cast(x: Num, fmt: Format) -> float:
+def cast_to(x: Num, fmt: Format) -> float:
     """``x`` rounded to ``fmt`` once (round to nearest even)."""
     if isinstance(x, float) and (not math.isfinite(x) or x == 0):
         return x
     return round_rational(Fraction(x), fmt)
 
 
-def _div(a: float, b: float, fmt: Format) -> float:
+def divide(a: float, b: float, fmt: Format) -> float:
     if math.isfinite(a) and math.isfinite(b) and b != 0 and a != 0:
         return round_rational(Fraction(a) / Fraction(b), fmt)
     with np.errstate(all="ignore"):
         return float(np.float64(a) / np.float64(b))
 
 
-def _mul(a: float, b: float, fmt: Format) -> float:
+def multiply(a: float, b: float, fmt: Format) -> float:
     if math.isfinite(a) and math.isfinite(b) and a != 0 and b != 0:
         return round_rational(Fraction(a) * Fraction(b), fmt)
     return a * b
 
 
-def _pow(r: float, p: float, fmt: Format) -> float:
+def power(r: float, p: float, fmt: Format) -> float:
     """``r ** p`` correctly rounded to ``fmt`` (r and p values of ``fmt``),
     with the C99 special cases: the keras order with I = 1 and D = 1."""
     out = _correct_pow_source(1.0, 1, r, np.array([p], dtype=np.float64), staircase=False,
@@ -68,7 +68,7 @@ class Config:
         return None
 
 
-def _validate(D: Num, staircase: Any, cfg: Config) -> None:
+def validate(D: Num, staircase: Any, cfg: Config) -> None:
     if cfg.no_validation:
         return
     if not isinstance(staircase, bool):
@@ -122,14 +122,14 @@ def _one(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format, cfg: Conf
     if cfg.negative_step_clamped and s < 0:
         s = 0
     if cfg.step_through_float32 and fmt.name == "float64":
-        s = _cast(s, F32)
+        s = cast_to(s, F32)
     if cfg.rate_through_float32 and fmt.name == "float64":
-        r = _cast(r, F32)
+        r = cast_to(r, F32)
     if cfg.decay_steps_through_float32 and fmt.name == "float64":
-        D = _cast(D, F32)
+        D = cast_to(D, F32)
     if cfg.zero_rate_constant and r == 0:
-        return _cast(I, fmt)
-    Ic, Dc, rc, sc = (_cast(x, work) for x in (I, D, r, s))
+        return cast_to(I, fmt)
+    Ic, Dc, rc, sc = (cast_to(x, work) for x in (I, D, r, s))
     if cfg.integer_arithmetic and isinstance(I, int):
         p_exact = Fraction(s) / Fraction(D)
         if staircase:
@@ -137,11 +137,11 @@ def _one(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format, cfg: Conf
         return float(math.trunc(I * math.trunc(r) ** float(p_exact)))
     if cfg.integer_floor_division and staircase and isinstance(s, int) and isinstance(
             D, int) and D > 0:
-        p = _cast(s // D, work)  # the floor in integers, as s // D on int counts
+        p = cast_to(s // D, work)  # the floor in integers, as s // D on int counts
     elif cfg.reciprocal_division:
-        p = _mul(sc, _div(1.0, Dc, work), work)
+        p = multiply(sc, divide(1.0, Dc, work), work)
     else:
-        p = _div(sc, Dc, work)
+        p = divide(sc, Dc, work)
     if staircase and not cfg.staircase_ignored and math.isfinite(p):
         if cfg.floor_as_round:
             p = float(round(p))
@@ -154,14 +154,14 @@ def _one(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format, cfg: Conf
         arr[0] = Ic
         with np.errstate(all="ignore"):
             y = float(np.multiply.accumulate(arr)[-1])
-        return _cast(y, fmt)
+        return cast_to(y, fmt)
     if cfg.pow_nan_propagates and (math.isnan(rc) or math.isnan(p)):
         w = math.nan
     else:
-        w = _pow(rc, p, work)
+        w = power(rc, p, work)
     if cfg.pow_one_ulp and math.isfinite(w) and w != 0:
         w = next_up(w, work)
-    y = _mul(Ic, w, work)
+    y = multiply(Ic, w, work)
     if cfg.output_float64 and fmt.name != "float64":
         # the product computed in float64 and returned without the rounding
         y = float(np.float64(Ic) * np.float64(w))
@@ -169,14 +169,14 @@ def _one(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format, cfg: Conf
     if cfg.subnormal_flushed and y != 0 and math.isfinite(y) and abs(y) < work.min_normal:
         y = math.copysign(0.0, y)
     if work is not fmt:
-        y = _cast(y, fmt)
+        y = cast_to(y, fmt)
     return y
 
 
 def _make(cfg: Config) -> Callable[..., Any]:
     def fn(I: Num, D: Num, r: Num, steps: Any, *, staircase: Any = False,
            dtype: str = "float32") -> np.ndarray:
-        _validate(D, staircase, cfg)
+        validate(D, staircase, cfg)
         fmt = get_format(dtype)
         out = []
         for s in np.asarray(steps).tolist():

@@ -22,7 +22,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from expdecay_mutants import Config, _cast, _div, _mul, _pow, _validate
+from expdecay_mutants import Config, cast_to, divide, multiply, power, validate
 
 from expdecay.floats import Format, get_format, next_down, next_up
 
@@ -38,7 +38,7 @@ CHUNK = 4
 
 def _toward_zero(q: Fraction, fmt: Format) -> float:
     """``q`` rounded toward zero to ``fmt`` (no overflow to infinity)."""
-    y = _cast(q, fmt) if q.denominator != 1 else _cast(int(q), fmt)
+    y = cast_to(q, fmt) if q.denominator != 1 else cast_to(int(q), fmt)
     if math.isinf(y):
         return math.copysign(fmt.max_finite, y)
     if y != 0 and abs(Fraction(y)) > abs(q):
@@ -52,7 +52,7 @@ def _is_subnormal(x: float, fmt: Format) -> bool:
 
 def _period(s: Num, D: Num, work: Format) -> float:
     """The floored exponent of the keras order."""
-    p = _div(_cast(s, work), _cast(D, work), work)
+    p = divide(cast_to(s, work), cast_to(D, work), work)
     return float(math.floor(p)) if math.isfinite(p) else p
 
 
@@ -64,23 +64,23 @@ def _one(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format, cfg: Conf
     if cfg.negative_step_abs and s < 0:
         s = -s
     if cfg.step_through_float16:
-        s = _cast(s, F16)
+        s = cast_to(s, F16)
     if cfg.rate_through_bfloat16:
-        r = _cast(r, BF16)
+        r = cast_to(r, BF16)
     if cfg.initial_rate_through_float16:
-        I = _cast(I, F16)
+        I = cast_to(I, F16)
     if cfg.rate_clamped_unit and not math.isnan(r):
         r = min(max(r, 0), 1)
     if cfg.decay_steps_ceil and isinstance(D, float) and math.isfinite(D) and not D.is_integer():
         D = float(math.ceil(D))
-    Ic, Dc, rc, sc = (_cast(x, work) for x in (I, D, r, s))
+    Ic, Dc, rc, sc = (cast_to(x, work) for x in (I, D, r, s))
     if cfg.inputs_flushed:  # denormals-are-zero on the inputs
         Ic, rc = (math.copysign(0.0, v) if _is_subnormal(v, work) else v for v in (Ic, rc))
     if cfg.division_toward_zero and math.isfinite(sc) and math.isfinite(Dc) and Dc != 0 \
             and sc != 0:
         p = _toward_zero(Fraction(sc) / Fraction(Dc), work)
     else:
-        p = _div(sc, Dc, work)
+        p = divide(sc, Dc, work)
     if staircase and math.isfinite(p):
         if cfg.staircase_ceil:
             p = float(math.ceil(p))
@@ -90,18 +90,18 @@ def _one(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format, cfg: Conf
             p = float(math.floor(p))
     if cfg.pow_as_exp_log and math.isfinite(p) and math.isfinite(rc) and rc > 0:
         # exp(p * log(r)), each operation rounded in the format
-        lg = _cast(math.log(rc), work)
-        t = _mul(p, lg, work)
-        w = _cast(math.exp(t), work) if t < 709 else math.inf
+        lg = cast_to(math.log(rc), work)
+        t = multiply(p, lg, work)
+        w = cast_to(math.exp(t), work) if t < 709 else math.inf
     elif cfg.zero_pow_zero_nan and rc == 0 and p == 0:
         w = math.nan  # exp(0 * log(0)) = exp(0 * -inf)
     else:
-        w = _pow(rc, p, work)
+        w = power(rc, p, work)
     if cfg.multiply_toward_zero and math.isfinite(Ic) and math.isfinite(w) and Ic != 0 \
             and w != 0:
         y = _toward_zero(Fraction(Ic) * Fraction(w), work)
     else:
-        y = _mul(Ic, w, work)
+        y = multiply(Ic, w, work)
     if cfg.nan_as_zero and math.isnan(y):
         y = 0.0
     if cfg.overflow_saturated and math.isinf(y):
@@ -112,7 +112,7 @@ def _one(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format, cfg: Conf
 def _make(cfg: Config) -> Callable[..., Any]:
     def fn(I: Num, D: Num, r: Num, steps: Any, *, staircase: Any = False,
            dtype: str = "float32") -> np.ndarray:
-        _validate(D, staircase, cfg)
+        validate(D, staircase, cfg)
         fmt = get_format(dtype)
         values = np.asarray(steps).tolist()
         out = [_one(I, D, r, s, bool(staircase), fmt, cfg, values[k - k % CHUNK])
