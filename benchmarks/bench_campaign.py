@@ -10,7 +10,7 @@ Each implementation's own time (the time inside its function, measured
 around the call) is subtracted: the figure is the campaign's throughput,
 in wall time and in this process's CPU time (the second is what a quiet
 machine would show when other processes share the cores),
-drawing, expected values (:func:`expdecay.fast.evaluate`), the adapter
+drawing, expected values (:func:`expdecay.fast.evaluate_array`), the adapter
 interface, judging and recording included.  The breakdown shows the
 expected values apart (computed in the campaign's second thread, so
 partly hidden behind the main thread's work).  The target (issue 13) is
@@ -35,6 +35,7 @@ import numpy as np
 from expdecay.conformance.adapters import Adapter, Params, get_adapter
 from expdecay.conformance.campaign import run_campaign
 from expdecay.floats import get_format
+from expdecay.orders import Order
 
 FORMATS = ("float16", "bfloat16", "float32", "float64")
 
@@ -72,7 +73,7 @@ def plain_numpy(params: Params, steps: np.ndarray) -> np.ndarray:
         return (I * np.power(r, p)).astype(get_format(params.dtype).dtype)
 
 
-def reference(order: str) -> Any:
+def reference(order: Order) -> Any:
     inner = get_adapter("expdecay", isolated=False, order=order)
     return lambda params, steps: inner._evaluate(params, list(steps.tolist()))
 

@@ -62,8 +62,10 @@ from pathlib import Path
 from typing import Any
 
 from expdecay.conformance import runner
-from expdecay.conformance.adapters import default_configurations, get_adapter, label
-from expdecay.conformance.adapters.protocol import FRESH_PARALLEL, SubprocessAdapter
+from expdecay.conformance.adapters import default_configurations, get_adapter
+from expdecay.conformance.adapters.client import SubprocessAdapter
+from expdecay.conformance.adapters.codec import FRESH_PARALLEL
+from expdecay.conformance.adapters.registry import label
 from expdecay.conformance.vectors import decode_number, load_vector_file
 
 PHASES = ("load", *runner.PHASES)

@@ -1,6 +1,6 @@
-"""Benchmark of :func:`expdecay.fast.evaluate` against plain numpy, same run.
+"""Benchmark of :func:`expdecay.fast.evaluate_array` against plain numpy, same run.
 
-For each schedule, format and order, the time of ``fast.evaluate`` on ``n``
+For each schedule, format and order, the time of ``fast.evaluate_array`` on ``n``
 int64 steps spread over ``[0, 10**7]`` is divided by the time of plain numpy
 ``I * np.power(r, steps.astype(dt) / D)`` in the same dtype (float64 for
 float64).  Also shown: the fraction of elements sent to the oracle, the
@@ -31,9 +31,9 @@ import numpy as np
 
 from expdecay import fast
 from expdecay.floats import get_format
+from expdecay.orders import ORDERS, Order
 
 FORMATS = ("float16", "bfloat16", "float32", "float64")
-ORDERS = ("exact", "keras")
 TARGETS = {"float32": 2.0, "float64": 4.0}
 
 #: (label, I, D, r): the brief's schedule (0.96 per 100000 steps: 4 e-folds
@@ -82,9 +82,9 @@ def run(n: int, repeat: int, staircase: bool) -> list[dict[str, Any]]:
             for order in ORDERS:
                 stats = fast.FastStats()
 
-                def call(stats: fast.FastStats | None = None, order: str = order,
+                def call(stats: fast.FastStats | None = None, order: Order = order,
                          fmt: str = fmt, sched: tuple[float, int, float] = (I, D, r)) -> Any:
-                    return fast.evaluate(*sched, steps, staircase=staircase, dtype=fmt,
+                    return fast.evaluate_array(*sched, steps, staircase=staircase, dtype=fmt,
                                          order=order, stats=stats)
 
                 t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """The compiled kernels against plain numpy, ratios in the same run.
 
-For every format x order x staircase mode, the time of ``fast.evaluate`` on
+For every format x order x staircase mode, the time of ``fast.evaluate_array`` on
 ``n`` int64 steps spread over ``[0, 10**7]`` is divided by the time of plain
 numpy ``I * np.power(r, steps.astype(dt) / D)`` in the same dtype (the target
 is 1.0 or less), one thread, best of ``repeat``.  Also reported:
@@ -43,10 +43,11 @@ from typing import Any
 import numpy as np
 
 from expdecay import fast
+from expdecay.fast import dispatch
 from expdecay.floats import get_format
+from expdecay.orders import ORDERS, Order
 
 FORMATS = ("float16", "bfloat16", "float32", "float64")
-ORDERS = ("exact", "keras")
 SCHEDULE = (0.1, 100000, 0.96)  # 0.96 per 100000 steps, as in bench_fast.py
 
 
@@ -74,9 +75,9 @@ def ratios(n: int, repeat: int, formats: tuple[str, ...] = FORMATS) -> list[dict
 
         for order in ORDERS:
             for staircase in (False, True):
-                def call(stats: fast.FastStats | None = None, order: str = order,
+                def call(stats: fast.FastStats | None = None, order: Order = order,
                          fmt: str = fmt, staircase: bool = staircase) -> Any:
-                    return fast.evaluate(I, D, r, steps, staircase=staircase, dtype=fmt,
+                    return fast.evaluate_array(I, D, r, steps, staircase=staircase, dtype=fmt,
                                          order=order, stats=stats)
 
                 stats = fast.FastStats()
@@ -107,7 +108,7 @@ def random_workload(n: int, seed: int = 1) -> tuple[np.ndarray, ...]:
 
 
 def random_schedules(n: int, formats: tuple[str, ...] = FORMATS
-                     ) -> list[tuple[str, str, bool, float, float]]:
+                     ) -> list[tuple[str, Order, bool, float, float]]:
     """Elements per second through the broadcasting path (one call on ``n``
     elements, after a warm-up call that loads the compiled kernel) and the
     fraction of elements sent to the oracle, per format x order x staircase."""
@@ -117,11 +118,11 @@ def random_schedules(n: int, formats: tuple[str, ...] = FORMATS
     for fmt in formats:
         for order in ORDERS:
             for staircase in (False, True):
-                fast.evaluate(I[:k], D[:k], r[:k], s[:k], dtype=fmt, order=order,
+                fast.evaluate_array(I[:k], D[:k], r[:k], s[:k], dtype=fmt, order=order,
                               staircase=staircase)
                 stats = fast.FastStats()
                 t = time.perf_counter()
-                fast.evaluate(I, D, r, s, dtype=fmt, order=order, staircase=staircase,
+                fast.evaluate_array(I, D, r, s, dtype=fmt, order=order, staircase=staircase,
                               stats=stats)
                 rate = n / (time.perf_counter() - t)
                 rows.append((fmt, order, staircase, rate, stats.oracle / max(stats.elements, 1)))
@@ -134,7 +135,7 @@ FIRST_CALL = """
 import time, numpy as np
 t = time.perf_counter()
 from expdecay import fast
-fast.evaluate(0.1, 1000, 0.96, np.arange(5000), dtype="{fmt}", order="exact")
+fast.evaluate_array(0.1, 1000, 0.96, np.arange(5000), dtype="{fmt}", order="exact")
 print(time.perf_counter() - t)
 """
 
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.n or (10**6 if args.quick else 10**7)
     repeat = args.repeat or (2 if args.quick else 3)
     skip = set(filter(None, args.skip.split(",")))
-    print(f"kernels: {'numba' if fast.kernels() is not None else 'absent (numpy path)'}; "
+    print(f"kernels: {'numba' if dispatch.kernel_module() is not None else 'absent (numpy path)'}; "
           f"n = {n}, best of {repeat}")
     if "ratios" not in skip:
         print(f"{'format':<9} {'order':<6} {'mode':<6} {'numpy s':>8} {'fast s':>8} "

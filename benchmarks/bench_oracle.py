@@ -27,6 +27,7 @@ import mpmath
 
 from expdecay import oracle
 from expdecay.floats import FORMATS
+from expdecay.orders import ORDERS, Order
 
 
 def _cases(
@@ -62,7 +63,7 @@ def _plain(mp_cases: list[tuple[Any, ...]]) -> float:
 
 
 def _oracle(
-    cases: list[tuple[float, int, float, int]], fmt: str, order: str, staircase: bool
+    cases: list[tuple[float, int, float, int]], fmt: str, order: Order, staircase: bool
 ) -> float:
     t = time.process_time()
     for I, D, r, s in cases:
@@ -105,7 +106,7 @@ def _measure(
     mp_cases = _mp_cases(cases)
     rows = []
     for fmt in FORMATS:
-        for order in oracle.ORDERS:
+        for order in ORDERS:
             for staircase in (False, True):
                 oracle.STATS = oracle.ZivStats()
                 base, t = math.inf, math.inf

@@ -4,7 +4,7 @@
   order, exact order on rounded inputs, statistics) over slices of the int32
   range where the values are normal, subnormal and zero, for a staircase and
   a continuous schedule: the fused route (one compiled pass per chunk) on one
-  and on every core, and the unfused route (``expdecay.fast.evaluate`` and
+  and on every core, and the unfused route (``expdecay.fast.evaluate_array`` and
   numpy reductions) on one core.  The baseline is plain numpy computing the
   keras pipeline with ``np.power`` (not correctly rounded) on the same steps.
   Wall and CPU time are both reported (the CPU time of the process, all
@@ -27,9 +27,10 @@ import time
 
 import numpy as np
 
-from expdecay.analysis import sweep as sweep_module
 from expdecay.analysis.misfloor import misfloors
-from expdecay.analysis.sweep import Schedule, StepSet, fused_available, parse_steps, sweep
+from expdecay.analysis.sweep import Schedule, StepSet, parse_steps, sweep
+from expdecay.analysis.sweep import fused as fused_route
+from expdecay.analysis.sweep.fused import fused_available
 
 SCHEDULES = {"staircase": Schedule("0.1", 1000, "0.9999", True, "float32"),
              "continuous": Schedule("0.1", 1000, "0.9999", False, "float32")}
@@ -62,14 +63,14 @@ def brute_misfloors(stop: int) -> tuple[int, float]:
 def timed_sweep(sch: Schedule, steps: StepSet, workers: int, fused: bool) -> dict[str, float]:
     """Wall and CPU seconds of one sweep without the bound."""
     os.environ["EXPDECAY_FUSED_SWEEP"] = "1" if fused else "0"
-    sweep_module._SETUPS.clear()
+    fused_route.SETUPS.clear()
     try:
         t0, c0 = time.perf_counter(), time.process_time()
         res = sweep(sch, steps, workers=workers, pow_ulps=None)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         del os.environ["EXPDECAY_FUSED_SWEEP"]
-        sweep_module._SETUPS.clear()
+        fused_route.SETUPS.clear()
     assert res.evaluator == ("fused" if fused else "fast"), res.evaluator
     return {"wall_s": wall, "cpu_s": cpu}
 

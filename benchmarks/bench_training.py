@@ -184,7 +184,7 @@ def _child(kind: str, steps: int, repeat: int) -> None:
 
 def _memory() -> list[tuple[str, int, int, bool, float]]:
     from expdecay import ExponentialDecay
-    from expdecay._tables import build_table
+    from expdecay.frameworks.tables import build_table
 
     rows = []
     configs: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [

@@ -29,16 +29,23 @@ _PUBLIC = {
     "evaluate": "oracle",
     "value": "oracle",
     "PrecisionError": "oracle",
+    "ExpdecayError": "errors",
+    "Order": "orders",
+    "ORDERS": "orders",
+    "check_order": "orders",
 }
 
 __all__ = [
     "ExponentialDecay", "serialize", "deserialize",
     "FORMATS", "get_format", "evaluate", "value", "PrecisionError", "__version__",
+    "ExpdecayError", "Order", "ORDERS", "check_order",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from .errors import ExpdecayError
     from .floats import FORMATS, get_format
     from .oracle import PrecisionError, evaluate, value
+    from .orders import ORDERS, Order, check_order
     from .schedule import ExponentialDecay, deserialize, serialize
 
 

@@ -1,19 +1,10 @@
 """How far the plain float pipeline can be from the exact value: bounds in ulps.
 
-The pipeline is the ``keras`` order of the spec with an inexact ``pow``: cast
-``I``, ``D``, ``r``, ``s`` to the format; ``q = s/D`` (IEEE division); ``floor``
-when staircase; ``w = pow(r, q)`` with an error of at most ``pow_ulps`` ulps
-of its exact value; ``y = I * w`` rounded.  :func:`error_bound` returns, per
-step, an upper bound on the ulp distance between ``y`` and the ``exact``
-order (the real ``I * r ** (s/D)`` rounded once).
-
-The bound is derived from :mod:`expdecay.formula`, not typed in: SymPy
-differentiates ``log(learning_rate)`` to get the relative condition numbers
-``x * d(log lr)/dx`` (:func:`condition_numbers`), every rounding of the
-pipeline is written as a relative perturbation of one input, and the terms
-are combined to first order plus an exact second-order remainder.  The
-derivation, with every inequality, is in ``spec/bounds.md``; the comments
-below refer to its sections.
+``spec/bounds.md`` is normative: it defines the pipeline (the ``keras`` order
+with an inexact ``pow``, §1), derives the bound with every inequality
+(§2-§7) and states the special values (§6).  This module computes it, each
+function citing the section it implements; the condition numbers come from
+:mod:`expdecay.formula` through SymPy (§2), not typed in.
 
 >>> condition_numbers(False)["decay_rate"]
 step/decay_steps
@@ -398,13 +389,8 @@ def _floors(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(n, n_f, J)``: the true floor of the exponent (float64, rounded
     beyond 2**53), the computed floor (exact) and ``|n_f - n|`` (exact
-    integer, then rounded).
-
-    A cheap interval test clears the steps whose exponent interval
-    ``p e^(+-M)`` (M: every rounding that feeds the quotient, plus the
-    float64 error of ``p``) holds no integer; the others are decided with
-    exact rationals (spec §5).
-    """
+    integer, then rounded): the interval filter, then the numpy path or
+    exact rationals (spec §5)."""
     lam_q = _quotient_log_error(ctx, st, p, lam_s + ctx.lam_d, exact_division=False)
     margin = lam_s + ctx.lam_d + lam_q + _P_ACCURACY
     ok = np.isfinite(p)
@@ -424,13 +410,9 @@ def _floors(
     return n, n_f, jump
 
 
-def _cast_to_format(sub: np.ndarray, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
-    """``(rnd(sub), ok)``: numpy's cast to the format where it is a single
-    correct rounding (checked against ``round_rational`` in the tests):
-    int64 and float64 to float32 / float64, float64 to float16 (every
-    larger int overflows float16 anyway), float32 to bfloat16.  ml_dtypes
-    rounds float64 to bfloat16 through float32, so bfloat16 only takes
-    steps that are exact in float32."""
+def cast_to_format(sub: np.ndarray, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
+    """``(rnd(sub), ok)``: numpy's cast to the format, ``ok`` where it is a
+    single correct rounding (the casts of spec/bounds.md §5, numpy path)."""
     ok = np.ones(sub.shape, dtype=bool)
     with np.errstate(over="ignore", invalid="ignore"):
         if fmt.name in ("float32", "float64"):
@@ -460,7 +442,7 @@ def _vector_floors(
         return p, p, p, none
     sub = raw[idx]
     D = ctx.D
-    sf, cast_ok = _cast_to_format(sub, ctx.fmt)
+    sf, cast_ok = cast_to_format(sub, ctx.fmt)
     with np.errstate(all="ignore"):
         n_f = np.floor(np.divide(sf, np.asarray(ctx.Df, dtype=ctx.fmt.dtype))).astype(np.float64)
     big = ~(np.abs(n_f) < 2.0**62)  # inf, nan or beyond int64: the exact path
@@ -590,22 +572,14 @@ def error_bound(
     dtype: Any = None,
     pow_ulps: float = 1.0,
 ) -> np.ndarray:
-    """Upper bound, in ulps of the format, on the distance between the float
-    pipeline (``keras`` order, ``pow`` within ``pow_ulps`` ulps) and the
-    ``exact`` order, per step.
+    """Upper bound, per step, on the ulp distance between the float pipeline
+    with ``pow`` within ``pow_ulps`` ulps and the ``exact`` order
+    (``spec/bounds.md`` §1; special values: ``nan`` or ``inf``, §6).
 
     Inputs are taken exactly (as :func:`expdecay.oracle.to_exact` reads
     them); ``steps`` is an int, float or an array of them (any shape); the
     result is a float64 array of the same shape (0-d for a scalar step).
     ``dtype=None`` applies the spec's dtype rule (float32 for Python numbers).
-    ``pow_ulps = k`` means ``|w - w*| <= k ulp(w*)``: 0.5 for a correctly
-    rounded ``pow``.  With ``staircase`` the bound includes the jump of a
-    misfloored exponent (see :func:`floor_may_differ`).
-
-    Rules for special values: ``nan`` when an input (or the step) is NaN;
-    ``inf`` (no claim) when ``I`` is zero or infinite, ``r <= 0`` or
-    infinite, the step is infinite, a cast or an intermediate overflows, or
-    an intermediate loses all relative accuracy to underflow.
 
     >>> round(float(error_bound(1, 1, 0.5, 3, dtype="float16")), 6)  # pow: 2 ulps below 1/8
     3.0
@@ -632,13 +606,9 @@ def floor_may_differ(
     dtype: Any = None,
 ) -> np.ndarray:
     """True where the staircase exponent of the pipeline,
-    ``floor(rnd(rnd(s) / rnd(D)))``, differs from the true ``floor(s / D)``.
-
-    The division is IEEE, so this is decided exactly (an interval filter,
-    then exact rationals for the steps near an integer).  ``I`` and ``r``
-    only select the dtype (spec's dtype rule) and are validated.  NaN and
-    infinite steps give False (both floors are the same special value); a
-    step whose cast overflows gives True.
+    ``floor(rnd(rnd(s) / rnd(D)))``, differs from the true ``floor(s / D)``,
+    decided exactly (``spec/bounds.md`` §5).  ``I`` and ``r`` only select
+    the dtype (the spec's dtype rule) and are validated.
     """
     ctx = _scalars(initial_learning_rate, decay_steps, decay_rate, dtype)
     st = _steps(steps, ctx.fmt)

@@ -68,6 +68,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal, overload
 
+from .errors import ExpdecayError
+
 __all__ = [
     "TEMP_SUFFIX",
     "atomic_open",
@@ -256,7 +258,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, *,
     return Path(path)
 
 
-class ReadRefusedError(ValueError):
+class ReadRefusedError(ExpdecayError, ValueError):
     """:func:`read_limited` refused a file; ``str()`` is ``"PATH: reason"``."""
 
 

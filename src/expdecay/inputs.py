@@ -34,6 +34,7 @@ __all__ = [
     "validated_inputs",
     "MAX_INPUT_CHARS",
     "MAX_DECIMAL_EXPONENT",
+    "MAX_BINARY_EXPONENT",
     "MAX_NESTING",
 ]
 
@@ -69,6 +70,8 @@ def from_fraction(q: Fraction) -> Exact:
 #: exponent of 10**9 would mean a billion-digit integer).
 MAX_INPUT_CHARS = 10_000
 MAX_DECIMAL_EXPONENT = 100_000
+#: The binary exponent of a hex float string, as large (2**400000 ~ 10**120412).
+MAX_BINARY_EXPONENT = 400_000
 # PEP 515 underscores are part of Python's number syntax, so an exponent such
 # as "1e1_000_000" must be measured with them.
 _DEC_EXP = re.compile(r"[eE]([+-]?\d(?:_?\d)*)$")
@@ -122,11 +125,12 @@ def _parse_decimal(t: str) -> Fraction | None:
     return -q if sign == "-" else q
 
 
-def _check_magnitude(exponent: int, name: str, text: object) -> None:
-    if abs(exponent) > MAX_DECIMAL_EXPONENT:
+def _check_magnitude(exponent: int, name: str, text: object, binary: bool = False) -> None:
+    limit = MAX_BINARY_EXPONENT if binary else MAX_DECIMAL_EXPONENT
+    if abs(exponent) > limit:
         raise ValueError(
             f"{name} is too large or too small to take exactly (an exponent beyond "
-            f"10**+-{MAX_DECIMAL_EXPONENT}); got {str(text)[:80]!r}"
+            f"{2 if binary else 10}**+-{limit}); got {str(text)[:80]!r}"
         )
 
 
@@ -142,7 +146,7 @@ def _parse_str(text: str, name: str) -> Exact:
     hexadecimal = m is not None and bool(m.group(2) or m.group(3))
     e = None if hexadecimal else _DEC_EXP.search(t)
     if m is not None and hexadecimal and m.group(4):
-        _check_magnitude(int(m.group(4)) // 4, name, text)
+        _check_magnitude(int(m.group(4)), name, text, binary=True)
     elif e:
         _check_magnitude(int(e.group(1).replace("_", "")), name, text)
     try:

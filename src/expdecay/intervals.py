@@ -251,7 +251,7 @@ def _fits(T: int, H: int) -> bool:
     return (abs(T) << 64) <= (_T_MAX_64 << H)
 
 
-def _exp_bound(X: int, F: int, upper: bool) -> tuple[int, int]:
+def exp_bound(X: int, F: int, upper: bool) -> tuple[int, int]:
     """``(m, e)`` with ``m 2**e`` bounding ``exp(X 2**-F)`` from above
     (``upper``) or below."""
     n = _nearest_n(X, F)
@@ -275,8 +275,8 @@ def exp_interval_parts(X_lo: int, X_hi: int, F: int) -> tuple[int, int, int, int
     T_lo, T_hi, H = _reduce(X_lo, X_hi, F, n)  # both ends with the same n
     D = T_hi - T_lo  # d = D 2**-H >= 0
     if not (_fits(T_hi, H) and D.bit_length() < H - 8):
-        a, ea = _exp_bound(X_lo, F, False)
-        b, eb = _exp_bound(X_hi, F, True)
+        a, ea = exp_bound(X_lo, F, False)
+        b, eb = exp_bound(X_hi, F, True)
         return a, ea, b, eb
     lo, hi = _exp_reduced(T_hi, H)
     # exp(t_lo) >= exp(t_hi) (1 - d) >= lo 2**-H (1 - d), d in [0, 2**-8).

@@ -10,10 +10,10 @@ and of any tf.keras (Keras 2, the ``tf_keras`` package) optimizer.
 
 Every value the optimizer applies is expdecay's own value for its iteration
 counter (the keras order by default, ``order="exact"`` on request), gathered in
-the graph from a table that :mod:`expdecay._tables` computes on the host; see
+the graph from a table that :mod:`expdecay.frameworks.tables` computes on the host; see
 ``spec/training.md`` for the table, its horizon and what happens beyond it.
 Float steps (``keras.Variable(1.5)``) take the value at that real step, as
-Keras's own class does (:mod:`expdecay._realsteps`).
+Keras's own class does (:mod:`expdecay.frameworks.realsteps`).
 
 :class:`ExponentialDecay` is registered for Keras serialization as
 ``expdecay>ExponentialDecay``, so ``model.save`` / ``keras.models.load_model``
@@ -30,7 +30,6 @@ this module under the jax or torch backend does not load TensorFlow.
 
 from __future__ import annotations
 
-import itertools
 import math
 import sys
 from typing import Any
@@ -42,15 +41,21 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("expdecay.keras needs Keras 3: pip install 'expdecay[peers]'") from exc
 
-from . import _realsteps
-from ._tables import DEFAULT_MAX_ENTRIES, Table, build_table, check_table_arguments, host_values
+from .frameworks import realsteps
+from .frameworks.tables import (
+    DEFAULT_MAX_ENTRIES,
+    Table,
+    build_table,
+    check_table_arguments,
+    host_values,
+)
 from .inputs import to_exact
+from .orders import Order
 from .schedule import ExponentialDecay as _Core
 
 __all__ = ["ExponentialDecay", "TFKerasExponentialDecay"]  # noqa: F822 (made on demand)
 
 _EXTRA_KEYS = ("order", "horizon", "first_step", "max_entries")
-_KEYS = itertools.count()
 
 
 class _Adapter:
@@ -58,7 +63,7 @@ class _Adapter:
     table, the host routes and the config."""
 
     schedule: _Core
-    order: str
+    order: Order
     horizon: int | None
     first_step: int
     max_entries: int
@@ -67,7 +72,7 @@ class _Adapter:
     table: Table | None
 
     def _setup(self, initial_learning_rate: Any, decay_steps: Any, decay_rate: Any,
-               staircase: bool, name: str | None, dtype: Any, order: str,
+               staircase: bool, name: str | None, dtype: Any, order: Order,
                horizon: int | None, first_step: int, max_entries: int) -> None:
         self.schedule = _Core(initial_learning_rate, decay_steps, decay_rate, staircase,
                               name, dtype=dtype)
@@ -83,7 +88,8 @@ class _Adapter:
         self.order, self.horizon = order, horizon
         self.first_step, self.max_entries = int(first_step), int(max_entries)
         self._cache: dict[Any, Any] = {}
-        self._key = next(_KEYS)
+        # the torch custom op's key for this schedule (its entry keeps self alive)
+        self._key = id(self)
 
     # The parameters, as attributes of the same names as Keras's class.
     @property
@@ -158,7 +164,7 @@ class ExponentialDecay(keras.optimizers.schedules.LearningRateSchedule, _Adapter
         name: str | None = "ExponentialDecay",
         *,
         dtype: Any = None,
-        order: str = "keras",
+        order: Order = "keras",
         horizon: int | None = None,
         first_step: int = 0,
         max_entries: int = DEFAULT_MAX_ENTRIES,
@@ -168,20 +174,20 @@ class ExponentialDecay(keras.optimizers.schedules.LearningRateSchedule, _Adapter
                     order, horizon, first_step, max_entries)
         self.name = name
         if keras.backend.backend() == "torch":  # outside any torch.compile trace
-            _realsteps.register_torch(self._key, self.table, self.host, self.real)
+            realsteps.register_torch(self._key, self.table, self.host, self.real)
 
     def __call__(self, step: Any) -> Any:
         backend = keras.backend.backend()
         value = keras.ops.convert_to_tensor(step) if isinstance(step, keras.Variable) else step
         dtype = self.schedule.dtype
         if backend == "jax":
-            return _realsteps.jax_value(self.table, value, self.host, self.real, dtype)
+            return realsteps.jax_value(self.table, value, self.host, self.real, dtype)
         if backend == "tensorflow":
-            return _realsteps.tf_value(self.table, value, self.host, self.real, dtype,
+            return realsteps.tf_value(self.table, value, self.host, self.real, dtype,
                                        self.horizon is not None,
                                        f"expdecay.keras.ExponentialDecay {self.name!r}")
         if backend == "torch":
-            return _realsteps.torch_value(self.table, value, self.host, self.real, dtype,
+            return realsteps.torch_value(self.table, value, self.host, self.real, dtype,
                                           self._key, self._cache)
         raise ValueError(f"Keras backend {backend!r} is not supported "
                          "(jax, tensorflow and torch are)")
@@ -217,7 +223,7 @@ def _make_tf_keras_class() -> type:
 
         def __init__(self, initial_learning_rate: Any, decay_steps: Any, decay_rate: Any,
                      staircase: bool = False, name: str | None = "ExponentialDecay", *,
-                     dtype: Any = None, order: str = "keras", horizon: int | None = None,
+                     dtype: Any = None, order: Order = "keras", horizon: int | None = None,
                      first_step: int = 0, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
             super().__init__()
             self._setup(initial_learning_rate, decay_steps, decay_rate, staircase, name,
@@ -225,7 +231,7 @@ def _make_tf_keras_class() -> type:
             self.name = name
 
         def __call__(self, step: Any) -> Any:
-            return _realsteps.tf_value(
+            return realsteps.tf_value(
                 self.table, step, self.host, self.real, self.schedule.dtype,
                 self.horizon is not None,
                 f"expdecay.keras.TFKerasExponentialDecay {self.name!r}")

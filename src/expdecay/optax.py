@@ -34,17 +34,17 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 import numpy as np
 
-from . import _graph
-from ._tables import DEFAULT_MAX_ENTRIES, INT64_MAX, build_table, host_values
 from .floats import round_rational
+from .frameworks import graph
+from .frameworks.tables import DEFAULT_MAX_ENTRIES, INT64_MAX, build_table, host_values
 from .inputs import resolve_dtype, to_exact
 from .oracle import evaluate
+from .orders import Order, check_order
 from .schedule import ExponentialDecay
 
 __all__ = ["exponential_decay"]
 
 _log = logging.getLogger(__name__)
-_ORDERS = ("keras", "exact")
 
 
 def _real(value: Any, name: str) -> Any:
@@ -71,7 +71,8 @@ def _integer(value: Any, name: str) -> int:
 
 
 def _check_args(init_value: Any, transition_steps: Any, decay_rate: Any, transition_begin: Any,
-                staircase: Any, end_value: Any, order: Any) -> tuple[Any, Any, Any, int, Any]:
+                staircase: Any, end_value: Any,
+                order: Any) -> tuple[Any, Any, Any, int, Any, Order]:
     I = _real(init_value, "init_value")
     if not (isinstance(I, Fraction) or math.isfinite(I)):
         raise ValueError(f"init_value must be finite; got {init_value!r}")
@@ -92,9 +93,7 @@ def _check_args(init_value: Any, transition_steps: Any, decay_rate: Any, transit
         E = _real(end_value, "end_value")
         if isinstance(E, float) and math.isnan(E):
             raise ValueError(f"end_value must not be NaN; got {end_value!r}")
-    if order not in _ORDERS:
-        raise ValueError(f"order must be 'keras' or 'exact'; got {order!r}")
-    return I, D, r, begin, E
+    return I, D, r, begin, E, check_order(order)
 
 
 def exponential_decay(
@@ -106,7 +105,7 @@ def exponential_decay(
     end_value: Any = None,
     *,
     dtype: Any = None,
-    order: str = "keras",
+    order: Order = "keras",
     horizon: int | None = None,
     first_step: int = 0,
     max_entries: int = DEFAULT_MAX_ENTRIES,
@@ -139,8 +138,8 @@ def exponential_decay(
     counts).  A float64 schedule needs jax's 64-bit mode.  The function carries
     the core schedule as ``.schedule`` (None for a constant schedule) and its
     table as ``.table``."""
-    I, D, r, begin, E = _check_args(init_value, transition_steps, decay_rate, transition_begin,
-                                    staircase, end_value, order)
+    I, D, r, begin, E, order = _check_args(init_value, transition_steps, decay_rate,
+                                           transition_begin, staircase, end_value, order)
     init = init_value if not isinstance(init_value, jax.Array) else np.asarray(init_value)[()]
     fmt = resolve_dtype(init, dtype)
     start_value = round_rational(I, fmt) if isinstance(I, Fraction) else I  # rnd(init_value)
@@ -213,20 +212,20 @@ def exponential_decay(
         if begin > np.iinfo(c.dtype).max:  # every count of this width is before the decay
             return jnp.full(c.shape, start_np, dtype=np_dtype)
         d = jnp.where(c <= begin, jnp.zeros((), c.dtype), c - jnp.asarray(begin, c.dtype))
-        return _graph.jax_value(table, d, host, host_many=host_many)
+        return graph.jax_value(table, d, host, host_many=host_many)
 
     def fn(count: Any) -> Any:
         c = jnp.asarray(count)
         if jnp.issubdtype(c.dtype, jnp.integer):
             out = integer_value(c)
         elif jnp.issubdtype(c.dtype, jnp.floating):
-            x64 = bool(jax.config.read("jax_enable_x64"))  # type: ignore[no-untyped-call]
+            x64 = bool(jax.config.read("jax_enable_x64"))
             itype = jnp.int64 if x64 else jnp.int32
             limit = float(2 ** (63 if x64 else 31))
             integral = (c == jnp.floor(c)) & (jnp.abs(c) < limit)
             ci = jnp.where(integral, c, jnp.zeros((), c.dtype)).astype(itype)
             out = integer_value(ci)
-            shape = jax.ShapeDtypeStruct(c.shape, np_dtype)  # type: ignore[no-untyped-call]
+            shape = jax.ShapeDtypeStruct(c.shape, np_dtype)
             real = jax.lax.cond(
                 jnp.any(~integral),
                 lambda: jax.pure_callback(host_real, shape, c, ~integral,

@@ -54,6 +54,7 @@ from mpmath.libmp import (
 )
 
 from . import formula
+from .errors import ExpdecayError
 from .floats import Format, round_dyadic, round_ratio, round_rational, to_numpy
 from .inputs import (
     Exact,
@@ -72,6 +73,7 @@ from .intervals import (
     power_interval,
 )
 from .introot import exact_root
+from .orders import ORDERS, Order, check_order
 
 __all__ = [
     "evaluate",
@@ -83,8 +85,6 @@ __all__ = [
     "DEFAULT_MAX_PREC",
 ]
 
-ORDERS = ("exact", "keras")
-
 #: Working-precision cap (bits) of the Ziv loops.
 DEFAULT_MAX_PREC = 1 << 16
 
@@ -94,7 +94,7 @@ MAX_DECIMAL_AMPLIFICATION = 256
 
 
 
-class PrecisionError(ArithmeticError):
+class PrecisionError(ExpdecayError, ArithmeticError):
     """A Ziv loop reached its precision cap without deciding the rounding."""
 
 
@@ -541,7 +541,7 @@ def _power_parts(
         prec = min(max_prec, 2 * prec)
 
 
-def _parts_exact(
+def parts_exact(
     I: tuple[int, int], D: tuple[int, int], r: tuple[int, int], s: tuple[int, int],
     staircase: bool, fmt: Format, max_prec: int,
 ) -> float | None:
@@ -597,7 +597,7 @@ def _casts(
     return got
 
 
-def _parts_keras(
+def parts_keras(
     I: tuple[int, int], D: tuple[int, int], r: tuple[int, int], s: tuple[int, int],
     staircase: bool, fmt: Format, max_prec: int,
 ) -> float | None:
@@ -641,7 +641,7 @@ def _keras_special(
     If: float, Df: float, rf: float, sf: float, staircase: bool, fmt: Format,  # noqa: N803
     max_prec: int,
 ) -> float | None:
-    """:func:`_parts_keras` when a cast, ``s / D`` or the power is a zero or
+    """:func:`parts_keras` when a cast, ``s / D`` or the power is a zero or
     an infinity, or ``rf`` is 1 (None: the general path decides)."""
     if If == 0.0 or math.isinf(If) or rf == 0.0 or math.isinf(rf) or Df == 0.0 or sf == 0.0:
         return None
@@ -705,13 +705,13 @@ def _plain_pairs(I: Any, D: Any, r: Any, s: Any) -> _Pairs | None:  # noqa: N803
 
 
 def _evaluate_pairs(
-    pairs: _Pairs, staircase: bool, fmt: Format, order: str, max_prec: int,
+    pairs: _Pairs, staircase: bool, fmt: Format, order: Order, max_prec: int,
 ) -> float | None:
     """The integer path on :func:`_plain_pairs`' pairs, or None when it does
     not settle the value by itself (the general path then decides)."""
     if order == "exact":
-        return _parts_exact(*pairs, staircase, fmt, max_prec)
-    return _parts_keras(*pairs, staircase, fmt, max_prec)
+        return parts_exact(*pairs, staircase, fmt, max_prec)
+    return parts_keras(*pairs, staircase, fmt, max_prec)
 
 
 # ---------------------------------------------------------------------------
@@ -734,12 +734,6 @@ def check_max_prec(max_prec: Any) -> int:
     return int(max_prec)
 
 
-def _check_order(order: Any) -> str:
-    if order not in ORDERS:
-        raise ValueError(f"order must be 'exact' or 'keras'; got {order!r}")
-    return order  # type: ignore[no-any-return]
-
-
 def evaluate(
     initial_learning_rate: Any,
     decay_steps: Any,
@@ -748,7 +742,7 @@ def evaluate(
     *,
     staircase: bool = False,
     dtype: Any = None,
-    order: str = "exact",
+    order: Order = "exact",
     max_prec: int = DEFAULT_MAX_PREC,
 ) -> np.floating[Any]:
     """The schedule's value in ``dtype``, correctly rounded, in ``order``.
@@ -764,7 +758,7 @@ def evaluate(
     np.float16(0.375)
     """
     fmt = resolve_dtype(initial_learning_rate, dtype)
-    _check_order(order)
+    order = check_order(order)
     max_prec = check_max_prec(max_prec)
     pairs = None
     if staircase is True or staircase is False:
@@ -777,7 +771,7 @@ def evaluate(
     if pairs is not None:
         # The integer path has already run on these values (validation turns
         # a plain dyadic input into the same pair) and left them undecided.
-        return to_numpy(_evaluate_general(args, bool(staircase), fmt, order, max_prec), fmt)
+        return to_numpy(evaluate_general(args, bool(staircase), fmt, order, max_prec), fmt)
     return to_numpy(evaluate_exact(args, bool(staircase), fmt, order, max_prec), fmt)
 
 
@@ -785,7 +779,7 @@ def evaluate_exact(
     args: tuple[Exact, Exact, Exact, Exact],
     staircase: bool,
     fmt: Format,
-    order: str,
+    order: Order,
     max_prec: int = DEFAULT_MAX_PREC,
 ) -> float:
     """:func:`evaluate` on already-converted exact inputs; returns a Python float."""
@@ -794,14 +788,14 @@ def evaluate_exact(
         got = _evaluate_pairs(pairs, staircase, fmt, order, max_prec)
         if got is not None:
             return got
-    return _evaluate_general(args, staircase, fmt, order, max_prec)
+    return evaluate_general(args, staircase, fmt, order, max_prec)
 
 
-def _evaluate_general(
+def evaluate_general(
     args: tuple[Exact, Exact, Exact, Exact],
     staircase: bool,
     fmt: Format,
-    order: str,
+    order: Order,
     max_prec: int,
 ) -> float:
     """The general path (exact nodes, :func:`round_node`) on converted inputs."""

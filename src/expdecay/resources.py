@@ -26,6 +26,8 @@ from importlib import resources
 from pathlib import Path
 from types import ModuleType
 
+from .errors import ExpdecayError
+
 __all__ = [
     "MissingExtraError",
     "checkout_root",
@@ -68,7 +70,7 @@ def vectors_dir() -> Path:
         return root / "conformance" / "vectors"
     raise FileNotFoundError(
         "the conformance vectors are neither in the installed package (expdecay/data/vectors) "
-        "nor in a source checkout; reinstall expdecay or pass --vectors"
+        "nor in a source checkout; reinstall expdecay or name the vector files explicitly"
     )
 
 
@@ -100,7 +102,7 @@ def spec_dir() -> Path:
     )
 
 
-class MissingExtraError(ModuleNotFoundError):
+class MissingExtraError(ExpdecayError, ModuleNotFoundError):
     """An optional dependency is not installed: the message names the extra
     that installs it, on one line."""
 

@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import fast
 from .floats import Format, round_rational
 from .inputs import check_decay_steps, check_staircase, resolve_dtype, to_exact
+from .orders import Order
 
 __all__ = ["ExponentialDecay", "serialize", "deserialize"]
 
@@ -141,14 +142,14 @@ class ExponentialDecay:
         dt: np.dtype[Any] = self.format.dtype
         return dt
 
-    def _evaluate(self, step: Any, order: str) -> Any:
+    def _evaluate(self, step: Any, order: Order) -> Any:
         steps = _as_steps(step)
         if steps.dtype == object and steps.size and all(_is_int(x) for x in steps.flat):
             return self._big_ints(step, steps, order)  # ints beyond int64/uint64
         if steps.dtype.kind not in "iuf" and steps.dtype.name != "bfloat16":
             raise TypeError(
                 f"step must be an integer or float number or array; got {_describe(step)}")
-        out = fast.evaluate(
+        out = fast.evaluate_array(
             self.initial_learning_rate,
             self.decay_steps,
             self.decay_rate,
@@ -159,7 +160,7 @@ class ExponentialDecay:
         )
         return out[()] if steps.ndim == 0 and not isinstance(step, np.ndarray) else out
 
-    def _big_ints(self, step: Any, steps: NDArray[Any], order: str) -> Any:
+    def _big_ints(self, step: Any, steps: NDArray[Any], order: Order) -> Any:
         """Integer steps no fixed-width dtype holds: each goes to the oracle,
         which takes Python ints of any size (the vectorised paths read steps
         as int64, uint64 or floats)."""

@@ -44,16 +44,15 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 import numpy as np
 
-from ._tables import host_values
 from .floats import get_format
+from .frameworks.tables import host_values
+from .orders import Order, check_order
 from .schedule import ExponentialDecay
 
 __all__ = ["ExponentialDecayLR", "ExponentialLR", "StepLR"]
 
-_ORDERS = ("keras", "exact")
 
-
-class ExponentialDecayLR(LRScheduler):
+class ExponentialDecayLR(LRScheduler):  # type: ignore[misc]
     """``lr = initial * decay_rate ** (last_epoch / decay_steps)`` per group.
 
     ``initial_learning_rate`` is each group's learning rate when the scheduler
@@ -71,11 +70,10 @@ class ExponentialDecayLR(LRScheduler):
         *,
         initial_learning_rate: Any = None,
         dtype: Any = "float32",
-        order: str = "keras",
+        order: Order = "keras",
         last_epoch: int = -1,
     ) -> None:
-        if order not in _ORDERS:
-            raise ValueError(f"order must be 'keras' or 'exact'; got {order!r}")
+        order = check_order(order)
         self.decay_steps, self.decay_rate, self.staircase = decay_steps, decay_rate, staircase
         self.dtype, self.order = dtype, order
         self.initial_learning_rate = initial_learning_rate
@@ -108,7 +106,7 @@ class ExponentialDecayLR(LRScheduler):
             self._window_start = start = step
         return [float(w[step - start]) for w in self._window]
 
-    def get_lr(self) -> list[float]:  # type: ignore[override]
+    def get_lr(self) -> list[float]:
         return self.value(self.last_epoch)
 
     def _get_closed_form_lr(self) -> list[float]:
@@ -127,9 +125,7 @@ class ExponentialDecayLR(LRScheduler):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the counter and the schedules from :meth:`state_dict`."""
-        order = state_dict["order"]
-        if order not in _ORDERS:
-            raise ValueError(f"order must be 'keras' or 'exact'; got {order!r}")
+        order = check_order(state_dict["order"], "state_dict['order']")
         schedules = [ExponentialDecay.from_config(dict(c)) for c in state_dict["schedules"]]
         if len(schedules) != len(self.optimizer.param_groups):
             raise ValueError(f"state_dict has {len(schedules)} schedules for "
@@ -212,7 +208,7 @@ class _Values:
 
     WINDOW = 4096
 
-    def __init__(self, key: tuple[Any, ...], schedules: list[ExponentialDecay], order: str):
+    def __init__(self, key: tuple[Any, ...], schedules: list[ExponentialDecay], order: Order):
         self.key, self.schedules, self.order = key, schedules, order
         self.start: int | None = None
         self.windows: list[np.ndarray] = []
@@ -231,7 +227,7 @@ class _Values:
 _VALUES: weakref.WeakKeyDictionary[Any, _Values] = weakref.WeakKeyDictionary()
 
 
-class _ClosedFormLR(LRScheduler):
+class _ClosedFormLR(LRScheduler):  # type: ignore[misc]
     """Common part of :class:`ExponentialLR` and :class:`StepLR`.
 
     Each step moves ``last_epoch`` from ``k - 1`` to ``k``.  When a group's
@@ -244,14 +240,13 @@ class _ClosedFormLR(LRScheduler):
 
     gamma: float
     dtype: str | None
-    order: str
+    order: Order
 
     def _setup(self, optimizer: Any, dtype: Any, order: Any, last_epoch: Any) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer; got "
                             f"{type(optimizer).__name__}")
-        if order not in _ORDERS:
-            raise ValueError(f"order must be 'keras' or 'exact'; got {order!r}")
+        order = check_order(order)
         _int_arg(last_epoch, "last_epoch", -1)
         name = None if dtype is None else get_format(dtype).name
         key = "lr" if last_epoch == -1 else "initial_lr"
@@ -330,8 +325,7 @@ class _ClosedFormLR(LRScheduler):
         ``step_size``, ``base_lrs``, the counters, ``dtype``, ``order``, ...)."""
         super().load_state_dict(state_dict)
         _real_arg(self.gamma, "gamma")
-        if self.order not in _ORDERS:
-            raise ValueError(f"order must be 'keras' or 'exact'; got {self.order!r}")
+        check_order(self.order, "state_dict['order']")
         _VALUES.pop(self, None)
 
 
@@ -355,7 +349,7 @@ class ExponentialLR(_ClosedFormLR):
     _keeps_initial = True
 
     def __init__(self, optimizer: torch.optim.Optimizer, gamma: float, last_epoch: int = -1,
-                 *, dtype: Any = None, order: str = "exact") -> None:
+                 *, dtype: Any = None, order: Order = "exact") -> None:
         self._setup(optimizer, dtype, order, last_epoch)
         _real_arg(gamma, "gamma")
         self.gamma = gamma
@@ -376,7 +370,7 @@ class StepLR(_ClosedFormLR):
     ``dtype``, ``order`` and composition as for :class:`ExponentialLR`."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, step_size: int, gamma: float = 0.1,
-                 last_epoch: int = -1, *, dtype: Any = None, order: str = "exact") -> None:
+                 last_epoch: int = -1, *, dtype: Any = None, order: Order = "exact") -> None:
         self._setup(optimizer, dtype, order, last_epoch)
         _int_arg(step_size, "step_size", 1)
         _real_arg(gamma, "gamma")

@@ -36,15 +36,8 @@ from ..fileio import atomic_write
 from ..floats import to_hex
 from ..oracle import value
 from .misfloor import MisfloorResult, misfloors
-from .sweep import (
-    Quantisation,
-    Schedule,
-    StepSet,
-    SweepResult,
-    parse_steps,
-    quantisation,
-    sweep,
-)
+from .sweep import Schedule, StepSet, SweepResult, parse_steps, quantisation, sweep
+from .sweep.quantisation import Quantisation
 
 __all__ = [
     "Analysis",
@@ -215,7 +208,7 @@ def summary_lines(a: Analysis, first: int = 10) -> list[str]:
 
 def _worst_rows(a: Analysis, worst: list[tuple[int, int]], n: int = 8) -> list[dict[str, str]]:
     """Details of the worst steps: exact value, expected and observed bits."""
-    from .sweep import evaluate_order, implementation_values
+    from .sweep.evaluation import evaluate_order, implementation_values
 
     sch, fmt = a.schedule, a.schedule.format
     rows: list[dict[str, str]] = []

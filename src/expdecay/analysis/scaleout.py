@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..fast import FastStats
-from ..fast import evaluate as fast_evaluate
+from ..fast import evaluate_array as fast_evaluate
+from ..orders import Order, check_order
 
 __all__ = ["map_ordered", "GridResult", "run_grid", "CampaignResult", "random_campaign"]
 
@@ -123,7 +124,7 @@ class _GridTask:
     start: int
     stop: int
     dtype: str
-    order: str
+    order: Order
     staircase: bool
 
 
@@ -131,7 +132,7 @@ def _grid_task(task: _GridTask) -> tuple[bytes, int, int]:
     steps = np.arange(task.start, task.stop, dtype=np.int64)
     stats = FastStats()
     out = fast_evaluate(*task.schedule, steps, staircase=task.staircase, dtype=task.dtype,
-                        order=task.order, stats=stats)
+                        order=check_order(task.order), stats=stats)
     return hashlib.sha256(out.tobytes()).digest(), stats.elements, stats.oracle
 
 
@@ -146,7 +147,7 @@ class GridResult:
 
 
 def run_grid(schedules: Sequence[tuple[Any, Any, Any]], start: int, stop: int, *,
-             dtype: str = "float32", order: str = "keras", staircase: bool = False,
+             dtype: str = "float32", order: Order = "keras", staircase: bool = False,
              chunk: int = 1 << 22, scheduler: str | None = None,
              workers: int | None = None) -> GridResult:
     """Every schedule ``(I, D, r)`` at every integer step in ``[start, stop)``."""
@@ -179,7 +180,7 @@ class _CampaignTask:
     index: int
     size: int
     dtype: str
-    order: str
+    order: Order
     staircase: bool
 
 
@@ -192,7 +193,7 @@ def _campaign_task(task: _CampaignTask) -> tuple[bytes, int, int]:
     s = rng.integers(0, 1 << 31, n)
     stats = FastStats()
     out = fast_evaluate(I, D, r, s, staircase=task.staircase, dtype=task.dtype,
-                        order=task.order, stats=stats)
+                        order=check_order(task.order), stats=stats)
     return hashlib.sha256(out.tobytes()).digest(), stats.elements, stats.oracle
 
 
@@ -205,7 +206,7 @@ class CampaignResult:
     oracle: int = 0
 
 
-def random_campaign(n: int, *, seed: int = 0, dtype: str = "float32", order: str = "keras",
+def random_campaign(n: int, *, seed: int = 0, dtype: str = "float32", order: Order = "keras",
                     staircase: bool = False, chunk: int = 1 << 14,
                     scheduler: str | None = None, workers: int | None = None
                     ) -> CampaignResult:

@@ -20,11 +20,12 @@ import numpy as np
 
 from ..conformance.vectors import ANALYSIS_NOTES
 from ..fileio import atomic_write
-from ..floats import Format, next_down, next_up
+from ..floats import Format, next_down, next_up, ulp_keys
 from ..inputs import to_exact
 from ..oracle import Power, amplification_bits, enclose, exact_node
 from ..resources import require
-from .sweep import Schedule, StepSet, evaluate_order, implementation_values, ulp_keys
+from .sweep import Schedule, StepSet, evaluate_order
+from .sweep.evaluation import implementation_values
 
 __all__ = ["Finding", "SearchResult", "search_worst", "boundary_distance", "write_vectors"]
 

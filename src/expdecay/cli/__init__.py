@@ -10,6 +10,10 @@ stderr and exit with status 2; Ctrl-C ends every worker process, prints
 ``expdecay: interrupted`` and exits with status 130 (SIGTERM and SIGHUP:
 ``expdecay: terminated``, status 128 + the signal's number).
 
+The library's messages name its Python arguments (``decay_steps must be
+...``); each command shows them with its flags instead (``--decay-steps must
+be ...``), through :func:`flags_in_errors`.
+
 Resource requests are checked here, for every subcommand that takes them:
 ``--workers`` above :data:`MAX_WORKERS` is refused, and fewer workers than
 asked are started when the process may use fewer cores (no point in forking
@@ -26,9 +30,12 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
+from ..errors import ExpdecayError
+from ..orders import ORDERS, Order, check_order
 from ..resources import MissingExtraError
 
 #: subcommand -> (module of :mod:`expdecay.cli` that provides it, one-line help).
@@ -55,7 +62,7 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class UsageError(Exception):
+class UsageError(ExpdecayError):
     """A bad command-line argument or value: one line, exit status 2."""
 
 
@@ -92,6 +99,48 @@ class _Parser(argparse.ArgumentParser):
         if _NEGATIVE_VALUE.match(arg_string):
             return None
         return super()._parse_optional(arg_string)
+
+
+#: The flag of each Python argument of the schedule, as the commands spell them.
+SCHEDULE_FLAGS: dict[str, str] = {
+    name: "--" + name.replace("_", "-")
+    for name in ("initial_learning_rate", "decay_steps", "decay_rate", "staircase", "dtype",
+                 "step", "steps")
+}
+
+
+def as_flag(e: Exception, flags: Mapping[str, str]) -> Exception:
+    """``e`` with the Python argument that begins its message replaced by its
+    command-line flag (``flags`` maps one to the other), as an exception of
+    the same type; ``e`` itself when its message begins with none of them.
+
+    >>> as_flag(ValueError("decay_steps must be finite and > 0; got '0'"), SCHEDULE_FLAGS)
+    ValueError("--decay-steps must be finite and > 0; got '0'")
+    >>> as_flag(ValueError("steps must be START:STOP"), {"step": "--step"})
+    ValueError('steps must be START:STOP')
+    """
+    text = str(e)
+    for argument in sorted(flags, key=len, reverse=True):
+        rest = text[len(argument):]
+        if text.startswith(argument) and not (rest[:1].isalnum() or rest[:1] == "_"):
+            try:
+                return type(e)(flags[argument] + rest)
+            except Exception:  # noqa: BLE001 - a type that needs other arguments
+                return e
+    return e
+
+
+@contextmanager
+def flags_in_errors(flags: Mapping[str, str]) -> Iterator[None]:
+    """Re-raise a ``ValueError`` or ``TypeError`` of the library with its
+    argument named by its flag (:func:`as_flag`)."""
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        shown = as_flag(e, flags)
+        if shown is e:
+            raise
+        raise shown from None
 
 
 def to_stderr(line: str) -> None:
@@ -160,7 +209,7 @@ def number(text: str, as_float: bool, name: str = "value") -> Any:
 
 def _add_eval(p: argparse.ArgumentParser) -> None:
     add_schedule_arguments(p)
-    p.add_argument("--order", default="both", choices=["exact", "keras", "both"])
+    p.add_argument("--order", default="both", choices=[*ORDERS, "both"])
     p.add_argument("--digits", type=int, default=40)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -169,14 +218,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _add_eval(p)
 
 
+#: The flags of ``expdecay eval`` for the library's arguments.
+EVAL_FLAGS = {**SCHEDULE_FLAGS, "digits": "--digits", "order": "--order"}
+
+
 def run(args: argparse.Namespace) -> int:
+    with flags_in_errors(EVAL_FLAGS):
+        return _run_eval(args)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
     from ..floats import get_format, to_bits, to_hex, ulp_distance
     from ..oracle import PrecisionError, evaluate, value
 
     I, D, r = schedule_inputs(args)
     s = number(args.step, args.float64_inputs, "step")
     fmt = get_format(args.dtype)
-    orders = ["exact", "keras"] if args.order == "both" else [args.order]
+    orders: list[Order] = (list(ORDERS) if args.order == "both"
+                           else [check_order(args.order)])
     try:
         exact_value = value(I, D, r, s, staircase=args.staircase, digits=args.digits)
     except PrecisionError as e:  # the rounded values below are still proven
@@ -270,7 +329,7 @@ def _check_resources(args: argparse.Namespace) -> None:
 
 def _end_workers() -> None:
     """End every worker process, deaf meanwhile to a second Ctrl-C or SIGTERM."""
-    protocol = sys.modules.get("expdecay.conformance.adapters.protocol")
+    protocol = sys.modules.get("expdecay.conformance.adapters.client")
     if protocol is None:
         return  # no worker was ever started
     previous: dict[int, Any] = {}

@@ -22,7 +22,6 @@ from ..resources import require
 __all__ = ["add_analyze_arguments", "run_analyze", "add_report_arguments", "run_report"]
 
 
-
 def _common_arguments(p: argparse.ArgumentParser) -> None:
     from ..cli import add_schedule_arguments
 
@@ -70,12 +69,22 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="FILE", help="where the plot goes (default: beside)")
 
 
+def _flags() -> dict[str, str]:
+    """The flag of each Python argument of the analysis, for its messages."""
+    from ..cli import SCHEDULE_FLAGS
+
+    return {**SCHEDULE_FLAGS, "implementation": "--implementation", "options": "--option",
+            "workers": "--workers", "max_points": "--max-points", "pow_ulps": "--pow-ulps",
+            "scheduler": "--scheduler", "examples": "--search", "output": "--output",
+            "plot": "--plot"}
+
+
 def _options(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"option must be KEY=VALUE; got {item!r}")
+            raise ValueError(f"--option must be KEY=VALUE; got {item!r}")
         try:
             out[key] = json.loads(text)
         except json.JSONDecodeError:
@@ -92,9 +101,9 @@ def _analysis_from_args(args: argparse.Namespace) -> Analysis:
     steps = parse_steps(args.steps)
     options = _options(args.option)
     if args.workers is not None and args.workers < 1:
-        raise ValueError(f"workers must be >= 1; got {args.workers}")
+        raise ValueError(f"--workers must be >= 1; got {args.workers}")
     if args.max_points is not None and args.max_points < 1:
-        raise ValueError(f"max-points must be >= 1; got {args.max_points}")
+        raise ValueError(f"--max-points must be >= 1; got {args.max_points}")
     max_points = args.max_points
     if args.exhaustive:
         if max_points is not None:
@@ -113,10 +122,17 @@ def _analysis_from_args(args: argparse.Namespace) -> Analysis:
 
 def run_analyze(args: argparse.Namespace) -> int:
     """``expdecay analyze``: print the summary (or JSON), write the plot."""
+    from ..cli import flags_in_errors
+
+    with flags_in_errors(_flags()):
+        return _run_analyze(args)
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
     if args.plot:
         ext = os.path.splitext(args.plot)[1].lower()
         if ext not in (".png", ".svg"):
-            raise ValueError(f"plot must be a .png or .svg file; got {args.plot!r}")
+            raise ValueError(f"--plot must be a .png or .svg file; got {args.plot!r}")
     if args.write_vectors and not args.search:
         raise ValueError("--write-vectors needs --search N (the steps it writes)")
     if args.first < 0 or args.search < 0:
@@ -162,9 +178,12 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     """``expdecay report``: write the Markdown/HTML page and its plot."""
+    from ..cli import flags_in_errors
+
     require("matplotlib", "plot", "expdecay report")
-    a = _analysis_from_args(args)
-    files = write_report(a, args.output, args.steps, args.plot)
+    with flags_in_errors(_flags()):
+        a = _analysis_from_args(args)
+        files = write_report(a, args.output, args.steps, args.plot)
     print("wrote " + ", ".join(files))
     return 0
 

@@ -23,7 +23,7 @@ from ..conformance.adapters import (
     missing_configurations,
     parse_options,
 )
-from ..conformance.adapters.protocol import MAX_TIMEOUT, STARTUP_FACTOR
+from ..conformance.adapters.codec import MAX_TIMEOUT, STARTUP_FACTOR
 from ..conformance.runner import (
     PROFILES,
     ImplementationReport,
@@ -33,7 +33,7 @@ from ..conformance.runner import (
 )
 from ..conformance.vectors import VectorFileError, load_vector_file
 from ..fileio import atomic_write
-from . import to_stderr
+from . import as_flag, to_stderr
 
 __all__ = ["add_check_arguments", "run_check", "print_report", "print_table", "describe_case"]
 
@@ -208,7 +208,10 @@ def configurations(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]
         out = []
         for name in args.impl:
             opts = _options(args, name)  # cheap checks before a python: module's probe
-            out.append((check_name(name, args.timeout), opts))
+            try:
+                out.append((check_name(name, args.timeout), opts))
+            except ValueError as e:
+                raise as_flag(e, {"impl": "--impl"}) from None
         return out
     configs = default_configurations()
     if args.all_variants:
@@ -239,7 +242,11 @@ def run_check(args: argparse.Namespace) -> int:
     configs = configurations(args)
     docs: dict[str, dict[str, Any]] = {}
     bad_files = 0
-    for path in vector_paths(args.vectors):
+    try:
+        paths = vector_paths(args.vectors)
+    except ValueError as e:
+        raise as_flag(e, {"vectors": "--vectors"}) from None
+    for path in paths:
         try:
             docs[path.name] = load_vector_file(path)
         except VectorFileError as e:
@@ -315,7 +322,10 @@ def _run_random(args: argparse.Namespace, profiles: tuple[str, ...]) -> int:
                          "re-run")
     if args.write_failures and len(args.impl or []) != 1:
         raise ValueError("--write-failures needs exactly one --impl")
-    dtypes = campaign.parse_dtypes(args.dtype)
+    try:
+        dtypes = campaign.parse_dtypes(args.dtype)
+    except ValueError as e:
+        raise as_flag(e, {"dtype": "--dtype"}) from None
     reports: list[ImplementationReport] = []
     for name, opts in configurations(args):
         reps, _ = campaign.check_random(name, opts, args.random, args.seed, profiles, dtypes,

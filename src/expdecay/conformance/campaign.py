@@ -23,7 +23,7 @@ floating-point sampler of numpy.  The cases are therefore the same on every
 machine, and the first ``M`` cases of a longer campaign are the ``M`` cases
 of the shorter one.  They depend on the seed, ``N`` and the list of dtypes.
 
-**Expected bits** come from :func:`expdecay.fast.evaluate` (bit-identical to
+**Expected bits** come from :func:`expdecay.fast.evaluate_array` (bit-identical to
 the oracle), vectorised over every schedule of a block at once.  An output
 is judged as :func:`expdecay.conformance.runner.judge` judges a vector test;
 the vectorised comparison settles every output that has the expected bits or
@@ -50,11 +50,13 @@ import numpy as np
 
 from .. import __version__
 from ..fast import FastStats, round_int_to_format, round_to_format
-from ..fast import evaluate as fast_evaluate
+from ..fast import evaluate_array as fast_evaluate
 from ..fileio import atomic_write
 from ..floats import Format, get_format
-from .adapters import Adapter, ImplementationLookupError, Params, get_adapter, label
+from ..orders import Order, check_order
+from .adapters import Adapter, ImplementationLookupError, Params, get_adapter
 from .adapters.base import Outcome
+from .adapters.registry import label
 from .runner import PROFILES, FileSummary, ImplementationReport, check_output_path, summarise
 from .vectors import (
     ALGORITHM,
@@ -388,9 +390,9 @@ def draw(seed: int, first: int, count: int, dtypes: Sequence[str] = DTYPES) -> B
 # ---------------------------------------------------------------------------
 
 
-def expected(block: Block, order: str, stats: FastStats | None = None) -> np.ndarray:
+def expected(block: Block, order: Order, stats: FastStats | None = None) -> np.ndarray:
     """The expected outputs (float64, exact) of every case of ``block`` in
-    ``order``: :func:`expdecay.fast.evaluate`, one vectorised call per dtype,
+    ``order``: :func:`expdecay.fast.evaluate_array`, one vectorised call per dtype,
     staircase mode and kind of step (its counters added to ``stats``)."""
     out = np.empty(block.steps.shape)
     for d, name in enumerate(block.dtypes):
@@ -427,7 +429,7 @@ def _ordinal(x: np.ndarray, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
     return np.where(sign, -mag, mag), rep
 
 
-def _keras_tolerances(block: Block, i: np.ndarray, k: np.ndarray, fmt: Format) -> np.ndarray:
+def keras_tolerances(block: Block, i: np.ndarray, k: np.ndarray, fmt: Format) -> np.ndarray:
     """:func:`expdecay.conformance.vectors.keras_tolerance` of the cases
     ``(i, k)`` of ``block``, vectorised; -1 where it has to be asked.
 
@@ -520,7 +522,7 @@ class _Verdicts:
 
 
 def _judge(block: Block, outcome: list[Outcome], values: np.ndarray, want: np.ndarray,
-           profile: str) -> _Verdicts:
+           profile: Order) -> _Verdicts:
     n, K = block.steps.shape
     status = np.zeros((n, K), dtype=np.int8)
     within = np.zeros((n, K), dtype=bool)
@@ -568,14 +570,14 @@ def _judge(block: Block, outcome: list[Outcome], values: np.ndarray, want: np.nd
             where = np.argwhere(sel)
             cand = np.flatnonzero(near)
             ci, ck = where[cand, 0], where[cand, 1]
-            tol = _keras_tolerances(block, ci, ck, fmt)
+            tol = keras_tolerances(block, ci, ck, fmt)
             known = tol >= 0
             st[cand[known & (dist[cand] <= tol)]] = 0
             for j in cand[~known]:
                 i, k = where[j]
                 p = block.params(int(i))
-                g = Group(p.dtype, p.staircase, _num(p.initial_learning_rate),
-                          _num(p.decay_steps), _num(p.decay_rate))
+                g = Group(p.dtype, p.staircase, as_number(p.initial_learning_rate),
+                          as_number(p.decay_steps), as_number(p.decay_rate))
                 if dist[j] <= keras_tolerance(g, block.step_list(int(i))[int(k)]):
                     st[j] = 0
         status[sel] = st
@@ -609,7 +611,7 @@ class Campaign:
     version: str
     seed: int
     cases: int
-    profiles: tuple[str, ...]
+    profiles: tuple[Order, ...]
     dtypes: tuple[str, ...]
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     max_ulps: dict[str, float] = field(default_factory=dict)
@@ -687,19 +689,16 @@ def run_campaign(adapter: Adapter, cases: int, seed: int = 0, *,
     :data:`BLOCK` schedules and at the end.
     """
     _check_counts(cases, max_failures)
-    profiles = tuple(profiles)
-    for p in profiles:
-        if p not in PROFILES:
-            raise ValueError(f"profile must be one of {', '.join(PROFILES)}; got {p!r}")
+    checked = tuple(check_order(p, "profiles") for p in profiles)
     dtypes = tuple(dtypes)
     draw(seed, 0, 1, dtypes)  # checks the seed and the dtypes
     K = STEPS_PER_SCHEDULE
     camp = Campaign(name or adapter.name, getattr(adapter, "version", "unknown"), seed, cases,
-                    profiles, dtypes, vectorised=bool(getattr(adapter, "vectorised", False)))
+                    checked, dtypes, vectorised=bool(getattr(adapter, "vectorised", False)))
     camp.counts = {p: {"pass": 0, "fail": 0, "na": 0, "notrun": 0, "within": 0}
-                   for p in profiles}
-    camp.max_ulps = dict.fromkeys(profiles, 0.0)
-    camp.first_failure = dict.fromkeys(profiles)
+                   for p in checked}
+    camp.max_ulps = dict.fromkeys(checked, 0.0)
+    camp.first_failure = dict.fromkeys(checked)
     if getattr(adapter, "broken", None):
         camp.broken = str(adapter.broken)[:300]
         return camp
@@ -707,13 +706,14 @@ def run_campaign(adapter: Adapter, cases: int, seed: int = 0, *,
     schedules = -(-cases // K)
     worst: dict[str, tuple[float, _Recorded]] = {}
     per_bucket: dict[tuple[str, int], int] = {}
-    bucket_cap = max(1, -(-max_failures // (len(profiles) * len(REGIONS))))
-    def prepare(first: int) -> tuple[int, Block, dict[str, np.ndarray], float]:
+    bucket_cap = max(1, -(-max_failures // (len(checked) * len(REGIONS))))
+    def prepare(first: int) -> tuple[int, Block, dict[Order, np.ndarray], float]:
         """Block ``first`` drawn, with its expected values per profile."""
         count = min(BLOCK, schedules - first)
         block = draw(seed, first, count, dtypes)
         t1 = time.monotonic()
-        want = {p: expected(block, p, camp.expected_stats) for p in profiles}
+        want = {p: expected(block, check_order(p, "profiles"), camp.expected_stats)
+                for p in checked}
         return count, block, want, time.monotonic() - t1
 
     # The next block is drawn and its expected values computed in a second
@@ -732,7 +732,7 @@ def run_campaign(adapter: Adapter, cases: int, seed: int = 0, *,
             if progress:
                 done = min(cases, (first + count) * K)
                 fails_txt = ", ".join(f"{camp.counts[p]['fail']} failed ({p})"
-                                      for p in profiles)
+                                      for p in checked)
                 progress(f"  random: {done}/{cases} cases ({100 * done // cases}%), "
                          f"{fails_txt}, {time.monotonic() - t0:.1f} s")
     # The worst failure of each profile is always recorded.
@@ -746,7 +746,7 @@ def run_campaign(adapter: Adapter, cases: int, seed: int = 0, *,
     return camp
 
 
-def _check_block(camp: Campaign, adapter: Adapter, block: Block, want: dict[str, np.ndarray],
+def _check_block(camp: Campaign, adapter: Adapter, block: Block, want: dict[Order, np.ndarray],
                  first: int, count: int, cases: int, schedules: int,
                  worst: dict[str, tuple[float, _Recorded]],
                  per_bucket: dict[tuple[str, int], int], bucket_cap: int,
@@ -779,7 +779,7 @@ def _check_block(camp: Campaign, adapter: Adapter, block: Block, want: dict[str,
     excluded = np.zeros(block.steps.shape, dtype=bool)
     if last < K:
         excluded[count - 1, last:] = True
-    failing: list[tuple[str, int, int]] = []
+    failing: list[tuple[Order, int, int]] = []
     for p in profiles:
         v = _judge(block, outcomes, values, want[p], p)
         st = np.where(excluded, 4, v.status)
@@ -842,16 +842,16 @@ def failures_document(camp: Campaign) -> dict[str, Any]:
         p, sched = recs[0].params, recs[0].schedule
         cases = [Case(r.step, f"random campaign seed {camp.seed}, schedule {sched}, step #{r.k}"
                               f", region {r.region}", ("RandomCampaign",)) for r in recs]
-        g = Group(p.dtype, bool(p.staircase), _num(p.initial_learning_rate),
-                  _num(p.decay_steps), _num(p.decay_rate), cases)
+        g = Group(p.dtype, bool(p.staircase), as_number(p.initial_learning_rate),
+                  as_number(p.decay_steps), as_number(p.decay_rate), cases)
         tests = make_tests(g, range(tc + 1, tc + 1 + len(recs)))
         tc += len(recs)
         groups.append({"type": "ExponentialDecayTest",
                        "comment": f"random campaign seed {camp.seed}, schedule {sched}",
                        "dtype": p.dtype, "staircase": bool(p.staircase),
-                       "initialLearningRate": encode_number(_num(p.initial_learning_rate)),
-                       "decaySteps": encode_number(_num(p.decay_steps)),
-                       "decayRate": encode_number(_num(p.decay_rate)),
+                       "initialLearningRate": encode_number(as_number(p.initial_learning_rate)),
+                       "decaySteps": encode_number(as_number(p.decay_steps)),
+                       "decayRate": encode_number(as_number(p.decay_rate)),
                        "tests": tests})
     used = {f for g in groups for t in g["tests"] for f in t["flags"]}
     notes_src = {**NOTES, **ANALYSIS_NOTES}
@@ -872,7 +872,7 @@ def failures_document(camp: Campaign) -> dict[str, Any]:
     }
 
 
-def _num(x: int | float | str) -> int | float:
+def as_number(x: int | float | str) -> int | float:
     assert not isinstance(x, str)
     return x
 
@@ -895,7 +895,8 @@ def write_failures(camp: Campaign, path: Path | str) -> int:
 
 
 def parse_dtypes(items: Sequence[str] | None) -> tuple[str, ...] | None:
-    """``--dtype`` values (repeatable, comma-separated) as format names."""
+    """``dtype`` values (each a comma-separated list of format names) as a
+    tuple of format names; ``ValueError`` naming ``dtype`` otherwise."""
     if not items:
         return None
     out: list[str] = []
@@ -903,7 +904,7 @@ def parse_dtypes(items: Sequence[str] | None) -> tuple[str, ...] | None:
         for part in item.split(","):
             name = part.strip()
             if name not in DTYPES:
-                raise ValueError(f"--dtype must be among {', '.join(DTYPES)}; got {name!r}")
+                raise ValueError(f"dtype must be among {', '.join(DTYPES)}; got {name!r}")
             if name not in out:
                 out.append(name)
     return tuple(out)
@@ -930,7 +931,8 @@ def check_random(name: str, options: dict[str, Any], cases: int, seed: int,
     draw(seed, 0, 1, dtypes or DTYPES)
     if write is not None:  # a file that cannot be written is refused before the campaign
         check_output_path(write, "write")
-    orders: tuple[str | None, ...] = profiles if name == "expdecay" else (None,)
+    checked = tuple(check_order(p, "profiles") for p in profiles)
+    orders: tuple[Order | None, ...] = checked if name == "expdecay" else (None,)
     reports: list[ImplementationReport] = []
     camps: list[Campaign] = []
     for order in orders:
@@ -938,7 +940,7 @@ def check_random(name: str, options: dict[str, Any], cases: int, seed: int,
         if order is not None:
             opts["order"] = order
         shown = label(name, options) if order in (None, "exact") else f"{name}[order=keras]"
-        mine = profiles if order is None else (order,)
+        mine = checked if order is None else (order,)
         try:
             adapter = get_adapter(name, isolated=True, timeout=timeout, **opts)
         except ImplementationLookupError:
@@ -969,7 +971,7 @@ def check_random(name: str, options: dict[str, Any], cases: int, seed: int,
             for c in camps:
                 for r in c.recorded:
                     seen.setdefault((r.schedule, r.k), r)
-            merged = Campaign(name, camps[0].version, seed, cases, profiles, camps[0].dtypes,
+            merged = Campaign(name, camps[0].version, seed, cases, checked, camps[0].dtypes,
                               recorded=sorted(seen.values(), key=lambda r: (r.schedule, r.k)))
         n = write_failures(merged, write)
         if progress:

@@ -21,8 +21,7 @@ makes the diagnosis ambiguous; they are never proven.  A few findings
 need no recomputation (facts): an output that is not a value of the
 format, an error on a valid input, an invalid configuration accepted.
 
-The ulp helpers :func:`ulps_between` and :func:`same_bits` are shared with the
-runner.
+Bits, ulps and neighbours are those of :mod:`expdecay.floats`.
 """
 
 from __future__ import annotations
@@ -37,20 +36,26 @@ from typing import Any
 
 import numpy as np
 
-from ..fast import evaluate as fast_evaluate
+from ..fast import evaluate_array as fast_evaluate
 from ..floats import (
     Format,
-    from_bits,
     get_format,
+    is_representable,
+    neighbours,
+    next_down,
+    next_up,
     round_ratio,
+    same_bits,
     to_bits,
+    ulp_distance,
 )
 from ..inputs import to_exact
 from ..oracle import ExactOps, RoundedOps, round_node
+from ..orders import Order, check_order
 from .vectors import decode_number, decode_result
 
-__all__ = ["CAUSES", "FACTS", "FINER", "RIVALS", "Diagnosis", "ulps_between", "same_bits",
-           "diagnose", "diagnose_outputs", "classify", "fact"]
+__all__ = ["CAUSES", "FACTS", "FINER", "RIVALS", "Diagnosis", "diagnose", "diagnose_outputs",
+           "classify", "fact"]
 
 #: The vocabulary of cause ids (spec/conformance.md §7): id -> English text.
 CAUSES: dict[str, str] = {
@@ -124,121 +129,6 @@ CHAIN_MAX = 200_000
 _F32 = get_format("float32")
 _F64 = get_format("float64")
 _INT64 = (-2**63, 2**63 - 1)
-
-
-# ---------------------------------------------------------------------------
-# Bits of the values of a format, in integer arithmetic (the judging and the
-# recomputations compare millions of values: no Fraction on these paths).
-# Each function gives exactly what its namesake of ``expdecay.floats`` gives,
-# and defers to it for a value that is not one of the format (its error).
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Consts:
-    precision: int
-    emin: int
-    emax: int
-    quantum_min: int
-    sign: int
-    inf_bits: int
-    nan_bits: int
-    min_subnormal: float
-
-
-_CONSTS: dict[str, _Consts] = {}
-
-
-def _consts(fmt: Format) -> _Consts:
-    c = _CONSTS.get(fmt.name)
-    if c is None:
-        c = _CONSTS[fmt.name] = _Consts(
-            fmt.precision, fmt.emin, fmt.emax, fmt.quantum_min, 1 << (fmt.width - 1),
-            ((1 << fmt.exponent_bits) - 1) << (fmt.precision - 1), fmt.nan_bits,
-            fmt.min_subnormal)
-    return c
-
-
-def is_representable(x: float, fmt: Format) -> bool:
-    """True when the float ``x`` is exactly a value of ``fmt``
-    (:func:`expdecay.floats.is_representable`, without rationals)."""
-    if x == 0.0 or not math.isfinite(x):
-        return True
-    c = _consts(fmt)
-    m, e = math.frexp(abs(x))  # |x| = m * 2**e, 0.5 <= m < 1: top bit at e - 1
-    if e - 1 > c.emax:
-        return False
-    n = int(m * 9007199254740992.0)  # m * 2**53, exact
-    low = (n & -n).bit_length() - 1 + e - 53  # exponent of the lowest set bit
-    return low >= max(c.quantum_min, e - c.precision)
-
-
-def _bits(x: float, fmt: Format) -> int:
-    """:func:`expdecay.floats.to_bits` of ``x``."""
-    c = _consts(fmt)
-    if math.isnan(x):
-        return c.nan_bits
-    sign = c.sign if math.copysign(1.0, x) < 0 else 0
-    if math.isinf(x):
-        return sign | c.inf_bits
-    if x == 0.0:
-        return sign
-    if not is_representable(x, fmt):
-        return to_bits(x, fmt)  # raises: not a value of the format
-    m, e = math.frexp(abs(x))
-    n = int(m * 9007199254740992.0)  # 53 bits, top bit set: |x| = n * 2**(e - 53)
-    e -= 1
-    frac = c.precision - 1
-    if e < c.emin:  # subnormal: a multiple of 2**quantum_min
-        return sign | (n >> (c.quantum_min - e + 52))
-    return sign | ((e + c.emax) << frac) | ((n >> (52 - frac)) - (1 << frac))
-
-
-def _key_of(x: float, fmt: Format) -> int:
-    """The order key of :mod:`expdecay.floats` (ulp steps from zero, signed)."""
-    if math.isnan(x):
-        raise ValueError(f"ulp distance is undefined for NaN (format {fmt.name})")
-    bits = _bits(x, fmt)
-    sign = _consts(fmt).sign
-    return -(bits & (sign - 1)) if bits & sign else bits
-
-
-def _from_key(key: int, fmt: Format) -> float:
-    return from_bits(key if key >= 0 else (-key) | _consts(fmt).sign, fmt)
-
-
-def next_up(x: float, fmt: Format) -> float:
-    """:func:`expdecay.floats.next_up`."""
-    if math.isnan(x) or x == math.inf:
-        return x
-    if x == 0.0:
-        return _consts(fmt).min_subnormal
-    return _from_key(_key_of(x, fmt) + 1, fmt)
-
-
-def next_down(x: float, fmt: Format) -> float:
-    """:func:`expdecay.floats.next_down`."""
-    return -next_up(-x, fmt)
-
-
-def ulps_between(expected: float, observed: float, fmt: Format) -> float:
-    """|distance| in ulps of ``fmt``; inf when one is NaN and the other not."""
-    if math.isnan(expected) or math.isnan(observed):
-        return 0.0 if math.isnan(expected) and math.isnan(observed) else math.inf
-    if not is_representable(observed, fmt):
-        return math.inf
-    return float(abs(_key_of(observed, fmt) - _key_of(expected, fmt)))
-
-
-def same_bits(a: float, b: float, fmt: Format) -> bool:
-    """Bit equality with every NaN equal (a NaN matches any NaN)."""
-    if math.isnan(a) or math.isnan(b):
-        return math.isnan(a) and math.isnan(b)
-    if not is_representable(b, fmt):
-        return False
-    if a == b and math.copysign(1.0, a) == math.copysign(1.0, b):
-        return True  # b is a value of the format, so a is: the same bits
-    return _bits(a, fmt) == _bits(b, fmt)
 
 
 @dataclass
@@ -320,7 +210,7 @@ _CACHE_MAX = 200_000
 
 
 def _eval(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format,
-          order: str) -> float | None:
+          order: Order) -> float | None:
     """The schedule in ``order`` (bits of the fast path), None when the
     inputs are outside its domain (invalid decay_steps, step beyond int64)."""
     key = (_key(I), _key(D), _key(r), _key(s), staircase, fmt.name, order)
@@ -342,12 +232,12 @@ def _eval(I: Num, D: Num, r: Num, s: Num, staircase: bool, fmt: Format,
     return out
 
 
-def _eval_many(requests: set[tuple[Num, Num, Num, Num, bool, Format, str]]) -> None:
+def _eval_many(requests: set[tuple[Num, Num, Num, Num, bool, Format, Order]]) -> None:
     """Fill :func:`_eval`'s cache for many requests at once: the requests that
     differ only in the step are evaluated in one call of the fast path (its
     bits do not depend on the other elements of the array).  A call that
     raises fills nothing: those requests are then made one by one."""
-    todo: dict[tuple[Any, ...], tuple[tuple[Num, Num, Num, bool, Format, str],
+    todo: dict[tuple[Any, ...], tuple[tuple[Num, Num, Num, bool, Format, Order],
                                        dict[tuple[str, Any], Num]]] = {}
     for I, D, r, s, st, fmt, order in requests:
         key = (_key(I), _key(D), _key(r), _key(s), st, fmt.name, order)
@@ -391,12 +281,6 @@ def _to(x: float, fmt: Format) -> float:
     return round_ratio(*x.as_integer_ratio(), fmt)
 
 
-def _neighbours(x: float, fmt: Format) -> list[float]:
-    if not math.isfinite(x):
-        return []
-    return [next_down(x, fmt), next_up(x, fmt)]
-
-
 @dataclass(frozen=True)
 class _Inputs:
     I: Num
@@ -406,7 +290,7 @@ class _Inputs:
     staircase: bool
 
 
-def _values(x: _Inputs, work: Format, order: str, fmt: Format) -> Iterator[tuple[float, bool]]:
+def _values(x: _Inputs, work: Format, order: Order, fmt: Format) -> Iterator[tuple[float, bool]]:
     """The schedule on inputs ``x`` computed in ``order`` and format ``work``,
     rounded to ``fmt``: ``(value, pow_off)``, first the correctly rounded
     pipeline, then (keras order) with pow one ulp off."""
@@ -416,7 +300,7 @@ def _values(x: _Inputs, work: Format, order: str, fmt: Format) -> Iterator[tuple
             return
         Ic = _cast(x.I, work)
         yield _to(_mul(Ic, w, work), fmt), False
-        for w2 in _neighbours(w, work):
+        for w2 in neighbours(w, work):
             yield _to(_mul(Ic, w2, work), fmt), True
     else:
         y = _eval(x.I, x.D, x.r, x.s, x.staircase, work, "exact")
@@ -425,8 +309,8 @@ def _values(x: _Inputs, work: Format, order: str, fmt: Format) -> Iterator[tuple
         yield _to(y, fmt), False  # one rounding: no separate pow to be off
 
 
-def _requests(x: _Inputs, work: Format, order: str
-              ) -> tuple[Num, Num, Num, Num, bool, Format, str]:
+def _requests(x: _Inputs, work: Format, order: Order
+              ) -> tuple[Num, Num, Num, Num, bool, Format, Order]:
     """The :func:`_eval` call :func:`_values` makes."""
     if order == "keras":
         return (1, x.D, x.r, x.s, x.staircase, work, "keras")
@@ -451,7 +335,7 @@ def _through_f32(v: Num, ftz: bool) -> float:
     return y
 
 
-def _exponent(x: _Inputs, fmt: Format, order: str, *, reciprocal: bool = False) -> Any:
+def _exponent(x: _Inputs, fmt: Format, order: Order, *, reciprocal: bool = False) -> Any:
     """The exponent ``s / D`` (unfloored) as the order computes it (keras:
     each operation rounded to ``fmt``); a Fraction, a float, or None."""
     try:
@@ -499,7 +383,7 @@ class _Candidate:
     detail: str
     inputs: _Inputs | None = None  # recomputed in both orders
     work: Format | None = None
-    orders: tuple[str, ...] = ("keras", "exact")
+    orders: tuple[Order, ...] = ("keras", "exact")
     direct: Callable[[], list[float]] | None = None  # values computed by hand, on demand
     also: tuple[str, ...] = ()  # further causes the same recomputation makes
     #: What makes this mistake the same one at another step (``detail``
@@ -747,7 +631,7 @@ _VKey = int | str
 
 
 def _vkey(v: float, fmt: Format) -> _VKey:
-    return "nan" if math.isnan(v) else _bits(v, fmt)
+    return "nan" if math.isnan(v) else to_bits(v, fmt)
 
 
 @dataclass
@@ -755,13 +639,13 @@ class _Entry:
     """One recomputation an explanation makes at one test."""
 
     detail: str
-    order: str
+    order: Order
     inputs: _Inputs | None
     work: Format
     direct: Callable[[], list[float]] | None
 
 
-class _Table:
+class ExplanationTable:
     """What every explanation predicts for one test under one profile.
 
     An explanation whose mistake applies to the test's inputs
@@ -771,12 +655,13 @@ class _Table:
     demand and kept as bits."""
 
     def __init__(self, test: dict[str, Any], group: dict[str, Any], fmt: Format,
-                 profile: str) -> None:
+                 profile: Order) -> None:
         self.test, self.group, self.fmt = test, group, fmt
         self.x, self.expected = _test_inputs(test, group, fmt)
-        other = "keras" if profile == "exact" else "exact"
+        first = check_order(profile, "profile")
+        other: Order = "keras" if first == "exact" else "exact"
         self.entries: dict[_Key, list[_Entry]] = {}
-        for order in (profile, other):
+        for order in (first, other):
             self._add((order, (), ""), _Entry("", order, self.x, fmt, None))
         for cand in _candidates(self.x, fmt, self.expected):
             mistake = (cand.cause, *cand.also)
@@ -802,7 +687,7 @@ class _Table:
     def resolve(self, key: _Key) -> _Key:
         return key if key in self.entries else (key[0], (), "")
 
-    def requests(self, key: _Key) -> Iterator[tuple[Num, Num, Num, Num, bool, Format, str]]:
+    def requests(self, key: _Key) -> Iterator[tuple[Num, Num, Num, Num, bool, Format, Order]]:
         """The fast-path calls :meth:`level` will make for ``key``."""
         key = self.resolve(key)
         if key not in self.values:
@@ -836,33 +721,41 @@ class _Table:
 #: The tables of the tests diagnosed in this process, keyed by the identity
 #: of the test and group objects (which each table keeps alive): the
 #: diagnoses of several implementations' outputs share them.
-_TABLES: dict[tuple[int, int, str], _Table] = {}
+_TABLES: dict[tuple[int, int, str], ExplanationTable] = {}
 _TABLES_MAX = 50_000
 
 
-def _table(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str) -> _Table:
+def clear_caches() -> None:
+    """Forget every recomputed value and explanation table (the diagnoses
+    are the same afterwards, only slower to make)."""
+    _CACHE.clear()
+    _TABLES.clear()
+
+
+def explanation_table(test: dict[str, Any], group: dict[str, Any], fmt: Format,
+                      profile: Order) -> ExplanationTable:
     key = (id(test), id(group), profile)
     hit = _TABLES.get(key)
     if hit is not None and hit.test is test and hit.group is group:
         return hit
     if len(_TABLES) >= _TABLES_MAX:
         _TABLES.clear()
-    t = _TABLES[key] = _Table(test, group, fmt, profile)
+    t = _TABLES[key] = ExplanationTable(test, group, fmt, profile)
     return t
 
 
-def _fill(pairs: Iterator[tuple[_Table, _Key]]) -> None:
+def fill_tables(pairs: Iterator[tuple[ExplanationTable, _Key]]) -> None:
     """Recompute at once, one fast-path call per schedule, order and kind of
-    step, what :meth:`_Table.level` will need for ``pairs``.  The results
+    step, what :meth:`ExplanationTable.level` will need for ``pairs``.  The results
     are the same without this, only slower."""
-    requests: set[tuple[Num, Num, Num, Num, bool, Format, str]] = set()
+    requests: set[tuple[Num, Num, Num, Num, bool, Format, Order]] = set()
     for table, key in pairs:
         requests.update(table.requests(key))
     if len(requests) > 1:
         _eval_many(requests)
 
 
-def _ids(key: _Key, profile: str, acts: bool, pow_off: bool) -> tuple[str, ...]:
+def _ids(key: _Key, profile: Order, acts: bool, pow_off: bool) -> tuple[str, ...]:
     """The cause ids of explanation ``key`` at one output."""
     prefix = (ORDER_CAUSE[key[0]],) if key[0] != profile else ()
     return tuple(_ordered(prefix + (key[1] if acts else ()) + ((POW_CAUSE,) if pow_off else ())))
@@ -887,7 +780,7 @@ def _narrowest(keys: list[_Key]) -> list[_Key]:
 
 
 def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], float]],
-                     failing: Sequence[int], fmt: Format, profile: str, *,
+                     failing: Sequence[int], fmt: Format, profile: Order, *,
                      min_outputs: int = 2) -> list[Diagnosis]:
     """The causes of the failing outputs of one schedule.
 
@@ -922,13 +815,13 @@ def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], flo
         return [out[i] for i in failing]
     wrong_set = set(wrong)
     right = [i for i in evidence if i not in wrong_set]
-    tables = {i: _table(outputs[i][0], outputs[i][1], fmt, profile) for i in evidence}
+    tables = {i: explanation_table(outputs[i][0], outputs[i][1], fmt, profile) for i in evidence}
     vk = {i: _vkey(outputs[i][2], fmt) for i in evidence}
-    _fill((tables[i], k) for i in wrong for k in tables[i].entries)
+    fill_tables((tables[i], k) for i in wrong for k in tables[i].entries)
     survivors: dict[_Key, int] = {k: 0 for i in wrong for k in tables[i].entries}
     for group_of_outputs, fill in ((wrong, False), (right, True)):
         if fill and survivors:
-            _fill((tables[i], k) for i in group_of_outputs for k in survivors)
+            fill_tables((tables[i], k) for i in group_of_outputs for k in survivors)
         for i in group_of_outputs:
             if not survivors:
                 break
@@ -996,7 +889,7 @@ def diagnose_outputs(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], flo
     return [out[i] for i in failing]
 
 
-def _alone(table: _Table, v: _VKey, profile: str) -> list[tuple[str, ...]]:
+def _alone(table: ExplanationTable, v: _VKey, profile: Order) -> list[tuple[str, ...]]:
     """The simplest explanations of one output taken alone."""
     found = set()
     for k in table.entries:
@@ -1011,7 +904,7 @@ def _alone(table: _Table, v: _VKey, profile: str) -> list[tuple[str, ...]]:
     return sorted(a for a in found if len(a) == best)
 
 
-def diagnose(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: str,
+def diagnose(test: dict[str, Any], group: dict[str, Any], fmt: Format, profile: Order,
              observed: float) -> Diagnosis:
     """The cause of one failing output, that output the only evidence
     (:func:`diagnose_outputs`; the runner gives it every output of the
@@ -1025,7 +918,7 @@ def _signed(expected: float, observed: float, fmt: Format) -> str:
         if math.isnan(expected) and math.isnan(observed):
             return "0"
         return "NaN for a number" if math.isnan(observed) else "a number for NaN"
-    d = _key_of(observed, fmt) - _key_of(expected, fmt)
+    d = ulp_distance(expected, observed, fmt)
     if d == 0 and not same_bits(expected, observed, fmt):
         return "the sign of zero"
     return f"{d:+d}"
@@ -1076,8 +969,8 @@ _PROPERTIES: list[tuple[str, Callable[[_Inputs, float, Format], bool]]] = [
 
 
 def _pattern(outputs: Sequence[tuple[dict[str, Any], dict[str, Any], float]],
-             evidence: list[int], wrong: list[int], tables: dict[int, _Table], fmt: Format,
-             profile: str) -> list[str]:
+             evidence: list[int], wrong: list[int], tables: dict[int, ExplanationTable],
+             fmt: Format, profile: Order) -> list[str]:
     """What the outputs of a schedule that no explanation reproduces show."""
     wrong_set = set(wrong)
     right = [i for i in evidence if i not in wrong_set]

@@ -2,7 +2,7 @@
 
 ``expdecay check`` loads the vector files, runs each implementation in a
 worker subprocess (one per implementation, the JSON-lines protocol of
-:mod:`expdecay.conformance.adapters.protocol`), compares every output with the expected
+:mod:`expdecay.conformance.adapters.client`), compares every output with the expected
 bits of the chosen profile and prints, per file, the passed / failed /
 not-applicable counts, the largest ulp error and the worst case; then one
 table over all implementations.  Each failure gets a proven cause, or is
@@ -43,21 +43,27 @@ from typing import Any
 
 import numpy as np
 
-from ..floats import Format, get_format, to_hex
+from ..errors import ExpdecayError
+from ..floats import (
+    Format,
+    get_format,
+    same_bits,
+    to_hex,
+    ulps_between,
+)
+from ..orders import Order, check_order
 from .adapters import (
-    HUB_MODULES,
     Adapter,
     ImplementationLookupError,
     Params,
     check_loadable,
     get_adapter,
-    hub_env,
-    hub_family,
-    label,
 )
 from .adapters.base import Outcome
-from .adapters.hub import Hub
-from .adapters.protocol import CHUNK, STARTUP_FACTOR, SubprocessAdapter, WorkerSet, owning
+from .adapters.client import CHUNK, SubprocessAdapter, WorkerSet, owning
+from .adapters.codec import STARTUP_FACTOR
+from .adapters.hub import HUB_MODULES, Hub, hub_env, hub_family
+from .adapters.registry import label
 from .diagnosis import (
     CAUSES,
     FACTS,
@@ -66,8 +72,6 @@ from .diagnosis import (
     diagnose,
     diagnose_outputs,
     fact,
-    same_bits,
-    ulps_between,
 )
 from .vectors import (
     decode_number,
@@ -84,8 +88,6 @@ __all__ = [
     "markdown_table",
     "vector_paths",
     "check_name",
-    "ulps_between",
-    "same_bits",
     "diagnose",
     "classify",
     "CAUSES",
@@ -131,7 +133,7 @@ class TestResult:
         return self.diagnosis.text if self.diagnosis is not None else []
 
 
-def judge(test: dict[str, Any], fmt: Format, profile: str, value: float | None,
+def judge(test: dict[str, Any], fmt: Format, profile: Order, value: float | None,
           error: str | None, na: str | None, crashed: str | None = None) -> TestResult:
     """The verdict of ``profile`` on one output (``value``), error, n/a, or
     a step that got no answer (``crashed``: never a pass)."""
@@ -174,7 +176,7 @@ _EXPECTED: dict[tuple[int, str, str], tuple[dict[str, Any], float, str]] = {}
 _EXPECTED_MAX = 200_000
 
 
-def _expected(test: dict[str, Any], fmt: Format, profile: str) -> tuple[float, str]:
+def _expected(test: dict[str, Any], fmt: Format, profile: Order) -> tuple[float, str]:
     key = (id(test), fmt.name, profile)
     hit = _EXPECTED.get(key)
     if hit is not None and hit[0] is test:
@@ -366,7 +368,7 @@ def _evaluate_items(adapter: Adapter, files: list[str],
     return {f: o for f, o in outputs.items() if o} if fresh else outputs
 
 
-def _verdict(test: dict[str, Any], fmt: Format, profile: str,
+def _verdict(test: dict[str, Any], fmt: Format, profile: Order,
              output: tuple[Any, Any, Any, Any]) -> TestResult:
     value, error, na, crashed = output
     plain = error is None and na is None and crashed is None
@@ -374,7 +376,7 @@ def _verdict(test: dict[str, Any], fmt: Format, profile: str,
 
 
 def failing_groups(doc: dict[str, Any], outputs: Outputs,
-                   profiles: tuple[str, ...]) -> set[int]:
+                   profiles: tuple[Order, ...]) -> set[int]:
     """Numbers (0-based) of the groups with a failing test under a profile."""
     out = set()
     for number, group in enumerate(doc["testGroups"]):
@@ -388,7 +390,7 @@ def failing_groups(doc: dict[str, Any], outputs: Outputs,
 
 
 def summarise(name: str, doc: dict[str, Any], outputs: Outputs,
-              profile: str, explain: bool = True, fresh: Outputs | None = None,
+              profile: Order, explain: bool = True, fresh: Outputs | None = None,
               again: Outputs | None = None) -> FileSummary:
     """Judge every test of a document under ``profile``.  ``fresh`` holds the
     outputs of the re-run of the failing groups and ``again`` those of its
@@ -462,7 +464,7 @@ def _schedule_key(group: dict[str, Any]) -> str:
 
 def _diagnose_schedules(judged: list[tuple[dict[str, Any], dict[str, Any], Format,
                                            tuple[Any, Any, Any, Any], TestResult]],
-                        profile: str) -> None:
+                        profile: Order) -> None:
     """Give each failure still without a diagnosis the diagnosis of its
     schedule's outputs (:func:`diagnose_outputs`): every value the
     implementation gave for the groups of this document with the same
@@ -495,7 +497,7 @@ _DIAG_CACHE_MAX = 20_000
 
 
 def _diagnose(items: list[tuple[dict[str, Any], dict[str, Any], float, TestResult]],
-              failing: list[int], fmt: Format, profile: str) -> list[Diagnosis]:
+              failing: list[int], fmt: Format, profile: Order) -> list[Diagnosis]:
     key = (profile, tuple((id(t), id(g), np.float64(v).tobytes()) for t, g, v, _ in items),
            tuple(failing))
     with _DIAG_LOCK:
@@ -521,7 +523,7 @@ class ImplementationReport:
 
     name: str
     version: str
-    profile: str
+    profile: Order
     vectorised: bool
     files: list[FileSummary]
     seconds: float
@@ -657,17 +659,18 @@ def check_implementations(configs: list[tuple[str, dict[str, Any]]],
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ValueError(f"jobs must be an int >= 1; got {jobs!r}")
     rerun_mode(rerun)
-    return _check_implementations(configs, docs, profiles, timeout, progress, rerun, jobs)
+    checked = tuple(check_order(p, "profiles") for p in profiles)
+    return _check_implementations(configs, docs, checked, timeout, progress, rerun, jobs)
 
 
 def _check_implementations(configs: list[tuple[str, dict[str, Any]]],
-                           docs: dict[str, dict[str, Any]], profiles: tuple[str, ...],
+                           docs: dict[str, dict[str, Any]], profiles: tuple[Order, ...],
                            timeout: float, progress: Callable[[str], object] | None,
                            rerun: bool | str, jobs: int | None
                            ) -> Generator[list[ImplementationReport], None, None]:
-    units: list[list[tuple[str, dict[str, Any], str | None]]] = []
+    units: list[list[tuple[str, dict[str, Any], Order | None]]] = []
     for name, options in configs:
-        orders = profiles if name == "expdecay" else (None,)
+        orders: tuple[Order | None, ...] = profiles if name == "expdecay" else (None,)
         units.append([(name, options, order) for order in orders])
     flat = [u for us in units for u in us]
     if not flat:
@@ -736,7 +739,7 @@ class _Hubs:
     they would otherwise each do).  A hub that cannot start is not retried;
     its workers start the usual way."""
 
-    def __init__(self, units: list[tuple[str, dict[str, Any], str | None]],
+    def __init__(self, units: list[tuple[str, dict[str, Any], Order | None]],
                  timeout: float) -> None:
         families = Counter(hub_family(name, options) for name, options, _ in units)
         self.wanted = {f for f, n in families.items() if f is not None and n >= 2}
@@ -766,12 +769,12 @@ class _Hubs:
                 hub.close()
 
 
-class _CancelledError(Exception):
+class _CancelledError(ExpdecayError):
     """Another check failed or the run was interrupted: stop this one."""
 
 
-def _check_unit(name: str, options: dict[str, Any], order: str | None,
-                docs: dict[str, dict[str, Any]], profiles: tuple[str, ...], timeout: float,
+def _check_unit(name: str, options: dict[str, Any], order: Order | None,
+                docs: dict[str, dict[str, Any]], profiles: tuple[Order, ...], timeout: float,
                 progress: Callable[[str], object] | None, rerun: bool | str,
                 stop: threading.Event | None = None, cache_dir: str | None = None,
                 workers: WorkerSet | None = None, hubs: _Hubs | None = None
@@ -784,8 +787,8 @@ def _check_unit(name: str, options: dict[str, Any], order: str | None,
                           stop, cache_dir, hubs)
 
 
-def _check_one(name: str, options: dict[str, Any], order: str | None,
-               docs: dict[str, dict[str, Any]], profiles: tuple[str, ...], timeout: float,
+def _check_one(name: str, options: dict[str, Any], order: Order | None,
+               docs: dict[str, dict[str, Any]], profiles: tuple[Order, ...], timeout: float,
                progress: Callable[[str], object] | None, rerun: bool | str,
                stop: threading.Event | None, cache_dir: str | None,
                hubs: _Hubs | None = None) -> list[ImplementationReport]:
@@ -1036,7 +1039,7 @@ def _shown(output: tuple[Any, Any, Any, Any]) -> str | None:
     return _hex(value) if value is not None else None
 
 
-def _rerun_state(test: dict[str, Any], fmt: Format, profile: str,
+def _rerun_state(test: dict[str, Any], fmt: Format, profile: Order,
                  output: tuple[Any, Any, Any, Any], verdict: TestResult,
                  fresh: Outputs | None, again: Outputs | None) -> TestResult | None:
     """The verdict on a test whose answers differ between the passes (the
@@ -1093,7 +1096,7 @@ def _rerun_in_fresh_workers(name: str, options: dict[str, Any],
 
 
 def rerun_failing(name: str, options: dict[str, Any], docs: dict[str, dict[str, Any]],
-                  outputs: dict[str, Outputs], profiles: tuple[str, ...], timeout: float,
+                  outputs: dict[str, Outputs], profiles: tuple[Order, ...], timeout: float,
                   progress: Callable[[str], object] | None = None, shown: str = ""
                   ) -> dict[str, Outputs]:
     """The outputs of every group with a failing test, each group evaluated
@@ -1129,7 +1132,9 @@ def markdown_table(reports: list[ImplementationReport]) -> str:
 
 
 def vector_paths(items: list[str] | None) -> list[Path]:
-    """Files named, or the ``*.json`` of directories named (sorted)."""
+    """Files named, or the ``*.json`` of directories named (sorted).
+    ``ValueError`` naming ``vectors`` (the argument of
+    :func:`expdecay.testing.assert_conforms`) for a missing path."""
     if not items:
         items = [str(default_vectors_dir())]
     out: list[Path] = []
@@ -1140,39 +1145,40 @@ def vector_paths(items: list[str] | None) -> list[Path]:
         elif p.exists():
             out.append(p)
         else:
-            raise ValueError(f"--vectors: no such file or directory: {it}")
+            raise ValueError(f"vectors: no such file or directory: {it}")
     if not out:
         raise ValueError(f"vectors: no .json files in {', '.join(items)}")
     return out
 
 
 def check_name(name: str, timeout: float = 60.0) -> str:
-    """``ValueError`` (:class:`ImplementationLookupError`) unless ``name``
-    names an implementation.  A ``python:`` module is imported in a throwaway
+    """``ValueError`` (:class:`ImplementationLookupError`, its message naming
+    ``impl``, the argument of :func:`expdecay.testing.assert_conforms`)
+    unless ``name`` names an implementation.  A ``python:`` module is imported in a throwaway
     worker process, never in the runner's (it may even ``sys.exit`` at import)."""
-    from .adapters import IMPLEMENTATIONS
+    from .adapters.registry import IMPLEMENTATIONS
 
     ok = name in IMPLEMENTATIONS or (name.startswith("cmd:") and name[4:].strip()) or (
         name.startswith("python:") and ":" in name[7:])
     if not ok:
         raise ImplementationLookupError(
-            f"--impl must be one of {', '.join(IMPLEMENTATIONS)}, "
+            f"impl must be one of {', '.join(IMPLEMENTATIONS)}, "
             f"python:module:function or cmd:COMMAND; got {name[:80]!r}")
     if name.startswith("cmd:"):
         try:
             argv = shlex.split(name[4:])
         except ValueError as e:
-            raise ImplementationLookupError(f"--impl {name[:80]!r}: {e}") from None
+            raise ImplementationLookupError(f"impl {name[:80]!r}: {e}") from None
         if not argv:
-            raise ImplementationLookupError(f"--impl {name[:80]!r}: no program")
+            raise ImplementationLookupError(f"impl {name[:80]!r}: no program")
         if shutil.which(argv[0]) is None:
             raise ImplementationLookupError(
-                f"--impl {name[:80]!r}: no executable program {argv[0]!r}")
+                f"impl {name[:80]!r}: no executable program {argv[0]!r}")
     elif name.startswith("python:"):
         try:
             check_loadable(name, timeout=timeout)
         except ImplementationLookupError as e:
-            raise ImplementationLookupError(f"--impl {e}") from None
+            raise ImplementationLookupError(f"impl {e}") from None
     return name
 
 

@@ -10,7 +10,7 @@ one call::
 
 ``impl`` is a Python callable with the signature of the ``python:`` adapter
 (``fn(initial_learning_rate, decay_steps, decay_rate, steps, *, staircase,
-dtype)``, see :mod:`expdecay.conformance.adapters.pycallable`), or any name
+dtype)``, see :mod:`expdecay.conformance.adapters.python`), or any name
 ``expdecay check --impl`` accepts: ``expdecay``, ``keras``, ``tf-keras``,
 ``optax``, ``torch``, ``python:module:function`` or ``cmd:COMMAND``.
 
@@ -20,7 +20,7 @@ one test group per call, :func:`~expdecay.conformance.runner.summarise`
 judges it and diagnoses the failures), so ``assert_conforms``, the pytest
 plugin (:mod:`expdecay.testing.plugin`) and ``expdecay check`` cannot
 disagree.  A callable is wrapped in the ``python:`` adapter's class
-(:class:`~expdecay.conformance.adapters.pycallable.PythonAdapter`) with the
+(:class:`~expdecay.conformance.adapters.python.PythonAdapter`) with the
 function object in place of an imported name, and runs in this process; a
 name is resolved by :func:`~expdecay.conformance.adapters.get_adapter`
 exactly as the runner does (frameworks, ``python:`` modules and ``cmd:``
@@ -48,7 +48,7 @@ from typing import Any
 
 from ..conformance.adapters import Adapter, get_adapter
 from ..conformance.adapters.base import exact_outputs
-from ..conformance.adapters.pycallable import PythonAdapter
+from ..conformance.adapters.python import PythonAdapter
 from ..conformance.runner import (
     PROFILES,
     FileSummary,
@@ -58,6 +58,7 @@ from ..conformance.runner import (
     vector_paths,
 )
 from ..conformance.vectors import iter_tests, load_vector_file
+from ..orders import Order, check_order
 
 __all__ = [
     "DTYPES",
@@ -113,7 +114,7 @@ class ConformanceSummary:
 
     implementation: str
     version: str
-    profile: str
+    profile: Order
     dtypes: tuple[str, ...]
     passed: int
     failed: int
@@ -157,12 +158,10 @@ class FileResult:
 # ---------------------------------------------------------------------------
 
 
-def check_profile(profile: Any) -> str:
-    """``profile`` if it names a profile, else ``ValueError``."""
-    if not isinstance(profile, str) or profile not in PROFILES:
-        raise ValueError(f"profile must be one of {', '.join(map(repr, PROFILES))}; "
-                         f"got {profile!r}")
-    return profile
+def check_profile(profile: Any) -> Order:
+    """``profile`` as the order it is named after (:func:`expdecay.orders.check_order`,
+    naming the argument ``profile``)."""
+    return check_order(profile, "profile")
 
 
 def check_dtypes(dtypes: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -250,7 +249,7 @@ class _CallableAdapter(PythonAdapter):
         self.version = str(getattr(top, "__version__", "unversioned"))
 
 
-def open_implementation(impl: Callable[..., Any] | str, profile: str, *,
+def open_implementation(impl: Callable[..., Any] | str, profile: Order, *,
                         options: Mapping[str, Any] | None = None,
                         timeout: float = 60.0) -> Adapter:
     """The adapter that runs ``impl`` under ``profile``.
@@ -293,7 +292,7 @@ def close_adapter(adapter: Adapter) -> None:
 
 
 def evaluate_document(adapter: Adapter, name: str, doc: dict[str, Any],
-                      profile: str) -> FileResult:
+                      profile: Order) -> FileResult:
     """Run every test of ``doc`` (one call per test group) and judge it under
     ``profile``; failures carry :func:`describe_failure`'s text."""
     outputs = evaluate_file(adapter, doc)
@@ -339,7 +338,7 @@ def _causes(entry: Mapping[str, Any]) -> str:
     return f"[{'+'.join(ids)}] {text}" if ids else text
 
 
-def describe_failure(test_id: str, entry: Mapping[str, Any], profile: str) -> str:
+def describe_failure(test_id: str, entry: Mapping[str, Any], profile: Order) -> str:
     """A failure of the runner's report (``FileSummary.failures``) as text:
     the test, its inputs, the expected and observed hex, ulps and cause."""
     i = entry["inputs"]
@@ -393,7 +392,7 @@ def _file_lines(results: Sequence[FileResult]) -> list[str]:
     return out
 
 
-def _verdict_message(label: str, version: str, profile: str, results: Sequence[FileResult],
+def _verdict_message(label: str, version: str, profile: Order, results: Sequence[FileResult],
                      dtypes: tuple[str, ...], show: int, broken: str | None) -> str | None:
     """The assertion message, or ``None`` when the run passes."""
     passed = sum(r.summary.passed for r in results)
@@ -425,7 +424,7 @@ def _verdict_message(label: str, version: str, profile: str, results: Sequence[F
     return "\n".join(head)
 
 
-def assert_conforms(impl: Callable[..., Any] | str, *, profile: str = "keras",
+def assert_conforms(impl: Callable[..., Any] | str, *, profile: Order = "keras",
                     vectors: Sequence[str | Path] | str | Path | None = None,
                     dtypes: Iterable[str] | str | None = None, show: int = 10,
                     options: Mapping[str, Any] | None = None,

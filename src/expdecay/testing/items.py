@@ -58,7 +58,7 @@ from typing import Any
 import pytest
 
 from ..conformance.adapters import Adapter
-from ..conformance.adapters.protocol import MAX_TIMEOUT
+from ..conformance.adapters.codec import MAX_TIMEOUT
 from ..conformance.runner import PROFILES, check_name, group_params
 from ..conformance.vectors import (
     VectorFileError,
@@ -67,7 +67,9 @@ from ..conformance.vectors import (
     iter_tests,
     load_vector_file,
 )
+from ..errors import ExpdecayError
 from ..floats import get_format
+from ..orders import Order
 from .conformance import (
     FileResult,
     close_adapter,
@@ -79,11 +81,11 @@ from .conformance import (
 __all__ = ["VectorFile", "VectorItem", "ConformanceError", "EvaluationError", "activate"]
 
 
-class ConformanceError(AssertionError):
+class ConformanceError(ExpdecayError, AssertionError):
     """A vector test failed; the message is the readable failure text."""
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(ExpdecayError, RuntimeError):
     """A vector file could not be evaluated (the implementation could not be
     started, or the evaluation itself failed); each of its items reports why."""
 
@@ -91,7 +93,7 @@ class EvaluationError(RuntimeError):
 class _Run:
     """The session's implementation and the verdicts of the files evaluated."""
 
-    def __init__(self, impl: str, profile: str, files: list[tuple[str, Path]],
+    def __init__(self, impl: str, profile: Order, files: list[tuple[str, Path]],
                  timeout: float) -> None:
         self.impl = impl
         self.profile = profile
@@ -149,8 +151,11 @@ def activate(config: pytest.Config, impl: str) -> None:
                                 f"got {timeout:g}")
     try:
         check_name(impl, timeout)
-    except ValueError as e:
-        raise pytest.UsageError(f"--expdecay-impl: {e}") from None
+    except ValueError as e:  # the library names its argument impl: say the option
+        why = str(e)
+        shown = ("--expdecay-impl" + why.removeprefix("impl") if why.startswith("impl ")
+                 else f"--expdecay-impl: {why}")
+        raise pytest.UsageError(shown) from None
     try:
         files = vector_files(vectors)
     except ValueError as e:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import pytest
 
-#: The profiles of the conformance runner (``expdecay.conformance.runner.PROFILES``,
-#: written out here so that adding the options imports nothing; a test checks
-#: that the two agree).
-PROFILES = ("keras", "exact")
+from ..orders import ORDERS
+
+#: The profiles of the conformance runner (``expdecay.conformance.runner.PROFILES``):
+#: one per order of evaluation, named after it (:mod:`expdecay.orders` imports
+#: nothing, so adding the options stays free; a test checks that the two agree).
+PROFILES = ORDERS
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -59,6 +59,7 @@ import numpy as np
 
 from .. import fast
 from ..floats import FORMATS, Format, get_format, round_rational
+from ..orders import ORDERS, Order, check_order
 from ..resources import require
 from ..schedule import ExponentialDecay
 
@@ -78,8 +79,6 @@ __all__ = [
     "ORDERS",
 ]
 
-#: The orders of evaluation :func:`expected` knows (design notes, "Two orders").
-ORDERS = ("keras", "exact")
 
 #: Default order of formats: Keras's floatx first, so failures shrink to float32.
 _DEFAULT_DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -530,7 +529,7 @@ def _step_groups(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndar
     return (np.array(ints, np.intp), np.array(floats, np.intp), np.array(other, np.intp))
 
 
-def expected(schedule: Schedule, steps: Any, order: str = "keras") -> np.ndarray:
+def expected(schedule: Schedule, steps: Any, order: Order = "keras") -> np.ndarray:
     """The correctly rounded values of ``schedule`` at ``steps``, bit for bit
     what :func:`expdecay.oracle.evaluate` gives, as an array of the schedule's
     dtype (``.view(np.uint16)`` etc. gives the bits).
@@ -545,10 +544,9 @@ def expected(schedule: Schedule, steps: Any, order: str = "keras") -> np.ndarray
     """
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule must be a Schedule; got {type(schedule).__name__}")
-    if order not in ORDERS:
-        raise ValueError(f"order must be 'keras' or 'exact'; got {order!r}")
+    order = check_order(order)
     def run(arr: np.ndarray) -> np.ndarray:
-        return fast.evaluate(schedule.initial_learning_rate, schedule.decay_steps,
+        return fast.evaluate_array(schedule.initial_learning_rate, schedule.decay_steps,
                              schedule.decay_rate, arr, staircase=schedule.staircase,
                              dtype=schedule.dtype, order=order)
 

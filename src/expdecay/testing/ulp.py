@@ -10,13 +10,12 @@ Design
 ------
 * **Distance.**  The distance between two finite values is the number of
   representable steps of the format between them: the difference of their
-  *ordered integer keys*, the same measure as :func:`expdecay.floats.ulp_distance`
-  (``+0`` and ``-0`` are one point, so the smallest positive and the smallest
-  negative subnormal are 2 ulps apart).  The keys are computed here on whole
-  arrays from the bit patterns (the scalar function would cost a Python call per
-  element); the tests check, value by value, that both measures agree.  Every
-  distance is held in ``uint64``: two float64 values of opposite signs can be
-  up to ``2**64 - 2**53`` steps apart, more than ``int64`` holds.
+  *ordered integer keys*, :func:`expdecay.floats.ulp_distance` (``+0`` and
+  ``-0`` are one point, so the smallest positive and the smallest negative
+  subnormal are 2 ulps apart), computed on whole arrays by
+  :func:`expdecay.floats.abs_ulp_distances`, in ``uint64``: two float64 values
+  of opposite signs can be up to ``2**64 - 2**53`` steps apart, more than
+  ``int64`` holds.
 * **Special values are not distances.**  NaN matches NaN (any payload or sign);
   an infinity matches only the same infinity, whatever ``ulps`` (the step from
   the largest finite value to infinity is not "one ulp of error" for a
@@ -51,13 +50,10 @@ from typing import Any
 
 import numpy as np
 
-from ..floats import Format, get_format, to_bits, to_hex, ulp_distance
+from ..floats import Format, abs_ulp_distances, get_format, to_bits, to_hex, ulp_distance
 from ..inputs import to_exact
 
 __all__ = ["assert_ulp_close"]
-
-#: numpy's unsigned integer type of each width, for viewing bit patterns.
-_UINT = {16: np.uint16, 32: np.uint32, 64: np.uint64}
 
 
 def _check_ulps(ulps: Any) -> float:
@@ -124,28 +120,6 @@ def _in_format(v: np.ndarray, fmt: Format, name: str) -> np.ndarray:
     return conv
 
 
-def _magnitude_and_sign(a: np.ndarray, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
-    """Bit pattern split into the magnitude bits (as uint64) and the sign."""
-    bits = a.view(_UINT[fmt.width]).astype(np.uint64)
-    sign_bit = np.uint64(1 << (fmt.width - 1))
-    return bits & (sign_bit - np.uint64(1)), (bits & sign_bit) != 0
-
-
-def _distances(a: np.ndarray, e: np.ndarray, fmt: Format) -> np.ndarray:
-    """Unsigned ulp distance of each pair of non-NaN values, as uint64.
-
-    The ordered key of a value is its magnitude bits, negated for a negative
-    sign (so ``-0`` and ``+0`` both have key 0); the distance of two keys of
-    the same sign is the difference of the magnitudes, of opposite signs their
-    sum (which fits in uint64 for every format).
-    """
-    ma, sa = _magnitude_and_sign(a, fmt)
-    me, se = _magnitude_and_sign(e, fmt)
-    same = np.where(ma >= me, ma - me, me - ma)
-    out: np.ndarray = np.where(sa == se, same, ma + me)
-    return out
-
-
 def _describe_value(x: float, fmt: Format) -> str:
     return f"{x!r} ({to_hex(x)}, bits 0x{to_bits(x, fmt):0{fmt.width // 4}x})"
 
@@ -196,7 +170,7 @@ def assert_ulp_close(actual: Any, expected: Any, *, ulps: float, dtype: Any) -> 
         special_bad = special & ~((a_nan & e_nan) | (a_inf & (a64 == e64)))
     finite = ~special
     dist = np.zeros(a64.shape, np.uint64)
-    dist[finite] = _distances(a_fmt[finite], e_fmt[finite], fmt)
+    dist[finite] = abs_ulp_distances(a_fmt[finite], e_fmt[finite], fmt)
     limit = math.floor(tolerance) if math.isfinite(tolerance) else None
     too_far = finite & (dist > np.uint64(limit)) if limit is not None and limit < 2**64 \
         else np.zeros(a64.shape, bool)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ExpdecayError
 from ...floats import Format, get_format
 from ...inputs import to_exact
 
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 
-class AdapterError(RuntimeError):
+class AdapterError(ExpdecayError, RuntimeError):
     """An implementation failed (raised, crashed, timed out, or is missing)."""
 
 
@@ -48,7 +49,7 @@ class NotApplicableError(AdapterError):
     """The implementation cannot express the requested case."""
 
 
-class ImplementationLookupError(ValueError):
+class ImplementationLookupError(ExpdecayError, ValueError):
     """The name does not resolve to an implementation that can be loaded.
 
     An unknown name, or a ``python:`` target whose module cannot be imported

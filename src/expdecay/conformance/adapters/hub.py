@@ -32,7 +32,9 @@ JSON object per ``SOCK_SEQPACKET`` message on a Unix socket pair:
 
 The runner's side of a forked worker is a :class:`HubProcess`, which has
 the part of :class:`subprocess.Popen`'s interface the protocol's
-:class:`~expdecay.conformance.adapters.protocol.Worker` uses.
+:class:`~expdecay.conformance.adapters.client.Worker` uses.
+:func:`hub_family` says which hub, if any, can start the worker of an
+implementation.
 """
 
 from __future__ import annotations
@@ -50,13 +52,56 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
+from .registry import IMPLEMENTATIONS, installed, worker_env
+
 #: Seconds the hub waits between two looks at its children's exits.
 REAP_INTERVAL = 0.02
 
 #: Largest message, in bytes.
 MAX_MESSAGE = 1 << 20
 
-__all__ = ["Hub", "HubProcess", "main"]
+__all__ = ["HUB_MODULES", "hub_family", "hub_env", "Hub", "HubProcess", "main"]
+
+#: Modules a start-up hub imports for the workers of a framework (see
+#: :mod:`expdecay.conformance.adapters.hub`): the framework and what its
+#: adapters' ``prepare`` imports, nothing that reads ``KERAS_BACKEND``
+#: other than TensorFlow (which imports parts of Keras, hence the hub's
+#: ``KERAS_BACKEND=tensorflow``).
+HUB_MODULES: dict[str, tuple[str, ...]] = {
+    "tensorflow": ("tensorflow",),
+    "torch": ("torch", "torch._dynamo", "torch.optim.lr_scheduler"),
+    "jax": ("jax", "jax.numpy"),
+    "paddle": ("paddle",),
+}
+
+
+def hub_family(name: str, options: dict[str, Any]) -> str | None:
+    """The key of :data:`HUB_MODULES` whose hub can start the worker of
+    ``name`` with ``options``, or None (no hub: started the usual way).  A
+    Keras backend other than the one ``KERAS_BACKEND`` already names in this
+    process's environment gets no hub, so that the hub and its workers
+    always see the same environment at import."""
+    if name == "keras":
+        family = str(options.get("backend", ""))
+        if os.environ.get("KERAS_BACKEND", family) != family:
+            return None
+    else:
+        needs = IMPLEMENTATIONS.get(name, ("", "", ()))[2]
+        family = next((m for m in needs if m in HUB_MODULES), "")
+    if family not in HUB_MODULES or not installed(family):
+        return None
+    if family == "tensorflow" and os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return None
+    return family
+
+
+def hub_env(family: str) -> dict[str, str]:
+    """The environment of the hub of ``family`` (:func:`worker_env`, with
+    the Keras backend TensorFlow's import selects made explicit)."""
+    env = worker_env()
+    if family == "tensorflow":
+        env["KERAS_BACKEND"] = "tensorflow"
+    return env
 
 
 # ---------------------------------------------------------------------------

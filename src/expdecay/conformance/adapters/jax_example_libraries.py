@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Adapter, Params
-from .keras3 import STEP_MODES, step_array
+from .keras import STEP_MODES, step_array
 
 
 class JaxExampleLibrariesAdapter(Adapter):
@@ -28,7 +28,7 @@ class JaxExampleLibrariesAdapter(Adapter):
             raise ValueError(f"step_mode must be 'array' or 'scalar'; got {step_mode!r}")
         import jax
 
-        jax.config.update("jax_enable_x64", bool(x64))  # type: ignore[no-untyped-call]
+        jax.config.update("jax_enable_x64", bool(x64))
         from jax.example_libraries import optimizers
 
         self.jax = jax
@@ -57,7 +57,7 @@ class JaxExampleLibrariesAdapter(Adapter):
 
     def _evaluate(self, params: Params, steps: list[int | float]) -> np.ndarray:
         I, D, r = params.as_python()
-        fn = self.optimizers.exponential_decay(I, D, r)  # type: ignore[no-untyped-call]
+        fn = self.optimizers.exponential_decay(I, D, r)
         if self.vectorised:
             return np.asarray(fn(self.jax.numpy.asarray(step_array(steps))),
                               dtype=np.float64).ravel()

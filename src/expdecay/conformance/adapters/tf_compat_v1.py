@@ -8,7 +8,7 @@ evaluates it at ``global_step``.  The adapter passes the group's steps as
 ``global_step`` (an int64 array, float64 when a step is not an integer; one
 Python number per call with ``step_mode="scalar"``) and calls that function.
 The dtype follows the Keras rule, as in
-:mod:`expdecay.conformance.adapters.keras3`: a float32 case passes a Python
+:mod:`expdecay.conformance.adapters.keras`: a float32 case passes a Python
 float, the other formats a 0-d numpy array of the format.  ``staircase`` is
 passed as given (TensorFlow validates none of the arguments).
 """
@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from .base import Adapter, Params
-from .keras3 import STEP_MODES, initial_value, step_array, to_numpy_values
+from .keras import STEP_MODES, initial_value, step_array, to_numpy_values
 
 
 class TfCompatV1Adapter(Adapter):

@@ -1,8 +1,9 @@
-"""Worker process: serve one built-in adapter over the JSON-lines protocol.
+"""The worker side of the protocol: serve one built-in adapter over JSON lines.
 
 ``python -m expdecay.conformance.adapters.worker SPEC``, SPEC for example
-``'{"name": "keras", "options": {"backend": "jax"}}'`` (``python -m
-expdecay.adapters.worker SPEC``, the older name, runs the same code).
+``'{"name": "keras", "options": {"backend": "jax"}}'``.  :func:`serve`
+answers requests (:func:`answer`, :func:`answer_batch`); the wire format is
+:mod:`.codec`, the fork children :mod:`.processes`.
 
 The protocol's stdout is a duplicate of the original standard output; file
 descriptor 1 is pointed at standard error before any framework is imported,
@@ -10,9 +11,9 @@ so that nothing a framework prints can corrupt the protocol.
 
 With ``"fresh": true`` in SPEC, every evaluation runs in a child forked
 from the worker before it evaluated anything (see
-:func:`expdecay.conformance.adapters.protocol.serve`).  With ``"zygote":
-true``, the worker evaluates as usual but first forks a child that keeps
-the state of a fresh start (:class:`~expdecay.conformance.adapters.protocol.Zygote`);
+:func:`serve`).  With ``"zygote": true``, the worker evaluates as usual
+but first forks a child that keeps the state of a fresh start
+(:class:`~expdecay.conformance.adapters.processes.Zygote`);
 the ``batch`` requests marked ``"fresh": true`` are answered by children
 forked from it, one per group, so that the re-run of failing groups needs
 no second start-up of the implementation.
@@ -28,8 +29,20 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import IO, Any
 
-from .protocol import PROTOCOL
+from .base import Adapter, Params, describe_exception, step_value
+from .codec import (
+    FRESH_PARALLEL,
+    MAX_FRESH_PARALLEL,
+    MAX_TIMEOUT,
+    PROTOCOL,
+    brief_repr,
+    encode_value,
+)
+from .processes import Respond, Zygote, answer_in_child, fresh_answers, fresh_sequence
+
+__all__ = ["main", "hello", "answer", "answer_group", "answer_batch", "serve"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 _configure_jax_cache()
         name = spec["name"]
         options = dict(spec.get("options", {}))
-        from . import make_inprocess
+        from .registry import make_inprocess
 
         adapter = make_inprocess(name, **options)
     except Exception as e:  # noqa: BLE001 - reported as a failed start-up
@@ -61,8 +74,6 @@ def main(argv: list[str] | None = None) -> int:
             failure["kind"] = "lookup"
         proto.write(json.dumps(failure) + "\n")
         return 3
-    from .protocol import Zygote, serve
-
     fresh = bool(spec.get("fresh", False))
     keep = bool(spec.get("zygote", False)) and not fresh
     if fresh or keep:
@@ -74,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     zygote = None
     if keep:  # forked before anything is evaluated: the fresh state for re-runs
         try:
-            zygote = Zygote(adapter, close=(proto.fileno(),))
+            zygote = Zygote(respond_group(adapter), close=(proto.fileno(),))
         except OSError as e:
             print(f"worker: no fresh process state: {e}", file=sys.stderr)
     serve(adapter, sys.stdin, proto, fresh=fresh, zygote=zygote)
@@ -106,7 +117,7 @@ def _configure_jax_cache() -> None:
         if text is not None:
             value: str | float | int = text if key.endswith("_DIR") else (
                 float(text) if key.endswith("_SECS") else int(text))
-            jax.config.update(key.lower(), value)  # type: ignore[no-untyped-call]
+            jax.config.update(key.lower(), value)
 
 
 #: Modules a framework imports at its first evaluation (measured): imported
@@ -126,7 +137,157 @@ def _import_lazy_modules() -> None:
                 except ImportError:
                     pass
 
+def hello(adapter: Adapter, *, fresh_batch: bool = False) -> dict[str, Any]:
+    """The hello line: ``ops`` lists ``batch`` (several groups per request,
+    see :func:`answer_batch`), and ``fresh-batch`` and ``fresh-sequence``
+    when the worker can evaluate each group of a batch in a fresh process
+    state of its own, or every group of a batch, one after another, in one
+    fresh process state (:func:`~.processes.fresh_sequence`)."""
+    return {
+        "protocol": PROTOCOL,
+        "name": adapter.name,
+        "version": adapter.version,
+        "vectorised": bool(getattr(adapter, "vectorised", False)),
+        "ops": ["evaluate", "applicable", "batch",
+                *(["fresh-batch", "fresh-sequence"] if fresh_batch else [])],
+    }
+
+
+def answer(adapter: Adapter, request: Any) -> dict[str, Any]:
+    """The response to one request (never raises)."""
+    rid = request.get("id") if isinstance(request, dict) else None
+    try:
+        if not isinstance(request, dict):
+            raise ValueError("a request must be a JSON object")
+        params = Params.from_json(request.get("params"))
+        if request.get("op", "evaluate") == "applicable":
+            why = adapter.applicable(params)
+            return {"id": rid, "applicable": None if why is None else str(why)[:300]}
+        steps = request.get("steps")
+        if not isinstance(steps, list):
+            raise ValueError("steps must be a list")
+        out = adapter.evaluate_outcome(params, [step_value(s) for s in steps])
+    except Exception as e:  # noqa: BLE001 - reported to the runner
+        return {"id": rid, "error": describe_exception(e)}
+    results: list[Any] = []
+    for i, v in enumerate(out.values):
+        if i in out.not_applicable:
+            results.append({"na": str(out.not_applicable[i])[:300]})
+        elif i in out.errors:
+            results.append({"error": str(out.errors[i])[:300]})
+        elif i in out.crashed:  # no usable answer (an output that is not a number)
+            results.append({"crashed": str(out.crashed[i])[:300]})
+        else:
+            results.append(encode_value(float(v)))
+    return {"id": rid, "results": results}
+
+
+def answer_batch(adapter: Adapter, request: dict[str, Any]) -> dict[str, Any]:
+    """The response to a ``batch`` request (never raises): ``{"id": ...,
+    "groups": [...]}`` with, per group ``{"params": ..., "steps": [...]}``
+    of the request and in its order, what :func:`answer` gives for it
+    without the id (``{"results": [...]}`` or ``{"error": ...}``).  A group
+    the implementation cannot express answers ``{"na": why}`` for each step,
+    so that applicability needs no round trip of its own."""
+    rid = request.get("id")
+    groups = request.get("groups")
+    if not isinstance(groups, list):
+        return {"id": rid, "error": "groups must be a list"}
+    return {"id": rid, "groups": [answer_group(adapter, g) for g in groups]}
+
+
+def answer_group(adapter: Adapter, group: Any) -> dict[str, Any]:
+    """The answer to one group of a ``batch`` request: :func:`answer` without
+    the id (never raises)."""
+    one = answer(adapter, group) if isinstance(group, dict) else {
+        "error": "a group must be a JSON object"}
+    one.pop("id", None)
+    return one
+
+
+def respond_group(adapter: Adapter) -> Respond:
+    """:func:`answer_group` for ``adapter``, as the fork children of
+    :mod:`.processes` call it."""
+    return lambda group: answer_group(adapter, group)
+
+
+def _fresh_batch(adapter: Adapter, request: dict[str, Any], zygote: Zygote | None,
+                 fresh: bool) -> dict[str, Any]:
+    """The response to a ``batch`` request with ``"fresh": true``."""
+    rid = request.get("id")
+    groups = request.get("groups")
+    if not isinstance(groups, list):
+        return {"id": rid, "error": "groups must be a list"}
+    timeout = request.get("timeout", 60.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
+            0 < timeout <= MAX_TIMEOUT):
+        return {"id": rid,
+                "error": f"timeout must be a number of seconds; got {brief_repr(timeout)}"}
+    parallel = request.get("parallel", FRESH_PARALLEL)
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or not (
+            1 <= parallel <= MAX_FRESH_PARALLEL):
+        return {"id": rid, "error": "parallel must be an integer from 1 to "
+                                    f"{MAX_FRESH_PARALLEL}; got {brief_repr(parallel)}"}
+    sequence = request.get("sequence", False)
+    if not isinstance(sequence, bool):
+        return {"id": rid, "error": f"sequence must be true or false; got {brief_repr(sequence)}"}
+    if fresh:  # this worker evaluates nothing itself: fork from it
+        respond = respond_group(adapter)
+        here = fresh_sequence(respond, groups, float(timeout)) if sequence else \
+            fresh_answers(respond, groups, float(timeout), parallel)
+        return {"id": rid, "groups": here}
+    if zygote is None:
+        return {"id": rid, "error": "this worker has no fresh process state to fork from"}
+    got = zygote.run(groups, float(timeout), parallel, sequence)
+    if got is None:
+        return {"id": rid, "error": "the fresh process state was lost (its process ended)"}
+    return {"id": rid, "groups": got}
+
+
+def serve(adapter: Adapter, inp: IO[str], out: IO[str], *, fresh: bool = False,
+          zygote: Zygote | None = None) -> None:
+    """Answer requests from ``inp`` until end of input.
+
+    With ``fresh``, every ``evaluate`` request (and every group of a
+    ``batch``) is answered by a child forked from this process, which has
+    imported the implementation but evaluated nothing: each request then
+    sees the process state of a fresh start (no cache filled by an earlier
+    request), which is how the runner tells a failure of the function from
+    one that depends on process state.  A ``zygote`` (:class:`Zygote`, forked
+    before anything was evaluated) answers the ``batch`` requests marked
+    ``"fresh": true`` the same way, while this process answers the others.
+    """
+    out.write(json.dumps(hello(adapter, fresh_batch=fresh or zygote is not None)) + "\n")
+    out.flush()
+    for line in inp:
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+        except (ValueError, RecursionError) as e:
+            response: dict[str, Any] = {"id": None, "error": f"bad JSON: {str(e)[:200]}"}
+        else:
+            if isinstance(request, dict) and request.get("op") == "batch":
+                if request.get("fresh") is True or fresh:
+                    response = _fresh_batch(adapter, request, zygote, fresh)
+                else:
+                    response = answer_batch(adapter, request)
+                out.write(json.dumps(response) + "\n")
+                out.flush()
+                continue
+            if fresh and isinstance(request, dict) and request.get("op", "evaluate") == "evaluate":
+                text = answer_in_child(lambda r: answer(adapter, r), request)
+                if text is None:  # the child died without answering
+                    os._exit(70)
+                out.write(text)
+                out.flush()
+                continue
+            response = answer(adapter, request)
+        out.write(json.dumps(response) + "\n")
+        out.flush()
+    if zygote is not None:
+        zygote.close()
+
 
 if __name__ == "__main__":
-    assert PROTOCOL
     sys.exit(main())
