@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from support.bits import require_peers
 from support.paths import MUTANT_DIR, ROOT
 
 VECTORS = ROOT / "conformance" / "vectors"
@@ -170,8 +171,7 @@ def test_the_tensorflow_constant_cache_counts_as_failures() -> None:
     """TensorFlow's eager constant cache turns a -0.0 into +0.0 after a
     schedule with +0.0: failures, with the cause ``process-state``, the
     fresh process giving the vector's negative value."""
-    pytest.importorskip("tensorflow", reason="the TensorFlow backend of Keras")
-    pytest.importorskip("keras", reason="Keras 3")
+    require_peers("tensorflow", "keras", needed_by="Keras 3 on its TensorFlow backend")
     docs = _docs("special_values.json")
     reps = {r.profile: r for r in check_implementation(
         "keras", {"backend": "tensorflow"}, docs, ("exact", "keras"))}

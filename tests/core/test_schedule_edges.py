@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from expdecay import ExponentialDecay
+from support.bits import require_peers
 
 F32_TENTH = np.float32(0.1)  # rnd32(0.1) = 0x1.99999ap-4
 
@@ -57,7 +58,8 @@ def test_non_numeric_object_steps_still_refused() -> None:
 
 
 def test_torch_bfloat16_step_error_names_step() -> None:
-    torch = pytest.importorskip("torch")
+    require_peers("torch", needed_by="torch tensors as steps")
+    import torch
     s = ExponentialDecay(0.1, 1000, 0.96)
     with pytest.raises(TypeError, match=r"^step must be .*bfloat16"):
         s(torch.tensor(5.0, dtype=torch.bfloat16))
